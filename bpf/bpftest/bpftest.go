@@ -1,0 +1,123 @@
+// Package bpftest holds helpers for kmemprof's tests that need the real
+// kernel: the privileged-test gate and a child process that makes a known
+// kernel allocation leak (eventfds it holds until told to release them).
+package bpftest
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// RequireEnv is the environment variable under which a privileged test that
+// would skip fails instead. CI sets it.
+const RequireEnv = "KMEMPROF_REQUIRE_BPF"
+
+// Require skips the test when it cannot load BPF programs (not root), or
+// fails it when RequireEnv=1: in CI a skipped kernel test is a failure.
+func Require(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	msg := "needs root to load BPF programs"
+	if os.Getenv(RequireEnv) == "1" {
+		t.Fatalf("%s, and %s=1 forbids skipping", msg, RequireEnv)
+	}
+	t.Skip(msg)
+}
+
+const helperEnv = "KMEMPROF_TEST_HELPER"
+
+// HelperMain runs the helper child when the test binary was started as one,
+// and exits; otherwise it returns at once. Call it first thing in TestMain.
+func HelperMain() {
+	switch os.Getenv(helperEnv) {
+	case "":
+		return
+	case "eventfd":
+		n, err := strconv.Atoi(os.Getenv(helperEnv + "_N"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bad helper count:", err)
+			os.Exit(2)
+		}
+		if err := eventfdLeaker(n, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	default:
+		fmt.Fprintln(os.Stderr, "unknown helper", os.Getenv(helperEnv))
+		os.Exit(2)
+	}
+}
+
+// Leaker is a child process that holds N eventfds: each one is a set of
+// kernel allocations (file, dentry, eventfd_ctx, LSM blob) made through
+// do_eventfd and kept until Release.
+type Leaker struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Scanner
+	N     int
+	PID   int
+}
+
+// StartLeaker starts a child of the test binary that opens n eventfds, and
+// waits until it holds them. The test binary's TestMain must call HelperMain.
+func StartLeaker(t testing.TB, n int) *Leaker {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=eventfd", helperEnv+"_N="+strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting leaker: %v", err)
+	}
+	l := &Leaker{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout), N: n, PID: cmd.Process.Pid}
+	t.Cleanup(func() {
+		l.stdin.Close()
+		done := make(chan struct{})
+		go func() { l.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			l.cmd.Process.Kill()
+			<-done
+		}
+	})
+	l.expect(t, fmt.Sprintf("held %d", n))
+	return l
+}
+
+// Release makes the child close every eventfd and waits until it has.
+func (l *Leaker) Release(t testing.TB) {
+	t.Helper()
+	if _, err := io.WriteString(l.stdin, "release\n"); err != nil {
+		t.Fatalf("telling leaker to release: %v", err)
+	}
+	l.expect(t, fmt.Sprintf("released %d", l.N))
+}
+
+func (l *Leaker) expect(t testing.TB, want string) {
+	t.Helper()
+	if !l.out.Scan() {
+		t.Fatalf("leaker exited before %q: %v", want, l.out.Err())
+	}
+	if got := strings.TrimSpace(l.out.Text()); got != want {
+		t.Fatalf("leaker said %q, want %q", got, want)
+	}
+}

@@ -1,0 +1,44 @@
+package bpftest
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+
+	"golang.org/x/sys/unix"
+)
+
+func eventfdLeaker(n int, in io.Reader, out io.Writer) error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("reading RLIMIT_NOFILE: %w", err)
+	}
+	if need := uint64(n + 64); lim.Cur < need {
+		lim.Cur = need
+		if lim.Max < need {
+			lim.Max = need
+		}
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			return fmt.Errorf("raising RLIMIT_NOFILE to %d: %w", need, err)
+		}
+	}
+	fds := make([]int, 0, n)
+	for i := 0; i < n; i++ {
+		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("eventfd %d: %w", i, err)
+		}
+		fds = append(fds, fd)
+	}
+	fmt.Fprintf(out, "held %d\n", n)
+	sc := bufio.NewScanner(in)
+	if !sc.Scan() {
+		return nil // parent gone: exit, the kernel closes the fds
+	}
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	fmt.Fprintf(out, "released %d\n", n)
+	sc.Scan() // wait for the parent to close stdin
+	return nil
+}

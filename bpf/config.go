@@ -1,0 +1,150 @@
+package bpf
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/kmemprof/kmemprof/tracer"
+)
+
+// ErrNotSupported is returned (wrapped) by Open on platforms without eBPF.
+var ErrNotSupported = errors.New("eBPF tracing is not supported on this platform")
+
+// ErrAttach is returned (wrapped) when no program could be attached in the
+// requested mode; the message names the kernel support that is missing.
+var ErrAttach = errors.New("cannot attach to the kernel's allocation hooks")
+
+// Mode is how the BPF programs attach to the kernel.
+type Mode string
+
+// Attach modes, cheapest first. ModeAuto tries them in this order.
+const (
+	ModeAuto       Mode = "auto"
+	ModeRawTP      Mode = "raw_tp"
+	ModeTPBTF      Mode = "tp_btf"
+	ModeTracepoint Mode = "tracepoint"
+	ModeKprobe     Mode = "kprobe"
+)
+
+// AutoOrder is the order in which ModeAuto tries the attach modes.
+var AutoOrder = []Mode{ModeRawTP, ModeTPBTF, ModeTracepoint, ModeKprobe}
+
+// ParseMode parses an --attach value.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(strings.TrimSpace(s)); m {
+	case ModeAuto, ModeRawTP, ModeTPBTF, ModeTracepoint, ModeKprobe:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown attach mode %q (want auto, raw_tp, tp_btf, tracepoint or kprobe)", s)
+}
+
+// ParseKinds parses a --kinds value: a comma-separated list of slab, page and
+// percpu. "slab" covers kmem_cache and kmalloc allocations.
+func ParseKinds(s string) ([]tracer.Kind, error) {
+	var kinds []tracer.Kind
+	seen := map[tracer.Kind]bool{}
+	for _, f := range strings.Split(s, ",") {
+		var k tracer.Kind
+		switch strings.TrimSpace(f) {
+		case "slab":
+			k = tracer.KindSlab
+		case "page", "pages":
+			k = tracer.KindPage
+		case "percpu":
+			k = tracer.KindPercpu
+		case "":
+			continue
+		default:
+			return nil, fmt.Errorf("unknown allocation kind %q (want a comma-separated list of slab, page, percpu)", strings.TrimSpace(f))
+		}
+		if !seen[k] {
+			seen[k] = true
+			kinds = append(kinds, k)
+		}
+	}
+	if len(kinds) == 0 {
+		return nil, fmt.Errorf("no allocation kind given (want a comma-separated list of slab, page, percpu)")
+	}
+	return kinds, nil
+}
+
+// MaxCacheFilters is how many --cache names the kernel-side filter holds.
+const MaxCacheFilters = 4
+
+// MaxStackDepth is the deepest kernel stack the kernel can walk for BPF
+// (PERF_MAX_STACK_DEPTH).
+const MaxStackDepth = 127
+
+// Config says what to trace. The zero value of every field means "default".
+type Config struct {
+	// Mode is the attach mode; "" or ModeAuto picks the first that works.
+	Mode Mode
+	// Kinds are the allocators to trace; nil means slab only.
+	Kinds []tracer.Kind
+	// PID, if non-zero, traces only allocations by this process (thread group).
+	PID uint32
+	// CgroupPath, if set, traces only allocations by tasks in this cgroup v2
+	// directory or below it (an absolute path under the cgroup2 mount).
+	CgroupPath string
+	// Caches, if set, traces only these slab caches (at most MaxCacheFilters
+	// names, e.g. "dentry", "kmalloc-64"). kmalloc names match every kmalloc
+	// variant of that size class (kmalloc-cg-64, kmalloc-rcl-64...).
+	Caches []string
+	// MinSize, if non-zero, traces only allocations of at least this many
+	// allocated bytes.
+	MinSize uint64
+	// StackDepth is the deepest kernel stack recorded (default 64, at most
+	// MaxStackDepth).
+	StackDepth int
+	// MaxOutstanding is the capacity of each outstanding-allocation map
+	// (default 1<<20); allocations beyond it are counted as map_full.
+	MaxOutstanding int
+	// MaxStacks is the capacity of the stack map (default 1<<16).
+	MaxStacks int
+	// SelfPID is excluded from tracing: kmemprof's own map reads allocate.
+	// 0 means the current process.
+	SelfPID uint32
+	// HasSymbol reports whether a kernel function exists; kprobe mode uses it
+	// to pick allocator function names. nil means try every known name.
+	HasSymbol func(name string) bool
+}
+
+func (c *Config) setDefaults() error {
+	if c.Mode == "" {
+		c.Mode = ModeAuto
+	}
+	if len(c.Kinds) == 0 {
+		c.Kinds = []tracer.Kind{tracer.KindSlab}
+	}
+	if c.StackDepth == 0 {
+		c.StackDepth = 64
+	}
+	if c.StackDepth < 1 || c.StackDepth > MaxStackDepth {
+		return fmt.Errorf("stack depth %d out of range (1 to %d)", c.StackDepth, MaxStackDepth)
+	}
+	if c.MaxOutstanding == 0 {
+		c.MaxOutstanding = 1 << 20
+	}
+	if c.MaxStacks == 0 {
+		c.MaxStacks = 1 << 16
+	}
+	if len(c.Caches) > MaxCacheFilters {
+		return fmt.Errorf("too many caches to filter (%d, at most %d)", len(c.Caches), MaxCacheFilters)
+	}
+	for _, name := range c.Caches {
+		if len(name) == 0 || len(name) >= 32 {
+			return fmt.Errorf("cache name %q: want 1 to 31 characters", name)
+		}
+	}
+	return nil
+}
+
+func (c *Config) has(k tracer.Kind) bool {
+	for _, x := range c.Kinds {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}

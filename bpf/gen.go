@@ -1,0 +1,8 @@
+package bpf
+
+// The BPF object is generated from kmemprof.bpf.c by bpf2go (pinned as a tool
+// in go.mod) and committed, so building kmemprof needs no clang. Run
+// `make generate` after changing the C code; CI fails when the committed files
+// are stale.
+//
+//go:generate go tool bpf2go -tags linux -cc clang -cflags "-O2 -g -Wall -Werror" -target amd64 -type alloc_info -type cache_info -type totals_key -type totals_val kmemprof kmemprof.bpf.c -- -I./headers

@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The few kernel types kmemprof's BPF programs use, declared by hand instead of
+ * a full bpftool-generated vmlinux.h. Every struct carries
+ * preserve_access_index, so field offsets are CO-RE relocations resolved
+ * against the running kernel's BTF at load time: the layouts below only need
+ * the right field names and types, not the right offsets.
+ */
+#ifndef __KMEMPROF_VMLINUX_H__
+#define __KMEMPROF_VMLINUX_H__
+/* Tells bpf_tracing.h to use the kernel's pt_regs field names (di, si, ...). */
+#define __VMLINUX_H__
+
+typedef unsigned char __u8;
+typedef signed char __s8;
+typedef unsigned short __u16;
+typedef short __s16;
+typedef unsigned int __u32;
+typedef int __s32;
+typedef unsigned long long __u64;
+typedef long long __s64;
+typedef __u8 u8;
+typedef __u16 u16;
+typedef __u32 u32;
+typedef __u64 u64;
+typedef __s32 s32;
+typedef __s64 s64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u32 __wsum;
+typedef _Bool bool;
+typedef unsigned long size_t;
+typedef unsigned int gfp_t;
+typedef unsigned int slab_flags_t;
+
+enum {
+	false = 0,
+	true = 1,
+};
+
+enum bpf_map_type {
+	BPF_MAP_TYPE_HASH = 1,
+	BPF_MAP_TYPE_ARRAY = 2,
+	BPF_MAP_TYPE_PERCPU_HASH = 5,
+	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_STACK_TRACE = 7,
+	BPF_MAP_TYPE_CGROUP_ARRAY = 8,
+};
+
+enum {
+	BPF_ANY = 0,
+	BPF_NOEXIST = 1,
+	BPF_EXIST = 2,
+};
+
+enum {
+	BPF_F_NO_PREALLOC = 1,
+};
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+struct kmem_cache {
+	slab_flags_t flags;
+	unsigned int size;
+	unsigned int object_size;
+	const char *name;
+};
+
+struct page;
+
+struct trace_entry {
+	unsigned short type;
+	unsigned char flags;
+	unsigned char preempt_count;
+	int pid;
+};
+
+struct trace_event_raw_kmem_cache_alloc {
+	struct trace_entry ent;
+	unsigned long call_site;
+	const void *ptr;
+	u32 __data_loc_name;
+	size_t bytes_req;
+	size_t bytes_alloc;
+	unsigned long gfp_flags;
+	int node;
+	bool accounted;
+};
+
+struct trace_event_raw_kmalloc {
+	struct trace_entry ent;
+	unsigned long call_site;
+	const void *ptr;
+	size_t bytes_req;
+	size_t bytes_alloc;
+	unsigned long gfp_flags;
+	int node;
+};
+
+struct trace_event_raw_kfree {
+	struct trace_entry ent;
+	unsigned long call_site;
+	const void *ptr;
+};
+
+struct trace_event_raw_kmem_cache_free {
+	struct trace_entry ent;
+	unsigned long call_site;
+	const void *ptr;
+	u32 __data_loc_name;
+};
+
+struct trace_event_raw_mm_page_alloc {
+	struct trace_entry ent;
+	unsigned long pfn;
+	unsigned int order;
+	unsigned long gfp_flags;
+	int migratetype;
+};
+
+struct trace_event_raw_mm_page_free {
+	struct trace_entry ent;
+	unsigned long pfn;
+	unsigned int order;
+};
+
+struct trace_event_raw_mm_page_free_batched {
+	struct trace_entry ent;
+	unsigned long pfn;
+};
+
+struct trace_event_raw_percpu_alloc_percpu {
+	struct trace_entry ent;
+	unsigned long call_site;
+	bool reserved;
+	bool is_atomic;
+	size_t size;
+	size_t align;
+	void *base_addr;
+	int off;
+	void *ptr;
+	size_t bytes_alloc;
+	unsigned long gfp_flags;
+};
+
+struct trace_event_raw_percpu_free_percpu {
+	struct trace_entry ent;
+	void *base_addr;
+	int off;
+	void *ptr;
+};
+
+/* x86-64 register file, as bpf_tracing.h's PT_REGS_* macros expect it. */
+struct pt_regs {
+	unsigned long r15;
+	unsigned long r14;
+	unsigned long r13;
+	unsigned long r12;
+	unsigned long bp;
+	unsigned long bx;
+	unsigned long r11;
+	unsigned long r10;
+	unsigned long r9;
+	unsigned long r8;
+	unsigned long ax;
+	unsigned long cx;
+	unsigned long dx;
+	unsigned long si;
+	unsigned long di;
+	unsigned long orig_ax;
+	unsigned long ip;
+	unsigned long cs;
+	unsigned long flags;
+	unsigned long sp;
+	unsigned long ss;
+};
+
+#pragma clang attribute pop
+
+/*
+ * SLAB_ACCOUNT and SLAB_RECLAIM_ACCOUNT became bits of this enum in 6.9 (they
+ * were #defines, 0x04000000 and 0x00020000, before); read them with
+ * bpf_core_enum_value so the running kernel's value is used.
+ */
+enum _slab_flag_bits {
+	_SLAB_ACCOUNT = 13,
+	_SLAB_RECLAIM_ACCOUNT = 15,
+};
+
+#endif /* __KMEMPROF_VMLINUX_H__ */

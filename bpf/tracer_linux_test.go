@@ -1,0 +1,218 @@
+package bpf
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/kmemprof/kmemprof/bpf/bpftest"
+	"github.com/kmemprof/kmemprof/tracer"
+)
+
+func TestMain(m *testing.M) {
+	bpftest.HelperMain()
+	os.Exit(m.Run())
+}
+
+// funcRange returns the address range of a kernel text symbol from /proc/kallsyms.
+func funcRange(t *testing.T, name string) (lo, hi uint64) {
+	t.Helper()
+	f, err := os.Open("/proc/kallsyms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var addrs []uint64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fs := strings.Fields(sc.Text())
+		if len(fs) < 3 || (fs[1] != "t" && fs[1] != "T") {
+			continue
+		}
+		a, err := strconv.ParseUint(fs[0], 16, 64)
+		if err != nil {
+			continue
+		}
+		if fs[2] == name && len(fs) == 3 {
+			lo = a
+		}
+		addrs = append(addrs, a)
+	}
+	if lo == 0 {
+		t.Fatalf("%s not in /proc/kallsyms (addresses hidden?)", name)
+	}
+	sort.Slice(addrs, func(i, j int) bool { return addrs[i] < addrs[j] })
+	i := sort.Search(len(addrs), func(i int) bool { return addrs[i] > lo })
+	return lo, addrs[i]
+}
+
+func stackHas(st []uint64, lo, hi uint64) bool {
+	for _, a := range st {
+		if a > lo && a <= hi { // return addresses: after the call instruction
+			return true
+		}
+	}
+	return false
+}
+
+// countEventfd counts records whose stack goes through do_eventfd and that
+// belong to pid, by stack.
+func countEventfd(t *testing.T, snap *tracer.Snapshot, pid int) map[tracer.StackID]int {
+	lo, hi := funcRange(t, "do_eventfd")
+	out := map[tracer.StackID]int{}
+	for _, r := range snap.Records {
+		if int(r.PID) != pid {
+			continue
+		}
+		if st, ok := snap.Stacks[r.Stack]; ok && stackHas(st, lo, hi) {
+			out[r.Stack]++
+		}
+	}
+	return out
+}
+
+func TestEventfdLeakEveryMode(t *testing.T) {
+	bpftest.Require(t)
+	for _, mode := range []Mode{ModeRawTP, ModeTPBTF, ModeTracepoint} {
+		t.Run(string(mode), func(t *testing.T) {
+			tr, err := Open(Config{Mode: mode, MaxOutstanding: 1 << 18, MaxStacks: 1 << 14})
+			if err != nil {
+				t.Fatalf("Open: %+v", err)
+			}
+			defer tr.Close()
+			if tr.Mode() != mode {
+				t.Fatalf("mode %s, want %s", tr.Mode(), mode)
+			}
+			const n = 2000
+			l := bpftest.StartLeaker(t, n)
+			if err := tr.Detach(); err != nil {
+				t.Fatal(err)
+			}
+			snap, err := tr.Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			byStack := countEventfd(t, snap, l.PID)
+			var full int
+			for _, c := range byStack {
+				if c == n {
+					full++
+				}
+			}
+			// file, dentry, eventfd_ctx and the LSM blob: 4 stacks of n each
+			// (3 when no LSM allocates a file blob).
+			if full < 3 {
+				t.Errorf("stacks through do_eventfd with exactly %d records: %d, want >= 3 (counts %v)", n, full, byStack)
+			}
+			var events uint64
+			for _, c := range snap.Meta.Counters {
+				if strings.HasPrefix(c.Name, "events_") {
+					events += c.Value
+				}
+				if c.Loss && c.Value != 0 {
+					t.Logf("loss counter %s=%d", c.Name, c.Value)
+				}
+			}
+			if events < 4*n {
+				t.Errorf("events counted %d, want >= %d", events, 4*n)
+			}
+		})
+	}
+}
+
+func TestReleasedAllocationsLeaveInUse(t *testing.T) {
+	bpftest.Require(t)
+	tr, err := Open(Config{MaxOutstanding: 1 << 18, MaxStacks: 1 << 14})
+	if err != nil {
+		t.Fatalf("Open: %+v", err)
+	}
+	defer tr.Close()
+	const n = 2000
+	l := bpftest.StartLeaker(t, n)
+	l.Release(t)
+	time.Sleep(500 * time.Millisecond) // dentries are freed after an RCU grace period
+	if err := tr.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := tr.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for st, c := range countEventfd(t, snap, l.PID) {
+		if c > n/50 {
+			t.Errorf("stack %d still holds %d of %d released allocations", st, c, n)
+		}
+	}
+	var freed uint64
+	for _, c := range snap.Meta.Counters {
+		if c.Name == "freed" {
+			freed = c.Value
+		}
+	}
+	if freed < 3*n {
+		t.Errorf("freed counter %d, want >= %d", freed, 3*n)
+	}
+}
+
+func TestKprobeProgramsPassVerifier(t *testing.T) {
+	bpftest.Require(t)
+	names, err := LoadOnly(Config{}, ModeKprobe)
+	if err != nil {
+		t.Fatalf("kprobe programs rejected: %+v", err)
+	}
+	if len(names) < 5 {
+		t.Fatalf("loaded %v", names)
+	}
+}
+
+func TestKprobeAttachFailsClearly(t *testing.T) {
+	bpftest.Require(t)
+	if _, err := os.Stat("/sys/bus/event_source/devices/kprobe"); err == nil {
+		t.Skip("this kernel has kprobes; the failure path is not reachable")
+	}
+	tr, err := Open(Config{Mode: ModeKprobe})
+	if err == nil {
+		tr.Close()
+		t.Fatal("kprobe attach succeeded on a kernel without kprobe support")
+	}
+	if !errors.Is(err, ErrAttach) || !strings.Contains(err.Error(), "CONFIG_KPROBES") {
+		t.Fatalf("error does not name the missing kernel support: %v", err)
+	}
+}
+
+func TestProgramsGoneAfterClose(t *testing.T) {
+	bpftest.Require(t)
+	tr, err := Open(Config{MaxOutstanding: 1024, MaxStacks: 1024})
+	if err != nil {
+		t.Fatalf("Open: %+v", err)
+	}
+	ids := tr.ProgramIDs()
+	if len(ids) == 0 {
+		t.Fatal("no program ids")
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		// Program freeing is deferred to an RCU grace period after the last fd closes.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			p, err := ebpf.NewProgramFromID(id)
+			if err != nil {
+				break
+			}
+			p.Close()
+			if time.Now().After(deadline) {
+				t.Fatalf("program %d still loaded after Close", id)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}

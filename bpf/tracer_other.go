@@ -1,0 +1,66 @@
+//go:build !linux
+
+package bpf
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/kmemprof/kmemprof/tracer"
+)
+
+// Tracer is not available on this platform.
+type Tracer struct{}
+
+// Stats is a cheap live view of the kernel-side counters.
+type Stats struct {
+	Events      uint64
+	Outstanding uint64
+	Losses      uint64
+}
+
+// CgroupResolver resolves nothing on this platform.
+type CgroupResolver struct{}
+
+func errNotSupported() error {
+	return fmt.Errorf("%w (%s)", ErrNotSupported, runtime.GOOS)
+}
+
+// Open returns an error wrapping ErrNotSupported.
+func Open(Config) (*Tracer, error) { return nil, errNotSupported() }
+
+// LoadOnly returns an error wrapping ErrNotSupported.
+func LoadOnly(Config, Mode) ([]string, error) { return nil, errNotSupported() }
+
+// Mode returns "".
+func (t *Tracer) Mode() Mode { return "" }
+
+// Hooks returns nil.
+func (t *Tracer) Hooks() []string { return nil }
+
+// Notes returns nil.
+func (t *Tracer) Notes() []string { return nil }
+
+// Detach returns an error wrapping ErrNotSupported.
+func (t *Tracer) Detach() error { return errNotSupported() }
+
+// Close returns nil.
+func (t *Tracer) Close() error { return nil }
+
+// Stats returns an error wrapping ErrNotSupported.
+func (t *Tracer) Stats() (Stats, error) { return Stats{}, errNotSupported() }
+
+// Snapshot returns an error wrapping ErrNotSupported.
+func (t *Tracer) Snapshot() (*tracer.Snapshot, error) { return nil, errNotSupported() }
+
+// KernelRelease returns "unknown".
+func KernelRelease() string { return "unknown" }
+
+// Cgroup2Mount returns "".
+func Cgroup2Mount() string { return "" }
+
+// NewCgroupResolver returns a resolver that resolves nothing.
+func NewCgroupResolver() *CgroupResolver { return &CgroupResolver{} }
+
+// Path returns "".
+func (r *CgroupResolver) Path(uint64) string { return "" }

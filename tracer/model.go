@@ -1,0 +1,166 @@
+// Package tracer holds kmemprof's platform-neutral model of kernel allocations:
+// outstanding-allocation records, per-stack totals, snapshots of a capture, and
+// the pprof profile and terminal summary built from them. It knows nothing of
+// eBPF or ETW; the bpf and etw packages fill a Snapshot, and cmd/kmemprof turns
+// it into output.
+package tracer
+
+import (
+	"fmt"
+	"time"
+)
+
+// Kind is the allocator an allocation came from.
+type Kind uint8
+
+const (
+	// KindSlab is a slab object: kmem_cache_alloc or kmalloc on Linux.
+	KindSlab Kind = iota + 1
+	// KindPage is a page-allocator allocation (one record per 2^order block).
+	KindPage
+	// KindPercpu is a per-CPU allocation.
+	KindPercpu
+	// KindPool is a Windows pool allocation.
+	KindPool
+)
+
+// String returns the label value used for the kind ("slab", "page", ...).
+func (k Kind) String() string {
+	switch k {
+	case KindSlab:
+		return "slab"
+	case KindPage:
+		return "page"
+	case KindPercpu:
+		return "percpu"
+	case KindPool:
+		return "pool"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// StackID names a stack in Snapshot.Stacks. Negative values mean the stack walk
+// failed for that allocation; the value is one of the StackLost* constants and
+// the allocation is still counted, under a placeholder frame that names the cause.
+type StackID int64
+
+// Causes of a missing stack. They are negative so that they never collide with
+// real stack ids.
+const (
+	// StackLostCollision: the stack map bucket held another stack (-EEXIST).
+	StackLostCollision StackID = -1
+	// StackLostFull: the stack map had no room (-ENOMEM).
+	StackLostFull StackID = -2
+	// StackLostWalk: the kernel could not walk the stack (-EFAULT and others).
+	StackLostWalk StackID = -3
+	// StackLostNotFound: the stack id was recorded but is gone from the stack map.
+	StackLostNotFound StackID = -4
+	// StackLostNone: the event carried no stack (e.g. ETW stack never arrived).
+	StackLostNone StackID = -5
+)
+
+// StackLostName returns the placeholder frame name for a failed stack id, e.g.
+// "[stack lost: bucket collision]". It returns "" for a real stack id.
+func StackLostName(id StackID) string {
+	switch id {
+	case StackLostCollision:
+		return "[stack lost: bucket collision]"
+	case StackLostFull:
+		return "[stack lost: stack map full]"
+	case StackLostWalk:
+		return "[stack lost: walk failed]"
+	case StackLostNotFound:
+		return "[stack lost: evicted from stack map]"
+	case StackLostNone:
+		return "[stack lost: no stack event]"
+	}
+	if id < 0 {
+		return fmt.Sprintf("[stack lost: cause %d]", int64(id))
+	}
+	return ""
+}
+
+// Key identifies a group of allocations that become one pprof sample: the
+// same stack and the same labels.
+type Key struct {
+	Kind     Kind
+	Stack    StackID
+	Cache    string // slab cache or pool tag ("" when not known)
+	Comm     string // process name of the allocating task
+	PID      uint32 // process (thread-group) id of the allocating task
+	CgroupID uint64 // cgroup v2 id of the allocating task (0 when not known)
+	Pool     string // Windows pool type ("NonPaged", "Paged", ...); "" on Linux
+}
+
+// Record is one outstanding (allocated, not yet freed) allocation.
+type Record struct {
+	Key
+	Addr       uint64    // pointer (or page/pfn) that identifies the allocation
+	BytesReq   uint64    // bytes the caller asked for
+	BytesAlloc uint64    // bytes the allocator handed out
+	Time       time.Time // when it was allocated (wall clock)
+	Accounted  bool      // charged to a memory cgroup
+	GFP        uint64    // GFP flags (Linux) or 0
+	Order      uint8     // page order (page kind)
+}
+
+// Total counts every allocation made during the capture for one Key, freed
+// or not. It is the source of the alloc_objects and alloc_space sample values.
+type Total struct {
+	Key
+	Count uint64
+	Bytes uint64
+}
+
+// Counter is one capture statistic, typically a loss counter. Counters are
+// printed in the terminal summary and written as profile comments.
+type Counter struct {
+	Name  string // short machine-friendly name, e.g. "stack_collision"
+	Value uint64
+	Help  string // what it means for the user, one line
+	Loss  bool   // true when a non-zero value means data was lost or is wrong
+}
+
+// Meta describes the capture a snapshot came from.
+type Meta struct {
+	Platform   string        // "linux" or "windows"
+	Kernel     string        // kernel version string
+	AttachMode string        // e.g. "raw_tp", "tp_btf", "tracepoint", "kprobe", "etw"
+	Hooks      []string      // what was hooked, e.g. "kmem:kmalloc"
+	Start      time.Time     // wall clock when tracing began
+	Duration   time.Duration // how long tracing ran
+	MinAge     time.Duration // records younger than this at the end were left out
+	Filters    []string      // human-readable filters in force, e.g. "pid=42"
+	Counters   []Counter     // statistics and losses, in display order
+	Comments   []string      // further free-form comments for the profile
+}
+
+// Snapshot is the state of a capture at one moment: the outstanding
+// allocations, the totals since the start, and the stacks both refer to.
+type Snapshot struct {
+	Meta    Meta
+	Records []Record
+	Totals  []Total
+	// Stacks maps a stack id to raw kernel addresses, leaf (innermost) first.
+	Stacks map[StackID][]uint64
+	// Taken is when the snapshot was read.
+	Taken time.Time
+}
+
+// Frame is one symbolized kernel frame.
+type Frame struct {
+	Addr     uint64 // the address as walked (a return address except for the leaf)
+	Function string // symbol name; "" when the address could not be resolved
+	Offset   uint64 // Addr minus the symbol's start
+	Module   string // kernel module ("" for the kernel image itself, "bpf" for BPF programs)
+}
+
+// Symbolizer resolves kernel addresses to frames. Implementations must be
+// safe for use by one goroutine at a time and should be fast: the profile
+// builder calls Symbolize once per distinct address.
+type Symbolizer interface {
+	// Symbolize resolves addr. For frames other than the leaf the caller passes
+	// the return address; implementations should resolve addr-1 in that case
+	// (leaf=false) so that a call at the end of a function is attributed to it.
+	Symbolize(addr uint64, leaf bool) Frame
+}
