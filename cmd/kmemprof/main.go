@@ -1,0 +1,100 @@
+// Command kmemprof profiles kernel memory: it traces the kernel's allocations
+// and frees for a while and writes the allocations still outstanding, by
+// kernel call stack, as a pprof profile.
+//
+// Run `kmemprof --help` for the commands and `kmemprof record --help` for
+// the capture options.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set by the Makefile (-ldflags "-X main.version=...").
+var version = "dev"
+
+const mainUsage = `kmemprof - find kernel memory leaks by call stack
+
+kmemprof traces the kernel's allocations and frees for a while and writes the
+allocations still outstanding at the end, by kernel call stack, as a pprof
+profile: open it with 'go tool pprof' (top, flame graph, diffs, tag filters).
+
+Usage:
+  kmemprof <command> [options]
+
+Commands:
+  record    trace kernel allocations and write a profile (needs root)
+  version   print the version
+  help      show help for a command: kmemprof help record
+
+Examples:
+  sudo kmemprof record -d 30s                  # 30 s capture to kmem.pb.gz
+  sudo kmemprof record --pid 1234 -o app.pb.gz # only allocations by process 1234
+  go tool pprof -top kmem.pb.gz                # heaviest in-use stacks
+  go tool pprof -http=127.0.0.1:8080 kmem.pb.gz
+
+Run 'kmemprof record --help' for every capture option and how to read the output.
+`
+
+// exit codes
+const (
+	exitOK    = 0
+	exitError = 1 // the command ran and failed
+	exitUsage = 2 // bad command line
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes the command line args and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, mainUsage)
+		return exitUsage
+	}
+	switch cmd := args[0]; cmd {
+	case "record":
+		return runRecord(args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "kmemprof", version)
+		return exitOK
+	case "help", "-h", "--help", "-help":
+		if len(args) > 1 {
+			return run([]string{args[1], "--help"}, stdout, stderr)
+		}
+		fmt.Fprint(stdout, mainUsage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "kmemprof: unknown command %q\nRun 'kmemprof --help' for the list of commands.\n", cmd)
+		return exitUsage
+	}
+}
+
+// usageError is a bad command line: it is printed with a pointer to --help
+// and exits with exitUsage.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, a ...any) error {
+	return &usageError{fmt.Sprintf(format, a...)}
+}
+
+// report prints err for command cmd and returns the exit code it calls for.
+func report(stderr io.Writer, cmd string, err error) int {
+	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "kmemprof %s: %s\nRun 'kmemprof %s --help' for usage.\n", cmd, ue.msg, cmd)
+		return exitUsage
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "kmemprof %s: %v\n", cmd, err)
+	return exitError
+}

@@ -1,0 +1,208 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kmemprof/kmemprof/bpf"
+	"github.com/kmemprof/kmemprof/tracer"
+)
+
+const recordUsage = `Usage: kmemprof record [options]
+
+Trace kernel allocations and frees, then write the allocations still
+outstanding at the end as a pprof profile (0600, written atomically). Ctrl-C
+(SIGINT) or SIGTERM ends the capture early; the profile is still written.
+
+Once attached, kmemprof prints a line starting with "tracing" (hooks and
+attach mode) on stderr; on a terminal a progress line follows. At the end it
+prints the ten heaviest in-use stacks, every loss counter, and the command
+that opens the profile.
+
+Options:
+  -d, --duration D       how long to trace (default 10s; e.g. 30s, 2m, or 45 for seconds)
+  -o, --output FILE      profile to write (default kmem.pb.gz)
+      --min-age D        keep only allocations at least D old at the end
+                         (e.g. 2s: leaves out short-lived churn); default 0
+      --kinds LIST       allocators to trace, comma-separated (default slab):
+                           slab    kmem_cache_alloc/free and kmalloc/kfree
+                           page    mm_page_alloc/free (page allocator)
+                           percpu  percpu_alloc/free_percpu
+      --pid PID          only allocations made by this process
+      --cgroup PATH      only allocations by tasks in this cgroup v2 directory
+                         or below it (e.g. /sys/fs/cgroup/system.slice/foo.service)
+      --cache NAMES      only these slab caches, comma-separated, up to 4
+                         (e.g. filp,kmalloc-64; kmalloc-N matches its cg/rcl variants)
+      --min-size BYTES   only allocations of at least BYTES allocated bytes
+      --attach MODE      auto (default), raw_tp, tp_btf, tracepoint or kprobe;
+                         auto picks the first that works, cheapest first
+      --stack-depth N    deepest kernel stack recorded (default 64, max 127)
+      --max-outstanding N
+                         capacity of the in-kernel outstanding map per kind
+                         (default 1048576); more is counted as outstanding_map_full
+      --top N            rows in the terminal summary (default 10; 0 for none)
+  -h, --help             show this help
+
+Filters run in the kernel before the stack walk, so they also cut overhead.
+Frees are always matched, whoever frees.
+
+Reading the output:
+  go tool pprof -top kmem.pb.gz                         in-use bytes by function
+  go tool pprof -sample_index=inuse_objects -top kmem.pb.gz
+  go tool pprof -tagfocus=cache=filp -top kmem.pb.gz    one slab cache
+  go tool pprof -tags kmem.pb.gz                        caches, comms, pids, cgroups
+  go tool pprof -http=127.0.0.1:8080 kmem.pb.gz         flame graph in a browser
+  go tool pprof -diff_base=before.pb.gz -top after.pb.gz
+
+Sample types: inuse_space (default), inuse_objects, alloc_space,
+alloc_objects (alloc_* count every allocation made during the capture, freed
+or not). Labels: kind, cache, comm, pid, cgroup, accounted; numeric label bytes.
+
+Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYSLOG (or CAP_SYS_ADMIN), and a
+kernel with BTF (/sys/kernel/btf/vmlinux).
+`
+
+// recordOptions is a parsed `kmemprof record` command line.
+type recordOptions struct {
+	duration   time.Duration
+	output     string
+	minAge     time.Duration
+	top        int
+	bpf        bpf.Config
+	cgroupFlag string
+}
+
+// parseRecord parses the record command line. Every error is a usageError;
+// --help returns flag.ErrHelp after printing the usage to stdout.
+func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
+	fs := flag.NewFlagSet("record", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are reported by the caller, usage by -h
+	var (
+		duration, minAge                    string
+		output, kinds, attach, caches, cgrp string
+		pid, minSize                        string
+		stackDepth, maxOutstanding, top     int
+		help                                bool
+	)
+	fs.StringVar(&duration, "duration", "10s", "")
+	fs.StringVar(&duration, "d", "10s", "")
+	fs.StringVar(&output, "output", "kmem.pb.gz", "")
+	fs.StringVar(&output, "o", "kmem.pb.gz", "")
+	fs.StringVar(&minAge, "min-age", "0s", "")
+	fs.StringVar(&kinds, "kinds", "slab", "")
+	fs.StringVar(&pid, "pid", "", "")
+	fs.StringVar(&cgrp, "cgroup", "", "")
+	fs.StringVar(&caches, "cache", "", "")
+	fs.StringVar(&minSize, "min-size", "0", "")
+	fs.StringVar(&attach, "attach", "auto", "")
+	fs.IntVar(&stackDepth, "stack-depth", 64, "")
+	fs.IntVar(&maxOutstanding, "max-outstanding", 1<<20, "")
+	fs.IntVar(&top, "top", 10, "")
+	fs.BoolVar(&help, "help", false, "")
+	fs.BoolVar(&help, "h", false, "")
+	if err := fs.Parse(args); err != nil {
+		return nil, usagef("%s", strings.TrimPrefix(err.Error(), "flag provided but not defined: "))
+	}
+	if help {
+		fmt.Fprint(stdout, recordUsage)
+		return nil, flag.ErrHelp
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q (options start with -)", fs.Arg(0))
+	}
+	o := &recordOptions{output: output, top: top}
+	var err error
+	if o.duration, err = parseDuration(duration); err != nil || o.duration <= 0 {
+		return nil, usagef("bad --duration %q: want a positive duration such as 30s or 2m", duration)
+	}
+	if o.minAge, err = parseDuration(minAge); err != nil || o.minAge < 0 {
+		return nil, usagef("bad --min-age %q: want a duration such as 500ms or 2s", minAge)
+	}
+	if output == "" {
+		return nil, usagef("--output needs a file name")
+	}
+	if st, err := os.Stat(output); err == nil && st.IsDir() {
+		return nil, usagef("--output %s is a directory; give a file name", output)
+	}
+	if top < 0 {
+		return nil, usagef("bad --top %d: want 0 or more", top)
+	}
+	if o.bpf.Kinds, err = bpf.ParseKinds(kinds); err != nil {
+		return nil, usagef("bad --kinds: %v", err)
+	}
+	if o.bpf.Mode, err = bpf.ParseMode(attach); err != nil {
+		return nil, usagef("bad --attach: %v", err)
+	}
+	if pid != "" {
+		p, err := strconv.ParseUint(pid, 10, 32)
+		if err != nil || p == 0 {
+			return nil, usagef("bad --pid %q: want a process id (a positive number)", pid)
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", p)); err != nil {
+			return nil, usagef("--pid %d: no such process", p)
+		}
+		o.bpf.PID = uint32(p)
+	}
+	if cgrp != "" {
+		st, err := os.Stat(cgrp)
+		if err != nil || !st.IsDir() {
+			return nil, usagef("--cgroup %s: not a cgroup directory", cgrp)
+		}
+		o.bpf.CgroupPath = cgrp
+	}
+	if caches != "" {
+		for _, c := range strings.Split(caches, ",") {
+			if c = strings.TrimSpace(c); c != "" {
+				o.bpf.Caches = append(o.bpf.Caches, c)
+			}
+		}
+		if len(o.bpf.Caches) > bpf.MaxCacheFilters {
+			return nil, usagef("--cache: at most %d caches", bpf.MaxCacheFilters)
+		}
+		for _, c := range o.bpf.Caches {
+			if len(c) >= 32 {
+				return nil, usagef("--cache %q: slab cache names are shorter than 32 characters", c)
+			}
+		}
+	}
+	if o.bpf.MinSize, err = strconv.ParseUint(minSize, 10, 64); err != nil {
+		return nil, usagef("bad --min-size %q: want a number of bytes", minSize)
+	}
+	if stackDepth < 1 || stackDepth > bpf.MaxStackDepth {
+		return nil, usagef("bad --stack-depth %d: want 1 to %d", stackDepth, bpf.MaxStackDepth)
+	}
+	o.bpf.StackDepth = stackDepth
+	if maxOutstanding < 1024 || maxOutstanding > 1<<26 {
+		return nil, usagef("bad --max-outstanding %d: want 1024 to %d", maxOutstanding, 1<<26)
+	}
+	o.bpf.MaxOutstanding = maxOutstanding
+	return o, nil
+}
+
+// parseDuration accepts Go durations ("30s", "1m30s") and plain numbers of
+// seconds ("30", "0.5").
+func parseDuration(s string) (time.Duration, error) {
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		return time.Duration(f * float64(time.Second)), nil
+	}
+	return time.ParseDuration(s)
+}
+
+func runRecord(args []string, stdout, stderr io.Writer) int {
+	o, err := parseRecord(args, stdout)
+	if err != nil {
+		return report(stderr, "record", err)
+	}
+	if err := tracer.CheckWritable(o.output); err != nil {
+		return report(stderr, "record", err)
+	}
+	if err := record(o, stdout, stderr); err != nil {
+		return report(stderr, "record", err)
+	}
+	return exitOK
+}

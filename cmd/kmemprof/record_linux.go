@@ -1,0 +1,219 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/kmemprof/kmemprof/bpf"
+	"github.com/kmemprof/kmemprof/symbolize"
+	"github.com/kmemprof/kmemprof/tracer"
+)
+
+// Capability bits (linux/capability.h).
+const (
+	capSysAdmin = 21
+	capSyslog   = 34
+	capPerfmon  = 38
+	capBPF      = 39
+)
+
+// checkPrivileges returns an error naming what is missing when this process
+// cannot load tracing BPF programs or read kernel symbol addresses.
+func checkPrivileges() error {
+	eff, err := effectiveCaps()
+	if err != nil {
+		if os.Geteuid() == 0 {
+			return nil
+		}
+		return fmt.Errorf("kmemprof needs root (reading capabilities: %v)", err)
+	}
+	has := func(c uint) bool { return eff&(1<<c) != 0 }
+	var missing []string
+	if !has(capSysAdmin) {
+		if !has(capBPF) {
+			missing = append(missing, "CAP_BPF")
+		}
+		if !has(capPerfmon) {
+			missing = append(missing, "CAP_PERFMON")
+		}
+		if !has(capSyslog) {
+			missing = append(missing, "CAP_SYSLOG")
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("permission denied: tracing kernel allocations needs root, or the capabilities %s "+
+			"(missing: %s; CAP_SYS_ADMIN covers them): run with sudo, or "+
+			"setcap cap_bpf,cap_perfmon,cap_syslog+ep on the kmemprof binary",
+			"CAP_BPF, CAP_PERFMON and CAP_SYSLOG", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// effectiveCaps reads CapEff from /proc/self/status.
+func effectiveCaps() (uint64, error) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "CapEff:"); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		}
+	}
+	return 0, errors.New("no CapEff line in /proc/self/status")
+}
+
+// checkKallsyms fails early when the kernel hides symbol addresses from us
+// (kernel.kptr_restrict), which would leave every frame unnamed.
+func checkKallsyms() error {
+	f, err := os.Open("/proc/kallsyms")
+	if err != nil {
+		return fmt.Errorf("reading /proc/kallsyms: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for i := 0; i < 64 && sc.Scan(); i++ {
+		if a, _, ok := strings.Cut(sc.Text(), " "); ok && strings.Trim(a, "0") != "" {
+			return nil
+		}
+	}
+	return fmt.Errorf("reading /proc/kallsyms: %w: run as root (or with CAP_SYSLOG), or lower kernel.kptr_restrict", symbolize.ErrAddressesHidden)
+}
+
+// kallsymsSymbolizer adapts symbolize.Kallsyms to tracer.Symbolizer.
+type kallsymsSymbolizer struct{ k *symbolize.Kallsyms }
+
+func (s kallsymsSymbolizer) Symbolize(addr uint64, leaf bool) tracer.Frame {
+	look := addr
+	if !leaf && look > 0 {
+		look-- // a return address: the call is the instruction before it
+	}
+	sym, _, ok := s.k.Lookup(look)
+	if !ok {
+		return tracer.Frame{Addr: addr}
+	}
+	return tracer.Frame{Addr: addr, Function: sym.Name, Offset: addr - sym.Start, Module: sym.Module}
+}
+
+func record(o *recordOptions, stdout, stderr io.Writer) error {
+	if err := checkPrivileges(); err != nil {
+		return err
+	}
+	if err := checkKallsyms(); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	tr, err := bpf.Open(o.bpf)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+
+	fmt.Fprintf(stderr, "tracing %s via %s for %s (Ctrl-C to stop early)\n",
+		strings.Join(tr.Hooks(), ","), tr.Mode(), o.duration)
+	for _, n := range tr.Notes() {
+		fmt.Fprintf(stderr, "note: %s\n", n)
+	}
+
+	interrupted := wait(ctx, tr, o.duration, stderr)
+	if err := tr.Detach(); err != nil {
+		return err
+	}
+	if interrupted {
+		fmt.Fprintln(stderr, "interrupted: writing what was captured")
+	}
+	snap, err := tr.Snapshot()
+	if err != nil {
+		return err
+	}
+	// Read after the programs were loaded, so that their JIT symbols are in
+	// it and the trimming of tracing frames can name them.
+	syms, err := symbolize.LoadKallsyms()
+	if err != nil {
+		return err
+	}
+	cg := bpf.NewCgroupResolver()
+	agg, err := tracer.Aggregate(snap, kallsymsSymbolizer{syms}, tracer.Options{
+		MinAge:     o.minAge,
+		CgroupPath: cg.Path,
+	})
+	if err != nil {
+		return err
+	}
+	prof, err := agg.Profile()
+	if err != nil {
+		return err
+	}
+	if err := tracer.WriteProfile(o.output, prof); err != nil {
+		return err
+	}
+	if o.top > 0 {
+		if err := agg.WriteSummary(stdout, o.top, tracer.IsAllocatorFrame); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stderr, "wrote %s (%d samples)\nopen it with: go tool pprof -http=127.0.0.1:8080 %s\n",
+		o.output, len(prof.Sample), o.output)
+	return nil
+}
+
+// wait traces until d has passed or ctx is cancelled (a signal), showing a
+// progress line when stderr is a terminal. It reports whether it was cancelled.
+func wait(ctx context.Context, tr *bpf.Tracer, d time.Duration, stderr io.Writer) bool {
+	start := time.Now()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	var tick <-chan time.Time
+	f, ok := stderr.(*os.File)
+	if ok && term.IsTerminal(int(f.Fd())) {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		tick = t.C
+		defer fmt.Fprint(stderr, "\r\033[K")
+	}
+	var lastEvents uint64
+	lastAt := start
+	for {
+		select {
+		case <-ctx.Done():
+			return true
+		case <-timer.C:
+			return false
+		case now := <-tick:
+			st, err := tr.Stats()
+			if err != nil {
+				continue
+			}
+			rate := float64(st.Events-lastEvents) / now.Sub(lastAt).Seconds()
+			lastEvents, lastAt = st.Events, now
+			el := now.Sub(start).Round(time.Second)
+			fmt.Fprintf(stderr, "\r\033[K  %s elapsed, %s left  %s events/s  %d outstanding  %d lost",
+				el, (d - el).Round(time.Second), humanCount(rate), st.Outstanding, st.Losses)
+		}
+	}
+}
+
+func humanCount(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.1fM", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	}
+	return fmt.Sprintf("%.0f", v)
+}

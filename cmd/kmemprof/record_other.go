@@ -1,0 +1,15 @@
+//go:build !linux
+
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+
+	"github.com/kmemprof/kmemprof/bpf"
+)
+
+func record(o *recordOptions, stdout, stderr io.Writer) error {
+	return fmt.Errorf("recording on %s: %w", runtime.GOOS, bpf.ErrNotSupported)
+}
