@@ -346,7 +346,9 @@ func (t *Tracer) attachKprobes(bucketed bool) error {
 			}
 			l, err := link.Kprobe(sym, prog, nil)
 			if err != nil {
-				lastErr = fmt.Errorf("kprobe %s: %w", sym, err)
+				if lastErr == nil { // report the current name, not an old alias
+					lastErr = fmt.Errorf("kprobe %s: %w", sym, err)
+				}
 				continue
 			}
 			t.links = append(t.links, l)
@@ -369,7 +371,10 @@ func (t *Tracer) attachKprobes(bucketed bool) error {
 			lastErr = fmt.Errorf("none of %s exists in this kernel", strings.Join(h.symbols, ", "))
 		}
 		if h.needed {
-			return fmt.Errorf("%w: %v%s", ErrAttach, lastErr, kprobeHint())
+			if hint := kprobeHint(); hint != "" {
+				return fmt.Errorf("%w: %s (%v)", ErrAttach, hint, lastErr)
+			}
+			return fmt.Errorf("%w: %v", ErrAttach, lastErr)
 		}
 		failures = append(failures, lastErr.Error())
 	}
@@ -383,7 +388,8 @@ func (t *Tracer) attachKprobes(bucketed bool) error {
 // kprobeHint says why kprobes may be unavailable.
 func kprobeHint() string {
 	if _, err := os.Stat("/sys/bus/event_source/devices/kprobe"); err != nil {
-		return " (this kernel has no kprobe support: it needs CONFIG_KPROBES=y and CONFIG_KPROBE_EVENTS=y; /sys/bus/event_source/devices/kprobe is missing; use --attach raw_tp, tp_btf or tracepoint)"
+		return "this kernel has no kprobe support (it needs CONFIG_KPROBES=y and CONFIG_KPROBE_EVENTS=y; " +
+			"/sys/bus/event_source/devices/kprobe is missing): use --attach raw_tp, tp_btf or tracepoint"
 	}
 	return ""
 }

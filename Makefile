@@ -1,0 +1,47 @@
+# kmemprof: build, capture, test.
+#   make build      build ./kmemprof (no clang needed: the BPF object is committed)
+#   make run        build, then a real 10 s capture to kmem.pb.gz and its top stacks (root)
+#   make test       every test; the kernel tests load real BPF programs (root)
+#   make generate   rebuild the BPF object from bpf/kmemprof.bpf.c (needs clang, llvm-strip)
+#   make bench      Go benchmarks of the user-space hot paths
+
+GO      ?= go
+BIN     ?= kmemprof
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+DURATION ?= 10s
+
+.PHONY: build run test generate bench tracefs vet cross check-generated
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/kmemprof
+
+# tracefs is needed by --attach tracepoint; raw_tp and tp_btf work without it.
+tracefs:
+	@if [ "$$(id -u)" = 0 ] && [ ! -d /sys/kernel/tracing/events/kmem ]; then \
+		mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing || true; \
+	fi
+
+run: build tracefs
+	./$(BIN) record -d $(DURATION) -o kmem.pb.gz
+	$(GO) tool pprof -top -nodecount=15 kmem.pb.gz
+
+# -p 1: the kernel tests of different packages would otherwise trace each
+# other's leaks. KMEMPROF_REQUIRE_BPF=1 turns their skips into failures.
+test: tracefs
+	$(GO) test -p 1 -count=1 -timeout 20m ./...
+
+generate:
+	$(GO) generate ./bpf/
+
+check-generated: generate
+	@git diff --exit-code --stat -- bpf/ || { echo "generated BPF files are stale: run 'make generate' and commit"; exit 1; }
+
+vet:
+	$(GO) vet ./...
+	GOOS=windows GOARCH=amd64 $(GO) vet ./...
+
+cross:
+	GOOS=windows GOARCH=amd64 $(GO) build ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./tracer/ ./symbolize/

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kmemprof/kmemprof/bpf/bpftest"
+)
+
+// mainEnv makes the test binary run kmemprof's main instead of the tests, so
+// that tests can start kmemprof as a real process (signals, exit codes, uid).
+const mainEnv = "KMEMPROF_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(mainEnv) == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	bpftest.HelperMain()
+	os.Exit(m.Run())
+}
+
+func runInProcess(args ...string) (code int, stdout, stderr string) {
+	var o, e bytes.Buffer
+	code = run(args, &o, &e)
+	return code, o.String(), e.String()
+}
+
+func TestHelp(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"main", []string{"--help"}, []string{"record", "go tool pprof", "kmemprof record --help"}},
+		{"help record", []string{"help", "record"}, []string{"--duration", "--kinds"}},
+		{"record", []string{"record", "--help"}, []string{
+			"--duration", "--output", "--min-age", "--kinds", "--pid", "--cgroup", "--cache",
+			"--min-size", "--attach", "--stack-depth", "--max-outstanding", "--top",
+			"-tagfocus=cache=", "inuse_objects", "CAP_BPF",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := runInProcess(tc.args...)
+			if code != exitOK {
+				t.Fatalf("exit %d, stderr %q", code, errOut)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("help does not mention %q", w)
+				}
+			}
+		})
+	}
+}
+
+func TestNoArgsPrintsUsage(t *testing.T) {
+	code, _, errOut := runInProcess()
+	if code != exitUsage || !strings.Contains(errOut, "Commands:") {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "k.pb.gz")
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"unknown command", []string{"recrod"}, exitUsage, `unknown command "recrod"`},
+		{"unknown flag", []string{"record", "--durration", "5s", "-o", out}, exitUsage, "-durration"},
+		{"bad duration", []string{"record", "-d", "abc", "-o", out}, exitUsage, `bad --duration "abc"`},
+		{"zero duration", []string{"record", "-d", "0", "-o", out}, exitUsage, "bad --duration"},
+		{"negative duration", []string{"record", "-d", "-5s", "-o", out}, exitUsage, "bad --duration"},
+		{"bad min-age", []string{"record", "--min-age", "old", "-o", out}, exitUsage, "bad --min-age"},
+		{"unwritable output", []string{"record", "-d", "1s", "-o", "/nonexistent/dir/k.pb.gz"}, exitError, "/nonexistent/dir"},
+		{"output is a directory", []string{"record", "-d", "1s", "-o", dir}, exitUsage, "is a directory"},
+		{"bad kinds", []string{"record", "--kinds", "slab,heap", "-o", out}, exitUsage, `unknown allocation kind "heap"`},
+		{"empty kinds", []string{"record", "--kinds", "", "-o", out}, exitUsage, "no allocation kind"},
+		{"bad pid", []string{"record", "--pid", "abc", "-o", out}, exitUsage, `bad --pid "abc"`},
+		{"zero pid", []string{"record", "--pid", "0", "-o", out}, exitUsage, "bad --pid"},
+		{"missing pid", []string{"record", "--pid", "4000000", "-o", out}, exitUsage, "no such process"},
+		{"bad attach", []string{"record", "--attach", "fentry", "-o", out}, exitUsage, `unknown attach mode "fentry"`},
+		{"bad stack depth", []string{"record", "--stack-depth", "500", "-o", out}, exitUsage, "bad --stack-depth"},
+		{"too many caches", []string{"record", "--cache", "a,b,c,d,e", "-o", out}, exitUsage, "at most 4"},
+		{"bad cgroup", []string{"record", "--cgroup", "/nonexistent/cg", "-o", out}, exitUsage, "not a cgroup directory"},
+		{"bad min-size", []string{"record", "--min-size", "1k", "-o", out}, exitUsage, "bad --min-size"},
+		{"stray argument", []string{"record", "-o", out, "30s"}, exitUsage, `unexpected argument "30s"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errOut := runInProcess(tc.args...)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d (stderr %q)", code, tc.code, errOut)
+			}
+			if !strings.Contains(errOut, tc.want) {
+				t.Errorf("stderr %q does not contain %q", errOut, tc.want)
+			}
+			if !strings.HasPrefix(errOut, "kmemprof") {
+				t.Errorf("stderr %q does not start with the program name", errOut)
+			}
+			if _, err := os.Stat(out); err == nil {
+				t.Errorf("%s was written", out)
+			}
+			left, _ := os.ReadDir(dir)
+			if len(left) != 0 {
+				t.Errorf("files left in the output directory: %v", left)
+			}
+		})
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for in, want := range map[string]string{"30": "30s", "0.5": "500ms", "2m": "2m0s", "1m30s": "1m30s"} {
+		d, err := parseDuration(in)
+		if err != nil || d.String() != want {
+			t.Errorf("parseDuration(%q) = %v, %v; want %s", in, d, err, want)
+		}
+	}
+}

@@ -1,0 +1,471 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/google/pprof/profile"
+
+	"github.com/kmemprof/kmemprof/bpf/bpftest"
+)
+
+// recorder is a `kmemprof record` process started by a test.
+type recorder struct {
+	cmd    *exec.Cmd
+	stdout bytes.Buffer
+	stderr *lockedBuffer
+	lines  chan string
+	out    string
+	progs  map[uint32]bool // BPF program ids the process held while tracing
+}
+
+type lockedBuffer struct {
+	ch  chan struct{}
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) String() string {
+	b.ch <- struct{}{}
+	defer func() { <-b.ch }()
+	return b.buf.String()
+}
+
+// kmemprofCmd returns a command that runs kmemprof's main in the test binary.
+func kmemprofCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), mainEnv+"=1")
+	return cmd
+}
+
+// startRecord starts `kmemprof record args...` writing to a temp file, and
+// waits until it prints its "tracing" line.
+func startRecord(t *testing.T, args ...string) *recorder {
+	t.Helper()
+	r := &recorder{out: filepath.Join(t.TempDir(), "kmem.pb.gz"), lines: make(chan string, 100),
+		stderr: &lockedBuffer{ch: make(chan struct{}, 1)}}
+	r.cmd = kmemprofCmd(append([]string{"record", "-o", r.out}, args...)...)
+	r.cmd.Stdout = &r.stdout
+	pipe, err := r.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if r.cmd.ProcessState == nil {
+			r.cmd.Process.Kill()
+			r.cmd.Wait()
+		}
+	})
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			r.stderr.ch <- struct{}{}
+			r.stderr.buf.WriteString(sc.Text() + "\n")
+			<-r.stderr.ch
+			select {
+			case r.lines <- sc.Text():
+			default:
+			}
+		}
+		close(r.lines)
+	}()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case line, ok := <-r.lines:
+			if !ok {
+				r.cmd.Wait()
+				t.Fatalf("kmemprof exited before tracing: %s", r.stderr.String())
+			}
+			if strings.HasPrefix(line, "tracing ") {
+				r.progs = progIDs(t, r.cmd.Process.Pid)
+				return r
+			}
+		case <-deadline:
+			t.Fatalf("no tracing line after 30s: %s", r.stderr.String())
+		}
+	}
+}
+
+// progIDs returns the ids of the BPF programs process pid holds fds of.
+func progIDs(t *testing.T, pid int) map[uint32]bool {
+	t.Helper()
+	ids := map[uint32]bool{}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fdinfo", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name()))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "prog_id:"); ok {
+				if id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil {
+					ids[uint32(id)] = true
+				}
+			}
+		}
+	}
+	if len(ids) == 0 {
+		t.Fatalf("process %d holds no BPF program while tracing", pid)
+	}
+	return ids
+}
+
+// stop sends sig and waits for the process to exit with status 0.
+func (r *recorder) stop(t *testing.T, sig os.Signal) {
+	t.Helper()
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t)
+}
+
+func (r *recorder) wait(t *testing.T) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- r.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("kmemprof record: %v\nstderr:\n%s", err, r.stderr.String())
+		}
+	case <-time.After(60 * time.Second):
+		r.cmd.Process.Kill()
+		t.Fatalf("kmemprof record did not exit: %s", r.stderr.String())
+	}
+}
+
+// checkProgramsGone fails if any BPF program the recorder held is still loaded.
+func (r *recorder) checkProgramsGone(t *testing.T) {
+	t.Helper()
+	for id := range r.progs {
+		deadline := time.Now().Add(5 * time.Second) // freed after an RCU grace period
+		for {
+			p, err := ebpf.NewProgramFromID(ebpf.ProgramID(id))
+			if err != nil {
+				break
+			}
+			p.Close()
+			if time.Now().After(deadline) {
+				t.Errorf("BPF program %d still loaded after kmemprof exited", id)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+// readProfile checks the file mode and parses the profile.
+func readProfile(t *testing.T, path string) *profile.Profile {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatalf("profile not written: %v", err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("profile mode %v, want 0600", st.Mode().Perm())
+	}
+	left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".*tmp*"))
+	if len(left) > 0 {
+		t.Errorf("temp files left: %v", left)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p, err := profile.Parse(f)
+	if err != nil {
+		t.Fatalf("parsing profile: %v", err)
+	}
+	if err := p.CheckValid(); err != nil {
+		t.Fatalf("invalid profile: %v", err)
+	}
+	return p
+}
+
+func sampleIndex(t *testing.T, p *profile.Profile, typ string) int {
+	t.Helper()
+	for i, st := range p.SampleType {
+		if st.Type == typ {
+			return i
+		}
+	}
+	t.Fatalf("no sample type %s in %v", typ, p.SampleType)
+	return -1
+}
+
+func funcs(s *profile.Sample) []string {
+	var out []string
+	for _, l := range s.Location {
+		for _, ln := range l.Line {
+			out = append(out, ln.Function.Name)
+		}
+	}
+	return out
+}
+
+type stackSum struct {
+	frames        []string
+	space, object int64
+}
+
+// stacksBy sums in-use values by call stack (whatever the labels).
+func stacksBy(t *testing.T, p *profile.Profile) []stackSum {
+	space, objects := sampleIndex(t, p, "inuse_space"), sampleIndex(t, p, "inuse_objects")
+	byKey := map[string]*stackSum{}
+	var order []string
+	for _, s := range p.Sample {
+		var ids []string
+		for _, l := range s.Location {
+			ids = append(ids, strconv.FormatUint(l.ID, 10))
+		}
+		k := strings.Join(ids, ",")
+		if byKey[k] == nil {
+			byKey[k] = &stackSum{frames: funcs(s)}
+			order = append(order, k)
+		}
+		byKey[k].space += s.Value[space]
+		byKey[k].object += s.Value[objects]
+	}
+	out := make([]stackSum, 0, len(order))
+	for _, k := range order {
+		out = append(out, *byKey[k])
+	}
+	return out
+}
+
+func has(frames []string, fn string) bool {
+	for _, f := range frames {
+		if f == fn {
+			return true
+		}
+	}
+	return false
+}
+
+const leakN = 10000
+
+// TestRecordEventfdLeak is the end-to-end acceptance test: a capture during
+// which a child makes and holds 10,000 eventfds, stopped by SIGINT.
+func TestRecordEventfdLeak(t *testing.T) {
+	bpftest.Require(t)
+	r := startRecord(t, "-d", "5m")
+	l := bpftest.StartLeaker(t, leakN)
+	r.stop(t, syscall.SIGINT)
+	r.checkProgramsGone(t)
+	p := readProfile(t, r.out)
+
+	stacks := stacksBy(t, p)
+	var top stackSum
+	for _, s := range stacks {
+		if s.space > top.space {
+			top = s
+		}
+	}
+	if !has(top.frames, "do_eventfd") {
+		t.Errorf("heaviest in-use stack does not go through do_eventfd: %v", top.frames)
+	}
+	if d := top.object - leakN; d < -leakN/50 || d > leakN/50 {
+		t.Errorf("heaviest stack holds %d objects, want %d +-2%%", top.object, leakN)
+	}
+	for _, loc := range p.Location {
+		for _, ln := range loc.Line {
+			if ln.Function.Name == "" || strings.HasPrefix(ln.Function.Name, "[unknown") {
+				t.Errorf("kernel frame %#x has no function name (%q)", loc.Address, ln.Function.Name)
+			}
+			if strings.HasPrefix(ln.Function.Name, "bpf_prog_") || strings.HasPrefix(ln.Function.Name, "bpf_trace_run") {
+				t.Errorf("tracing frame %s left in a stack", ln.Function.Name)
+			}
+		}
+	}
+	// Labels: the leak's samples carry the child's pid and comm.
+	var labelled bool
+	for _, s := range p.Sample {
+		if has(funcs(s), "do_eventfd") && len(s.Label["pid"]) == 1 && s.Label["pid"][0] == strconv.Itoa(l.PID) {
+			labelled = s.Label["kind"][0] == "slab" && len(s.Label["cache"]) == 1 && len(s.Label["comm"]) == 1
+		}
+	}
+	if !labelled {
+		t.Errorf("no do_eventfd sample labelled with the leaker's pid %d, kind, cache and comm", l.PID)
+	}
+	if !strings.Contains(r.stdout.String(), "do_eventfd") {
+		t.Errorf("terminal summary does not show do_eventfd:\n%s", r.stdout.String())
+	}
+	stderr := r.stderr.String()
+	for _, w := range []string{"via raw_tp", "interrupted", "go tool pprof"} {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("stderr does not mention %q:\n%s", w, stderr)
+		}
+	}
+
+	// go tool pprof reads it.
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Logf("go not on PATH: go tool pprof checks not run")
+		return
+	}
+	for _, args := range [][]string{
+		{"-top"},
+		{"-sample_index=inuse_objects", "-top"},
+		{"-tagfocus=cache=filp", "-top"},
+		{"-raw"},
+		{"-traces"},
+	} {
+		cmd := exec.Command(goTool, append(append([]string{"tool", "pprof"}, args...), r.out)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("go tool pprof %v: %v\n%s", args, err, out)
+			continue
+		}
+		if !bytes.Contains(out, []byte("do_eventfd")) && !bytes.Contains(out, []byte("alloc_empty_file")) {
+			t.Errorf("go tool pprof %v does not show the leak:\n%s", args, out)
+		}
+	}
+}
+
+// TestRecordReleasedLeak: allocations freed before the end are not in use,
+// and SIGTERM ends the capture like SIGINT.
+func TestRecordReleasedLeak(t *testing.T) {
+	bpftest.Require(t)
+	r := startRecord(t, "-d", "5m")
+	l := bpftest.StartLeaker(t, leakN)
+	l.Release(t)
+	time.Sleep(time.Second) // dentries are freed after an RCU grace period
+	r.stop(t, syscall.SIGTERM)
+	r.checkProgramsGone(t)
+	p := readProfile(t, r.out)
+	alloc := sampleIndex(t, p, "alloc_objects")
+	var allocated, inuse int64
+	for _, s := range stacksBy(t, p) {
+		if has(s.frames, "do_eventfd") {
+			inuse += s.object
+		}
+	}
+	for _, s := range p.Sample {
+		if has(funcs(s), "do_eventfd") {
+			allocated += s.Value[alloc]
+		}
+	}
+	if inuse > leakN/50 {
+		t.Errorf("%d do_eventfd objects still in use after the child closed them", inuse)
+	}
+	if allocated < 3*leakN {
+		t.Errorf("alloc_objects through do_eventfd %d, want >= %d", allocated, 3*leakN)
+	}
+}
+
+// TestRecordDuration: a capture that runs to its duration exits 0 and prints
+// the summary with its loss counters.
+func TestRecordDuration(t *testing.T) {
+	bpftest.Require(t)
+	r := startRecord(t, "-d", "1s", "--kinds", "slab,page,percpu")
+	r.wait(t)
+	r.checkProgramsGone(t)
+	p := readProfile(t, r.out)
+	comments := strings.Join(p.Comments, "\n")
+	for _, w := range []string{"stack_lost_collision", "outstanding_map_full", "free_untracked_slab", "attach: raw_tp", "percpu:percpu_alloc_percpu"} {
+		if !strings.Contains(comments, w) {
+			t.Errorf("profile comments do not mention %q", w)
+		}
+	}
+	if !strings.Contains(r.stdout.String(), "stack_lost_collision") {
+		t.Errorf("summary does not list the loss counters:\n%s", r.stdout.String())
+	}
+}
+
+func TestRecordForcedKprobeFails(t *testing.T) {
+	bpftest.Require(t)
+	if _, err := os.Stat("/sys/bus/event_source/devices/kprobe"); err == nil {
+		t.Skip("this kernel has kprobes")
+	}
+	out := filepath.Join(t.TempDir(), "k.pb.gz")
+	cmd := kmemprofCmd("record", "--attach", "kprobe", "-d", "1s", "-o", out)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitError {
+		t.Fatalf("want exit %d, got %v; stderr %s", exitError, err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "CONFIG_KPROBES") {
+		t.Errorf("error does not name the missing kernel support: %s", stderr.String())
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("output written despite the failure")
+	}
+}
+
+// TestRecordNotRoot runs kmemprof as an unprivileged user.
+func TestRecordNotRoot(t *testing.T) {
+	bpftest.Require(t)
+	// t.TempDir's parent is 0700: make a directory nobody can reach.
+	dir, err := os.MkdirTemp("", "kmemprof-notroot-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test binary may sit in a directory nobody cannot reach: copy it.
+	bin := filepath.Join(dir, "kmemprof.test")
+	if err := copyFile(exe, bin); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "k.pb.gz")
+	cmd := exec.Command(bin, "record", "-d", "1s", "-o", out)
+	cmd.Env = []string{mainEnv + "=1", "PATH=/usr/bin:/bin"}
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitError {
+		t.Fatalf("want exit %d, got %v; stderr %s", exitError, err, stderr.String())
+	}
+	for _, w := range []string{"needs root", "CAP_BPF", "CAP_PERFMON"} {
+		if !strings.Contains(stderr.String(), w) {
+			t.Errorf("error does not say %q: %s", w, stderr.String())
+		}
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Errorf("output written by an unprivileged run")
+	}
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
