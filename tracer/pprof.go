@@ -1,0 +1,344 @@
+package tracer
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/pprof/profile"
+)
+
+// DefaultSampleType is the sample type pprof shows unless told otherwise:
+// outstanding bytes, the measure of a leak.
+const DefaultSampleType = "inuse_space"
+
+// KernelMapping is the file name of the single mapping that holds every
+// kernel frame, as perf and other kernel profilers name it.
+const KernelMapping = "[kernel.kallsyms]"
+
+// Label keys set on profile samples.
+const (
+	LabelKind      = "kind"
+	LabelCache     = "cache"
+	LabelComm      = "comm"
+	LabelPID       = "pid"
+	LabelCgroup    = "cgroup"
+	LabelPool      = "pool"
+	LabelAccounted = "accounted"
+	LabelBytes     = "bytes" // numeric: average allocation size in the sample
+)
+
+// Profile builds a heap-shaped pprof profile from the aggregation: the sample
+// types alloc_objects, alloc_space, inuse_objects and inuse_space (default),
+// leaf-first kernel stacks under one [kernel.kallsyms] mapping, one sample per
+// Key with its labels, and the capture facts and counters as comments. Lost
+// stacks appear as a single frame without a mapping that names the cause.
+//
+// Samples with the same labels share their Label, NumLabel and NumUnit maps,
+// and samples with the same stack their Location slice, which keeps profiles
+// of hundreds of thousands of samples affordable. Whole-profile edits such as
+// SetLabel or RemoveLabel work as usual; copy a sample's maps before editing
+// that sample alone.
+//
+// It returns an error only if the result fails profile.CheckValid, which
+// would be a bug here.
+func (a *Aggregation) Profile() (*profile.Profile, error) {
+	p := &profile.Profile{
+		SampleType: []*profile.ValueType{
+			{Type: "alloc_objects", Unit: "count"},
+			{Type: "alloc_space", Unit: "bytes"},
+			{Type: "inuse_objects", Unit: "count"},
+			{Type: "inuse_space", Unit: "bytes"},
+		},
+		DefaultSampleType: DefaultSampleType,
+		// Every allocation is recorded, so one sample unit is one byte.
+		PeriodType:    &profile.ValueType{Type: "space", Unit: "bytes"},
+		Period:        1,
+		DurationNanos: int64(a.Meta.Duration),
+		Comments:      a.comments(),
+	}
+	if !a.Meta.Start.IsZero() {
+		p.TimeNanos = a.Meta.Start.UnixNano()
+	}
+
+	b := newProfileBuilder(p, a.Samples)
+	p.Sample = make([]*profile.Sample, len(a.Samples))
+	// One allocation for all samples and one for all values: at a million
+	// records there can be hundreds of thousands of samples.
+	samples := make([]profile.Sample, len(a.Samples))
+	values := make([]int64, 4*len(a.Samples))
+	for i := range a.Samples {
+		s := &a.Samples[i]
+		ps := &samples[i]
+		ps.Value = values[4*i : 4*i+4 : 4*i+4]
+		ps.Value[0] = clampInt64(s.AllocObjects)
+		ps.Value[1] = clampInt64(s.AllocSpace)
+		ps.Value[2] = clampInt64(s.InuseObjects)
+		ps.Value[3] = clampInt64(s.InuseSpace)
+		ps.Location = b.locations(s)
+		ps.Label = b.labels(s)
+		if avg, ok := averageBytes(s); ok {
+			ps.NumLabel = b.numLabel(avg)
+			ps.NumUnit = b.numUnit
+		}
+		p.Sample[i] = ps
+	}
+
+	if err := p.CheckValid(); err != nil {
+		return nil, fmt.Errorf("building profile: %w", err)
+	}
+	return p, nil
+}
+
+// averageBytes returns the mean object size of the sample: of the in-use
+// objects, or of all allocations when none is in use.
+func averageBytes(s *AggSample) (int64, bool) {
+	switch {
+	case s.InuseObjects > 0:
+		return clampInt64(s.InuseSpace / s.InuseObjects), true
+	case s.AllocObjects > 0:
+		return clampInt64(s.AllocSpace / s.AllocObjects), true
+	}
+	return 0, false
+}
+
+func clampInt64(v uint64) int64 {
+	if v > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(v)
+}
+
+type funcKey struct {
+	name, file string
+}
+
+type locKey struct {
+	addr uint64
+	fn   *profile.Function
+}
+
+// profileBuilder interns functions, locations and label values so that each
+// appears once in the profile however many samples refer to it.
+type profileBuilder struct {
+	p         *profile.Profile
+	kernel    *profile.Mapping
+	funcs     map[funcKey]*profile.Function
+	locs      map[locKey]*profile.Location
+	stacks    map[StackID][]*profile.Location
+	labelSets map[labelSet]map[string][]string
+	numLabels map[int64]map[string][]int64
+	numUnit   map[string][]string
+}
+
+func newProfileBuilder(p *profile.Profile, samples []AggSample) *profileBuilder {
+	b := &profileBuilder{
+		p:         p,
+		funcs:     make(map[funcKey]*profile.Function),
+		locs:      make(map[locKey]*profile.Location),
+		stacks:    make(map[StackID][]*profile.Location),
+		labelSets: make(map[labelSet]map[string][]string),
+		numLabels: make(map[int64]map[string][]int64),
+		numUnit:   map[string][]string{LabelBytes: {"bytes"}},
+	}
+	// The mapping must span every kernel address, so find the range first.
+	lo, hi := uint64(math.MaxUint64), uint64(0)
+	for i := range samples {
+		if samples[i].Stack < 0 {
+			continue
+		}
+		for _, f := range samples[i].Frames {
+			lo, hi = min(lo, f.Addr), max(hi, f.Addr)
+		}
+	}
+	if lo <= hi {
+		limit := hi + 1
+		if hi == math.MaxUint64 {
+			limit = hi
+		}
+		b.kernel = &profile.Mapping{
+			ID:           1,
+			Start:        lo,
+			Limit:        limit,
+			File:         KernelMapping,
+			HasFunctions: true,
+		}
+		p.Mapping = []*profile.Mapping{b.kernel}
+	}
+	return b
+}
+
+// locations returns the sample's stack as profile locations; samples with the
+// same stack share the slice.
+func (b *profileBuilder) locations(s *AggSample) []*profile.Location {
+	if ls, ok := b.stacks[s.Stack]; ok {
+		return ls
+	}
+	ls := make([]*profile.Location, len(s.Frames))
+	for i, f := range s.Frames {
+		if s.Stack < 0 {
+			// A placeholder has no address to map; pprof accepts a
+			// mapping-less location that carries its function.
+			ls[i] = b.location(0, nil, b.function(f.Function, ""))
+			continue
+		}
+		ls[i] = b.location(f.Addr, b.kernel, b.function(frameName(f), frameFile(f)))
+	}
+	b.stacks[s.Stack] = ls
+	return ls
+}
+
+func (b *profileBuilder) location(addr uint64, m *profile.Mapping, fn *profile.Function) *profile.Location {
+	k := locKey{addr, fn}
+	if l, ok := b.locs[k]; ok {
+		return l
+	}
+	l := &profile.Location{
+		ID:      uint64(len(b.p.Location) + 1),
+		Mapping: m,
+		Address: addr,
+		Line:    []profile.Line{{Function: fn}},
+	}
+	b.locs[k] = l
+	b.p.Location = append(b.p.Location, l)
+	return l
+}
+
+func (b *profileBuilder) function(name, file string) *profile.Function {
+	k := funcKey{name, file}
+	if f, ok := b.funcs[k]; ok {
+		return f
+	}
+	f := &profile.Function{
+		ID:         uint64(len(b.p.Function) + 1),
+		Name:       name,
+		SystemName: name,
+		Filename:   file,
+	}
+	b.funcs[k] = f
+	b.p.Function = append(b.p.Function, f)
+	return f
+}
+
+// frameName is the function name shown for a frame; an unresolved address is
+// named after itself so that every location has a function.
+func frameName(f Frame) string {
+	if f.Function != "" {
+		return f.Function
+	}
+	return fmt.Sprintf("[unknown %#x]", f.Addr)
+}
+
+// frameFile is the Function.Filename for a frame: the module in brackets, as
+// /proc/kallsyms writes it, "[bpf]" for BPF programs, "vmlinux" for the
+// kernel image, and "" when not even the module is known.
+func frameFile(f Frame) string {
+	mod := strings.TrimSuffix(strings.TrimPrefix(f.Module, "["), "]")
+	switch {
+	case mod != "":
+		return "[" + mod + "]"
+	case f.Function != "":
+		return "vmlinux"
+	}
+	return ""
+}
+
+// labelSet is everything a sample's string labels depend on.
+type labelSet struct {
+	kind      Kind
+	accounted bool
+	pid       uint32
+	cgroupID  uint64
+	cache     string
+	comm      string
+	cgroup    string
+	pool      string
+}
+
+// labels returns the string labels of a sample, shared with every sample
+// that has the same ones.
+func (b *profileBuilder) labels(s *AggSample) map[string][]string {
+	ls := labelSet{s.Kind, s.Accounted, s.PID, s.CgroupID, s.Cache, s.Comm, s.CgroupPath, s.Pool}
+	if l, ok := b.labelSets[ls]; ok {
+		return l
+	}
+	l := make(map[string][]string, 7)
+	l[LabelKind] = []string{s.Kind.String()}
+	if s.Cache != "" {
+		l[LabelCache] = []string{s.Cache}
+	}
+	if s.Comm != "" {
+		l[LabelComm] = []string{s.Comm}
+	}
+	if s.PID != 0 {
+		l[LabelPID] = []string{strconv.FormatUint(uint64(s.PID), 10)}
+	}
+	if s.CgroupID != 0 {
+		path := s.CgroupPath
+		if path == "" {
+			path = strconv.FormatUint(s.CgroupID, 10)
+		}
+		l[LabelCgroup] = []string{path}
+	}
+	if s.Pool != "" {
+		l[LabelPool] = []string{s.Pool}
+	}
+	if s.Accounted {
+		l[LabelAccounted] = []string{"true"}
+	}
+	b.labelSets[ls] = l
+	return l
+}
+
+// numLabel returns the numeric labels for a sample whose objects average avg
+// bytes, shared with every sample of the same average.
+func (b *profileBuilder) numLabel(avg int64) map[string][]int64 {
+	if l, ok := b.numLabels[avg]; ok {
+		return l
+	}
+	l := map[string][]int64{LabelBytes: {avg}}
+	b.numLabels[avg] = l
+	return l
+}
+
+// comments returns the profile comments: the capture facts, then one line per
+// counter, then Meta.Comments. `go tool pprof -comments` prints them.
+func (a *Aggregation) comments() []string {
+	m := &a.Meta
+	c := make([]string, 0, 8+len(a.Counters)+len(m.Comments))
+	c = append(c, "kmemprof")
+	if m.Platform != "" || m.Kernel != "" {
+		c = append(c, strings.TrimSpace("platform: "+m.Platform+" "+m.Kernel))
+	}
+	if m.AttachMode != "" {
+		c = append(c, "attach: "+m.AttachMode)
+	}
+	if len(m.Hooks) > 0 {
+		c = append(c, "hooks: "+strings.Join(m.Hooks, ", "))
+	}
+	if !m.Start.IsZero() {
+		c = append(c, "start: "+m.Start.Format(time.RFC3339))
+	}
+	c = append(c, "duration: "+m.Duration.String())
+	c = append(c, "min-age: "+m.MinAge.String())
+	filters := "none"
+	if len(m.Filters) > 0 {
+		filters = strings.Join(m.Filters, ", ")
+	}
+	c = append(c, "filters: "+filters)
+	for _, k := range a.Counters {
+		c = append(c, counterComment(k))
+	}
+	c = append(c, m.Comments...)
+	return c
+}
+
+func counterComment(k Counter) string {
+	s := k.Name + "=" + strconv.FormatUint(k.Value, 10)
+	if k.Help != "" {
+		s += " (" + k.Help + ")"
+	}
+	return s
+}

@@ -1,0 +1,233 @@
+package tracer
+
+import (
+	"cmp"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// DefaultSummaryRows is the number of rows WriteSummary prints when asked for
+// zero or fewer.
+const DefaultSummaryRows = 10
+
+// summaryFrames is how many frames past the allocator the "where" column
+// shows: enough to tell call sites apart, short enough for one line.
+const summaryFrames = 3
+
+// allocatorPrefixes name the allocator entry points and internals on Linux
+// (the *_noprof variants of allocation profiling kernels share the prefixes)
+// and Windows.
+var allocatorPrefixes = [...]string{
+	"kmem_cache_alloc",
+	"__kmem_cache_alloc",
+	"kmalloc",
+	"__kmalloc",
+	"kmalloc_trace",
+	"kzalloc",
+	"kcalloc",
+	"kvmalloc",
+	"__kvmalloc",
+	"kvzalloc",
+	"krealloc",
+	"kmemdup",
+	"kstrdup",
+	"kstrndup",
+	"__alloc_pages",
+	"alloc_pages",
+	"__alloc_frozen_pages",
+	"alloc_frozen_pages",
+	"__folio_alloc",
+	"folio_alloc",
+	"alloc_slab_page",
+	"allocate_slab",
+	"new_slab",
+	"___slab_alloc",
+	"__slab_alloc",
+	"slab_alloc_node",
+	"pcpu_alloc",
+	"__alloc_percpu",
+	"alloc_percpu",
+	"__get_free_pages",
+	"get_zeroed_page",
+	"kmalloc_large",
+	"__kmalloc_large",
+	"alloc_pages_mpol",
+	"ExAllocatePool",
+}
+
+// IsAllocatorFrame reports whether name is a kernel allocator function
+// (kmalloc, kmem_cache_alloc, the page and per-CPU allocators, their
+// _noprof variants, ExAllocatePool* on Windows) rather than its caller. It is
+// the usual skipFrame for WriteSummary.
+func IsAllocatorFrame(name string) bool {
+	// The Windows import thunk and module-qualified forms ("nt!ExAllocatePool2").
+	if i := strings.LastIndexByte(name, '!'); i >= 0 {
+		name = name[i+1:]
+	}
+	for _, p := range allocatorPrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// summaryRow is the summary's unit: samples that differ only in who
+// allocated (comm, pid, cgroup) look the same in the table, so they are
+// merged into one row.
+type summaryRow struct {
+	kind    Kind
+	stack   StackID
+	cache   string
+	pool    string
+	frames  []Frame
+	objects uint64
+	space   uint64
+}
+
+type rowKey struct {
+	kind  Kind
+	stack StackID
+	cache string
+	pool  string
+}
+
+// WriteSummary writes a human-readable report to w: the n call sites
+// (DefaultSummaryRows when n <= 0) holding the most in-use bytes, each with the
+// first frames past the allocator, then every counter, with non-zero losses
+// marked "!", then the totals. skipFrame says which leaf-side frames belong to
+// the allocator; nil means IsAllocatorFrame. It returns the first write error.
+func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name string) bool) error {
+	if n <= 0 {
+		n = DefaultSummaryRows
+	}
+	if skipFrame == nil {
+		skipFrame = IsAllocatorFrame
+	}
+
+	index := make(map[rowKey]int)
+	var rows []summaryRow
+	for i := range a.Samples {
+		s := &a.Samples[i]
+		if s.InuseObjects == 0 && s.InuseSpace == 0 {
+			continue
+		}
+		k := rowKey{s.Kind, s.Stack, s.Cache, s.Pool}
+		ri, ok := index[k]
+		if !ok {
+			ri = len(rows)
+			index[k] = ri
+			rows = append(rows, summaryRow{kind: s.Kind, stack: s.Stack, cache: s.Cache, pool: s.Pool, frames: s.Frames})
+		}
+		rows[ri].objects += s.InuseObjects
+		rows[ri].space += s.InuseSpace
+	}
+	slices.SortStableFunc(rows, func(x, y summaryRow) int {
+		return cmp.Or(cmp.Compare(y.space, x.space), cmp.Compare(y.objects, x.objects))
+	})
+
+	rows = rows[:min(n, len(rows))]
+	more := len(index) - len(rows)
+	// Cache and kind are text, so they are padded to the widest shown value
+	// here; the numbers are right-aligned cells of the tabwriter.
+	cw, kw := len("CACHE"), len("KIND")
+	for i := range rows {
+		cw = max(cw, len(rows[i].cacheName()))
+		kw = max(kw, len(rows[i].kindName()))
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if len(rows) == 0 {
+		fmt.Fprintln(tw, "no outstanding allocations")
+	} else {
+		fmt.Fprintf(tw, "IN-USE\tOBJECTS\t%%\t  %-*s  %-*s  %s\n", cw, "CACHE", kw, "KIND", "WHERE")
+		for i := range rows {
+			r := &rows[i]
+			pct := "-"
+			if a.InuseSpace > 0 {
+				pct = strconv.FormatFloat(100*float64(r.space)/float64(a.InuseSpace), 'f', 1, 64) + "%"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t  %-*s  %-*s  %s\n", HumanBytes(r.space), r.objects, pct,
+				cw, r.cacheName(), kw, r.kindName(), where(r.frames, skipFrame))
+		}
+		if more > 0 {
+			fmt.Fprintf(tw, "\t\t\t  ... and %d more call sites\n", more)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "\nlosses and counters:\n")
+	for _, c := range a.Counters {
+		mark := " "
+		if c.Loss && c.Value != 0 {
+			mark = "!"
+		}
+		fmt.Fprintf(tw, "%s %s\t%d\t%s\n", mark, c.Name, c.Value, c.Help)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\noutstanding: %d objects, %s (%d bytes) in %d samples; allocated during capture: %d objects, %s\n",
+		a.InuseObjects, HumanBytes(a.InuseSpace), a.InuseSpace, len(a.Samples), a.AllocObjects, HumanBytes(a.AllocSpace))
+	return err
+}
+
+func (r *summaryRow) cacheName() string {
+	if r.cache == "" {
+		return "-"
+	}
+	return r.cache
+}
+
+func (r *summaryRow) kindName() string {
+	if r.pool != "" {
+		return r.kind.String() + "/" + r.pool
+	}
+	return r.kind.String()
+}
+
+// where names the first frames past the allocator, callee first: "a < b < c"
+// reads "a, called by b, called by c".
+func where(fs []Frame, skipFrame func(string) bool) string {
+	i := 0
+	for i < len(fs) && skipFrame(fs[i].Function) {
+		i++
+	}
+	if i == len(fs) {
+		// Nothing but allocator frames: show them rather than nothing.
+		i = 0
+	}
+	fs = fs[i:min(len(fs), i+summaryFrames)]
+	names := make([]string, len(fs))
+	for j, f := range fs {
+		names[j] = frameName(f)
+	}
+	return strings.Join(names, " < ")
+}
+
+// HumanBytes formats n with binary units and one decimal, e.g. "512 B",
+// "2.4 MiB".
+func HumanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatUint(n, 10) + " B"
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	v := float64(n) / float64(div)
+	if v >= unit-0.05 && exp < 5 {
+		// Would print as "1024.0 KiB".
+		v /= unit
+		exp++
+	}
+	return strconv.FormatFloat(v, 'f', 1, 64) + " " + string("KMGTPE"[exp]) + "iB"
+}

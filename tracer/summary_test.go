@@ -1,0 +1,166 @@
+package tracer_test
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/kmemprof/kmemprof/tracer"
+)
+
+func TestWriteSummary(t *testing.T) {
+	agg, _, _ := buildFixture(t)
+	var buf bytes.Buffer
+	if err := agg.WriteSummary(&buf, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	t.Logf("summary:\n%s", out)
+	lines := strings.Split(out, "\n")
+
+	t.Run("top line", func(t *testing.T) {
+		if !strings.Contains(lines[0], "IN-USE") || !strings.Contains(lines[0], "WHERE") {
+			t.Errorf("header = %q", lines[0])
+		}
+		top := lines[1]
+		for _, want := range []string{"8.0 KiB", " 1 ", "89.2%", "page", "ftrace_process_locs < ftrace_init < start_kernel"} {
+			if !strings.Contains(top, want) {
+				t.Errorf("top line %q does not contain %q", top, want)
+			}
+		}
+		if strings.Contains(top, "alloc_pages") {
+			t.Errorf("top line %q shows allocator frames", top)
+		}
+	})
+
+	t.Run("rows merge pids", func(t *testing.T) {
+		// kmalloc-64 from pid 100 and 101: one row, 3 objects, 192 bytes.
+		var row string
+		for _, l := range lines {
+			if strings.Contains(l, "alloc_foo < foo_init < do_syscall_64") && strings.Contains(l, "kmalloc-64") {
+				if row != "" {
+					t.Errorf("two rows for the same call site:\n%s\n%s", row, l)
+				}
+				row = l
+			}
+		}
+		if !strings.Contains(row, "192 B") || !strings.Contains(row, " 3 ") {
+			t.Errorf("row = %q, want 192 B in 3 objects", row)
+		}
+	})
+
+	t.Run("lost stacks and pools", func(t *testing.T) {
+		for _, want := range []string{"[stack lost: evicted from stack map]", "[stack lost: bucket collision]", "pool/NonPaged", "Tag1"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("summary does not mention %q", want)
+			}
+		}
+	})
+
+	t.Run("losses", func(t *testing.T) {
+		for _, want := range []string{
+			"! ringbuf_drops  ",
+			"  unmatched_frees",
+			"  events  ",
+			"  young_skipped  ",
+			"! stack_missing  ",
+			"! frames_unresolved",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("summary does not contain %q", want)
+			}
+		}
+		if strings.Contains(out, "! unmatched_frees") || strings.Contains(out, "! events") {
+			t.Error("zero or non-loss counter marked as a loss")
+		}
+	})
+
+	t.Run("totals", func(t *testing.T) {
+		if !strings.Contains(out, "outstanding: 10 objects, 9.0 KiB (9184 bytes) in 10 samples") {
+			t.Errorf("no totals line in:\n%s", out)
+		}
+	})
+
+	t.Run("golden", func(t *testing.T) {
+		checkGolden(t, "fixture.summary.txt", buf.Bytes())
+	})
+
+	t.Run("row limit", func(t *testing.T) {
+		var buf bytes.Buffer
+		if err := agg.WriteSummary(&buf, 2, tracer.IsAllocatorFrame); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(buf.String(), "... and 5 more call sites") {
+			t.Errorf("no truncation note in:\n%s", buf.String())
+		}
+	})
+}
+
+func TestWriteSummaryEmpty(t *testing.T) {
+	agg, err := tracer.Aggregate(&tracer.Snapshot{}, nil, tracer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := agg.WriteSummary(&buf, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "no outstanding allocations") {
+		t.Errorf("summary = %q", buf.String())
+	}
+}
+
+func TestIsAllocatorFrame(t *testing.T) {
+	for name, want := range map[string]bool{
+		"__kmalloc_noprof":                   true,
+		"__kmalloc_node_track_caller_noprof": true,
+		"kmalloc_trace_noprof":               true,
+		"kmem_cache_alloc_lru_noprof":        true,
+		"__kmem_cache_alloc_node":            true,
+		"kvmalloc_node_noprof":               true,
+		"kmemdup_noprof":                     true,
+		"kstrdup_const":                      true,
+		"__alloc_pages_noprof":               true,
+		"alloc_pages_mpol_noprof":            true,
+		"__alloc_frozen_pages_noprof":        true,
+		"__folio_alloc_noprof":               true,
+		"___slab_alloc":                      true,
+		"pcpu_alloc_noprof":                  true,
+		"__get_free_pages_noprof":            true,
+		"ExAllocatePool2":                    true,
+		"nt!ExAllocatePoolWithTag":           true,
+		"alloc_foo":                          false,
+		"do_syscall_64":                      false,
+		"nft_trans_alloc_gfp":                false,
+		"skb_kmalloc":                        false,
+		"":                                   false,
+	} {
+		t.Run(name, func(t *testing.T) {
+			if got := tracer.IsAllocatorFrame(name); got != want {
+				t.Errorf("IsAllocatorFrame(%q) = %v, want %v", name, got, want)
+			}
+		})
+	}
+}
+
+func TestHumanBytes(t *testing.T) {
+	for _, tt := range []struct {
+		n    uint64
+		want string
+	}{
+		{0, "0 B"},
+		{1023, "1023 B"},
+		{1024, "1.0 KiB"},
+		{1536, "1.5 KiB"},
+		{2516582, "2.4 MiB"},
+		{1<<20 - 1, "1.0 MiB"},
+		{5 << 30, "5.0 GiB"},
+		{1<<64 - 1, "16.0 EiB"},
+	} {
+		t.Run(tt.want, func(t *testing.T) {
+			if got := tracer.HumanBytes(tt.n); got != tt.want {
+				t.Errorf("HumanBytes(%d) = %q, want %q", tt.n, got, tt.want)
+			}
+		})
+	}
+}
