@@ -303,34 +303,61 @@ func (b *profileBuilder) numLabel(avg int64) map[string][]int64 {
 	return l
 }
 
-// comments returns the profile comments: the capture facts, then one line per
-// counter, then Meta.Comments. `go tool pprof -comments` prints them.
+// comments returns the profile comments: the capture facts, the counters
+// (events, statistics, and every loss counter, zero or not, on one line each),
+// one explanatory line per non-zero loss, then Meta.Comments. They are kept
+// few because `go tool pprof -top` prints them above its table;
+// `go tool pprof -comments` prints only them.
 func (a *Aggregation) comments() []string {
 	m := &a.Meta
-	c := make([]string, 0, 8+len(a.Counters)+len(m.Comments))
-	c = append(c, "kmemprof")
-	if m.Platform != "" || m.Kernel != "" {
-		c = append(c, strings.TrimSpace("platform: "+m.Platform+" "+m.Kernel))
+	c := make([]string, 0, 8+len(m.Comments))
+	head := "kmemprof"
+	if p := strings.TrimSpace(m.Platform + " " + m.Kernel); p != "" {
+		head += " " + p
 	}
 	if m.AttachMode != "" {
-		c = append(c, "attach: "+m.AttachMode)
+		head += ", attach " + m.AttachMode
 	}
+	c = append(c, head)
 	if len(m.Hooks) > 0 {
 		c = append(c, "hooks: "+strings.Join(m.Hooks, ", "))
 	}
+	var when []string
 	if !m.Start.IsZero() {
-		c = append(c, "start: "+m.Start.Format(time.RFC3339))
+		when = append(when, "start "+m.Start.Format(time.RFC3339))
 	}
-	c = append(c, "duration: "+m.Duration.String())
-	c = append(c, "min-age: "+m.MinAge.String())
+	when = append(when, "duration "+m.Duration.Round(time.Millisecond).String(), "min-age "+m.MinAge.String())
 	filters := "none"
 	if len(m.Filters) > 0 {
 		filters = strings.Join(m.Filters, ", ")
 	}
-	c = append(c, "filters: "+filters)
+	c = append(c, strings.Join(when, ", ")+", filters: "+filters)
+	var events, stats, losses []string
+	var explain []string
 	for _, k := range a.Counters {
-		c = append(c, counterComment(k))
+		kv := k.Name + "=" + strconv.FormatUint(k.Value, 10)
+		switch {
+		case k.Loss:
+			losses = append(losses, kv)
+			if k.Value != 0 {
+				explain = append(explain, "loss "+counterComment(k))
+			}
+		case strings.HasPrefix(k.Name, "events_"):
+			events = append(events, strings.TrimPrefix(kv, "events_"))
+		default:
+			stats = append(stats, kv)
+		}
 	}
+	if len(events) > 0 {
+		c = append(c, "events: "+strings.Join(events, " "))
+	}
+	if len(stats) > 0 {
+		c = append(c, "counters: "+strings.Join(stats, " "))
+	}
+	if len(losses) > 0 {
+		c = append(c, "losses: "+strings.Join(losses, " "))
+	}
+	c = append(c, explain...)
 	c = append(c, m.Comments...)
 	return c
 }
@@ -338,7 +365,7 @@ func (a *Aggregation) comments() []string {
 func counterComment(k Counter) string {
 	s := k.Name + "=" + strconv.FormatUint(k.Value, 10)
 	if k.Help != "" {
-		s += " (" + k.Help + ")"
+		s += ": " + k.Help
 	}
 	return s
 }

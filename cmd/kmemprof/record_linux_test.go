@@ -380,7 +380,7 @@ func TestRecordDuration(t *testing.T) {
 	r.checkProgramsGone(t)
 	p := readProfile(t, r.out)
 	comments := strings.Join(p.Comments, "\n")
-	for _, w := range []string{"stack_lost_collision", "outstanding_map_full", "free_untracked_slab", "attach: raw_tp", "percpu:percpu_alloc_percpu"} {
+	for _, w := range []string{"stack_lost_collision", "outstanding_map_full", "free_untracked_slab", "attach raw_tp", "percpu:percpu_alloc_percpu"} {
 		if !strings.Contains(comments, w) {
 			t.Errorf("profile comments do not mention %q", w)
 		}
