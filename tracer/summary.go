@@ -98,8 +98,8 @@ type rowKey struct {
 
 // WriteSummary writes a human-readable report to w: the n call sites
 // (DefaultSummaryRows when n <= 0) holding the most in-use bytes, each with the
-// first frames past the allocator, then every counter, with non-zero losses
-// marked "!", then the totals. skipFrame says which leaf-side frames belong to
+// first frames past the allocator, then the totals, then every counter, with
+// non-zero losses marked "!" and explained. skipFrame says which leaf-side frames belong to
 // the allocator; nil means IsAllocatorFrame. It returns the first write error.
 func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name string) bool) error {
 	if n <= 0 {
@@ -161,21 +161,52 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name strin
 		return err
 	}
 
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "\nlosses and counters:\n")
-	for _, c := range a.Counters {
-		mark := " "
-		if c.Loss && c.Value != 0 {
-			mark = "!"
-		}
-		fmt.Fprintf(tw, "%s %s\t%d\t%s\n", mark, c.Name, c.Value, c.Help)
-	}
-	if err := tw.Flush(); err != nil {
+	_, err := fmt.Fprintf(w, "\noutstanding: %d objects, %s in %d samples; allocated during the capture: %d objects, %s\n",
+		a.InuseObjects, HumanBytes(a.InuseSpace), len(a.Samples), a.AllocObjects, HumanBytes(a.AllocSpace))
+	if err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\noutstanding: %d objects, %s (%d bytes) in %d samples; allocated during capture: %d objects, %s\n",
-		a.InuseObjects, HumanBytes(a.InuseSpace), a.InuseSpace, len(a.Samples), a.AllocObjects, HumanBytes(a.AllocSpace))
-	return err
+	return a.writeCounters(w)
+}
+
+// writeCounters prints the counters compactly: events per hook, the other
+// statistics and every loss counter on one line each, then one line per
+// non-zero loss, marked "!" and explained.
+func (a *Aggregation) writeCounters(w io.Writer) error {
+	var events, stats, losses []string
+	var lost []Counter
+	for _, c := range a.Counters {
+		kv := c.Name + "=" + strconv.FormatUint(c.Value, 10)
+		switch {
+		case c.Loss:
+			losses = append(losses, kv)
+			if c.Value != 0 {
+				lost = append(lost, c)
+			}
+		case strings.HasPrefix(c.Name, "events_"):
+			events = append(events, strings.TrimPrefix(kv, "events_"))
+		default:
+			stats = append(stats, kv)
+		}
+	}
+	if len(events) > 0 {
+		fmt.Fprintf(w, "events: %s\n", strings.Join(events, " "))
+	}
+	if len(stats) > 0 {
+		fmt.Fprintf(w, "counters: %s\n", strings.Join(stats, " "))
+	}
+	if len(losses) > 0 {
+		verdict := "none lost"
+		if len(lost) > 0 {
+			verdict = "SOME DATA LOST OR SUSPECT"
+		}
+		fmt.Fprintf(w, "losses (%s): %s\n", verdict, strings.Join(losses, " "))
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range lost {
+		fmt.Fprintf(tw, "! %s\t%d\t%s\n", c.Name, c.Value, c.Help)
+	}
+	return tw.Flush()
 }
 
 func (r *summaryRow) cacheName() string {
