@@ -42,14 +42,15 @@ func Cgroup2Mount() string {
 type CgroupResolver struct {
 	mount string
 	paths map[uint64]string
-	// walked is true once the tree has been walked since the last miss.
-	walked bool
+	// missing holds ids not found by a walk made after they were first asked
+	// for (removed cgroups): they do not trigger another walk.
+	missing map[uint64]bool
 }
 
 // NewCgroupResolver returns a resolver for the cgroup2 mount, or one that
 // resolves nothing when cgroup2 is not mounted.
 func NewCgroupResolver() *CgroupResolver {
-	return &CgroupResolver{mount: Cgroup2Mount(), paths: map[uint64]string{}}
+	return &CgroupResolver{mount: Cgroup2Mount(), paths: map[uint64]string{}, missing: map[uint64]bool{}}
 }
 
 // Path returns the cgroup path of id, or "" when it is unknown (for example
@@ -58,17 +59,19 @@ func (r *CgroupResolver) Path(id uint64) string {
 	if p, ok := r.paths[id]; ok {
 		return p
 	}
-	if !r.walked {
-		r.walk()
-		if p, ok := r.paths[id]; ok {
-			return p
-		}
+	if r.missing[id] {
+		return ""
 	}
+	// A cgroup made since the last walk: walk again, once per unknown id.
+	r.walk()
+	if p, ok := r.paths[id]; ok {
+		return p
+	}
+	r.missing[id] = true
 	return ""
 }
 
 func (r *CgroupResolver) walk() {
-	r.walked = true
 	if r.mount == "" {
 		return
 	}

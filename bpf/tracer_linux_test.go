@@ -216,3 +216,129 @@ func TestProgramsGoneAfterClose(t *testing.T) {
 		}
 	}
 }
+
+// testCgroup makes a cgroup v2 directory for one test and removes it after.
+func testCgroup(t *testing.T) (abs, rel string) {
+	t.Helper()
+	mnt := Cgroup2Mount()
+	if mnt == "" {
+		if os.Getenv(bpftest.RequireEnv) == "1" {
+			t.Fatal("cgroup2 is not mounted")
+		}
+		t.Skip("cgroup2 is not mounted")
+	}
+	rel = "/kmemprof-test-" + strconv.Itoa(os.Getpid()) + "-" + strings.ReplaceAll(t.Name(), "/", "_")
+	abs = mnt + rel
+	if err := os.Mkdir(abs, 0o755); err != nil {
+		t.Fatalf("making a test cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		// The child has exited by now (its cleanup ran first); retry while the
+		// kernel finishes tearing it down.
+		for i := 0; i < 50; i++ {
+			if err := os.Remove(abs); err == nil || os.IsNotExist(err) {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Errorf("test cgroup %s not removed", abs)
+	})
+	return abs, rel
+}
+
+// TestKernelFilters checks that each filter runs in the kernel: the leak is
+// still found, and nothing outside the filter is recorded.
+func TestKernelFilters(t *testing.T) {
+	bpftest.Require(t)
+	resolver := NewCgroupResolver()
+	const n = 1000
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, cfg *Config) (cgroupDir string)
+		check func(t *testing.T, r tracer.Record, leakPID int, cgroupRel string)
+	}{
+		{
+			name: "pid",
+			check: func(t *testing.T, r tracer.Record, pid int, _ string) {
+				if int(r.PID) != pid {
+					t.Errorf("record of pid %d (%s) passed a pid filter for %d", r.PID, r.Comm, pid)
+				}
+			},
+		},
+		{
+			name: "cache",
+			setup: func(t *testing.T, cfg *Config) string {
+				cfg.Caches = []string{"kmalloc-64", "filp"}
+				return ""
+			},
+			check: func(t *testing.T, r tracer.Record, _ int, _ string) {
+				if r.Cache != "filp" && !strings.HasPrefix(r.Cache, "kmalloc-") || strings.HasPrefix(r.Cache, "kmalloc-") && !strings.HasSuffix(r.Cache, "-64") {
+					t.Errorf("record of cache %q passed a cache filter for kmalloc-64,filp", r.Cache)
+				}
+			},
+		},
+		{
+			name: "min-size",
+			setup: func(t *testing.T, cfg *Config) string {
+				cfg.MinSize = 128
+				return ""
+			},
+			check: func(t *testing.T, r tracer.Record, _ int, _ string) {
+				if r.BytesAlloc < 128 {
+					t.Errorf("record of %d bytes (%s) passed --min-size 128", r.BytesAlloc, r.Cache)
+				}
+			},
+		},
+		{
+			name: "cgroup",
+			setup: func(t *testing.T, cfg *Config) string {
+				abs, _ := testCgroup(t)
+				cfg.CgroupPath = abs
+				return abs
+			},
+			check: func(t *testing.T, r tracer.Record, _ int, rel string) {
+				if got := resolver.Path(r.CgroupID); got != rel {
+					t.Errorf("record in cgroup %q (%s) passed a filter for %q", got, r.Comm, rel)
+				}
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{MaxOutstanding: 1 << 16, MaxStacks: 1 << 12}
+			var cgDir, cgRel string
+			if tc.setup != nil {
+				cgDir = tc.setup(t, &cfg)
+				if cgDir != "" {
+					cgRel = strings.TrimPrefix(cgDir, Cgroup2Mount())
+				}
+			}
+			l := bpftest.StartIdleLeaker(t, n, cgDir)
+			if tc.name == "pid" {
+				cfg.PID = uint32(l.PID)
+			}
+			tr, err := Open(cfg)
+			if err != nil {
+				t.Fatalf("Open: %+v", err)
+			}
+			defer tr.Close()
+			l.Leak(t)
+			if err := tr.Detach(); err != nil {
+				t.Fatal(err)
+			}
+			snap, err := tr.Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range snap.Records {
+				tc.check(t, r, l.PID, cgRel)
+			}
+			var found bool
+			for _, c := range countEventfd(t, snap, l.PID) {
+				found = found || c == n
+			}
+			if !found {
+				t.Errorf("the leak (%d objects through do_eventfd) is not among %d records", n, len(snap.Records))
+			}
+		})
+	}
+}

@@ -73,8 +73,26 @@ type Leaker struct {
 // waits until it holds them. The test binary's TestMain must call HelperMain.
 func StartLeaker(t testing.TB, n int) *Leaker {
 	t.Helper()
+	l := StartIdleLeaker(t, n, "")
+	l.Leak(t)
+	return l
+}
+
+// StartIdleLeaker starts the leaker child but does not let it leak yet, so
+// that a test can set up a filter on its pid first; call Leak. A non-empty
+// cgroupDir (a cgroup v2 directory) starts the child inside that cgroup.
+func StartIdleLeaker(t testing.TB, n int, cgroupDir string) *Leaker {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"=eventfd", helperEnv+"_N="+strconv.Itoa(n))
+	if cgroupDir != "" {
+		f, err := os.Open(cgroupDir)
+		if err != nil {
+			t.Fatalf("opening cgroup: %v", err)
+		}
+		defer f.Close()
+		setCgroup(cmd, f)
+	}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -99,8 +117,17 @@ func StartLeaker(t testing.TB, n int) *Leaker {
 			<-done
 		}
 	})
-	l.expect(t, fmt.Sprintf("held %d", n))
+	l.expect(t, "ready")
 	return l
+}
+
+// Leak makes the child open its eventfds and waits until it holds them.
+func (l *Leaker) Leak(t testing.TB) {
+	t.Helper()
+	if _, err := io.WriteString(l.stdin, "leak\n"); err != nil {
+		t.Fatalf("telling leaker to leak: %v", err)
+	}
+	l.expect(t, fmt.Sprintf("held %d", l.N))
 }
 
 // Release makes the child close every eventfd and waits until it has.

@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"os"
+	"os/exec"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,6 +25,11 @@ func eventfdLeaker(n int, in io.Reader, out io.Writer) error {
 			return fmt.Errorf("raising RLIMIT_NOFILE to %d: %w", need, err)
 		}
 	}
+	fmt.Fprintln(out, "ready")
+	sc := bufio.NewScanner(in)
+	if !sc.Scan() {
+		return nil
+	}
 	fds := make([]int, 0, n)
 	for i := 0; i < n; i++ {
 		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
@@ -31,7 +39,6 @@ func eventfdLeaker(n int, in io.Reader, out io.Writer) error {
 		fds = append(fds, fd)
 	}
 	fmt.Fprintf(out, "held %d\n", n)
-	sc := bufio.NewScanner(in)
 	if !sc.Scan() {
 		return nil // parent gone: exit, the kernel closes the fds
 	}
@@ -41,4 +48,9 @@ func eventfdLeaker(n int, in io.Reader, out io.Writer) error {
 	fmt.Fprintf(out, "released %d\n", n)
 	sc.Scan() // wait for the parent to close stdin
 	return nil
+}
+
+// setCgroup starts cmd inside the cgroup v2 directory f (clone3 CLONE_INTO_CGROUP).
+func setCgroup(cmd *exec.Cmd, f *os.File) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
 }
