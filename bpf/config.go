@@ -69,6 +69,31 @@ func ParseKinds(s string) ([]tracer.Kind, error) {
 	return kinds, nil
 }
 
+// Tracking is how much of each allocation kmemprof records.
+type Tracking string
+
+// Tracking modes.
+const (
+	// TrackFull records every allocation with its full kernel stack.
+	TrackFull Tracking = "full"
+	// TrackAdaptive records every allocation with its call site, and walks
+	// full stacks only at call sites whose outstanding count has reached
+	// Config.HotThreshold: steady churn costs no stack walk.
+	TrackAdaptive Tracking = "adaptive"
+	// TrackSample records one allocation in Config.SampleEvery, with its full
+	// stack; the profile scales values by the rate.
+	TrackSample Tracking = "sample"
+)
+
+// ParseTracking parses a --mode value.
+func ParseTracking(s string) (Tracking, error) {
+	switch m := Tracking(strings.TrimSpace(s)); m {
+	case TrackFull, TrackAdaptive, TrackSample:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown mode %q (want adaptive, full or sample)", s)
+}
+
 // MaxCacheFilters is how many --cache names the kernel-side filter holds.
 const MaxCacheFilters = 4
 
@@ -97,8 +122,18 @@ type Config struct {
 	// StackDepth is the deepest kernel stack recorded (default 64, at most
 	// MaxStackDepth).
 	StackDepth int
-	// MaxOutstanding is the capacity of each outstanding-allocation map
-	// (default 1<<20); allocations beyond it are counted as map_full.
+	// Tracking is how much of each allocation is recorded (default
+	// TrackAdaptive).
+	Tracking Tracking
+	// SampleEvery is the sampling rate of TrackSample: one allocation in
+	// SampleEvery is recorded (default 64).
+	SampleEvery int
+	// HotThreshold is, for TrackAdaptive, how many allocations of a call site
+	// must be outstanding before its stacks are walked (default 64).
+	HotThreshold int
+	// MaxOutstanding sizes the outstanding table (default 1<<20 allocations,
+	// in twice as many slots); an allocation whose bucket is full is counted
+	// as outstanding_map_full.
 	MaxOutstanding int
 	// MaxStacks is the capacity of the stack map (default 1<<16).
 	MaxStacks int
@@ -122,6 +157,18 @@ func (c *Config) setDefaults() error {
 	}
 	if c.StackDepth < 1 || c.StackDepth > MaxStackDepth {
 		return fmt.Errorf("stack depth %d out of range (1 to %d)", c.StackDepth, MaxStackDepth)
+	}
+	if c.Tracking == "" {
+		c.Tracking = TrackAdaptive
+	}
+	if c.SampleEvery == 0 {
+		c.SampleEvery = 64
+	}
+	if c.SampleEvery < 1 {
+		return fmt.Errorf("sample rate %d: want 1 or more", c.SampleEvery)
+	}
+	if c.HotThreshold == 0 {
+		c.HotThreshold = 64
 	}
 	if c.MaxOutstanding == 0 {
 		c.MaxOutstanding = 1 << 20

@@ -31,6 +31,9 @@ const (
 	cSelf
 	cNull
 	cKretprobeNoEntry
+	cSampledOut
+	cWalked
+	cHotSites
 	nrCounters
 )
 
@@ -59,7 +62,7 @@ var counterInfo = [nrCounters]struct {
 	cFreeUntrackedPage:   {"free_untracked_page", "page frees of pages not tracked (most were allocated before the capture)", false},
 	cFreeUntrackedPercpu: {"free_untracked_percpu", "percpu frees not tracked (most were allocated before the capture)", false},
 	cAllocTracked:        {"alloc_at_tracked_ptr", "allocations at a pointer still tracked: its free was missed, the old record was replaced", true},
-	cMapFull:             {"outstanding_map_full", "allocations not recorded because the outstanding map was full (raise --max-outstanding)", true},
+	cMapFull:             {"outstanding_map_full", "allocations not recorded because their bucket of the outstanding table was full (raise --max-outstanding)", true},
 	cStackCollision:      {"stack_lost_collision", "stacks lost to a stack-map bucket collision (allocation kept under a placeholder frame)", true},
 	cStackFull:           {"stack_lost_map_full", "stacks lost because the stack map was full", true},
 	cStackFault:          {"stack_lost_walk", "stack walks that failed in the kernel", true},
@@ -69,4 +72,7 @@ var counterInfo = [nrCounters]struct {
 	cSelf:                {"self", "allocations by kmemprof itself, skipped", false},
 	cNull:                {"failed_allocs", "failed allocations (NULL result), skipped", false},
 	cKretprobeNoEntry:    {"kretprobe_no_entry", "allocator returns seen without their entry (kprobe mode)", true},
+	cSampledOut:          {"sampled_out", "allocations not recorded by --sample (the profile's values are scaled for them)", false},
+	cWalked:              {"stacks_walked", "kernel stacks walked", false},
+	cHotSites:            {"hot_sites", "call sites whose stacks were walked because enough of their allocations were outstanding (adaptive mode)", false},
 }

@@ -73,6 +73,9 @@ enum counter {
 	C_SELF,                 /* allocations by kmemprof itself, skipped */
 	C_NULL,                 /* failed allocations (NULL pointer), skipped */
 	C_KRETPROBE_NO_ENTRY,   /* kretprobe without its entry arguments */
+	C_SAMPLED_OUT,          /* allocations left out by --sample (accounted for by the scale) */
+	C_WALKED,               /* stacks walked */
+	C_HOT_SITES,            /* call sites that became hot (adaptive mode) */
 	NR_COUNTERS,
 };
 
@@ -81,21 +84,42 @@ enum counter {
 #define STACK_LOST_FULL -2
 #define STACK_LOST_WALK -3
 
+#define STACK_NOT_WALKED -6 /* adaptive mode: the call site was not hot yet */
+
+/* One outstanding allocation; slot i of the table holds records[i]. */
 struct alloc_info {
 	__u64 ts;          /* bpf_ktime_get_ns() at allocation */
 	__u64 cache;       /* cache id, see struct cache_info */
 	__u64 cgroup;      /* cgroup v2 id of the allocating task */
-	__u64 bytes_req;
-	__u64 bytes_alloc;
-	__s64 stack_id;    /* >= 0: id in stacks; < 0: STACK_LOST_* */
+	__u64 site;        /* call site: return address into the allocator's caller (0: unknown) */
+	__s32 stack_id;    /* >= 0: id in stacks; < 0: STACK_LOST_* or STACK_NOT_WALKED */
 	__u32 tgid;
-	__u32 pid;
+	__u32 bytes_req;
+	__u32 bytes_alloc;
 	__u32 gfp;
 	__u8 kind;
 	__u8 hook;
 	__u8 accounted;
 	__u8 order;
 	char comm[TASK_COMM_LEN];
+};
+
+/*
+ * The outstanding table: an open-addressing hash table in two BPF arrays,
+ * cheaper per event than a BPF hash map (no bucket lock, no free list, no
+ * value copy through a helper). Keys are (pointer << 2) | kind, never 0 (0 is
+ * an empty slot); a key lives in one of the BUCKET_WAYS slots of its bucket,
+ * claimed with compare-and-swap. A full bucket is counted as map_full.
+ */
+#define BUCKET_WAYS 8
+struct bucket {
+	__u64 key[BUCKET_WAYS];
+};
+
+/* Per call site state for the adaptive mode. */
+struct site_state {
+	__s64 outstanding; /* allocations at this site still tracked */
+	__u64 hot;         /* non-zero: walk stacks of this site */
 };
 
 /*
@@ -141,6 +165,7 @@ struct totals_val {
 
 /* Per-thread arguments saved by a kprobe for its kretprobe. */
 struct kp_args {
+	__u64 site;     /* the allocator's return address */
 	__u64 cache;    /* struct kmem_cache * or 0 */
 	__u64 size;     /* requested size for kmalloc-family functions */
 	__u32 gfp;
@@ -150,25 +175,26 @@ struct kp_args {
 
 /* Sizes are set by the loader before load. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u64);
-	__type(value, struct alloc_info);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct bucket);
 	__uint(max_entries, 1);
-} slab_allocs SEC(".maps");
+} table_keys SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
 	__type(value, struct alloc_info);
 	__uint(max_entries, 1);
-} page_allocs SEC(".maps");
+} table_recs SEC(".maps");
 
+#define NR_SITES 65536
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __u64);
-	__type(value, struct alloc_info);
-	__uint(max_entries, 1);
-} percpu_allocs SEC(".maps");
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct site_state);
+	__uint(max_entries, NR_SITES);
+} sites SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
@@ -220,6 +246,26 @@ const volatile __u64 min_size = 0;
 const volatile __u32 cache_filter_n = 0;
 const volatile char cache_filter[MAX_CACHE_FILTERS][CACHE_NAME_LEN] = {};
 const volatile __u32 stack_flags = 0;
+/* log2 of the number of table buckets. */
+const volatile __u32 table_bits = 0;
+/* 0: full (walk every stack), 1: adaptive (walk only hot sites), 2: sample. */
+const volatile __u8 trace_mode = 0;
+/* adaptive: a site becomes hot when this many of its allocations are outstanding. */
+const volatile __s64 hot_threshold = 64;
+/* sample: record one allocation in sample_every, on average. */
+const volatile __u32 sample_every = 1;
+/*
+ * The allocation clock: CLOCK_MONOTONIC nanoseconds, written by user space
+ * every few tens of milliseconds. Ages need no finer resolution, and a load
+ * is cheaper than any time helper.
+ */
+volatile __u64 clock_ns = 0;
+/* whether to keep per-stack totals (alloc_objects/alloc_space) in the kernel. */
+const volatile __u8 keep_totals = 1;
+
+#define MODE_FULL 0
+#define MODE_ADAPTIVE 1
+#define MODE_SAMPLE 2
 
 static __always_inline void count(__u32 idx)
 {
@@ -279,6 +325,7 @@ static __always_inline bool pass_task_filters(__u32 tgid)
 static __always_inline __s64 walk_stack(void *ctx)
 {
 	long id = bpf_get_stackid(ctx, &stacks, stack_flags);
+	count(C_WALKED);
 	if (id >= 0)
 		return id;
 	if (id == -EEXIST) {
@@ -293,12 +340,59 @@ static __always_inline __s64 walk_stack(void *ctx)
 	return STACK_LOST_WALK;
 }
 
+static __always_inline __u32 bucket_of(__u64 key)
+{
+	return (__u32)((key * 0x9E3779B97F4A7C15ULL) >> (64 - table_bits));
+}
+
+static __always_inline __u32 site_of(__u64 site)
+{
+	return (__u32)((site * 0x9E3779B97F4A7C15ULL) >> 48) & (NR_SITES - 1);
+}
+
+/*
+ * table_insert claims a slot for key and returns its record, or NULL when the
+ * bucket is full. A slot already holding key (a missed free) is reused.
+ */
+static __always_inline struct alloc_info *table_insert(__u64 key)
+{
+	__u32 b = bucket_of(key);
+	struct bucket *bk = bpf_map_lookup_elem(&table_keys, &b);
+	if (!bk)
+		return NULL;
+	__u32 slot = BUCKET_WAYS;
+#pragma unroll
+	for (int i = 0; i < BUCKET_WAYS; i++) {
+		if (bk->key[i] == key) {
+			count(C_ALLOC_TRACKED);
+			slot = i;
+			break;
+		}
+	}
+	if (slot == BUCKET_WAYS) {
+#pragma unroll
+		for (int i = 0; i < BUCKET_WAYS; i++) {
+			if (bk->key[i] == 0 && __sync_val_compare_and_swap(&bk->key[i], 0, key) == 0) {
+				slot = i;
+				break;
+			}
+		}
+	}
+	if (slot == BUCKET_WAYS) {
+		count(C_MAP_FULL);
+		return NULL;
+	}
+	count(C_TRACKED);
+	__u32 idx = b * BUCKET_WAYS + slot;
+	return bpf_map_lookup_elem(&table_recs, &idx);
+}
+
 /*
  * record_alloc inserts one allocation. Callers have counted the event, checked
  * the pointer and applied the cache and size filters; the task filters run here,
  * before the stack walk, which is the expensive part.
  */
-static __always_inline void record_alloc(void *ctx, void *map, __u64 key, __u8 kind, __u8 hook,
+static __always_inline void record_alloc(void *ctx, __u64 ptr, __u8 kind, __u8 hook, __u64 site,
 					 __u64 cache, __u64 req, __u64 alloc, __u32 gfp,
 					 __u8 accounted, __u8 order)
 {
@@ -308,40 +402,64 @@ static __always_inline void record_alloc(void *ctx, void *map, __u64 key, __u8 k
 	if (!pass_task_filters(tgid))
 		return;
 
-	struct alloc_info v = {};
-	v.ts = bpf_ktime_get_ns();
-	v.cache = cache;
-	v.cgroup = bpf_get_current_cgroup_id();
-	v.bytes_req = req;
-	v.bytes_alloc = alloc;
-	v.stack_id = walk_stack(ctx);
-	v.tgid = tgid;
-	v.pid = (__u32)pid_tgid;
-	v.gfp = gfp;
-	v.kind = kind;
-	v.hook = hook;
-	v.accounted = accounted;
-	v.order = order;
-	bpf_get_current_comm(&v.comm, sizeof(v.comm));
-
-	long err = bpf_map_update_elem(map, &key, &v, BPF_NOEXIST);
-	if (err == -EEXIST) {
-		/* The old allocation's free was never seen; this one replaces it. */
-		count(C_ALLOC_TRACKED);
-		bpf_map_update_elem(map, &key, &v, BPF_ANY);
-	} else if (err) {
-		count(C_MAP_FULL);
-	} else {
-		count(C_TRACKED);
+	if (trace_mode == MODE_SAMPLE && sample_every > 1) {
+		/* Uniform 1-in-N: unbiased once values are scaled by N. */
+		if (bpf_get_prandom_u32() % sample_every != 0) {
+			count(C_SAMPLED_OUT);
+			return;
+		}
 	}
 
+	__u64 key = (ptr << 2) | kind;
+	struct alloc_info *v = table_insert(key);
+	if (!v)
+		return;
+
+	__s64 stack_id = STACK_NOT_WALKED;
+	if (trace_mode == MODE_ADAPTIVE) {
+		__u32 si = site_of(site);
+		struct site_state *st = bpf_map_lookup_elem(&sites, &si);
+		if (st) {
+			__s64 out = __sync_fetch_and_add(&st->outstanding, 1) + 1;
+			if (st->hot) {
+				stack_id = walk_stack(ctx);
+			} else if (out >= hot_threshold) {
+				if (__sync_val_compare_and_swap(&st->hot, 0, 1) == 0)
+					count(C_HOT_SITES);
+				stack_id = walk_stack(ctx);
+			}
+		}
+	} else {
+		stack_id = walk_stack(ctx);
+	}
+
+	/* User space ticks clock_ns every CLOCK_TICK; reading it costs one load. */
+	v->ts = clock_ns;
+	v->cache = cache;
+	v->cgroup = bpf_get_current_cgroup_id();
+	v->site = site;
+	v->stack_id = stack_id;
+	v->tgid = tgid;
+	v->bytes_req = req;
+	v->bytes_alloc = alloc;
+	v->gfp = gfp;
+	v->kind = kind;
+	v->hook = hook;
+	v->accounted = accounted;
+	v->order = order;
+	/* Two loads from the task, cheaper than bpf_get_current_comm's copy. */
+	struct task_struct *task = bpf_get_current_task_btf();
+	__builtin_memcpy(v->comm, task->comm, sizeof(v->comm));
+
+	if (!keep_totals)
+		return;
 	struct totals_key tk = {};
-	tk.stack_id = v.stack_id;
+	tk.stack_id = stack_id;
 	tk.cache = cache;
-	tk.cgroup = v.cgroup;
+	tk.cgroup = v->cgroup;
 	tk.tgid = tgid;
 	tk.kind = kind;
-	__builtin_memcpy(tk.comm, v.comm, sizeof(tk.comm));
+	__builtin_memcpy(tk.comm, v->comm, sizeof(tk.comm));
 	struct totals_val *tv = bpf_map_lookup_elem(&totals, &tk);
 	if (tv) {
 		tv->count++;
@@ -349,7 +467,7 @@ static __always_inline void record_alloc(void *ctx, void *map, __u64 key, __u8 k
 		return;
 	}
 	struct totals_val init = {.count = 1, .bytes = alloc};
-	err = bpf_map_update_elem(&totals, &tk, &init, BPF_NOEXIST);
+	long err = bpf_map_update_elem(&totals, &tk, &init, BPF_NOEXIST);
 	if (err == -EEXIST) {
 		/* Inserted meanwhile (by an interrupt on this CPU or by another CPU,
 		 * whose per-CPU slot it set); add to this CPU's slot. */
@@ -363,14 +481,34 @@ static __always_inline void record_alloc(void *ctx, void *map, __u64 key, __u8 k
 	}
 }
 
-static __always_inline void record_free(void *map, __u64 key, __u32 untracked)
+static __always_inline void record_free(__u64 ptr, __u8 kind, __u32 untracked)
 {
-	if (!key)
+	if (!ptr)
 		return;
-	if (bpf_map_delete_elem(map, &key) == 0)
-		count(C_FREED);
-	else
-		count(untracked);
+	__u64 key = (ptr << 2) | kind;
+	__u32 b = bucket_of(key);
+	struct bucket *bk = bpf_map_lookup_elem(&table_keys, &b);
+	if (!bk)
+		return;
+#pragma unroll
+	for (int i = 0; i < BUCKET_WAYS; i++) {
+		if (bk->key[i] == key) {
+			if (trace_mode == MODE_ADAPTIVE) {
+				__u32 idx = b * BUCKET_WAYS + i;
+				struct alloc_info *v = bpf_map_lookup_elem(&table_recs, &idx);
+				if (v) {
+					__u32 si = site_of(v->site);
+					struct site_state *st = bpf_map_lookup_elem(&sites, &si);
+					if (st)
+						__sync_fetch_and_add(&st->outstanding, -1);
+				}
+			}
+			bk->key[i] = 0;
+			count(C_FREED);
+			return;
+		}
+	}
+	count(untracked);
 }
 
 /*
@@ -413,34 +551,36 @@ static __always_inline struct cache_info *cache_lookup(struct kmem_cache *s)
 #define GFP_RECLAIMABLE (1U << 4)
 #define GFP_DMA (1U << 0)
 
-static __always_inline void on_cache_alloc(void *ctx, __u64 ptr, struct kmem_cache *s, __u32 gfp)
+static __always_inline void on_cache_alloc(void *ctx, __u64 site, __u64 ptr, struct kmem_cache *s, __u32 gfp)
 {
 	count(HOOK_CACHE_ALLOC);
 	if (!ptr) {
 		count(C_NULL);
 		return;
 	}
-	struct cache_info *ci = cache_lookup(s);
+	/*
+	 * Sizes and the SLAB_ACCOUNT flag are per cache: user space fills them in
+	 * from the cache's details (see resolve_cache), so the hot path reads
+	 * nothing from the kmem_cache unless a filter needs it.
+	 */
 	__u64 req = 0, alloc = 0;
-	__u8 account = 0;
-	if (ci) {
-		if (!ci->allowed) {
+	if (cache_filter_n) {
+		struct cache_info *ci = cache_lookup(s);
+		if (!ci || !ci->allowed) {
 			count(C_FILTERED);
 			return;
 		}
-		req = ci->object_size;
-		alloc = ci->size;
-		account = ci->account;
-	} else if (cache_filter_n) {
-		count(C_FILTERED);
-		return;
 	}
-	if (min_size && alloc < min_size) {
-		count(C_FILTERED);
-		return;
+	if (min_size) {
+		alloc = BPF_CORE_READ(s, size);
+		req = BPF_CORE_READ(s, object_size);
+		if (alloc < min_size) {
+			count(C_FILTERED);
+			return;
+		}
 	}
-	__u8 accounted = account || (gfp & GFP_ACCOUNT);
-	record_alloc(ctx, &slab_allocs, ptr, KIND_SLAB, HOOK_CACHE_ALLOC, (__u64)s, req, alloc, gfp,
+	__u8 accounted = (gfp & GFP_ACCOUNT) != 0;
+	record_alloc(ctx, ptr, KIND_SLAB, HOOK_CACHE_ALLOC, site, (__u64)s, req, alloc, gfp,
 		     accounted, 0);
 }
 
@@ -458,7 +598,7 @@ static __always_inline __u64 kmalloc_id(__u64 alloc, __u32 gfp)
 	return KMALLOC_ID | (variant << 16) | alloc;
 }
 
-static __always_inline void on_kmalloc(void *ctx, __u64 ptr, __u64 req, __u64 alloc, __u32 gfp)
+static __always_inline void on_kmalloc(void *ctx, __u64 site, __u64 ptr, __u64 req, __u64 alloc, __u32 gfp)
 {
 	count(HOOK_KMALLOC);
 	if (!ptr) {
@@ -478,7 +618,7 @@ static __always_inline void on_kmalloc(void *ctx, __u64 ptr, __u64 req, __u64 al
 		count(C_FILTERED);
 		return;
 	}
-	record_alloc(ctx, &slab_allocs, ptr, KIND_SLAB, HOOK_KMALLOC, cache, req, alloc, gfp,
+	record_alloc(ctx, ptr, KIND_SLAB, HOOK_KMALLOC, site, cache, req, alloc, gfp,
 		     (gfp & GFP_ACCOUNT) != 0, 0);
 }
 
@@ -500,11 +640,11 @@ static __always_inline void on_page_alloc(void *ctx, __u64 key, __u32 order, __u
 		count(C_FILTERED);
 		return;
 	}
-	record_alloc(ctx, &page_allocs, key, KIND_PAGE, HOOK_PAGE_ALLOC, 0, bytes, bytes, gfp,
+	record_alloc(ctx, key, KIND_PAGE, HOOK_PAGE_ALLOC, 0, 0, bytes, bytes, gfp,
 		     (gfp & GFP_ACCOUNT) != 0, order);
 }
 
-static __always_inline void on_percpu_alloc(void *ctx, __u64 ptr, __u64 req, __u64 alloc, __u32 gfp)
+static __always_inline void on_percpu_alloc(void *ctx, __u64 site, __u64 ptr, __u64 req, __u64 alloc, __u32 gfp)
 {
 	count(HOOK_PERCPU_ALLOC);
 	if (!ptr) {
@@ -519,32 +659,32 @@ static __always_inline void on_percpu_alloc(void *ctx, __u64 ptr, __u64 req, __u
 		count(C_FILTERED);
 		return;
 	}
-	record_alloc(ctx, &percpu_allocs, ptr, KIND_PERCPU, HOOK_PERCPU_ALLOC, 0, req, alloc, gfp,
+	record_alloc(ctx, ptr, KIND_PERCPU, HOOK_PERCPU_ALLOC, site, 0, req, alloc, gfp,
 		     (gfp & GFP_ACCOUNT) != 0, 0);
 }
 
 static __always_inline void on_cache_free(__u64 ptr)
 {
 	count(HOOK_CACHE_FREE);
-	record_free(&slab_allocs, ptr, C_FREE_UNTRACKED_SLAB);
+	record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB);
 }
 
 static __always_inline void on_kfree(__u64 ptr)
 {
 	count(HOOK_KFREE);
-	record_free(&slab_allocs, ptr, C_FREE_UNTRACKED_SLAB);
+	record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB);
 }
 
 static __always_inline void on_page_free(__u64 key, __u32 hook)
 {
 	count(hook);
-	record_free(&page_allocs, key, C_FREE_UNTRACKED_PAGE);
+	record_free(key, KIND_PAGE, C_FREE_UNTRACKED_PAGE);
 }
 
 static __always_inline void on_percpu_free(__u64 ptr)
 {
 	count(HOOK_PERCPU_FREE);
-	record_free(&percpu_allocs, ptr, C_FREE_UNTRACKED_PERCPU);
+	record_free(ptr, KIND_PERCPU, C_FREE_UNTRACKED_PERCPU);
 }
 
 /*
@@ -557,7 +697,7 @@ static __always_inline void on_percpu_free(__u64 ptr)
 	int BPF_PROG(PFX##_cache_alloc, unsigned long call_site, const void *ptr,            \
 		     struct kmem_cache *s, gfp_t gfp_flags, int node)                         \
 	{                                                                                    \
-		on_cache_alloc(ctx, (__u64)ptr, s, gfp_flags);                               \
+		on_cache_alloc(ctx, call_site, (__u64)ptr, s, gfp_flags);                               \
 		return 0;                                                                    \
 	}                                                                                    \
 	SEC(SECPFX "/kmem_cache_free")                                                       \
@@ -570,7 +710,7 @@ static __always_inline void on_percpu_free(__u64 ptr)
 	int BPF_PROG(PFX##_kmalloc, unsigned long call_site, const void *ptr,                \
 		     size_t bytes_req, size_t bytes_alloc, gfp_t gfp_flags, int node)         \
 	{                                                                                    \
-		on_kmalloc(ctx, (__u64)ptr, bytes_req, bytes_alloc, gfp_flags);              \
+		on_kmalloc(ctx, call_site, (__u64)ptr, bytes_req, bytes_alloc, gfp_flags);              \
 		return 0;                                                                    \
 	}                                                                                    \
 	SEC(SECPFX "/kfree")                                                                 \
@@ -603,7 +743,7 @@ static __always_inline void on_percpu_free(__u64 ptr)
 		     size_t size, size_t align, void *base_addr, int off, void *ptr,          \
 		     size_t bytes_alloc, gfp_t gfp_flags)                                     \
 	{                                                                                    \
-		on_percpu_alloc(ctx, (__u64)ptr, size, bytes_alloc, gfp_flags);              \
+		on_percpu_alloc(ctx, call_site, (__u64)ptr, size, bytes_alloc, gfp_flags);              \
 		return 0;                                                                    \
 	}                                                                                    \
 	SEC(SECPFX "/percpu_free_percpu")                                                    \
@@ -671,7 +811,7 @@ int tp_cache_alloc(struct trace_event_raw_kmem_cache_alloc *ctx)
 	__u8 accounted = (gfp & GFP_ACCOUNT) != 0;
 	if (bpf_core_field_exists(ctx->accounted))
 		accounted = BPF_CORE_READ(ctx, accounted);
-	record_alloc(ctx, &slab_allocs, ptr, KIND_SLAB, HOOK_CACHE_ALLOC, id, req, alloc, gfp,
+	record_alloc(ctx, ptr, KIND_SLAB, HOOK_CACHE_ALLOC, BPF_CORE_READ(ctx, call_site), id, req, alloc, gfp,
 		     accounted, 0);
 	return 0;
 }
@@ -686,7 +826,7 @@ int tp_cache_free(struct trace_event_raw_kmem_cache_free *ctx)
 SEC("tracepoint/kmem/kmalloc")
 int tp_kmalloc(struct trace_event_raw_kmalloc *ctx)
 {
-	on_kmalloc(ctx, (__u64)BPF_CORE_READ(ctx, ptr), BPF_CORE_READ(ctx, bytes_req),
+	on_kmalloc(ctx, BPF_CORE_READ(ctx, call_site), (__u64)BPF_CORE_READ(ctx, ptr), BPF_CORE_READ(ctx, bytes_req),
 		   BPF_CORE_READ(ctx, bytes_alloc), BPF_CORE_READ(ctx, gfp_flags));
 	return 0;
 }
@@ -725,7 +865,7 @@ int tp_page_freeb(struct trace_event_raw_mm_page_free_batched *ctx)
 SEC("tracepoint/percpu/percpu_alloc_percpu")
 int tp_pcpu_alloc(struct trace_event_raw_percpu_alloc_percpu *ctx)
 {
-	on_percpu_alloc(ctx, (__u64)BPF_CORE_READ(ctx, ptr), BPF_CORE_READ(ctx, size),
+	on_percpu_alloc(ctx, BPF_CORE_READ(ctx, call_site), (__u64)BPF_CORE_READ(ctx, ptr), BPF_CORE_READ(ctx, size),
 			BPF_CORE_READ(ctx, bytes_alloc), BPF_CORE_READ(ctx, gfp_flags));
 	return 0;
 }
@@ -744,10 +884,13 @@ int tp_pcpu_free(struct trace_event_raw_percpu_free_percpu *ctx)
  * (kmem_cache_alloc_noprof or kmem_cache_alloc, ...). The stack is walked in
  * the return probe, whose leaf is the allocator's caller.
  */
-static __always_inline void kp_save(__u64 cache, __u64 size, __u32 gfp, __u8 hook)
+static __always_inline void kp_save(struct pt_regs *ctx, __u64 cache, __u64 size, __u32 gfp, __u8 hook)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct kp_args a = {.cache = cache, .size = size, .gfp = gfp, .hook = hook};
+	__u64 site = 0;
+	/* At function entry the return address is at the top of the stack. */
+	bpf_probe_read_kernel(&site, sizeof(site), (void *)PT_REGS_SP(ctx));
+	struct kp_args a = {.site = site, .cache = cache, .size = size, .gfp = gfp, .hook = hook};
 	bpf_map_update_elem(&kp_pending, &id, &a, BPF_ANY);
 }
 
@@ -755,7 +898,7 @@ static __always_inline void kp_save(__u64 cache, __u64 size, __u32 gfp, __u8 hoo
 SEC("kprobe/kmem_cache_alloc_noprof")
 int BPF_KPROBE(kp_cache_alloc, struct kmem_cache *s, gfp_t gfp)
 {
-	kp_save((__u64)s, 0, gfp, HOOK_CACHE_ALLOC);
+	kp_save(ctx, (__u64)s, 0, gfp, HOOK_CACHE_ALLOC);
 	return 0;
 }
 
@@ -763,7 +906,7 @@ int BPF_KPROBE(kp_cache_alloc, struct kmem_cache *s, gfp_t gfp)
 SEC("kprobe/__kmalloc_noprof")
 int BPF_KPROBE(kp_kmalloc, size_t size, gfp_t gfp)
 {
-	kp_save(0, size, gfp, HOOK_KMALLOC);
+	kp_save(ctx, 0, size, gfp, HOOK_KMALLOC);
 	return 0;
 }
 
@@ -771,7 +914,7 @@ int BPF_KPROBE(kp_kmalloc, size_t size, gfp_t gfp)
 SEC("kprobe/__kmalloc_cache_noprof")
 int BPF_KPROBE(kp_kmalloc_cache, struct kmem_cache *s, gfp_t gfp, size_t size)
 {
-	kp_save((__u64)s, size, gfp, HOOK_KMALLOC);
+	kp_save(ctx, (__u64)s, size, gfp, HOOK_KMALLOC);
 	return 0;
 }
 
@@ -779,7 +922,7 @@ int BPF_KPROBE(kp_kmalloc_cache, struct kmem_cache *s, gfp_t gfp, size_t size)
 SEC("kprobe/kmem_cache_alloc_lru_noprof")
 int BPF_KPROBE(kp_cache_alloc_lru, struct kmem_cache *s, void *lru, gfp_t gfp)
 {
-	kp_save((__u64)s, 0, gfp, HOOK_CACHE_ALLOC);
+	kp_save(ctx, (__u64)s, 0, gfp, HOOK_CACHE_ALLOC);
 	return 0;
 }
 
@@ -787,7 +930,7 @@ int BPF_KPROBE(kp_cache_alloc_lru, struct kmem_cache *s, void *lru, gfp_t gfp)
 SEC("kprobe/__kmalloc_node_noprof")
 int BPF_KPROBE(kp_kmalloc_b, size_t size, void *b, gfp_t gfp)
 {
-	kp_save(0, size, gfp, HOOK_KMALLOC);
+	kp_save(ctx, 0, size, gfp, HOOK_KMALLOC);
 	return 0;
 }
 
@@ -795,7 +938,7 @@ int BPF_KPROBE(kp_kmalloc_b, size_t size, void *b, gfp_t gfp)
 SEC("kprobe/__kmalloc_cache_node_noprof")
 int BPF_KPROBE(kp_kmalloc_cnode, struct kmem_cache *s, gfp_t gfp, int node, size_t size)
 {
-	kp_save((__u64)s, size, gfp, HOOK_KMALLOC);
+	kp_save(ctx, (__u64)s, size, gfp, HOOK_KMALLOC);
 	return 0;
 }
 
@@ -812,7 +955,7 @@ int BPF_KRETPROBE(krp_alloc, void *ret)
 	bpf_map_delete_elem(&kp_pending, &id);
 
 	if (args.hook == HOOK_CACHE_ALLOC) {
-		on_cache_alloc(ctx, (__u64)ret, (struct kmem_cache *)args.cache, args.gfp);
+		on_cache_alloc(ctx, args.site, (__u64)ret, (struct kmem_cache *)args.cache, args.gfp);
 		return 0;
 	}
 	/* kmalloc family: the bucket size is the cache's size when known. */
@@ -822,7 +965,7 @@ int BPF_KRETPROBE(krp_alloc, void *ret)
 		if (ci)
 			alloc = ci->size;
 	}
-	on_kmalloc(ctx, (__u64)ret, args.size, alloc, args.gfp);
+	on_kmalloc(ctx, args.site, (__u64)ret, args.size, alloc, args.gfp);
 	return 0;
 }
 
@@ -837,6 +980,18 @@ SEC("kprobe/kfree")
 int BPF_KPROBE(kp_kfree, void *ptr)
 {
 	on_kfree((__u64)ptr);
+	return 0;
+}
+
+/*
+ * resolve_cache is not attached: user space runs it (BPF_PROG_TEST_RUN) once
+ * per kmem_cache pointer found in the records, to record the cache's name,
+ * sizes and flags in the caches map.
+ */
+SEC("raw_tp")
+int resolve_cache(struct bpf_raw_tracepoint_args *ctx)
+{
+	cache_lookup((struct kmem_cache *)ctx->args[0]);
 	return 0;
 }
 

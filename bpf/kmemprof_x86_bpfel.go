@@ -18,17 +18,22 @@ type kmemprofAllocInfo struct {
 	Ts         uint64
 	Cache      uint64
 	Cgroup     uint64
-	BytesReq   uint64
-	BytesAlloc uint64
-	StackId    int64
+	Site       uint64
+	StackId    int32
 	Tgid       uint32
-	Pid        uint32
+	BytesReq   uint32
+	BytesAlloc uint32
 	Gfp        uint32
 	Kind       uint8
 	Hook       uint8
 	Accounted  uint8
 	Order      uint8
 	Comm       [16]int8
+}
+
+type kmemprofBucket struct {
+	_   structs.HostLayout
+	Key [8]uint64
 }
 
 type kmemprofCacheInfo struct {
@@ -45,11 +50,18 @@ type kmemprofCacheInfo struct {
 
 type kmemprofKpArgs struct {
 	_     structs.HostLayout
+	Site  uint64
 	Cache uint64
 	Size  uint64
 	Gfp   uint32
 	Hook  uint8
 	Pad   [3]uint8
+}
+
+type kmemprofSiteState struct {
+	_           structs.HostLayout
+	Outstanding int64
+	Hot         uint64
 }
 
 type kmemprofTotalsKey struct {
@@ -138,6 +150,7 @@ type kmemprofProgramSpecs struct {
 	RawPageFreeb    *ebpf.ProgramSpec `ebpf:"raw_page_freeb"`
 	RawPcpuAlloc    *ebpf.ProgramSpec `ebpf:"raw_pcpu_alloc"`
 	RawPcpuFree     *ebpf.ProgramSpec `ebpf:"raw_pcpu_free"`
+	ResolveCache    *ebpf.ProgramSpec `ebpf:"resolve_cache"`
 	TpCacheAlloc    *ebpf.ProgramSpec `ebpf:"tp_cache_alloc"`
 	TpCacheFree     *ebpf.ProgramSpec `ebpf:"tp_cache_free"`
 	TpKfree         *ebpf.ProgramSpec `ebpf:"tp_kfree"`
@@ -157,10 +170,10 @@ type kmemprofMapSpecs struct {
 	CgroupFilter *ebpf.MapSpec `ebpf:"cgroup_filter"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	KpPending    *ebpf.MapSpec `ebpf:"kp_pending"`
-	PageAllocs   *ebpf.MapSpec `ebpf:"page_allocs"`
-	PercpuAllocs *ebpf.MapSpec `ebpf:"percpu_allocs"`
-	SlabAllocs   *ebpf.MapSpec `ebpf:"slab_allocs"`
+	Sites        *ebpf.MapSpec `ebpf:"sites"`
 	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
+	TableKeys    *ebpf.MapSpec `ebpf:"table_keys"`
+	TableRecs    *ebpf.MapSpec `ebpf:"table_recs"`
 	Totals       *ebpf.MapSpec `ebpf:"totals"`
 }
 
@@ -170,11 +183,17 @@ type kmemprofMapSpecs struct {
 type kmemprofVariableSpecs struct {
 	CacheFilter  *ebpf.VariableSpec `ebpf:"cache_filter"`
 	CacheFilterN *ebpf.VariableSpec `ebpf:"cache_filter_n"`
+	ClockNs      *ebpf.VariableSpec `ebpf:"clock_ns"`
 	FilterCgroup *ebpf.VariableSpec `ebpf:"filter_cgroup"`
 	FilterTgid   *ebpf.VariableSpec `ebpf:"filter_tgid"`
+	HotThreshold *ebpf.VariableSpec `ebpf:"hot_threshold"`
+	KeepTotals   *ebpf.VariableSpec `ebpf:"keep_totals"`
 	MinSize      *ebpf.VariableSpec `ebpf:"min_size"`
+	SampleEvery  *ebpf.VariableSpec `ebpf:"sample_every"`
 	SelfTgid     *ebpf.VariableSpec `ebpf:"self_tgid"`
 	StackFlags   *ebpf.VariableSpec `ebpf:"stack_flags"`
+	TableBits    *ebpf.VariableSpec `ebpf:"table_bits"`
+	TraceMode    *ebpf.VariableSpec `ebpf:"trace_mode"`
 }
 
 // kmemprofObjects contains all objects after they have been loaded into the kernel.
@@ -201,10 +220,10 @@ type kmemprofMaps struct {
 	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	KpPending    *ebpf.Map `ebpf:"kp_pending"`
-	PageAllocs   *ebpf.Map `ebpf:"page_allocs"`
-	PercpuAllocs *ebpf.Map `ebpf:"percpu_allocs"`
-	SlabAllocs   *ebpf.Map `ebpf:"slab_allocs"`
+	Sites        *ebpf.Map `ebpf:"sites"`
 	Stacks       *ebpf.Map `ebpf:"stacks"`
+	TableKeys    *ebpf.Map `ebpf:"table_keys"`
+	TableRecs    *ebpf.Map `ebpf:"table_recs"`
 	Totals       *ebpf.Map `ebpf:"totals"`
 }
 
@@ -214,10 +233,10 @@ func (m *kmemprofMaps) Close() error {
 		m.CgroupFilter,
 		m.Counters,
 		m.KpPending,
-		m.PageAllocs,
-		m.PercpuAllocs,
-		m.SlabAllocs,
+		m.Sites,
 		m.Stacks,
+		m.TableKeys,
+		m.TableRecs,
 		m.Totals,
 	)
 }
@@ -228,11 +247,17 @@ func (m *kmemprofMaps) Close() error {
 type kmemprofVariables struct {
 	CacheFilter  *ebpf.Variable `ebpf:"cache_filter"`
 	CacheFilterN *ebpf.Variable `ebpf:"cache_filter_n"`
+	ClockNs      *ebpf.Variable `ebpf:"clock_ns"`
 	FilterCgroup *ebpf.Variable `ebpf:"filter_cgroup"`
 	FilterTgid   *ebpf.Variable `ebpf:"filter_tgid"`
+	HotThreshold *ebpf.Variable `ebpf:"hot_threshold"`
+	KeepTotals   *ebpf.Variable `ebpf:"keep_totals"`
 	MinSize      *ebpf.Variable `ebpf:"min_size"`
+	SampleEvery  *ebpf.Variable `ebpf:"sample_every"`
 	SelfTgid     *ebpf.Variable `ebpf:"self_tgid"`
 	StackFlags   *ebpf.Variable `ebpf:"stack_flags"`
+	TableBits    *ebpf.Variable `ebpf:"table_bits"`
+	TraceMode    *ebpf.Variable `ebpf:"trace_mode"`
 }
 
 // kmemprofPrograms contains all programs after they have been loaded into the kernel.
@@ -266,6 +291,7 @@ type kmemprofPrograms struct {
 	RawPageFreeb    *ebpf.Program `ebpf:"raw_page_freeb"`
 	RawPcpuAlloc    *ebpf.Program `ebpf:"raw_pcpu_alloc"`
 	RawPcpuFree     *ebpf.Program `ebpf:"raw_pcpu_free"`
+	ResolveCache    *ebpf.Program `ebpf:"resolve_cache"`
 	TpCacheAlloc    *ebpf.Program `ebpf:"tp_cache_alloc"`
 	TpCacheFree     *ebpf.Program `ebpf:"tp_cache_free"`
 	TpKfree         *ebpf.Program `ebpf:"tp_kfree"`
@@ -306,6 +332,7 @@ func (p *kmemprofPrograms) Close() error {
 		p.RawPageFreeb,
 		p.RawPcpuAlloc,
 		p.RawPcpuFree,
+		p.ResolveCache,
 		p.TpCacheAlloc,
 		p.TpCacheFree,
 		p.TpKfree,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 
@@ -22,41 +23,65 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	comms := map[[16]int8]string{}
+	snap := &tracer.Snapshot{Stacks: map[tracer.StackID][]uint64{}, Taken: time.Now()}
+
+	snap.Partial = map[tracer.StackID]bool{}
+	if t.cfg.Tracking == TrackSample {
+		snap.SampleEvery = uint64(t.cfg.SampleEvery)
+	}
+	sites := map[uint64]tracer.StackID{}
+	var cacheIDs []uint64 // per record, resolved to names and sizes below
+	err = t.readTable(func(key uint64, v *kmemprofAllocInfo) {
+		stack := tracer.StackID(v.StackId)
+		if v.StackId == stackNotWalked {
+			// Adaptive mode: the site was not hot yet. Show the call site
+			// as a partial stack, one synthetic id per site.
+			id, ok := sites[v.Site]
+			if !ok {
+				id = partialStackBase + tracer.StackID(len(sites))
+				sites[v.Site] = id
+				snap.Stacks[id] = []uint64{v.Site}
+				snap.Partial[id] = true
+			}
+			stack = id
+		}
+		snap.Records = append(snap.Records, tracer.Record{
+			Key: tracer.Key{
+				Kind:     tracer.Kind(v.Kind),
+				Stack:    stack,
+				Comm:     commString(comms, v.Comm),
+				PID:      v.Tgid,
+				CgroupID: v.Cgroup,
+			},
+			Addr:       key >> 2,
+			BytesReq:   uint64(v.BytesReq),
+			BytesAlloc: uint64(v.BytesAlloc),
+			Time:       clock.at(v.Ts),
+			Accounted:  v.Accounted != 0,
+			GFP:        uint64(v.Gfp),
+			Order:      v.Order,
+		})
+		cacheIDs = append(cacheIDs, v.Cache)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the outstanding table: %w", err)
+	}
+	if err := t.resolveCaches(cacheIDs); err != nil {
+		return nil, err
+	}
 	caches, err := t.readCaches()
 	if err != nil {
 		return nil, err
 	}
-	comms := map[[16]int8]string{}
-	snap := &tracer.Snapshot{Stacks: map[tracer.StackID][]uint64{}, Taken: time.Now()}
-
-	for _, m := range []struct {
-		name string
-		kind tracer.Kind
-	}{{"slab_allocs", tracer.KindSlab}, {"page_allocs", tracer.KindPage}, {"percpu_allocs", tracer.KindPercpu}} {
-		if !t.cfg.has(m.kind) {
-			continue
-		}
-		err := readHash(t.coll.Maps[m.name], func(k uint64, v *kmemprofAllocInfo) {
-			snap.Records = append(snap.Records, tracer.Record{
-				Key: tracer.Key{
-					Kind:     tracer.Kind(v.Kind),
-					Stack:    tracer.StackID(v.StackId),
-					Cache:    caches.name(v.Cache),
-					Comm:     commString(comms, v.Comm),
-					PID:      v.Tgid,
-					CgroupID: v.Cgroup,
-				},
-				Addr:       k,
-				BytesReq:   v.BytesReq,
-				BytesAlloc: v.BytesAlloc,
-				Time:       clock.at(v.Ts),
-				Accounted:  v.Accounted != 0,
-				GFP:        uint64(v.Gfp),
-				Order:      v.Order,
-			})
-		})
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", m.name, err)
+	for i := range snap.Records {
+		r := &snap.Records[i]
+		id := cacheIDs[i]
+		r.Cache = caches.name(id)
+		if ci, ok := caches[id]; ok && r.Kind == tracer.KindSlab && r.BytesAlloc == 0 {
+			// kmem_cache_alloc in raw modes: the sizes are the cache's.
+			r.BytesReq, r.BytesAlloc = uint64(ci.objectSize), uint64(ci.size)
+			r.Accounted = r.Accounted || ci.account
 		}
 	}
 
@@ -93,34 +118,48 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 	return snap, nil
 }
 
-// readHash reads every entry of a hash map of alloc_info, in batches when the
-// kernel supports it (5.6+) and one by one otherwise.
-func readHash(m *ebpf.Map, fn func(uint64, *kmemprofAllocInfo)) error {
-	keys := make([]uint64, batchSize)
-	vals := make([]kmemprofAllocInfo, batchSize)
-	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := m.BatchLookup(&cursor, keys, vals, nil)
-		for i := 0; i < n; i++ {
-			fn(keys[i], &vals[i])
-		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil
-		}
-		if errors.Is(err, ebpf.ErrNotSupported) {
-			break
-		}
-		if err != nil {
+// stackNotWalked is STACK_NOT_WALKED of kmemprof.bpf.c.
+const stackNotWalked = -6
+
+// partialStackBase numbers the synthetic stacks of call sites; real stack
+// ids are below the stack map's size (at most 2^32).
+const partialStackBase = tracer.StackID(1) << 40
+
+// readTable calls fn for every occupied slot of the outstanding table. The
+// arrays are memory-mapped, so only occupied records are copied.
+func (t *Tracer) readTable(fn func(key uint64, v *kmemprofAllocInfo)) error {
+	keysMem, err := t.coll.Maps["table_keys"].Memory()
+	if err != nil {
+		return fmt.Errorf("mapping table keys: %w", err)
+	}
+	recsMem, err := t.coll.Maps["table_recs"].Memory()
+	if err != nil {
+		return fmt.Errorf("mapping table records: %w", err)
+	}
+	recSize := int64(unsafe.Sizeof(kmemprofAllocInfo{}))
+	recSize = (recSize + 7) &^ 7 // array elements are 8-byte aligned
+	keys := make([]uint64, 1<<16)
+	keyBytes := unsafe.Slice((*byte)(unsafe.Pointer(&keys[0])), len(keys)*8)
+	var rec kmemprofAllocInfo
+	recBytes := unsafe.Slice((*byte)(unsafe.Pointer(&rec)), unsafe.Sizeof(rec))
+	total := int64(keysMem.Size())
+	for off := int64(0); off < total; off += int64(len(keyBytes)) {
+		n := min(int64(len(keyBytes)), total-off)
+		if _, err := keysMem.ReadAt(keyBytes[:n], off); err != nil {
 			return err
 		}
+		first := off / 8
+		for i, k := range keys[:n/8] {
+			if k == 0 {
+				continue
+			}
+			if _, err := recsMem.ReadAt(recBytes, (first+int64(i))*recSize); err != nil {
+				return err
+			}
+			fn(k, &rec)
+		}
 	}
-	var k uint64
-	var v kmemprofAllocInfo
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		fn(k, &v)
-	}
-	return it.Err()
+	return nil
 }
 
 func commString(cache map[[16]int8]string, c [16]int8) string {
@@ -139,14 +178,20 @@ func commString(cache map[[16]int8]string, c [16]int8) string {
 	return s
 }
 
-type cacheNames map[uint64]string
+type cacheDetails struct {
+	name             string
+	objectSize, size uint32
+	account          bool
+}
+
+type cacheNames map[uint64]cacheDetails
 
 func (c cacheNames) name(id uint64) string {
 	if id == 0 {
 		return ""
 	}
-	if n, ok := c[id]; ok {
-		return n
+	if d, ok := c[id]; ok {
+		return d.name
 	}
 	if n := kmallocName(id); n != "" {
 		return n
@@ -167,12 +212,40 @@ func (t *Tracer) readCaches() (cacheNames, error) {
 			}
 			b = append(b, byte(ch))
 		}
-		out[id] = string(b)
+		out[id] = cacheDetails{name: string(b), objectSize: ci.ObjectSize, size: ci.Size, account: ci.Account != 0}
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("reading cache names: %w", err)
 	}
 	return out, nil
+}
+
+// resolveCaches runs resolve_cache for every kmem_cache pointer among ids
+// that the caches map does not know yet, so that it holds their names and
+// sizes. Modes without the program (classic tracepoints) name caches in the
+// hot path and need nothing here.
+func (t *Tracer) resolveCaches(ids []uint64) error {
+	prog := t.coll.Programs["resolve_cache"]
+	if prog == nil {
+		return nil
+	}
+	m := t.coll.Maps["caches"]
+	done := map[uint64]bool{}
+	var ci kmemprofCacheInfo
+	for _, id := range ids {
+		// kmem_cache pointers are kernel addresses; kmalloc ids are small.
+		if id < 0xffff000000000000 || done[id] {
+			continue
+		}
+		done[id] = true
+		if err := m.Lookup(id, &ci); err == nil {
+			continue
+		}
+		if _, err := prog.Run(&ebpf.RunOptions{Context: []uint64{id}}); err != nil {
+			return fmt.Errorf("resolving slab cache %#x: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // readStacks looks up every stack id the records and totals refer to.

@@ -30,6 +30,51 @@ type Tracer struct {
 	stop     time.Time // when Detach ran; zero while tracing
 	notes    []string  // what the attach chose or skipped, for the profile
 	cgroupFD *os.File
+	clock    *ebpf.Variable
+	stopTick chan struct{}
+	tickDone chan struct{}
+}
+
+// clockTick is how often the allocation clock (clock_ns in the BPF program)
+// is advanced: the resolution of allocation times and ages.
+const clockTick = 10 * time.Millisecond
+
+// startClock sets the allocation clock and advances it every clockTick until
+// Detach.
+func (t *Tracer) startClock() error {
+	t.clock = t.coll.Variables["clock_ns"]
+	if t.clock == nil {
+		return errors.New("BPF object has no variable clock_ns")
+	}
+	if err := t.setClock(); err != nil {
+		return err
+	}
+	t.stopTick, t.tickDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(t.tickDone)
+		tick := time.NewTicker(clockTick)
+		defer tick.Stop()
+		for {
+			select {
+			case <-t.stopTick:
+				return
+			case <-tick.C:
+				t.setClock()
+			}
+		}
+	}()
+	return nil
+}
+
+func (t *Tracer) setClock() error {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return fmt.Errorf("reading CLOCK_MONOTONIC: %w", err)
+	}
+	if err := t.clock.Set(uint64(ts.Nano())); err != nil {
+		return fmt.Errorf("setting the allocation clock: %w", err)
+	}
+	return nil
 }
 
 // typedHook is one tracepoint hook, reached as tp_btf, raw_tp or a classic
@@ -158,11 +203,14 @@ func programsFor(cfg Config, mode Mode) ([]string, error) {
 				names = append(names, prefix+h.prog)
 			}
 		}
+		if mode != ModeTracepoint && cfg.has(tracer.KindSlab) {
+			names = append(names, "resolve_cache")
+		}
 	case ModeKprobe:
 		if cfg.has(tracer.KindPage) || cfg.has(tracer.KindPercpu) {
 			return nil, fmt.Errorf("%w: kprobe mode traces slab allocations only; use --attach raw_tp, tp_btf or tracepoint for page and percpu", ErrAttach)
 		}
-		names = []string{"kp_cache_alloc", "kp_cache_alloc_lru", "kp_kmalloc", "kp_kmalloc_b", "kp_kmalloc_cache", "kp_kmalloc_cnode", "krp_alloc", "kp_cache_free", "kp_kfree"}
+		names = []string{"kp_cache_alloc", "kp_cache_alloc_lru", "kp_kmalloc", "kp_kmalloc_b", "kp_kmalloc_cache", "kp_kmalloc_cnode", "krp_alloc", "kp_cache_free", "kp_kfree", "resolve_cache"}
 	default:
 		return nil, fmt.Errorf("unknown attach mode %q", mode)
 	}
@@ -187,15 +235,13 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, progs []string) (*ebp
 			return nil, fmt.Errorf("BPF object has no program %s", p)
 		}
 	}
-	size := func(k tracer.Kind) uint32 {
-		if cfg.has(k) {
-			return uint32(cfg.MaxOutstanding)
-		}
-		return 1
-	}
-	spec.Maps["slab_allocs"].MaxEntries = size(tracer.KindSlab)
-	spec.Maps["page_allocs"].MaxEntries = size(tracer.KindPage)
-	spec.Maps["percpu_allocs"].MaxEntries = size(tracer.KindPercpu)
+	// Twice as many slots as allocations keeps buckets of 8 slots from
+	// overflowing (a load factor of at most 1/2).
+	bits := tableBits(cfg.MaxOutstanding)
+	spec.Maps["table_keys"].MaxEntries = 1 << bits
+	spec.Maps["table_keys"].Flags |= unix.BPF_F_MMAPABLE
+	spec.Maps["table_recs"].MaxEntries = (1 << bits) * bucketWays
+	spec.Maps["table_recs"].Flags |= unix.BPF_F_MMAPABLE
 	spec.Maps["stacks"].MaxEntries = uint32(cfg.MaxStacks)
 	spec.Maps["stacks"].ValueSize = uint32(cfg.StackDepth * 8)
 	// One totals entry per distinct stack and labels: far fewer than records.
@@ -231,6 +277,11 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, progs []string) (*ebp
 		{"min_size", cfg.MinSize},
 		{"cache_filter_n", uint32(len(cfg.Caches))},
 		{"cache_filter", filters},
+		{"table_bits", uint32(bits)},
+		{"trace_mode", trackingCode(cfg.Tracking)},
+		{"hot_threshold", int64(cfg.HotThreshold)},
+		{"sample_every", uint32(cfg.SampleEvery)},
+		{"keep_totals", boolByte(cfg.Tracking != TrackAdaptive)},
 	} {
 		if err := set(kv.name, kv.v); err != nil {
 			return nil, err
@@ -246,6 +297,36 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, progs []string) (*ebp
 		return nil, fmt.Errorf("loading BPF programs: %w", err)
 	}
 	return coll, nil
+}
+
+// bucketWays is BUCKET_WAYS of kmemprof.bpf.c: slots per table bucket.
+const bucketWays = 8
+
+// tableBits returns log2 of the number of buckets for n outstanding
+// allocations: at least 2n slots, at least 2^10 buckets.
+func tableBits(n int) int {
+	bits := 10
+	for (1<<bits)*bucketWays < 2*n {
+		bits++
+	}
+	return bits
+}
+
+func trackingCode(t Tracking) uint8 {
+	switch t {
+	case TrackAdaptive:
+		return 1
+	case TrackSample:
+		return 2
+	}
+	return 0
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func open(spec *ebpf.CollectionSpec, cfg Config, mode Mode) (_ *Tracer, err error) {
@@ -271,6 +352,9 @@ func open(spec *ebpf.CollectionSpec, cfg Config, mode Mode) (_ *Tracer, err erro
 		return nil, err
 	}
 	if err := t.registerKmallocCaches(); err != nil {
+		return nil, err
+	}
+	if err := t.startClock(); err != nil {
 		return nil, err
 	}
 	switch mode {
@@ -504,6 +588,11 @@ func (t *Tracer) Detach() error {
 		}
 	}
 	t.links = nil
+	if t.stopTick != nil {
+		close(t.stopTick)
+		<-t.tickDone
+		t.stopTick = nil
+	}
 	if t.stop.IsZero() && !t.start.IsZero() {
 		t.stop = time.Now()
 	}

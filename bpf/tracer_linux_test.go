@@ -82,7 +82,7 @@ func TestEventfdLeakEveryMode(t *testing.T) {
 	bpftest.Require(t)
 	for _, mode := range []Mode{ModeRawTP, ModeTPBTF, ModeTracepoint} {
 		t.Run(string(mode), func(t *testing.T) {
-			tr, err := Open(Config{Mode: mode, MaxOutstanding: 1 << 18, MaxStacks: 1 << 14})
+			tr, err := Open(Config{Mode: mode, Tracking: TrackFull, MaxOutstanding: 1 << 18, MaxStacks: 1 << 14})
 			if err != nil {
 				t.Fatalf("Open: %+v", err)
 			}
@@ -129,7 +129,7 @@ func TestEventfdLeakEveryMode(t *testing.T) {
 
 func TestReleasedAllocationsLeaveInUse(t *testing.T) {
 	bpftest.Require(t)
-	tr, err := Open(Config{MaxOutstanding: 1 << 18, MaxStacks: 1 << 14})
+	tr, err := Open(Config{Tracking: TrackFull, MaxOutstanding: 1 << 18, MaxStacks: 1 << 14})
 	if err != nil {
 		t.Fatalf("Open: %+v", err)
 	}
@@ -304,7 +304,7 @@ func TestKernelFilters(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := Config{MaxOutstanding: 1 << 16, MaxStacks: 1 << 12}
+			cfg := Config{Tracking: TrackFull, MaxOutstanding: 1 << 16, MaxStacks: 1 << 12}
 			var cgDir, cgRel string
 			if tc.setup != nil {
 				cgDir = tc.setup(t, &cfg)
@@ -341,4 +341,93 @@ func TestKernelFilters(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTrackingModes checks the adaptive and sampled modes on a real leak.
+func TestTrackingModes(t *testing.T) {
+	bpftest.Require(t)
+	const n = 10000
+	t.Run("adaptive", func(t *testing.T) {
+		tr, err := Open(Config{Tracking: TrackAdaptive, HotThreshold: 64, MaxOutstanding: 1 << 18, MaxStacks: 1 << 14})
+		if err != nil {
+			t.Fatalf("Open: %+v", err)
+		}
+		defer tr.Close()
+		l := bpftest.StartLeaker(t, n)
+		if err := tr.Detach(); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := tr.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Each per-eventfd allocation site turns hot after 64 outstanding
+		// allocations; everything after that has its full stack.
+		var walked int
+		for _, c := range countEventfd(t, snap, l.PID) {
+			if c >= n-64-n/100 && c <= n {
+				walked++
+			}
+		}
+		if walked < 3 {
+			t.Errorf("stacks through do_eventfd holding about %d records: %d, want >= 3 (%v)", n, walked, countEventfd(t, snap, l.PID))
+		}
+		// The first allocations of each site are kept, under a partial stack.
+		var partial int
+		for _, r := range snap.Records {
+			if snap.Partial[r.Stack] && int(r.PID) == l.PID {
+				partial++
+			}
+		}
+		if partial < 3*60 {
+			t.Errorf("records under partial (call-site) stacks: %d, want >= %d", partial, 3*60)
+		}
+		if got := counter(snap, "hot_sites"); got < 3 {
+			t.Errorf("hot_sites = %d, want >= 3", got)
+		}
+	})
+	t.Run("sample", func(t *testing.T) {
+		tr, err := Open(Config{Tracking: TrackSample, SampleEvery: 16, MaxOutstanding: 1 << 18, MaxStacks: 1 << 14})
+		if err != nil {
+			t.Fatalf("Open: %+v", err)
+		}
+		defer tr.Close()
+		l := bpftest.StartLeaker(t, n)
+		if err := tr.Detach(); err != nil {
+			t.Fatal(err)
+		}
+		snap, err := tr.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if snap.SampleEvery != 16 {
+			t.Fatalf("SampleEvery = %d", snap.SampleEvery)
+		}
+		// About n/16 = 625 records per stack; a binomial count stays within
+		// 625 +- 5 sigma (sigma ~ 24) in any sane run.
+		var near int
+		for st, c := range countEventfd(t, snap, l.PID) {
+			if c > 100 && (c < 625-125 || c > 625+125) {
+				t.Errorf("stack %d: %d sampled records, want about 625", st, c)
+			}
+			if c >= 625-125 && c <= 625+125 {
+				near++
+			}
+		}
+		if near < 3 {
+			t.Errorf("stacks through do_eventfd with about 625 sampled records: %d, want >= 3 (%v)", near, countEventfd(t, snap, l.PID))
+		}
+		if got := counter(snap, "sampled_out"); got < uint64(n) {
+			t.Errorf("sampled_out = %d, want > %d", got, n)
+		}
+	})
+}
+
+func counter(snap *tracer.Snapshot, name string) uint64 {
+	for _, c := range snap.Meta.Counters {
+		if c.Name == name {
+			return c.Value
+		}
+	}
+	return 0
 }

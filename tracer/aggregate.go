@@ -95,6 +95,9 @@ type AggSample struct {
 // Aggregation is a Snapshot grouped by Key and symbolized, ready to become a
 // pprof profile or a terminal summary.
 type Aggregation struct {
+	// SampleEvery is the sampling rate the values were scaled by (1: every
+	// allocation was recorded).
+	SampleEvery uint64
 	// Meta is the snapshot's Meta, with MinAge raised to Options.MinAge when
 	// that is larger.
 	Meta Meta
@@ -418,7 +421,11 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 	}
 	slices.SortFunc(orders, compareOrders)
 
-	res := newResolver(snap.Stacks, sym, trim)
+	res := newResolver(snap.Stacks, snap.Partial, sym, trim)
+	// A sampled capture recorded one allocation in SampleEvery, uniformly:
+	// scaling by the rate makes every value an unbiased estimate.
+	scale := max(snap.SampleEvery, 1)
+	a.SampleEvery = scale
 	cgroups := make(map[uint64]string)
 	a.Samples = make([]AggSample, len(orders))
 	for n, o := range orders {
@@ -434,11 +441,11 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 		*s = AggSample{
 			Key:          key,
 			Frames:       res.stack(key.Stack),
-			AllocObjects: g.allocObjects,
-			AllocSpace:   g.allocSpace,
-			InuseObjects: g.inuseObjects,
-			InuseSpace:   g.inuseSpace,
-			ReqSpace:     g.reqSpace,
+			AllocObjects: g.allocObjects * scale,
+			AllocSpace:   g.allocSpace * scale,
+			InuseObjects: g.inuseObjects * scale,
+			InuseSpace:   g.inuseSpace * scale,
+			ReqSpace:     g.reqSpace * scale,
 			Accounted:    g.accounted,
 		}
 		if id := key.CgroupID; id != 0 {
@@ -524,9 +531,10 @@ func compareOrders(x, y order) int {
 // resolver symbolizes and trims stacks, each distinct stack and each
 // distinct address once.
 type resolver struct {
-	stacks map[StackID][]uint64
-	sym    Symbolizer
-	trim   []string
+	stacks  map[StackID][]uint64
+	partial map[StackID]bool
+	sym     Symbolizer
+	trim    []string
 	// The leaf is resolved as is and the other frames as return addresses,
 	// so the same address may resolve differently in the two roles.
 	leaf, ret  map[uint64]Frame
@@ -534,14 +542,15 @@ type resolver struct {
 	unresolved uint64
 }
 
-func newResolver(stacks map[StackID][]uint64, sym Symbolizer, trim []string) *resolver {
+func newResolver(stacks map[StackID][]uint64, partial map[StackID]bool, sym Symbolizer, trim []string) *resolver {
 	return &resolver{
-		stacks: stacks,
-		sym:    sym,
-		trim:   trim,
-		leaf:   make(map[uint64]Frame),
-		ret:    make(map[uint64]Frame),
-		done:   make(map[StackID][]Frame),
+		stacks:  stacks,
+		partial: partial,
+		sym:     sym,
+		trim:    trim,
+		leaf:    make(map[uint64]Frame),
+		ret:     make(map[uint64]Frame),
+		done:    make(map[StackID][]Frame),
 	}
 }
 
@@ -552,6 +561,13 @@ func (r *resolver) stack(id StackID) []Frame {
 	var fs []Frame
 	if id < 0 {
 		fs = []Frame{{Function: StackLostName(id)}}
+	} else if r.partial[id] {
+		addrs := r.stacks[id]
+		fs = make([]Frame, 0, len(addrs)+1)
+		for _, addr := range addrs {
+			fs = append(fs, r.frame(addr, false))
+		}
+		fs = append(fs, Frame{Function: NotWalkedName})
 	} else {
 		addrs := r.stacks[id]
 		fs = make([]Frame, len(addrs))

@@ -59,6 +59,9 @@ const (
 	StackLostNone StackID = -5
 )
 
+// NotWalkedName is the root frame of a partial stack (Snapshot.Partial).
+const NotWalkedName = "[stack not walked: call site only]"
+
 // StackLostName returns the placeholder frame name for a failed stack id, e.g.
 // "[stack lost: bucket collision]". It returns "" for a real stack id.
 func StackLostName(id StackID) string {
@@ -143,6 +146,13 @@ type Snapshot struct {
 	Totals  []Total
 	// Stacks maps a stack id to raw kernel addresses, leaf (innermost) first.
 	Stacks map[StackID][]uint64
+	// Partial marks the stacks that hold only a call site (the return
+	// address into the allocator's caller) because the stack was not walked:
+	// they are shown as that function under a "[stack not walked]" root.
+	Partial map[StackID]bool
+	// SampleEvery, when above 1, says one allocation in SampleEvery was
+	// recorded: every value is scaled by it.
+	SampleEvery uint64
 	// Taken is when the snapshot was read.
 	Taken time.Time
 }

@@ -332,6 +332,9 @@ func (a *Aggregation) comments() []string {
 		filters = strings.Join(m.Filters, ", ")
 	}
 	c = append(c, strings.Join(when, ", ")+", filters: "+filters)
+	if a.SampleEvery > 1 {
+		c = append(c, fmt.Sprintf("sampled: 1 allocation in %d recorded; every value is scaled by %d", a.SampleEvery, a.SampleEvery))
+	}
 	var events, stats, losses []string
 	var explain []string
 	for _, k := range a.Counters {

@@ -166,6 +166,9 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name strin
 	if err != nil {
 		return err
 	}
+	if a.SampleEvery > 1 {
+		fmt.Fprintf(w, "sampled: 1 allocation in %d recorded; the numbers above are scaled by %d (estimates)\n", a.SampleEvery, a.SampleEvery)
+	}
 	return a.writeCounters(w)
 }
 

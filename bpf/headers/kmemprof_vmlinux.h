@@ -68,6 +68,14 @@ struct kmem_cache {
 
 struct page;
 
+struct task_struct {
+	char comm[16];
+};
+
+struct bpf_raw_tracepoint_args {
+	__u64 args[0];
+};
+
 struct trace_entry {
 	unsigned short type;
 	unsigned char flags;

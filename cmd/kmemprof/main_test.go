@@ -39,6 +39,7 @@ func TestHelp(t *testing.T) {
 		{"record", []string{"record", "--help"}, []string{
 			"--duration", "--output", "--min-age", "--kinds", "--pid", "--cgroup", "--cache",
 			"--min-size", "--attach", "--stack-depth", "--max-outstanding", "--top",
+			"--mode", "--sample", "--hot-threshold",
 			"-tagfocus=cache=", "inuse_objects", "CAP_BPF",
 		}},
 	} {
@@ -90,6 +91,10 @@ func TestBadInput(t *testing.T) {
 		{"too many caches", []string{"record", "--cache", "a,b,c,d,e", "-o", out}, exitUsage, "at most 4"},
 		{"bad cgroup", []string{"record", "--cgroup", "/nonexistent/cg", "-o", out}, exitUsage, "not a cgroup directory"},
 		{"bad min-size", []string{"record", "--min-size", "1k", "-o", out}, exitUsage, "bad --min-size"},
+		{"bad mode", []string{"record", "--mode", "fast", "-o", out}, exitUsage, `unknown mode "fast"`},
+		{"sample with full", []string{"record", "--mode", "full", "--sample", "8", "-o", out}, exitUsage, "--sample goes with --mode sample"},
+		{"negative sample", []string{"record", "--sample", "-3", "-o", out}, exitUsage, "bad --sample"},
+		{"bad hot threshold", []string{"record", "--hot-threshold", "0", "-o", out}, exitUsage, "bad --hot-threshold"},
 		{"stray argument", []string{"record", "-o", out, "30s"}, exitUsage, `unexpected argument "30s"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -27,6 +27,19 @@ that opens the profile.
 Options:
   -d, --duration D       how long to trace (default 10s; e.g. 30s, 2m, or 45 for seconds)
   -o, --output FILE      profile to write (default kmem.pb.gz)
+      --mode MODE        what each allocation costs and gives (default adaptive):
+                           adaptive  every allocation is tracked with its call site;
+                                     full stacks are walked only at call sites with
+                                     at least --hot-threshold allocations outstanding
+                                     (steady churn costs no stack walk)
+                           full      every allocation with its full kernel stack
+                                     (about 2 us per allocation)
+                           sample    one allocation in --sample N with its full stack;
+                                     values are scaled by N (estimates)
+      --sample N         sampling rate for --mode sample (default 64); giving
+                         --sample alone selects --mode sample
+      --hot-threshold N  --mode adaptive: outstanding allocations at a call site
+                         before its stacks are walked (default 64)
       --min-age D        keep only allocations at least D old at the end
                          (e.g. 2s: leaves out short-lived churn); default 0
       --kinds LIST       allocators to trace, comma-separated (default slab):
@@ -87,6 +100,8 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 		output, kinds, attach, caches, cgrp string
 		pid, minSize                        string
 		stackDepth, maxOutstanding, top     int
+		mode                                string
+		sample, hot                         int
 		help                                bool
 	)
 	fs.StringVar(&duration, "duration", "10s", "")
@@ -103,6 +118,9 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 	fs.IntVar(&stackDepth, "stack-depth", 64, "")
 	fs.IntVar(&maxOutstanding, "max-outstanding", 1<<20, "")
 	fs.IntVar(&top, "top", 10, "")
+	fs.StringVar(&mode, "mode", "", "")
+	fs.IntVar(&sample, "sample", 0, "")
+	fs.IntVar(&hot, "hot-threshold", 64, "")
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&help, "h", false, "")
 	if err := fs.Parse(args); err != nil {
@@ -135,6 +153,27 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 	if o.bpf.Kinds, err = bpf.ParseKinds(kinds); err != nil {
 		return nil, usagef("bad --kinds: %v", err)
 	}
+	switch {
+	case mode == "" && sample != 0:
+		o.bpf.Tracking = bpf.TrackSample
+	case mode == "":
+		o.bpf.Tracking = bpf.TrackAdaptive
+	default:
+		if o.bpf.Tracking, err = bpf.ParseTracking(mode); err != nil {
+			return nil, usagef("bad --mode: %v", err)
+		}
+	}
+	if sample != 0 && o.bpf.Tracking != bpf.TrackSample {
+		return nil, usagef("--sample goes with --mode sample, not --mode %s", o.bpf.Tracking)
+	}
+	if sample < 0 {
+		return nil, usagef("bad --sample %d: want a rate of 1 or more", sample)
+	}
+	o.bpf.SampleEvery = sample
+	if hot < 1 {
+		return nil, usagef("bad --hot-threshold %d: want 1 or more", hot)
+	}
+	o.bpf.HotThreshold = hot
 	if o.bpf.Mode, err = bpf.ParseMode(attach); err != nil {
 		return nil, usagef("bad --attach: %v", err)
 	}

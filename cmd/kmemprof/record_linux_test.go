@@ -341,10 +341,11 @@ func TestRecordEventfdLeak(t *testing.T) {
 }
 
 // TestRecordReleasedLeak: allocations freed before the end are not in use,
-// and SIGTERM ends the capture like SIGINT.
+// and SIGTERM ends the capture like SIGINT. --mode full keeps allocation
+// totals, so alloc_objects still counts them.
 func TestRecordReleasedLeak(t *testing.T) {
 	bpftest.Require(t)
-	r := startRecord(t, "-d", "5m")
+	r := startRecord(t, "-d", "5m", "--mode", "full")
 	l := bpftest.StartLeaker(t, leakN)
 	l.Release(t)
 	time.Sleep(time.Second) // dentries are freed after an RCU grace period
