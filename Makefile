@@ -3,14 +3,15 @@
 #   make run        build, then a real 10 s capture to kmem.pb.gz and its top stacks (root)
 #   make test       every test; the kernel tests load real BPF programs (root)
 #   make generate   rebuild the BPF object from bpf/kmemprof.bpf.c (needs clang, llvm-strip)
-#   make bench      Go benchmarks of the user-space hot paths
+#   make bench      Go benchmarks, then the overhead harness: kmemprof's modes beside
+#                   bpftrace and BCC memleak on the same workload (root, several minutes)
 
 GO      ?= go
 BIN     ?= kmemprof
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DURATION ?= 10s
 
-.PHONY: build run test generate bench tracefs vet cross check-generated
+.PHONY: build run test generate bench bench-go bench-overhead tracefs vet cross check-generated
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/kmemprof
@@ -43,5 +44,21 @@ vet:
 cross:
 	GOOS=windows GOARCH=amd64 $(GO) build ./...
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./tracer/ ./symbolize/
+bench: bench-go bench-overhead
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./tracer/ ./symbolize/ ./bpf/ ./cmd/kmemprof/
+
+# ../shared/bench holds the workloads and the harness that times them
+# untraced and under each tracer, interleaved, as ratios (see its README).
+BENCH_DIR    ?= ../shared/bench
+BENCH_ROUNDS ?= 5
+BENCH_ITERS  ?= 500000
+BENCH_WORKLOAD ?= openclose
+KMEMPROF_CMD = $(CURDIR)/$(BIN) record -d 1h -o out.pb.gz --top 0
+bench-overhead: build tracefs
+	cd $(BENCH_DIR) && ./setup.sh --no-verify >&2 && ./overhead.sh -r $(BENCH_ROUNDS) -n $(BENCH_ITERS) \
+		-w $(BENCH_WORKLOAD) -t rawtp-count,bpftrace-leak,memleak \
+		'kmemprof-full::$(KMEMPROF_CMD) --mode full' \
+		'kmemprof-adaptive::$(KMEMPROF_CMD)' \
+		'kmemprof-sample64::$(KMEMPROF_CMD) --sample 64'

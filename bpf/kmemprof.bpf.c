@@ -116,10 +116,16 @@ struct bucket {
 	__u64 key[BUCKET_WAYS];
 };
 
-/* Per call site state for the adaptive mode. */
+/*
+ * Per call site state for the adaptive mode. A site turns hot when its
+ * outstanding count reaches arm (hot_threshold while arm is 0); user space
+ * cools a hot site that stopped growing and re-arms it hot_threshold above
+ * its current count, so only growing sites keep paying for stack walks.
+ */
 struct site_state {
 	__s64 outstanding; /* allocations at this site still tracked */
 	__u64 hot;         /* non-zero: walk stacks of this site */
+	__s64 arm;         /* outstanding count that turns it hot; 0: hot_threshold */
 };
 
 /*
@@ -194,6 +200,7 @@ struct {
 	__type(key, __u32);
 	__type(value, struct site_state);
 	__uint(max_entries, NR_SITES);
+	__uint(map_flags, 1024 /* BPF_F_MMAPABLE: user space cools sites in place */);
 } sites SEC(".maps");
 
 struct {
@@ -421,9 +428,10 @@ static __always_inline void record_alloc(void *ctx, __u64 ptr, __u8 kind, __u8 h
 		struct site_state *st = bpf_map_lookup_elem(&sites, &si);
 		if (st) {
 			__s64 out = __sync_fetch_and_add(&st->outstanding, 1) + 1;
+			__s64 arm = st->arm ? st->arm : hot_threshold;
 			if (st->hot) {
 				stack_id = walk_stack(ctx);
-			} else if (out >= hot_threshold) {
+			} else if (out >= arm) {
 				if (__sync_val_compare_and_swap(&st->hot, 0, 1) == 0)
 					count(C_HOT_SITES);
 				stack_id = walk_stack(ctx);

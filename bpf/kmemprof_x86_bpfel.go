@@ -62,6 +62,7 @@ type kmemprofSiteState struct {
 	_           structs.HostLayout
 	Outstanding int64
 	Hot         uint64
+	Arm         int64
 }
 
 type kmemprofTotalsKey struct {

@@ -326,6 +326,12 @@ func (t *Tracer) meta(c [nrCounters]uint64) tracer.Meta {
 		info := counterInfo[i]
 		m.Counters = append(m.Counters, tracer.Counter{Name: info.name, Value: c[i], Help: info.help, Loss: info.loss})
 	}
+	if t.sites != nil {
+		m.Counters = append(m.Counters, tracer.Counter{
+			Name: "sites_cooled", Value: t.sites.cooled,
+			Help: "times a hot call site stopped growing and its stacks stopped being walked (adaptive mode)",
+		})
+	}
 	var misses uint64
 	for _, p := range t.progs {
 		if st, err := p.Stats(); err == nil {

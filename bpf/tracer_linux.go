@@ -33,6 +33,7 @@ type Tracer struct {
 	clock    *ebpf.Variable
 	stopTick chan struct{}
 	tickDone chan struct{}
+	sites    *siteCooler // adaptive mode only
 }
 
 // clockTick is how often the allocation clock (clock_ns in the BPF program)
@@ -54,12 +55,15 @@ func (t *Tracer) startClock() error {
 		defer close(t.tickDone)
 		tick := time.NewTicker(clockTick)
 		defer tick.Stop()
-		for {
+		for n := 1; ; n++ {
 			select {
 			case <-t.stopTick:
 				return
 			case <-tick.C:
 				t.setClock()
+				if t.sites != nil && n%coolEvery == 0 {
+					t.sites.cool()
+				}
 			}
 		}
 	}()
@@ -353,6 +357,11 @@ func open(spec *ebpf.CollectionSpec, cfg Config, mode Mode) (_ *Tracer, err erro
 	}
 	if err := t.registerKmallocCaches(); err != nil {
 		return nil, err
+	}
+	if cfg.Tracking == TrackAdaptive {
+		if t.sites, err = newSiteCooler(t.coll.Maps["sites"], int64(cfg.HotThreshold)); err != nil {
+			return nil, err
+		}
 	}
 	if err := t.startClock(); err != nil {
 		return nil, err

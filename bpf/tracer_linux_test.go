@@ -431,3 +431,52 @@ func counter(snap *tracer.Snapshot, name string) uint64 {
 	}
 	return 0
 }
+
+// TestAdaptiveCooling: a call site that rose and stopped growing is cooled,
+// so later allocations there are not walked until it grows again by the
+// threshold.
+func TestAdaptiveCooling(t *testing.T) {
+	bpftest.Require(t)
+	tr, err := Open(Config{Tracking: TrackAdaptive, HotThreshold: 64, MaxOutstanding: 1 << 18, MaxStacks: 1 << 14})
+	if err != nil {
+		t.Fatalf("Open: %+v", err)
+	}
+	defer tr.Close()
+	first := bpftest.StartLeaker(t, 1000)
+	// Two cooling rounds: one to see the count, one to see it did not grow.
+	time.Sleep(2*time.Second + 500*time.Millisecond)
+	second := bpftest.StartLeaker(t, 30)
+	if err := tr.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := tr.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walked, partial int
+	for _, r := range snap.Records {
+		if int(r.PID) != second.PID {
+			continue
+		}
+		if snap.Partial[r.Stack] {
+			partial++
+		} else if r.Stack >= 0 {
+			walked++
+		}
+	}
+	if partial < 3*30 {
+		t.Errorf("allocations after cooling: %d under call-site stacks, %d walked; want >= 90 not walked", partial, walked)
+	}
+	var firstWalked int
+	for _, c := range countEventfd(t, snap, first.PID) {
+		if c >= 1000-64-10 {
+			firstWalked++
+		}
+	}
+	if firstWalked < 3 {
+		t.Errorf("the first leak's stacks were not walked while it grew: %v", countEventfd(t, snap, first.PID))
+	}
+	if got := counter(snap, "sites_cooled"); got < 3 {
+		t.Errorf("sites_cooled = %d, want >= 3", got)
+	}
+}

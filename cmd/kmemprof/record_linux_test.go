@@ -50,7 +50,7 @@ func kmemprofCmd(args ...string) *exec.Cmd {
 
 // startRecord starts `kmemprof record args...` writing to a temp file, and
 // waits until it prints its "tracing" line.
-func startRecord(t *testing.T, args ...string) *recorder {
+func startRecord(t testing.TB, args ...string) *recorder {
 	t.Helper()
 	r := &recorder{out: filepath.Join(t.TempDir(), "kmem.pb.gz"), lines: make(chan string, 100),
 		stderr: &lockedBuffer{ch: make(chan struct{}, 1)}}
@@ -101,7 +101,7 @@ func startRecord(t *testing.T, args ...string) *recorder {
 }
 
 // progIDs returns the ids of the BPF programs process pid holds fds of.
-func progIDs(t *testing.T, pid int) map[uint32]bool {
+func progIDs(t testing.TB, pid int) map[uint32]bool {
 	t.Helper()
 	ids := map[uint32]bool{}
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fdinfo", pid))
@@ -128,7 +128,7 @@ func progIDs(t *testing.T, pid int) map[uint32]bool {
 }
 
 // stop sends sig and waits for the process to exit with status 0.
-func (r *recorder) stop(t *testing.T, sig os.Signal) {
+func (r *recorder) stop(t testing.TB, sig os.Signal) {
 	t.Helper()
 	if err := r.cmd.Process.Signal(sig); err != nil {
 		t.Fatal(err)
@@ -136,7 +136,7 @@ func (r *recorder) stop(t *testing.T, sig os.Signal) {
 	r.wait(t)
 }
 
-func (r *recorder) wait(t *testing.T) {
+func (r *recorder) wait(t testing.TB) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() { done <- r.cmd.Wait() }()

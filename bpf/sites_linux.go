@@ -1,0 +1,64 @@
+package bpf
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+)
+
+// coolEvery is how many clock ticks pass between two cooling rounds (1 s).
+const coolEvery = 100
+
+// siteStateSize is sizeof(struct site_state): outstanding, hot, arm.
+const siteStateSize = 24
+
+// siteCooler turns hot call sites cold again when they stop growing, so that
+// a site which rose and plateaued (a cache filled once, a process that opened
+// many files and keeps them) stops paying for a stack walk per allocation.
+// A cooled site is re-armed HotThreshold above its current outstanding count:
+// if it grows again, it turns hot again at once.
+type siteCooler struct {
+	mem       *ebpf.Memory
+	threshold int64
+	buf       []byte
+	last      map[uint32]int64 // outstanding count of each hot site at the last round
+	cooled    uint64
+}
+
+func newSiteCooler(m *ebpf.Map, threshold int64) (*siteCooler, error) {
+	mem, err := m.Memory()
+	if err != nil {
+		return nil, fmt.Errorf("mapping call-site state: %w", err)
+	}
+	return &siteCooler{mem: mem, threshold: threshold, buf: make([]byte, mem.Size()), last: map[uint32]int64{}}, nil
+}
+
+// cool runs one round: a site that is hot and has not grown since the last
+// round is cooled. Races with the kernel are harmless: the worst outcome is
+// one more or one less round of stack walks for a site.
+func (c *siteCooler) cool() {
+	if _, err := c.mem.ReadAt(c.buf, 0); err != nil {
+		return
+	}
+	le := binary.LittleEndian
+	for i := 0; i+siteStateSize <= len(c.buf); i += siteStateSize {
+		if le.Uint64(c.buf[i+8:]) == 0 { // not hot
+			continue
+		}
+		idx := uint32(i / siteStateSize)
+		out := int64(le.Uint64(c.buf[i:]))
+		prev, seen := c.last[idx]
+		c.last[idx] = out
+		if !seen || out > prev {
+			continue // still growing (or just turned hot)
+		}
+		var upd [16]byte
+		le.PutUint64(upd[0:], 0)                               // hot
+		le.PutUint64(upd[8:], uint64(max(out, 0)+c.threshold)) // arm
+		if _, err := c.mem.WriteAt(upd[:], int64(i+8)); err == nil {
+			delete(c.last, idx)
+			c.cooled++
+		}
+	}
+}
