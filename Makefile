@@ -57,7 +57,8 @@ BENCH_ITERS  ?= 500000
 BENCH_WORKLOAD ?= openclose
 KMEMPROF_CMD = $(CURDIR)/$(BIN) record -d 1h -o out.pb.gz --top 0
 bench-overhead: build tracefs
-	cd $(BENCH_DIR) && ./setup.sh --no-verify >&2 && ./overhead.sh -r $(BENCH_ROUNDS) -n $(BENCH_ITERS) \
+	mkdir -p bin/bench
+	cd $(BENCH_DIR) && export BENCH_BIN=$(CURDIR)/bin/bench && ./setup.sh --no-verify >&2 && ./overhead.sh -r $(BENCH_ROUNDS) -n $(BENCH_ITERS) \
 		-w $(BENCH_WORKLOAD) -t rawtp-count,bpftrace-leak,memleak \
 		'kmemprof-full::$(KMEMPROF_CMD) --mode full' \
 		'kmemprof-adaptive::$(KMEMPROF_CMD)' \

@@ -16,7 +16,7 @@ func BenchmarkSnapshot(b *testing.B) {
 		b.Fatalf("Open: %+v", err)
 	}
 	defer tr.Close()
-	bpftest.StartLeaker(b, 50000)
+	bpftest.StartLeakers(b, 50000)
 	if err := tr.Detach(); err != nil {
 		b.Fatal(err)
 	}

@@ -6,6 +6,8 @@ import (
 	"time"
 	"unsafe"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cilium/ebpf"
 
 	"github.com/kmemprof/kmemprof/tracer"
@@ -31,8 +33,13 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 		snap.SampleEvery = uint64(t.cfg.SampleEvery)
 	}
 	sites := map[uint64]tracer.StackID{}
-	var cacheIDs []uint64 // per record, resolved to names and sizes below
-	err = t.readTable(func(key uint64, v *kmemprofAllocInfo) {
+	n, err := t.readTable(true, nil)
+	if err != nil {
+		return nil, fmt.Errorf("reading the outstanding table: %w", err)
+	}
+	snap.Records = make([]tracer.Record, 0, n)
+	cacheIDs := make([]uint64, 0, n) // per record, resolved to names and sizes below
+	_, err = t.readTable(false, func(key uint64, v *kmemprofAllocInfo) {
 		stack := tracer.StackID(v.StackId)
 		if v.StackId == stackNotWalked {
 			// Adaptive mode: the site was not hot yet. Show the call site
@@ -59,7 +66,7 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 			BytesAlloc: uint64(v.BytesAlloc),
 			Time:       clock.at(v.Ts),
 			Accounted:  v.Accounted != 0,
-			GFP:        uint64(v.Gfp),
+			GFP:        v.Gfp,
 			Order:      v.Order,
 		})
 		cacheIDs = append(cacheIDs, v.Cache)
@@ -125,41 +132,52 @@ const stackNotWalked = -6
 // ids are below the stack map's size (at most 2^32).
 const partialStackBase = tracer.StackID(1) << 40
 
-// readTable calls fn for every occupied slot of the outstanding table. The
-// arrays are memory-mapped, so only occupied records are copied.
-func (t *Tracer) readTable(fn func(key uint64, v *kmemprofAllocInfo)) error {
-	keysMem, err := t.coll.Maps["table_keys"].Memory()
-	if err != nil {
-		return fmt.Errorf("mapping table keys: %w", err)
-	}
-	recsMem, err := t.coll.Maps["table_recs"].Memory()
-	if err != nil {
-		return fmt.Errorf("mapping table records: %w", err)
-	}
-	recSize := int64(unsafe.Sizeof(kmemprofAllocInfo{}))
-	recSize = (recSize + 7) &^ 7 // array elements are 8-byte aligned
-	keys := make([]uint64, 1<<16)
-	keyBytes := unsafe.Slice((*byte)(unsafe.Pointer(&keys[0])), len(keys)*8)
+// windowBuckets is how many table buckets readTable maps at a time: small
+// windows keep the process's resident memory low however large the table.
+const windowBuckets = 1 << 16
+
+// readTable calls fn for every occupied slot of the outstanding table and
+// returns how many there were. With count set it only counts. The arrays are
+// memory-mapped a window at a time, so only occupied records are copied and
+// the mapping never adds more than one window to the resident set.
+func (t *Tracer) readTable(count bool, fn func(key uint64, v *kmemprofAllocInfo)) (int, error) {
+	keysMap, recsMap := t.coll.Maps["table_keys"], t.coll.Maps["table_recs"]
+	buckets := int(keysMap.MaxEntries())
+	recSize := int((unsafe.Sizeof(kmemprofAllocInfo{}) + 7) &^ 7) // array elements are 8-byte aligned
 	var rec kmemprofAllocInfo
 	recBytes := unsafe.Slice((*byte)(unsafe.Pointer(&rec)), unsafe.Sizeof(rec))
-	total := int64(keysMem.Size())
-	for off := int64(0); off < total; off += int64(len(keyBytes)) {
-		n := min(int64(len(keyBytes)), total-off)
-		if _, err := keysMem.ReadAt(keyBytes[:n], off); err != nil {
-			return err
+	n := 0
+	for b0 := 0; b0 < buckets; b0 += windowBuckets {
+		nb := min(windowBuckets, buckets-b0)
+		keys, err := unix.Mmap(keysMap.FD(), int64(b0*bucketWays*8), nb*bucketWays*8, unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			return n, fmt.Errorf("mapping table keys: %w", err)
 		}
-		first := off / 8
-		for i, k := range keys[:n/8] {
+		var recs []byte
+		if !count {
+			recs, err = unix.Mmap(recsMap.FD(), int64(b0*bucketWays*recSize), nb*bucketWays*recSize, unix.PROT_READ, unix.MAP_SHARED)
+			if err != nil {
+				unix.Munmap(keys)
+				return n, fmt.Errorf("mapping table records: %w", err)
+			}
+		}
+		words := unsafe.Slice((*uint64)(unsafe.Pointer(&keys[0])), len(keys)/8)
+		for i, k := range words {
 			if k == 0 {
 				continue
 			}
-			if _, err := recsMem.ReadAt(recBytes, (first+int64(i))*recSize); err != nil {
-				return err
+			n++
+			if !count {
+				copy(recBytes, recs[i*recSize:])
+				fn(k, &rec)
 			}
-			fn(k, &rec)
+		}
+		unix.Munmap(keys)
+		if recs != nil {
+			unix.Munmap(recs)
 		}
 	}
-	return nil
+	return n, nil
 }
 
 func commString(cache map[[16]int8]string, c [16]int8) string {

@@ -243,7 +243,7 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, progs []string) (*ebp
 	// overflowing (a load factor of at most 1/2).
 	bits := tableBits(cfg.MaxOutstanding)
 	spec.Maps["table_keys"].MaxEntries = 1 << bits
-	spec.Maps["table_keys"].Flags |= unix.BPF_F_MMAPABLE
+	spec.Maps["table_keys"].Flags |= unix.BPF_F_MMAPABLE // read through mmap (readTable)
 	spec.Maps["table_recs"].MaxEntries = (1 << bits) * bucketWays
 	spec.Maps["table_recs"].Flags |= unix.BPF_F_MMAPABLE
 	spec.Maps["stacks"].MaxEntries = uint32(cfg.MaxStacks)
@@ -682,8 +682,9 @@ func newMonoToWall() (monoToWall, error) {
 	return monoToWall{wall: time.Now(), mono: ts.Nano()}, nil
 }
 
-func (c monoToWall) at(ns uint64) time.Time {
-	return c.wall.Add(-time.Duration(c.mono - int64(ns)))
+// at returns the wall time of a CLOCK_MONOTONIC timestamp, in Unix nanoseconds.
+func (c monoToWall) at(ns uint64) int64 {
+	return c.wall.UnixNano() - (c.mono - int64(ns))
 }
 
 // KernelRelease returns uname -r, or "unknown".

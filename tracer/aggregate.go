@@ -325,7 +325,7 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 	}
 
 	minAge := opt.MinAge > 0
-	cutoff := snap.Taken.Add(-opt.MinAge)
+	cutoff := snap.Taken.Add(-opt.MinAge).UnixNano()
 	var batch [batchSize]int32
 	for start := 0; start < len(snap.Records); start += batchSize {
 		recs := snap.Records[start:min(start+batchSize, len(snap.Records))]
@@ -339,7 +339,7 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 			g.recObjects++
 			g.recSpace += r.BytesAlloc
 			g.accounted = g.accounted || r.Accounted
-			if minAge && r.Time.After(cutoff) {
+			if minAge && r.Time > cutoff {
 				a.YoungSkipped++
 				a.YoungSkippedSpace += r.BytesAlloc
 				continue

@@ -41,7 +41,7 @@ func randomSnapshot(seed uint64, nRecords int, withTotals bool) *tracer.Snapshot
 			Key:        key(),
 			BytesReq:   uint64(rng.IntN(100)),
 			BytesAlloc: 100 + uint64(rng.IntN(100)),
-			Time:       snap.Taken.Add(-time.Duration(rng.IntN(20)) * time.Second),
+			Time:       snap.Taken.Add(-time.Duration(rng.IntN(20)) * time.Second).UnixNano(),
 			Accounted:  rng.IntN(5) == 0,
 		})
 	}
@@ -91,7 +91,7 @@ func reference(snap *tracer.Snapshot, minAge time.Duration) map[tracer.Key]refVa
 		a.recObjects++
 		a.recSpace += r.BytesAlloc
 		a.accounted = a.accounted || r.Accounted
-		if snap.Taken.Sub(r.Time) < minAge {
+		if snap.Taken.Sub(time.Unix(0, r.Time)) < minAge {
 			continue
 		}
 		a.inuseObjects++

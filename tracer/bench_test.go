@@ -125,7 +125,7 @@ func benchSnapshot(nRecords, nStacks, depth, nAddrs, nSyms, nPIDs int) (*tracer.
 		}
 		snap.Records[i] = tracer.Record{
 			Key: k, Addr: 0xffff888000000000 + uint64(i)*64, BytesReq: sizes[c] - uint64(rng.IntN(int(sizes[c]/2+1))),
-			BytesAlloc: sizes[c], Time: snap.Meta.Start.Add(time.Duration(rng.IntN(60)) * time.Second),
+			BytesAlloc: sizes[c], Time: snap.Meta.Start.Add(time.Duration(rng.IntN(60)) * time.Second).UnixNano(),
 			Accounted: rng.IntN(4) == 0,
 		}
 		t := totals[k]

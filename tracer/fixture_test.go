@@ -95,8 +95,8 @@ func (s *fakeSymbolizer) Symbolize(addr uint64, leaf bool) tracer.Frame {
 var (
 	fixtureTaken = time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
 	fixtureStart = fixtureTaken.Add(-time.Minute)
-	old          = fixtureStart.Add(time.Second)  // well past MinAge
-	young        = fixtureTaken.Add(-time.Second) // younger than MinAge
+	old          = fixtureStart.Add(time.Second).UnixNano()  // well past MinAge
+	young        = fixtureTaken.Add(-time.Second).UnixNano() // younger than MinAge
 	fixtureAge   = 10 * time.Second
 )
 

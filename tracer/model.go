@@ -86,25 +86,27 @@ func StackLostName(id StackID) string {
 // Key identifies a group of allocations that become one pprof sample: the
 // same stack and the same labels.
 type Key struct {
-	Kind     Kind
+	// Fields are ordered to keep the struct small: a snapshot may hold a
+	// million records.
 	Stack    StackID
+	CgroupID uint64 // cgroup v2 id of the allocating task (0 when not known)
 	Cache    string // slab cache or pool tag ("" when not known)
 	Comm     string // process name of the allocating task
-	PID      uint32 // process (thread-group) id of the allocating task
-	CgroupID uint64 // cgroup v2 id of the allocating task (0 when not known)
 	Pool     string // Windows pool type ("NonPaged", "Paged", ...); "" on Linux
+	PID      uint32 // process (thread-group) id of the allocating task
+	Kind     Kind
 }
 
 // Record is one outstanding (allocated, not yet freed) allocation.
 type Record struct {
 	Key
-	Addr       uint64    // pointer (or page/pfn) that identifies the allocation
-	BytesReq   uint64    // bytes the caller asked for
-	BytesAlloc uint64    // bytes the allocator handed out
-	Time       time.Time // when it was allocated (wall clock)
-	Accounted  bool      // charged to a memory cgroup
-	GFP        uint64    // GFP flags (Linux) or 0
-	Order      uint8     // page order (page kind)
+	Addr       uint64 // pointer (or page/pfn) that identifies the allocation
+	BytesReq   uint64 // bytes the caller asked for
+	BytesAlloc uint64 // bytes the allocator handed out
+	Time       int64  // when it was allocated: wall clock, Unix nanoseconds
+	GFP        uint32 // GFP flags (Linux) or 0
+	Accounted  bool   // charged to a memory cgroup
+	Order      uint8  // page order (page kind)
 }
 
 // Total counts every allocation made during the capture for one Key, freed

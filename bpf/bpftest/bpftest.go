@@ -148,3 +148,19 @@ func (l *Leaker) expect(t testing.TB, want string) {
 		t.Fatalf("leaker said %q, want %q", got, want)
 	}
 }
+
+// maxPerLeaker keeps each child under common RLIMIT_NOFILE hard limits,
+// which an unprivileged-for-resources root (no CAP_SYS_RESOURCE) cannot raise.
+const maxPerLeaker = 16000
+
+// StartLeakers makes n eventfds held across as many children as needed.
+func StartLeakers(t testing.TB, n int) []*Leaker {
+	t.Helper()
+	var ls []*Leaker
+	for n > 0 {
+		k := min(n, maxPerLeaker)
+		ls = append(ls, StartLeaker(t, k))
+		n -= k
+	}
+	return ls
+}
