@@ -34,6 +34,7 @@ const (
 	cSampledOut
 	cWalked
 	cHotSites
+	cFreeNull
 	nrCounters
 )
 
@@ -74,5 +75,6 @@ var counterInfo = [nrCounters]struct {
 	cKretprobeNoEntry:    {"kretprobe_no_entry", "allocator returns seen without their entry (kprobe mode)", true},
 	cSampledOut:          {"sampled_out", "allocations not recorded by --sample (the profile's values are scaled for them)", false},
 	cWalked:              {"stacks_walked", "kernel stacks walked", false},
+	cFreeNull:            {"free_null", "frees of NULL (no-ops)", false},
 	cHotSites:            {"hot_sites", "call sites whose stacks were walked because enough of their allocations were outstanding (adaptive mode)", false},
 }

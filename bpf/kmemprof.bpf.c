@@ -76,6 +76,7 @@ enum counter {
 	C_SAMPLED_OUT,          /* allocations left out by --sample (accounted for by the scale) */
 	C_WALKED,               /* stacks walked */
 	C_HOT_SITES,            /* call sites that became hot (adaptive mode) */
+	C_FREE_NULL,            /* frees of NULL (kfree(NULL) is a no-op) */
 	NR_COUNTERS,
 };
 
@@ -491,8 +492,10 @@ static __always_inline void record_alloc(void *ctx, __u64 ptr, __u8 kind, __u8 h
 
 static __always_inline void record_free(__u64 ptr, __u8 kind, __u32 untracked)
 {
-	if (!ptr)
+	if (!ptr) {
+		count(C_FREE_NULL);
 		return;
+	}
 	__u64 key = (ptr << 2) | kind;
 	__u32 b = bucket_of(key);
 	struct bucket *bk = bpf_map_lookup_elem(&table_keys, &b);

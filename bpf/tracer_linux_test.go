@@ -111,6 +111,7 @@ func TestEventfdLeakEveryMode(t *testing.T) {
 			if full < 3 {
 				t.Errorf("stacks through do_eventfd with exactly %d records: %d, want >= 3 (counts %v)", n, full, byStack)
 			}
+			checkAccounting(t, snap)
 			var events uint64
 			for _, c := range snap.Meta.Counters {
 				if strings.HasPrefix(c.Name, "events_") {
@@ -382,6 +383,7 @@ func TestTrackingModes(t *testing.T) {
 		if partial < 3*60 {
 			t.Errorf("records under partial (call-site) stacks: %d, want >= %d", partial, 3*60)
 		}
+		checkAccounting(t, snap)
 		if got := counter(snap, "hot_sites"); got < 3 {
 			t.Errorf("hot_sites = %d, want >= 3", got)
 		}
@@ -417,6 +419,7 @@ func TestTrackingModes(t *testing.T) {
 		if near < 3 {
 			t.Errorf("stacks through do_eventfd with about 625 sampled records: %d, want >= 3 (%v)", near, countEventfd(t, snap, l.PID))
 		}
+		checkAccounting(t, snap)
 		if got := counter(snap, "sampled_out"); got < uint64(n) {
 			t.Errorf("sampled_out = %d, want > %d", got, n)
 		}
@@ -478,5 +481,22 @@ func TestAdaptiveCooling(t *testing.T) {
 	}
 	if got := counter(snap, "sites_cooled"); got < 3 {
 		t.Errorf("sites_cooled = %d, want >= 3", got)
+	}
+}
+
+// checkAccounting checks that every event the hooks saw is accounted for by
+// exactly one outcome counter: nothing is lost without a count.
+func checkAccounting(t *testing.T, snap *tracer.Snapshot) {
+	t.Helper()
+	c := func(name string) uint64 { return counter(snap, name) }
+	allocs := c("events_kmem_cache_alloc") + c("events_kmalloc") + c("events_mm_page_alloc") + c("events_percpu_alloc_percpu")
+	frees := c("events_kmem_cache_free") + c("events_kfree") + c("events_mm_page_free") + c("events_mm_page_free_batched") + c("events_percpu_free_percpu")
+	outcomes := c("tracked") + c("outstanding_map_full") + c("filtered") + c("self") + c("failed_allocs") + c("sampled_out")
+	if allocs == 0 || allocs != outcomes {
+		t.Errorf("allocation events %d, but tracked+map_full+filtered+self+failed+sampled_out = %d", allocs, outcomes)
+	}
+	freed := c("freed") + c("free_untracked_slab") + c("free_untracked_page") + c("free_untracked_percpu") + c("free_null")
+	if frees == 0 || frees != freed {
+		t.Errorf("free events %d, but freed+untracked+null = %d", frees, freed)
 	}
 }
