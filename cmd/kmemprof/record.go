@@ -73,8 +73,9 @@ Reading the output:
   go tool pprof -diff_base=before.pb.gz -top after.pb.gz
 
 Sample types: inuse_space (default), inuse_objects, alloc_space,
-alloc_objects (alloc_* count every allocation made during the capture, freed
-or not). Labels: kind, cache, comm, pid, cgroup, accounted; numeric label bytes.
+alloc_objects (with --mode full or sample, alloc_* count every allocation made
+during the capture, freed or not; in the default mode they equal inuse_*).
+Labels: kind, cache, comm, pid, cgroup, accounted; numeric label bytes.
 
 Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYSLOG (or CAP_SYS_ADMIN), and a
 kernel with BTF (/sys/kernel/btf/vmlinux).
