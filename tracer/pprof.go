@@ -26,6 +26,8 @@ const (
 	LabelPID       = "pid"
 	LabelCgroup    = "cgroup"
 	LabelPool      = "pool"
+	LabelTag       = "tag"    // Windows pool tag (pool samples carry it instead of cache)
+	LabelDriver    = "driver" // Windows: the first driver in the stack past the kernel image
 	LabelAccounted = "accounted"
 	LabelBytes     = "bytes" // numeric: average allocation size in the sample
 )
@@ -255,19 +257,30 @@ type labelSet struct {
 	comm      string
 	cgroup    string
 	pool      string
+	driver    string
 }
 
 // labels returns the string labels of a sample, shared with every sample
 // that has the same ones.
 func (b *profileBuilder) labels(s *AggSample) map[string][]string {
-	ls := labelSet{s.Kind, s.Accounted, s.PID, s.CgroupID, s.Cache, s.Comm, s.CgroupPath, s.Pool}
+	var driver string
+	if s.Kind == KindPool {
+		driver = firstDriver(s.Frames)
+	}
+	ls := labelSet{s.Kind, s.Accounted, s.PID, s.CgroupID, s.Cache, s.Comm, s.CgroupPath, s.Pool, driver}
 	if l, ok := b.labelSets[ls]; ok {
 		return l
 	}
 	l := make(map[string][]string, 7)
 	l[LabelKind] = []string{s.Kind.String()}
-	if s.Cache != "" {
+	switch {
+	case s.Cache != "" && s.Kind == KindPool:
+		l[LabelTag] = []string{s.Cache}
+	case s.Cache != "":
 		l[LabelCache] = []string{s.Cache}
+	}
+	if driver != "" {
+		l[LabelDriver] = []string{driver}
 	}
 	if s.Comm != "" {
 		l[LabelComm] = []string{s.Comm}
@@ -290,6 +303,21 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 	}
 	b.labelSets[ls] = l
 	return l
+}
+
+// kernelImages are the modules that make up the Windows kernel itself: the
+// driver label names the first module past them.
+var kernelImages = map[string]bool{"ntoskrnl.exe": true, "ntkrnlmp.exe": true, "ntkrnlpa.exe": true, "ntkrpamp.exe": true, "hal.dll": true}
+
+// firstDriver returns the module of the first frame, leaf first, that is not
+// the kernel image: the driver that asked for the pool allocation.
+func firstDriver(fs []Frame) string {
+	for _, f := range fs {
+		if f.Module != "" && !kernelImages[strings.ToLower(f.Module)] {
+			return f.Module
+		}
+	}
+	return ""
 }
 
 // numLabel returns the numeric labels for a sample whose objects average avg
