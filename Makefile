@@ -11,7 +11,7 @@ BIN     ?= kmemprof
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DURATION ?= 10s
 
-.PHONY: build run test generate bench bench-go bench-overhead tracefs vet cross check-generated
+.PHONY: build run test generate bench bench-go bench-overhead tracefs vet cross check-generated fuzz
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/kmemprof
@@ -33,6 +33,16 @@ test: tracefs
 
 generate:
 	$(GO) generate ./bpf/
+
+# Every fuzz target (decoders and parsers of untrusted input) for FUZZTIME each.
+FUZZTIME ?= 10s
+fuzz:
+	@for pkg in ./etw ./symbolize; do \
+		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "fuzz $$pkg $$f"; \
+			$(GO) test $$pkg -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; \
+		done; \
+	done
 
 check-generated: generate
 	@git diff --exit-code --stat -- bpf/ || { echo "generated BPF files are stale: run 'make generate' and commit"; exit 1; }

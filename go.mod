@@ -9,4 +9,9 @@ require (
 	golang.org/x/term v0.47.0
 )
 
+require (
+	github.com/0xrawsec/golang-etw v1.6.2
+	github.com/0xrawsec/golang-utils v1.3.1 // indirect
+)
+
 tool github.com/cilium/ebpf/cmd/bpf2go

@@ -28,6 +28,7 @@ Usage:
 
 Commands:
   record    trace kernel allocations and write a profile (needs root)
+  tags      find the driver that owns a Windows pool tag (pooltag.txt, *.sys scan)
   version   print the version
   help      show help for a command: kmemprof help record
 
@@ -60,6 +61,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd := args[0]; cmd {
 	case "record":
 		return runRecord(args[1:], stdout, stderr)
+	case "tags":
+		return runTags(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "kmemprof", version)
 		return exitOK

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -95,9 +96,13 @@ func TestBadInput(t *testing.T) {
 		{"sample with full", []string{"record", "--mode", "full", "--sample", "8", "-o", out}, exitUsage, "--sample goes with --mode sample"},
 		{"negative sample", []string{"record", "--sample", "-3", "-o", out}, exitUsage, "bad --sample"},
 		{"bad hot threshold", []string{"record", "--hot-threshold", "0", "-o", out}, exitUsage, "bad --hot-threshold"},
+		{"windows flag on linux", []string{"record", "--tag", "Leak", "-o", out}, exitUsage, "--tag is for Windows pool tags"},
 		{"stray argument", []string{"record", "-o", out, "30s"}, exitUsage, `unexpected argument "30s"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			if strings.Contains(tc.name, "linux") && runtime.GOOS != "linux" {
+				t.Skip("Linux flag rules")
+			}
 			code, _, errOut := runInProcess(tc.args...)
 			if code != tc.code {
 				t.Errorf("exit %d, want %d (stderr %q)", code, tc.code, errOut)

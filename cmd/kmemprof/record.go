@@ -59,7 +59,13 @@ Options:
                          capacity of the in-kernel outstanding map per kind
                          (default 1048576); more is counted as outstanding_map_full
       --top N            rows in the terminal summary (default 10; 0 for none)
+      --tag TAGS         Windows: only these pool tags, comma-separated, up to 4
+      --pooltag FILE     Windows: pooltag.txt to name the driver of each tag
   -h, --help             show this help
+
+On Windows, record traces kernel pool allocations (ETW PoolAlloc/PoolFree with
+kernel stacks) instead; --kinds, --cgroup, --cache, --attach, --mode, --sample,
+--hot-threshold, --min-size, --stack-depth and --max-outstanding are Linux-only.
 
 Filters run in the kernel before the stack walk, so they also cut overhead.
 Frees are always matched, whoever frees.
@@ -83,6 +89,8 @@ kernel with BTF (/sys/kernel/btf/vmlinux).
 
 // recordOptions is a parsed `kmemprof record` command line.
 type recordOptions struct {
+	tags       []string // Windows pool tags to trace
+	pooltag    string   // Windows pooltag.txt for the driver label
 	duration   time.Duration
 	output     string
 	minAge     time.Duration
@@ -122,6 +130,9 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 	fs.StringVar(&mode, "mode", "", "")
 	fs.IntVar(&sample, "sample", 0, "")
 	fs.IntVar(&hot, "hot-threshold", 64, "")
+	var tags, pooltag string
+	fs.StringVar(&tags, "tag", "", "")
+	fs.StringVar(&pooltag, "pooltag", "", "")
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&help, "h", false, "")
 	if err := fs.Parse(args); err != nil {
@@ -134,7 +145,23 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 	if fs.NArg() > 0 {
 		return nil, usagef("unexpected argument %q (options start with -)", fs.Arg(0))
 	}
-	o := &recordOptions{output: output, top: top}
+	o := &recordOptions{output: output, top: top, pooltag: pooltag}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := checkPlatformFlags(set); err != nil {
+		return nil, err
+	}
+	if tags != "" {
+		for _, t := range strings.Split(tags, ",") {
+			if t == "" || len(t) > 4 {
+				return nil, usagef("bad --tag %q: pool tags are 1 to 4 characters", t)
+			}
+			o.tags = append(o.tags, t)
+		}
+		if len(o.tags) > 4 {
+			return nil, usagef("--tag: at most 4 pool tags")
+		}
+	}
 	var err error
 	if o.duration, err = parseDuration(duration); err != nil || o.duration <= 0 {
 		return nil, usagef("bad --duration %q: want a positive duration such as 30s or 2m", duration)
@@ -183,7 +210,7 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 		if err != nil || p == 0 {
 			return nil, usagef("bad --pid %q: want a process id (a positive number)", pid)
 		}
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", p)); err != nil {
+		if !processExists(uint32(p)) {
 			return nil, usagef("--pid %d: no such process", p)
 		}
 		o.bpf.PID = uint32(p)

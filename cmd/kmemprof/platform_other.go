@@ -1,0 +1,9 @@
+//go:build !linux && !windows
+
+package main
+
+// processExists cannot check on this platform; recording fails later anyway.
+func processExists(uint32) bool { return true }
+
+// checkPlatformFlags accepts every flag; recording is not supported here.
+func checkPlatformFlags(map[string]bool) error { return nil }

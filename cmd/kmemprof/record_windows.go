@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/kmemprof/kmemprof/etw"
+	"github.com/kmemprof/kmemprof/symbolize"
+	"github.com/kmemprof/kmemprof/tracer"
+)
+
+// driverSymbolizer names kernel addresses driver.sys+0xOFFSET from the image
+// map the session's image events built.
+type driverSymbolizer struct{ m *symbolize.DriverMap }
+
+func (s driverSymbolizer) Symbolize(addr uint64, leaf bool) tracer.Frame {
+	look := addr
+	if !leaf && look > 0 {
+		look--
+	}
+	name, _, ok := s.m.Lookup(look)
+	if !ok {
+		return tracer.Frame{Addr: addr}
+	}
+	_, off, _ := s.m.Lookup(addr)
+	return tracer.Frame{Addr: addr, Function: fmt.Sprintf("%s+0x%x", name, off), Offset: off, Module: name}
+}
+
+// record traces kernel pool allocations through ETW.
+func record(o *recordOptions, stdout, stderr io.Writer) error {
+	var tags *symbolize.PoolTags
+	if o.pooltag != "" {
+		f, err := os.Open(o.pooltag)
+		if err != nil {
+			return fmt.Errorf("reading --pooltag: %w", err)
+		}
+		tags, err = symbolize.ParsePoolTags(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("reading --pooltag %s: %w", o.pooltag, err)
+		}
+	}
+	drivers := symbolize.NewDriverMap()
+	m := etw.NewMatcher(etw.MatcherConfig{PtrSize: 8, Tags: o.tags, RawTimestamps: true, Images: drivers})
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	s, err := etw.StartSession(etw.SessionConfig{
+		Matcher: m,
+		Tags:    o.tags,
+		Notef:   func(format string, a ...any) { fmt.Fprintf(stderr, "note: "+format+"\n", a...) },
+	})
+	if err != nil {
+		return err
+	}
+	defer s.Stop()
+	start := time.Now()
+	hooks := "PoolAlloc,PoolFree,PoolAllocSession,PoolFreeSession with kernel stacks"
+	fmt.Fprintf(stderr, "tracing %s via ETW (%s) for %s (Ctrl-C to stop early)\n", hooks, s.Kernel, o.duration)
+
+	interrupted := false
+	select {
+	case <-ctx.Done():
+		interrupted = true
+	case <-time.After(o.duration):
+	}
+	if err := s.Stop(); err != nil {
+		return err
+	}
+	if interrupted {
+		fmt.Fprintln(stderr, "interrupted: writing what was captured")
+	}
+	filters := []string(nil)
+	if len(o.tags) > 0 {
+		filters = append(filters, "tag="+strings.Join(o.tags, ","))
+	}
+	snap := m.Snapshot(tracer.Meta{
+		Platform:   "windows",
+		Kernel:     windowsVersion(),
+		AttachMode: "etw " + s.Kernel,
+		Hooks:      []string{hooks},
+		Start:      start,
+		Duration:   time.Since(start),
+		MinAge:     o.minAge,
+		Filters:    filters,
+	})
+	agg, err := tracer.Aggregate(snap, driverSymbolizer{drivers}, tracer.Options{MinAge: o.minAge})
+	if err != nil {
+		return err
+	}
+	if tags != nil {
+		for _, e := range tagDrivers(tags, agg) {
+			fmt.Fprintln(stderr, e)
+		}
+	}
+	prof, err := agg.Profile()
+	if err != nil {
+		return err
+	}
+	if err := tracer.WriteProfile(o.output, prof); err != nil {
+		return err
+	}
+	if o.top > 0 {
+		if err := agg.WriteSummary(stdout, o.top, tracer.IsAllocatorFrame); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stderr, "wrote %s (%d samples)\nopen it with: go tool pprof -http=127.0.0.1:8080 %s\n",
+		o.output, len(prof.Sample), o.output)
+	return nil
+}
+
+// tagDrivers lists, for the tags in the profile, what pooltag.txt says of them.
+func tagDrivers(tags *symbolize.PoolTags, agg *tracer.Aggregation) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range agg.Samples {
+		if s.Cache == "" || seen[s.Cache] {
+			continue
+		}
+		seen[s.Cache] = true
+		if es := tags.Lookup(s.Cache); len(es) > 0 {
+			out = append(out, fmt.Sprintf("tag %-4s: %s - %s", s.Cache, es[0].Binary, es[0].Description))
+		}
+	}
+	return out
+}
+
+// windowsVersion returns the Windows version as major.minor.build.
+func windowsVersion() string {
+	maj, min, build := windowsVersionNumbers()
+	return fmt.Sprintf("%d.%d.%d", maj, min, build)
+}

@@ -1,0 +1,838 @@
+package etw
+
+import (
+	"cmp"
+	"encoding/binary"
+	"slices"
+	"time"
+
+	"github.com/kmemprof/kmemprof/tracer"
+)
+
+// Header is what the Matcher needs of an event's EVENT_HEADER (and
+// ETW_BUFFER_CONTEXT).
+type Header struct {
+	// ThreadID and ProcessID are 0xFFFFFFFF when the kernel logged the
+	// event without them (compact headers); the Matcher then files the
+	// event under its CPU and takes the process from its stack.
+	ThreadID  uint32
+	ProcessID uint32
+	// TimeStamp is EVENT_HEADER.TimeStamp as delivered: a raw QPC (or
+	// cycle counter, or system time) value when the consumer was opened with
+	// PROCESS_TRACE_MODE_RAW_TIMESTAMP, otherwise a FILETIME (100 ns
+	// intervals since 1601). See MatcherConfig.RawTimestamps.
+	TimeStamp int64
+	CPU       uint16 // ETW_BUFFER_CONTEXT.ProcessorNumber
+}
+
+// ImageSink receives the kernel images (drivers) the Image events report,
+// so that the caller can resolve stack addresses; *symbolize.DriverMap is
+// one.
+type ImageSink interface {
+	Load(base, size uint64, path string)
+	Unload(base uint64)
+}
+
+// DefaultMaxOutstanding is MatcherConfig.MaxOutstanding when left zero.
+const DefaultMaxOutstanding = 1 << 21
+
+// MatcherConfig configures a Matcher. The zero value works for a 64-bit
+// kernel whose events carry FILETIME time stamps, without tag filter.
+type MatcherConfig struct {
+	// PtrSize is the pointer size of the traced kernel, 4 or 8 (0 means 8).
+	// It decides which addresses are kernel addresses (see Images).
+	PtrSize int
+
+	// Tags, when not empty, keeps only allocations with one of these pool
+	// tags, written as TagValue reads them ("Leak", "Cc" for "Cc  "). The
+	// kernel can filter by at most MaxTags tags, but it may refuse to, so
+	// the Matcher filters too; it applies every tag given. Validate user
+	// input with CheckTags first. Events of other tags count as "filtered".
+	Tags []string
+
+	// MaxOutstanding bounds the outstanding-allocation table. Allocations
+	// made while it is full are counted in totals but not tracked, and
+	// counted as "outstanding_full". 0 means DefaultMaxOutstanding.
+	MaxOutstanding int
+
+	// RawTimestamps says that Header.TimeStamp is the raw value
+	// (PROCESS_TRACE_MODE_RAW_TIMESTAMP). Then a stack joins the pool event
+	// whose TimeStamp equals StackEvent.EventTimeStamp, exactly, whatever
+	// thread the two name. Otherwise the header time stamp has been
+	// converted and cannot be compared with EventTimeStamp, and a stack
+	// joins the latest pool event of its thread (StackThread) that was
+	// logged no later than the stack, the kernel logging the stack right
+	// after its event: a heuristic that attributes a stack wrongly only when
+	// the event it belongs to was lost. Either way a pool event waits for
+	// its stack only until the next pool event of its thread (or, for an
+	// event whose header has no thread, 0xFFFFFFFF, of its CPU). The
+	// Windows session uses raw time stamps.
+	RawTimestamps bool
+
+	// Images, when set, receives the loads, rundowns and unloads of kernel
+	// images (base addresses in the kernel half of the address space;
+	// user-mode DLLs are left out). Nil ignores Image events.
+	Images ImageSink
+
+	// ProcessName, when set, names the process of an allocation (the
+	// "comm" label). Snapshot calls it once per distinct process id.
+	ProcessName func(pid uint32) string
+
+	// Time converts a Header.TimeStamp to wall-clock time for
+	// tracer.Record.Time. When nil, FILETIME stamps are converted directly,
+	// and raw stamps are taken to be "now" (Clock) when the event arrives,
+	// which is close for a real-time session.
+	Time func(ts int64) time.Time
+
+	// Clock returns the current time (Snapshot.Taken, and the time of
+	// events with raw stamps when Time is nil). Nil means time.Now.
+	Clock func() time.Time
+}
+
+// Names of the counters a Matcher reports, in Snapshot.Meta.Counters order.
+const (
+	CounterEventsPoolAlloc        = "events_pool_alloc"
+	CounterEventsPoolAllocSession = "events_pool_alloc_session"
+	CounterEventsPoolFree         = "events_pool_free"
+	CounterEventsPoolFreeSession  = "events_pool_free_session"
+	CounterEventsStack            = "events_stack"
+	CounterEventsImage            = "events_image"
+	CounterTracked                = "tracked"
+	CounterFreed                  = "freed"
+	CounterFreeUntracked          = "free_untracked"
+	CounterFreeCrossVariant       = "free_cross_variant"
+	CounterFiltered               = "filtered"
+	CounterStacksDiscarded        = "stacks_discarded"
+	CounterOversizedPayloads      = "oversized_payloads"
+	CounterAllocAtTrackedAddr     = "alloc_at_tracked_addr"
+	CounterOutstandingFull        = "outstanding_full"
+	CounterStackLostNone          = "stack_lost_none"
+	CounterStackLostWalk          = "stack_lost_walk"
+	CounterStackOrphans           = "stack_orphans"
+	CounterEventsLost             = "events_lost"
+	CounterDecodeErrors           = "decode_errors"
+)
+
+// counterInfo describes each counter, in display order.
+var counterInfo = [...]struct {
+	name, help string
+	loss       bool
+}{
+	{CounterEventsPoolAlloc, "PoolTrace PoolAlloc events", false},
+	{CounterEventsPoolAllocSession, "PoolTrace PoolAllocSession events", false},
+	{CounterEventsPoolFree, "PoolTrace PoolFree events", false},
+	{CounterEventsPoolFreeSession, "PoolTrace PoolFreeSession events", false},
+	{CounterEventsStack, "StackWalk events", false},
+	{CounterEventsImage, "Image load, unload and rundown events", false},
+	{CounterTracked, "allocations recorded in the outstanding table", false},
+	{CounterFreed, "recorded allocations freed during the capture", false},
+	{CounterFreeUntracked, "frees of addresses not tracked (most were allocated before the capture)", false},
+	{CounterFreeCrossVariant, "frees matched to an allocation of the other variant (session pool freed by a plain PoolFree, or the reverse)", false},
+	{CounterFiltered, "allocations skipped by the tag filter, and frees of untracked addresses with a tag it keeps out", false},
+	{CounterStacksDiscarded, "stacks of frees and filtered events, not needed", false},
+	{CounterOversizedPayloads, "pool events with more payload than the documented layout (a newer Windows; the extra bytes were ignored)", false},
+	{CounterAllocAtTrackedAddr, "allocations at an address still tracked: its free was missed, the old record was replaced", true},
+	{CounterOutstandingFull, "allocations not tracked because the outstanding table was full", true},
+	{CounterStackLostNone, "allocations whose StackWalk event never arrived; shown as " + tracer.StackLostName(tracer.StackLostNone), true},
+	{CounterStackLostWalk, "allocations whose StackWalk event held no frame; shown as " + tracer.StackLostName(tracer.StackLostWalk), true},
+	{CounterStackOrphans, "StackWalk events whose pool event never arrived (lost, or not a pool event)", true},
+	{CounterEventsLost, "events the ETW session reported lost (buffers full: raise the buffer count or size)", true},
+	{CounterDecodeErrors, "events whose payload could not be decoded", true},
+}
+
+// Indexes into counts.v, in counterInfo order.
+const (
+	cEventsPoolAlloc = iota
+	cEventsPoolAllocSession
+	cEventsPoolFree
+	cEventsPoolFreeSession
+	cEventsStack
+	cEventsImage
+	cTracked
+	cFreed
+	cFreeUntracked
+	cFreeCrossVariant
+	cFiltered
+	cStacksDiscarded
+	cOversized
+	cAllocAtTracked
+	cOutstandingFull
+	cStackLostNone
+	cStackLostWalk
+	cStackOrphans
+	cEventsLost
+	cDecodeErrors
+	nCounters
+)
+
+// maxEarlyStacks bounds the stacks kept per thread while they wait for an
+// event that arrived late. The kernel logs a stack right after its event,
+// so more than one waiting is already unusual.
+const maxEarlyStacks = 4
+
+// maxSpareThreads bounds the idle per-thread states kept for reuse.
+const maxSpareThreads = 64
+
+// allocKey identifies an outstanding allocation. Session pool lives in
+// per-session address space, so the same address may be allocated in
+// several sessions at once; session 0 is a real session, so a plain
+// (non-session) allocation is told apart by inSession, not by the id.
+type allocKey struct {
+	entry     uint64
+	session   uint32
+	inSession bool
+}
+
+// allocation is one allocation seen during the capture. It lives in the
+// outstanding table until freed, and in a pending event until its stack is
+// known; then it is added to the totals.
+type allocation struct {
+	entry, size   uint64
+	time          int64  // wall clock, Unix ns
+	seq           uint64 // allocation order
+	tag, poolType uint32
+	pid           uint32
+	stack         tracer.StackID // StackLostNone until the stack is known
+}
+
+// totalKey groups allocations for tracer.Total; strings are made at
+// Snapshot time only.
+type totalKey struct {
+	stack         tracer.StackID
+	tag, poolType uint32
+	pid           uint32
+}
+
+type totalVal struct{ count, bytes uint64 }
+
+// pendingEvent is a pool event waiting for its StackWalk event.
+type pendingEvent struct {
+	ts    int64       // the event's Header.TimeStamp
+	alloc *allocation // nil for frees and filtered events: their stack is not needed
+}
+
+// earlyStack is a StackWalk event that arrived before its pool event.
+type earlyStack struct {
+	eventTS  uint64 // StackEvent.EventTimeStamp
+	headerTS int64  // the StackWalk event's own Header.TimeStamp
+	pid      uint32 // StackEvent.ProcessID
+	id       tracer.StackID
+}
+
+// threadState is what the Matcher keeps per thread (see eventKey) between
+// events.
+type threadState struct {
+	pending    pendingEvent
+	hasPending bool
+	early      [maxEarlyStacks]earlyStack
+	nEarly     int
+}
+
+// noID is the ThreadId and ProcessId of an event header that has none:
+// kernel events logged with a compact header (no thread or process fields)
+// reach consumers with 0xFFFFFFFF there.
+const noID = 0xffffffff
+
+// eventKey is what the Matcher files events under: the thread, or for an
+// event without one, its CPU (an event and its stack are logged by the
+// same logging call, so on that CPU unless the thread migrates between).
+func eventKey(tid uint32, cpu uint16) uint64 {
+	if tid == noID {
+		return 1<<32 | uint64(cpu)
+	}
+	return uint64(tid)
+}
+
+// Matcher turns the pool, stack and image events of an ETW session into a
+// tracer.Snapshot: it pairs frees with allocations by address, joins each
+// pool event to its kernel stack, and counts every event it could not use.
+// Feed it every event in the order the session delivers them; build one with
+// NewMatcher. It is not safe for concurrent use: a caller that takes
+// snapshots while events arrive must serialize the calls.
+type Matcher struct {
+	cfg         MatcherConfig
+	tags        map[uint32]bool // nil: no filter
+	kernelStart uint64
+
+	outstanding map[allocKey]*allocation
+	// sessionAt lists the sessions holding a session-pool allocation at an
+	// address, to match a plain PoolFree of session pool.
+	sessionAt map[uint64][]uint32
+	seq       uint64
+
+	threads map[uint64]*threadState // by eventKey
+	spare   []*threadState
+	// With raw time stamps a stack joins its event by time stamp alone,
+	// whatever thread either names: these find the thread holding the
+	// pending event, or the early stack, of a time stamp.
+	pendingByTS map[int64]uint64
+	earlyByTS   map[uint64]uint64
+
+	stackIDs map[string]tracer.StackID
+	stacks   [][]uint64
+	keyBuf   []byte
+
+	totals map[totalKey]totalVal
+
+	counts         [nCounters]uint64
+	firstDecodeErr string
+}
+
+// NewMatcher returns a Matcher with no events seen.
+func NewMatcher(cfg MatcherConfig) *Matcher {
+	if cfg.PtrSize == 0 {
+		cfg.PtrSize = 8
+	}
+	if cfg.MaxOutstanding <= 0 {
+		cfg.MaxOutstanding = DefaultMaxOutstanding
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	m := &Matcher{
+		cfg:         cfg,
+		kernelStart: 0xffff800000000000,
+		outstanding: make(map[allocKey]*allocation),
+		sessionAt:   make(map[uint64][]uint32),
+		threads:     make(map[uint64]*threadState),
+		pendingByTS: make(map[int64]uint64),
+		earlyByTS:   make(map[uint64]uint64),
+		stackIDs:    make(map[string]tracer.StackID),
+		totals:      make(map[totalKey]totalVal),
+	}
+	if cfg.PtrSize == 4 {
+		m.kernelStart = 0x80000000
+	}
+	if len(cfg.Tags) > 0 {
+		m.tags = make(map[uint32]bool, len(cfg.Tags))
+		for _, t := range cfg.Tags {
+			m.tags[TagValue(t)] = true
+		}
+	}
+	return m
+}
+
+// Pool takes a decoded PoolTrace event. An allocation enters the
+// outstanding table at once, so that a free on another thread finds it even
+// before its stack arrives; a free removes the allocation at its address
+// (of the same session for the session variants), whatever size the free
+// reports. The event then waits for its stack; an older event of the same
+// thread still waiting will never get one and is settled without.
+func (m *Matcher) Pool(h Header, ev PoolEvent) {
+	switch {
+	case ev.Alloc && ev.Session:
+		m.counts[cEventsPoolAllocSession]++
+	case ev.Alloc:
+		m.counts[cEventsPoolAlloc]++
+	case ev.Session:
+		m.counts[cEventsPoolFreeSession]++
+	default:
+		m.counts[cEventsPoolFree]++
+	}
+	if ev.Extra > 0 {
+		m.counts[cOversized]++
+	}
+	key := eventKey(h.ThreadID, h.CPU)
+	t := m.thread(key)
+	m.settlePending(key, t)
+	m.expireEarly(key, t, h.TimeStamp)
+
+	filtered := m.tags != nil && !m.tags[ev.Tag]
+	var a *allocation
+	switch {
+	case ev.Alloc && filtered:
+		m.counts[cFiltered]++
+	case ev.Alloc:
+		a = m.alloc(h, ev)
+	default:
+		// A free is matched by address whatever its tag, so that a free
+		// that reports another tag (or none) cannot leave a leak behind.
+		m.free(ev, filtered)
+	}
+	p := pendingEvent{ts: h.TimeStamp, alloc: a}
+	if e, ok := m.takeEarly(key, t, h.TimeStamp); ok {
+		m.join(p, e.id, e.pid)
+	} else {
+		t.pending, t.hasPending = p, true
+		if m.cfg.RawTimestamps {
+			m.pendingByTS[p.ts] = key
+		}
+	}
+	m.release(key, t)
+}
+
+// alloc records an allocation and returns it.
+func (m *Matcher) alloc(h Header, ev PoolEvent) *allocation {
+	m.seq++
+	a := &allocation{
+		entry:    ev.Entry,
+		size:     ev.Size,
+		time:     m.wallTime(h.TimeStamp),
+		seq:      m.seq,
+		tag:      ev.Tag,
+		poolType: ev.PoolType,
+		pid:      h.ProcessID,
+		stack:    tracer.StackLostNone,
+	}
+	k := allocKey{entry: ev.Entry}
+	if ev.Session {
+		k.session, k.inSession = ev.SessionID, true
+	}
+	if _, ok := m.outstanding[k]; ok {
+		m.counts[cAllocAtTracked]++
+		m.untrack(k)
+	}
+	if len(m.outstanding) >= m.cfg.MaxOutstanding {
+		m.counts[cOutstandingFull]++
+		return a
+	}
+	m.outstanding[k] = a
+	if k.inSession {
+		m.sessionAt[k.entry] = append(m.sessionAt[k.entry], k.session)
+	}
+	m.counts[cTracked]++
+	return a
+}
+
+// free removes the allocation a free event releases. A free of an address
+// not tracked counts as free_untracked, or as filtered when its tag is one
+// the filter keeps out.
+func (m *Matcher) free(ev PoolEvent, filtered bool) {
+	untracked := cFreeUntracked
+	if filtered {
+		untracked = cFiltered
+	}
+	k := allocKey{entry: ev.Entry}
+	if ev.Session {
+		k.session, k.inSession = ev.SessionID, true
+	}
+	if _, ok := m.outstanding[k]; ok {
+		m.untrack(k)
+		m.counts[cFreed]++
+		return
+	}
+	// Whether Windows ever logs the free of a session allocation as a plain
+	// PoolFree (or the reverse) is not documented. Session pool and system
+	// pool never share addresses, so matching across the variants cannot
+	// free the wrong allocation, as long as only one session holds the
+	// address; it is counted to show whether it happens.
+	var other allocKey
+	switch sessions := m.sessionAt[ev.Entry]; {
+	case ev.Session:
+		other = allocKey{entry: ev.Entry}
+	case len(sessions) == 1:
+		other = allocKey{entry: ev.Entry, session: sessions[0], inSession: true}
+	default:
+		m.counts[untracked]++
+		return
+	}
+	if _, ok := m.outstanding[other]; ok {
+		m.untrack(other)
+		m.counts[cFreed]++
+		m.counts[cFreeCrossVariant]++
+		return
+	}
+	m.counts[untracked]++
+}
+
+// untrack removes the allocation under k from the outstanding table.
+func (m *Matcher) untrack(k allocKey) {
+	delete(m.outstanding, k)
+	if !k.inSession {
+		return
+	}
+	sessions := m.sessionAt[k.entry]
+	if i := slices.Index(sessions, k.session); i >= 0 {
+		sessions = slices.Delete(sessions, i, i+1)
+	}
+	if len(sessions) == 0 {
+		delete(m.sessionAt, k.entry)
+	} else {
+		m.sessionAt[k.entry] = sessions
+	}
+}
+
+// Stack takes a decoded StackWalk event and joins it to the pool event it
+// belongs to (see MatcherConfig.RawTimestamps). A stack that arrives before
+// its event waits, a few per thread, until its event takes it or a later
+// event of its thread proves it an orphan.
+func (m *Matcher) Stack(h Header, ev StackEvent) {
+	m.counts[cEventsStack]++
+	id := m.intern(ev.Frames)
+	if m.cfg.RawTimestamps {
+		ts := int64(ev.EventTimeStamp)
+		// The stack's own thread first: the index holds only one thread
+		// per time stamp, and two threads may log at the same tick.
+		keys, n := [2]uint64{eventKey(ev.ThreadID, h.CPU)}, 1
+		if indexed, ok := m.pendingByTS[ts]; ok && indexed != keys[0] {
+			keys[1], n = indexed, 2
+		}
+		for _, key := range keys[:n] {
+			if t := m.threads[key]; t != nil && t.hasPending && t.pending.ts == ts {
+				p := t.pending
+				m.clearPending(key, t)
+				m.join(p, id, ev.ProcessID)
+				m.release(key, t)
+				return
+			}
+		}
+	} else {
+		// The latest event of the stack's thread, or failing one, of its
+		// CPU for events logged without a thread, if logged no later than
+		// the stack.
+		for _, key := range [...]uint64{eventKey(ev.ThreadID, h.CPU), eventKey(noID, h.CPU)} {
+			if t := m.threads[key]; t != nil && t.hasPending && h.TimeStamp >= t.pending.ts {
+				p := t.pending
+				m.clearPending(key, t)
+				m.join(p, id, ev.ProcessID)
+				m.release(key, t)
+				return
+			}
+		}
+	}
+	key := eventKey(ev.ThreadID, h.CPU)
+	t := m.thread(key)
+	if t.nEarly == maxEarlyStacks {
+		m.counts[cStackOrphans]++
+		m.dropEarly(key, t, 0)
+	}
+	t.early[t.nEarly] = earlyStack{eventTS: ev.EventTimeStamp, headerTS: h.TimeStamp, pid: ev.ProcessID, id: id}
+	t.nEarly++
+	if m.cfg.RawTimestamps {
+		m.earlyByTS[ev.EventTimeStamp] = key
+	}
+	m.release(key, t)
+}
+
+// takeEarly removes and returns the waiting stack that belongs to the event
+// of thread key logged at ts: with raw time stamps, the stack of any thread
+// with that EventTimeStamp; otherwise the thread's oldest stack logged no
+// earlier than the event.
+func (m *Matcher) takeEarly(key uint64, t *threadState, ts int64) (earlyStack, bool) {
+	if m.cfg.RawTimestamps {
+		// The event's own thread first: the index holds only one thread
+		// per time stamp, and two threads may log at the same tick.
+		owners, n := [2]uint64{key}, 1
+		if owner, ok := m.earlyByTS[uint64(ts)]; ok && owner != key {
+			owners[1], n = owner, 2
+		}
+		for _, owner := range owners[:n] {
+			ot := t
+			if owner != key {
+				if ot = m.threads[owner]; ot == nil {
+					continue
+				}
+			}
+			for i, e := range ot.early[:ot.nEarly] {
+				if e.eventTS == uint64(ts) {
+					m.dropEarly(owner, ot, i)
+					if owner != key {
+						m.release(owner, ot)
+					}
+					return e, true
+				}
+			}
+		}
+		return earlyStack{}, false
+	}
+	for i, e := range t.early[:t.nEarly] {
+		if e.headerTS >= ts {
+			m.dropEarly(key, t, i)
+			return e, true
+		}
+	}
+	return earlyStack{}, false
+}
+
+// expireEarly drops as orphans the waiting stacks of a thread that were
+// logged for events before ts: the thread's events arrive in order, so
+// those events will not come any more.
+func (m *Matcher) expireEarly(key uint64, t *threadState, ts int64) {
+	for i := 0; i < t.nEarly; {
+		e := t.early[i]
+		older := e.headerTS < ts
+		if m.cfg.RawTimestamps {
+			older = e.eventTS < uint64(ts)
+		}
+		if !older {
+			i++
+			continue
+		}
+		m.counts[cStackOrphans]++
+		m.dropEarly(key, t, i)
+	}
+}
+
+// dropEarly removes the i-th waiting stack of thread key.
+func (m *Matcher) dropEarly(key uint64, t *threadState, i int) {
+	if ts := t.early[i].eventTS; m.cfg.RawTimestamps && m.earlyByTS[ts] == key {
+		delete(m.earlyByTS, ts)
+	}
+	copy(t.early[i:], t.early[i+1:t.nEarly])
+	t.nEarly--
+	t.early[t.nEarly] = earlyStack{}
+}
+
+// clearPending forgets the pending event of thread key.
+func (m *Matcher) clearPending(key uint64, t *threadState) {
+	if m.cfg.RawTimestamps && m.pendingByTS[t.pending.ts] == key {
+		delete(m.pendingByTS, t.pending.ts)
+	}
+	t.hasPending = false
+	t.pending = pendingEvent{}
+}
+
+// join settles a pending event with its stack. An allocation whose header
+// named no process takes the stack's.
+func (m *Matcher) join(p pendingEvent, id tracer.StackID, pid uint32) {
+	if p.alloc == nil {
+		m.counts[cStacksDiscarded]++
+		return
+	}
+	if id == tracer.StackLostWalk {
+		m.counts[cStackLostWalk]++
+	}
+	if p.alloc.pid == noID {
+		p.alloc.pid = pid
+	}
+	m.settle(p.alloc, id)
+}
+
+// settlePending settles the event thread key still waits with, without a
+// stack: a newer event of the thread came first, so none will come.
+func (m *Matcher) settlePending(key uint64, t *threadState) {
+	if !t.hasPending {
+		return
+	}
+	a := t.pending.alloc
+	m.clearPending(key, t)
+	if a != nil {
+		m.counts[cStackLostNone]++
+		m.settle(a, tracer.StackLostNone)
+	}
+}
+
+// settle gives an allocation its stack and counts it in the totals.
+func (m *Matcher) settle(a *allocation, id tracer.StackID) {
+	a.stack = id
+	k := totalKey{stack: id, tag: a.tag, poolType: a.poolType, pid: a.pid}
+	v := m.totals[k]
+	v.count++
+	v.bytes += a.size
+	m.totals[k] = v
+}
+
+// intern returns the id of a stack, the same for the same frames.
+func (m *Matcher) intern(frames []uint64) tracer.StackID {
+	if len(frames) == 0 {
+		return tracer.StackLostWalk
+	}
+	b := m.keyBuf[:0]
+	for _, f := range frames {
+		b = binary.LittleEndian.AppendUint64(b, f)
+	}
+	m.keyBuf = b
+	if id, ok := m.stackIDs[string(b)]; ok {
+		return id
+	}
+	id := tracer.StackID(len(m.stacks))
+	m.stacks = append(m.stacks, slices.Clone(frames))
+	m.stackIDs[string(b)] = id
+	return id
+}
+
+// thread returns the state of thread key, creating it.
+func (m *Matcher) thread(key uint64) *threadState {
+	if t, ok := m.threads[key]; ok {
+		return t
+	}
+	var t *threadState
+	if n := len(m.spare); n > 0 {
+		t, m.spare = m.spare[n-1], m.spare[:n-1]
+	} else {
+		t = new(threadState)
+	}
+	m.threads[key] = t
+	return t
+}
+
+// release forgets a thread that has nothing waiting, so that the map stays
+// as small as the number of threads with events in flight.
+func (m *Matcher) release(key uint64, t *threadState) {
+	if t.hasPending || t.nEarly > 0 {
+		return
+	}
+	delete(m.threads, key)
+	if len(m.spare) < maxSpareThreads {
+		*t = threadState{}
+		m.spare = append(m.spare, t)
+	}
+}
+
+// Image takes a decoded Image event and passes kernel images on to
+// MatcherConfig.Images.
+func (m *Matcher) Image(h Header, ev ImageEvent) {
+	m.counts[cEventsImage]++
+	if m.cfg.Images == nil || ev.Base < m.kernelStart {
+		return
+	}
+	switch ev.Op {
+	case ImageLoad, ImageRundown:
+		m.cfg.Images.Load(ev.Base, ev.Size, ev.FileName)
+	case ImageUnload:
+		m.cfg.Images.Unload(ev.Base)
+	}
+}
+
+// Lost counts n events the session reported lost (EVENT_TRACE_PROPERTIES
+// EventsLost, or RT_LostEvent events).
+func (m *Matcher) Lost(n uint64) {
+	m.counts[cEventsLost] += n
+}
+
+// DecodeError counts an event whose payload failed to decode. The first
+// error is kept for the snapshot's comments.
+func (m *Matcher) DecodeError(err error) {
+	m.counts[cDecodeErrors]++
+	if m.firstDecodeErr == "" && err != nil {
+		m.firstDecodeErr = err.Error()
+	}
+}
+
+// Outstanding returns how many allocations the outstanding table holds.
+func (m *Matcher) Outstanding() int {
+	return len(m.outstanding)
+}
+
+// Counters returns the Matcher's counters as they stand, in display order.
+func (m *Matcher) Counters() []tracer.Counter {
+	cs := make([]tracer.Counter, len(counterInfo))
+	for i, ci := range counterInfo {
+		cs[i] = tracer.Counter{Name: ci.name, Value: m.counts[i], Help: ci.help, Loss: ci.loss}
+	}
+	return cs
+}
+
+// Snapshot returns the outstanding allocations, the totals of every
+// allocation seen and the stacks they refer to, with meta completed by the
+// Matcher's counters (appended to meta.Counters) and, after decode errors,
+// a comment with the first one.
+//
+// It settles every event still waiting for its stack (as
+// tracer.StackLostNone) and drops every stack still waiting for its event
+// (as an orphan): call it when the session has stopped and delivered its
+// last event. Called while events still arrive, it may count the few
+// stacks in flight as lost. Records are in allocation order.
+func (m *Matcher) Snapshot(meta tracer.Meta) *tracer.Snapshot {
+	for key, t := range m.threads {
+		m.settlePending(key, t)
+		for t.nEarly > 0 {
+			m.counts[cStackOrphans]++
+			m.dropEarly(key, t, 0)
+		}
+		m.release(key, t)
+	}
+
+	names := snapshotNames{m: m, tags: map[uint32]string{}, pools: map[uint32]string{}, comms: map[uint32]string{}}
+	used := map[tracer.StackID]bool{}
+	allocs := make([]*allocation, 0, len(m.outstanding))
+	for _, a := range m.outstanding {
+		allocs = append(allocs, a)
+	}
+	slices.SortFunc(allocs, func(a, b *allocation) int { return cmp.Compare(a.seq, b.seq) })
+	snap := &tracer.Snapshot{
+		Records: make([]tracer.Record, len(allocs)),
+		Totals:  make([]tracer.Total, 0, len(m.totals)),
+		Stacks:  map[tracer.StackID][]uint64{},
+		Taken:   m.cfg.Clock(),
+	}
+	for i, a := range allocs {
+		snap.Records[i] = tracer.Record{
+			Key:        names.key(a.stack, a.tag, a.poolType, a.pid),
+			Addr:       a.entry,
+			BytesReq:   a.size,
+			BytesAlloc: a.size,
+			Time:       a.time,
+		}
+		used[a.stack] = true
+	}
+	tks := make([]totalKey, 0, len(m.totals))
+	for k := range m.totals {
+		tks = append(tks, k)
+	}
+	slices.SortFunc(tks, func(a, b totalKey) int {
+		return cmp.Or(cmp.Compare(a.stack, b.stack), cmp.Compare(a.tag, b.tag),
+			cmp.Compare(a.poolType, b.poolType), cmp.Compare(a.pid, b.pid))
+	})
+	for _, k := range tks {
+		v := m.totals[k]
+		snap.Totals = append(snap.Totals, tracer.Total{
+			Key:   names.key(k.stack, k.tag, k.poolType, k.pid),
+			Count: v.count,
+			Bytes: v.bytes,
+		})
+		used[k.stack] = true
+	}
+	for id := range used {
+		if id >= 0 {
+			snap.Stacks[id] = m.stacks[id]
+		}
+	}
+
+	snap.Meta = meta
+	snap.Meta.Counters = append(slices.Clone(meta.Counters), m.Counters()...)
+	if m.firstDecodeErr != "" {
+		snap.Meta.Comments = append(slices.Clone(meta.Comments), "first decode error: "+m.firstDecodeErr)
+	}
+	return snap
+}
+
+// snapshotNames makes the strings of snapshot keys once per distinct value.
+type snapshotNames struct {
+	m                  *Matcher
+	tags, pools, comms map[uint32]string
+}
+
+func (n *snapshotNames) key(stack tracer.StackID, tag, poolType, pid uint32) tracer.Key {
+	if pid == noID {
+		pid = 0 // neither the event nor a stack named the process
+	}
+	return tracer.Key{
+		Kind:  tracer.KindPool,
+		Stack: stack,
+		Cache: memo(n.tags, tag, TagString),
+		Pool:  memo(n.pools, poolType, PoolTypeName),
+		PID:   pid,
+		Comm:  memo(n.comms, pid, n.comm),
+	}
+}
+
+func (n *snapshotNames) comm(pid uint32) string {
+	if n.m.cfg.ProcessName == nil {
+		return ""
+	}
+	return n.m.cfg.ProcessName(pid)
+}
+
+func memo(cache map[uint32]string, v uint32, f func(uint32) string) string {
+	if s, ok := cache[v]; ok {
+		return s
+	}
+	s := f(v)
+	cache[v] = s
+	return s
+}
+
+// fileTimeUnixEpoch is 1970-01-01 in FILETIME units (100 ns since 1601).
+const fileTimeUnixEpoch = 116444736000000000
+
+// wallTime converts a header time stamp to Unix nanoseconds.
+func (m *Matcher) wallTime(ts int64) int64 {
+	switch {
+	case m.cfg.Time != nil:
+		return m.cfg.Time(ts).UnixNano()
+	case !m.cfg.RawTimestamps:
+		return (ts - fileTimeUnixEpoch) * 100
+	}
+	return m.cfg.Clock().UnixNano()
+}
