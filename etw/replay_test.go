@@ -234,6 +234,22 @@ func TestReplayFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkLeakProfile(t, p)
+	if len(p.Mapping) != 1 || p.Mapping[0].File != tracer.WindowsKernelMapping {
+		t.Errorf("mappings %v, want one %s", p.Mapping, tracer.WindowsKernelMapping)
+	}
+
+	// The terminal summary names tags, and starts WHERE at the driver.
+	var sum bytes.Buffer
+	if err := agg.WriteSummary(&sum, 3, tracer.IsAllocatorFrame); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(sum.String(), "\n")
+	if !strings.Contains(lines[0], "TAG") || strings.Contains(lines[0], "CACHE") {
+		t.Errorf("summary header %q, want a TAG column", lines[0])
+	}
+	if !strings.Contains(lines[1], "Leak") || !strings.Contains(lines[1], "pool/NonPagedNx    myleak.sys+0x1234 <") {
+		t.Errorf("summary top row %q, want the Leak tag and WHERE starting at myleak.sys+0x1234", lines[1])
+	}
 }
 
 // checkLeakProfile checks the profile of the fixture.

@@ -89,6 +89,7 @@ type Session struct {
 	trace    syscall.Handle // consumer handle (OpenTrace)
 	done     chan error
 	events   atomic.Uint64
+	rtLost   atomic.Uint64 // RT_LostEvent events: buffers the consumer never got
 	stopOnce sync.Once
 	stopErr  error
 	// Kernel is "private system logger" or "NT Kernel Logger".
@@ -223,7 +224,9 @@ func (s *Session) configure() error {
 		return fmt.Errorf("enabling pool events (PERF_POOL group mask): %w", err)
 	}
 	var ids []classicEventID
-	for _, op := range []uint8{OpPoolAlloc, OpPoolAllocSession, OpPoolFree, OpPoolFreeSession} {
+	// Frees need no stack (they are joined to their allocation by address):
+	// walking stacks for allocations only halves the kernel's stack cost.
+	for _, op := range []uint8{OpPoolAlloc, OpPoolAllocSession} {
 		ids = append(ids, classicEventID{EventGUID: *winPoolGUID, Type: op})
 	}
 	if err := traceSetInformation(s.handle, TraceStackTracingInfo, unsafe.Pointer(&ids[0]), uint32(len(ids))*uint32(unsafe.Sizeof(ids[0]))); err != nil {
@@ -321,12 +324,16 @@ func onEvent(er *goetw.EventRecord) uintptr {
 		m.Stack(h, ev)
 	case hd.ProviderId.Equals(winImageGUID):
 		ev, err := DecodeImage(op, payload, ptrSize)
-		if err != nil {
+		if errors.Is(err, ErrUnknownOpcode) {
 			return 0 // image opcodes kmemprof does not use
+		}
+		if err != nil {
+			m.DecodeError(err)
+			return 0
 		}
 		m.Image(h, ev)
 	case hd.ProviderId.Equals(winLostEventGUID):
-		m.Lost(1)
+		s.rtLost.Add(1)
 	}
 	return 0
 }
@@ -347,8 +354,11 @@ func (s *Session) Stop() error {
 			}
 		}
 		current.CompareAndSwap(s, nil)
-		if lost > 0 {
-			s.cfg.Matcher.Lost(uint64(lost))
+		// EventsLost (the session's count) and the RT_LostEvent events (lost
+		// real-time buffers) can describe the same loss: report the larger,
+		// never the sum.
+		if n := max(uint64(lost), s.rtLost.Load()); n > 0 {
+			s.cfg.Matcher.Lost(n)
 		}
 	})
 	return s.stopErr

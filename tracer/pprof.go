@@ -18,6 +18,10 @@ const DefaultSampleType = "inuse_space"
 // kernel frame, as perf and other kernel profilers name it.
 const KernelMapping = "[kernel.kallsyms]"
 
+// WindowsKernelMapping is the mapping name of Windows captures, whose frames
+// belong to ntoskrnl.exe and the drivers.
+const WindowsKernelMapping = "[kernel]"
+
 // Label keys set on profile samples.
 const (
 	LabelKind      = "kind"
@@ -65,7 +69,7 @@ func (a *Aggregation) Profile() (*profile.Profile, error) {
 		p.TimeNanos = a.Meta.Start.UnixNano()
 	}
 
-	b := newProfileBuilder(p, a.Samples)
+	b := newProfileBuilder(p, a.Samples, a.Meta.Platform)
 	p.Sample = make([]*profile.Sample, len(a.Samples))
 	// One allocation for all samples and one for all values: at a million
 	// records there can be hundreds of thousands of samples.
@@ -135,7 +139,7 @@ type profileBuilder struct {
 	numUnit   map[string][]string
 }
 
-func newProfileBuilder(p *profile.Profile, samples []AggSample) *profileBuilder {
+func newProfileBuilder(p *profile.Profile, samples []AggSample, platform string) *profileBuilder {
 	b := &profileBuilder{
 		p:         p,
 		funcs:     make(map[funcKey]*profile.Function),
@@ -164,7 +168,7 @@ func newProfileBuilder(p *profile.Profile, samples []AggSample) *profileBuilder 
 			ID:           1,
 			Start:        lo,
 			Limit:        limit,
-			File:         KernelMapping,
+			File:         mappingName(platform),
 			HasFunctions: true,
 		}
 		p.Mapping = []*profile.Mapping{b.kernel}
@@ -303,6 +307,13 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 	}
 	b.labelSets[ls] = l
 	return l
+}
+
+func mappingName(platform string) string {
+	if platform == "windows" {
+		return WindowsKernelMapping
+	}
+	return KernelMapping
 }
 
 // kernelImages are the modules that make up the Windows kernel itself: the

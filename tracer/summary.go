@@ -134,7 +134,12 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name strin
 	more := len(index) - len(rows)
 	// Cache and kind are text, so they are padded to the widest shown value
 	// here; the numbers are right-aligned cells of the tabwriter.
-	cw, kw := len("CACHE"), len("KIND")
+	// Windows pool samples carry a pool tag where Linux ones carry a cache.
+	cacheHead := "CACHE"
+	if a.Meta.Platform == "windows" {
+		cacheHead = "TAG"
+	}
+	cw, kw := len(cacheHead), len("KIND")
 	for i := range rows {
 		cw = max(cw, len(rows[i].cacheName()))
 		kw = max(kw, len(rows[i].kindName()))
@@ -143,7 +148,7 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name strin
 	if len(rows) == 0 {
 		fmt.Fprintln(tw, "no outstanding allocations")
 	} else {
-		fmt.Fprintf(tw, "IN-USE\tOBJECTS\t%%\t  %-*s  %-*s  %s\n", cw, "CACHE", kw, "KIND", "WHERE")
+		fmt.Fprintf(tw, "IN-USE\tOBJECTS\t%%\t  %-*s  %-*s  %s\n", cw, cacheHead, kw, "KIND", "WHERE")
 		for i := range rows {
 			r := &rows[i]
 			pct := "-"
@@ -230,7 +235,10 @@ func (r *summaryRow) kindName() string {
 // reads "a, called by b, called by c".
 func where(fs []Frame, skipFrame func(string) bool) string {
 	i := 0
-	for i < len(fs) && skipFrame(fs[i].Function) {
+	// Frames of the Windows kernel image are skipped like allocator frames:
+	// without symbols they only say "ntoskrnl.exe+0x...", and the first
+	// driver past them is the caller worth showing.
+	for i < len(fs) && (skipFrame(fs[i].Function) || kernelImages[strings.ToLower(fs[i].Module)]) {
 		i++
 	}
 	if i == len(fs) {

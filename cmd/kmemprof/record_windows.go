@@ -15,23 +15,6 @@ import (
 	"github.com/kmemprof/kmemprof/tracer"
 )
 
-// driverSymbolizer names kernel addresses driver.sys+0xOFFSET from the image
-// map the session's image events built.
-type driverSymbolizer struct{ m *symbolize.DriverMap }
-
-func (s driverSymbolizer) Symbolize(addr uint64, leaf bool) tracer.Frame {
-	look := addr
-	if !leaf && look > 0 {
-		look--
-	}
-	name, _, ok := s.m.Lookup(look)
-	if !ok {
-		return tracer.Frame{Addr: addr}
-	}
-	_, off, _ := s.m.Lookup(addr)
-	return tracer.Frame{Addr: addr, Function: fmt.Sprintf("%s+0x%x", name, off), Offset: off, Module: name}
-}
-
 // record traces kernel pool allocations through ETW.
 func record(o *recordOptions, stdout, stderr io.Writer) error {
 	var tags *symbolize.PoolTags
@@ -91,7 +74,7 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		MinAge:     o.minAge,
 		Filters:    filters,
 	})
-	agg, err := tracer.Aggregate(snap, driverSymbolizer{drivers}, tracer.Options{MinAge: o.minAge})
+	agg, err := tracer.Aggregate(snap, etw.DriverSymbolizer(drivers), tracer.Options{MinAge: o.minAge})
 	if err != nil {
 		return err
 	}
