@@ -6,9 +6,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/windows"
 
 	"github.com/kmemprof/kmemprof/etw"
 	"github.com/kmemprof/kmemprof/symbolize"
@@ -30,7 +33,7 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		}
 	}
 	drivers := symbolize.NewDriverMap()
-	m := etw.NewMatcher(etw.MatcherConfig{PtrSize: 8, Tags: o.tags, RawTimestamps: true, Images: drivers})
+	m := etw.NewMatcher(etw.MatcherConfig{PtrSize: 8, Tags: o.tags, RawTimestamps: true, Images: drivers, ProcessName: processName})
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -64,6 +67,9 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 	if len(o.tags) > 0 {
 		filters = append(filters, "tag="+strings.Join(o.tags, ","))
 	}
+	if o.bpf.PID != 0 {
+		filters = append(filters, fmt.Sprintf("pid=%d", o.bpf.PID))
+	}
 	snap := m.Snapshot(tracer.Meta{
 		Platform:   "windows",
 		Kernel:     windowsVersion(),
@@ -74,6 +80,9 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		MinAge:     o.minAge,
 		Filters:    filters,
 	})
+	if o.bpf.PID != 0 {
+		keepPID(snap, o.bpf.PID)
+	}
 	agg, err := tracer.Aggregate(snap, etw.DriverSymbolizer(drivers), tracer.Options{MinAge: o.minAge})
 	if err != nil {
 		return err
@@ -120,4 +129,41 @@ func tagDrivers(tags *symbolize.PoolTags, agg *tracer.Aggregation) []string {
 func windowsVersion() string {
 	maj, min, build := windowsVersionNumbers()
 	return fmt.Sprintf("%d.%d.%d", maj, min, build)
+}
+
+// keepPID leaves in the snapshot only the allocations made by process pid
+// (pool events carry no in-kernel process filter).
+func keepPID(snap *tracer.Snapshot, pid uint32) {
+	recs := snap.Records[:0]
+	for _, r := range snap.Records {
+		if r.PID == pid {
+			recs = append(recs, r)
+		}
+	}
+	snap.Records = recs
+	tots := snap.Totals[:0]
+	for _, t := range snap.Totals {
+		if t.PID == pid {
+			tots = append(tots, t)
+		}
+	}
+	snap.Totals = tots
+}
+
+// processName returns the image file name of a running process, or "".
+func processName(pid uint32) string {
+	h, err := windows.OpenProcess(windows.PROCESS_QUERY_LIMITED_INFORMATION, false, pid)
+	if err != nil {
+		if pid == 4 {
+			return "System"
+		}
+		return ""
+	}
+	defer windows.CloseHandle(h)
+	buf := make([]uint16, windows.MAX_PATH)
+	n := uint32(len(buf))
+	if err := windows.QueryFullProcessImageName(h, 0, &buf[0], &n); err != nil {
+		return ""
+	}
+	return filepath.Base(windows.UTF16ToString(buf[:n]))
 }
