@@ -329,3 +329,26 @@ func TestMatchPoolTag(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParsePoolTags: a pooltag.txt is user input; no content may panic the
+// parser or Lookup.
+func FuzzParsePoolTags(f *testing.F) {
+	seed, err := os.ReadFile("testdata/pooltag_sample.txt")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(seed, "Leak")
+	f.Add([]byte("rem x\r\nAb* - a.sys - A\r\nCc - <unknown> - c\n"), "Abcd")
+	f.Add([]byte("Ntf? - ntfs.sys - NTFS\n"), "Ntfx")
+	f.Fuzz(func(t *testing.T, data []byte, tag string) {
+		pt, err := ParsePoolTags(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		for _, e := range pt.Lookup(tag) {
+			if e.Tag == "" {
+				t.Errorf("entry with an empty tag: %+v", e)
+			}
+		}
+	})
+}
