@@ -146,8 +146,11 @@ func TestReleasedAllocationsLeaveInUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// New slabs the leak made the allocator create keep their metadata
+	// (allocated under allocate_slab) after the objects are freed.
+	slo, shi := funcRange(t, "allocate_slab")
 	for st, c := range countEventfd(t, snap, l.PID) {
-		if c > n/50 {
+		if c > n/50 && !stackHas(snap.Stacks[st], slo, shi) {
 			t.Errorf("stack %d still holds %d of %d released allocations", st, c, n)
 		}
 	}

@@ -28,6 +28,7 @@ Usage:
 
 Commands:
   record    trace kernel allocations and write a profile (needs root)
+  selftest  check that kmemprof finds a known leak on this kernel (needs root)
   tags      find the driver that owns a Windows pool tag (pooltag.txt, *.sys scan)
   version   print the version
   help      show help for a command: kmemprof help record
@@ -61,6 +62,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd := args[0]; cmd {
 	case "record":
 		return runRecord(args[1:], stdout, stderr)
+	case "selftest":
+		return runSelftest(args[1:], stdout, stderr)
+	case selftestChildCmd:
+		return selftestChild(args[1:], stdout)
 	case "tags":
 		return runTags(args[1:], stdout, stderr)
 	case "version", "--version", "-version":

@@ -97,6 +97,8 @@ func TestBadInput(t *testing.T) {
 		{"negative sample", []string{"record", "--sample", "-3", "-o", out}, exitUsage, "bad --sample"},
 		{"bad hot threshold", []string{"record", "--hot-threshold", "0", "-o", out}, exitUsage, "bad --hot-threshold"},
 		{"windows flag on linux", []string{"record", "--tag", "Leak", "-o", out}, exitUsage, "--tag is for Windows pool tags"},
+		{"selftest bad n", []string{"selftest", "-n", "5"}, exitUsage, "bad -n 5"},
+		{"selftest bad attach", []string{"selftest", "--attach", "fentry"}, exitUsage, "unknown attach mode"},
 		{"stray argument", []string{"record", "-o", out, "30s"}, exitUsage, `unexpected argument "30s"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

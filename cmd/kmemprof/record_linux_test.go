@@ -470,3 +470,33 @@ func copyFile(src, dst string) error {
 	}
 	return out.Close()
 }
+
+func TestSelftest(t *testing.T) {
+	bpftest.Require(t)
+	cmd := kmemprofCmd("selftest", "-n", "2000")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("selftest failed: %v\n%s", err, out)
+	}
+	for _, w := range []string{"PASS  attach", "PASS  found", "PASS  count      2000 objects", "PASS  stack", "PASS  gone", "selftest PASS"} {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("selftest output lacks %q:\n%s", w, out)
+		}
+	}
+}
+
+func TestSelftestForcedKprobe(t *testing.T) {
+	bpftest.Require(t)
+	if _, err := os.Stat("/sys/bus/event_source/devices/kprobe"); err == nil {
+		t.Skip("this kernel has kprobes")
+	}
+	out, err := kmemprofCmd("selftest", "--attach", "kprobe").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != exitError {
+		t.Fatalf("want exit %d, got %v:\n%s", exitError, err, out)
+	}
+	for _, w := range []string{"FAIL  attach", "no kprobe support", "CONFIG_KPROBES", "selftest FAIL: attach"} {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+}

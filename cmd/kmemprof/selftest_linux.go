@@ -1,0 +1,287 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kmemprof/kmemprof/bpf"
+	"github.com/kmemprof/kmemprof/symbolize"
+	"github.com/kmemprof/kmemprof/tracer"
+)
+
+// selftestChildCmd is the hidden command the selftest runs in its child.
+const selftestChildCmd = "__selftest-child"
+
+// selftestChild holds n eventfds until told to release them on stdin:
+// "held N" when it holds them, "released N" once closed.
+func selftestChild(args []string, stdout io.Writer) int {
+	if len(args) != 1 {
+		return exitUsage
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 {
+		return exitUsage
+	}
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur < uint64(n+64) {
+		lim.Cur = min(uint64(n+64), lim.Max)
+		unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	}
+	fds := make([]int, 0, n)
+	for i := 0; i < n; i++ {
+		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "eventfd %d: %v\n", i, err)
+			return exitError
+		}
+		fds = append(fds, fd)
+	}
+	fmt.Fprintf(stdout, "held %d\n", n)
+	in := bufio.NewScanner(os.Stdin)
+	in.Scan()
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	fmt.Fprintf(stdout, "released %d\n", n)
+	in.Scan()
+	return exitOK
+}
+
+// selftest runs the checks and reports whether all passed.
+func selftest(o *selftestOptions, w io.Writer) bool {
+	c := &checker{w: w}
+	if err := checkPrivileges(); !c.check(err == nil, "privileges", "%s", errString(err, "root or CAP_BPF+CAP_PERFMON+CAP_SYSLOG")) {
+		return c.done()
+	}
+	if err := checkKallsyms(); !c.check(err == nil, "kallsyms", "%s", errString(err, "kernel symbol addresses readable")) {
+		return c.done()
+	}
+	start := time.Now()
+	tr, err := bpf.Open(bpf.Config{Mode: o.mode, Tracking: bpf.TrackFull})
+	if err != nil {
+		c.check(false, "attach", "%v", err)
+		return c.done()
+	}
+	defer tr.Close()
+	c.check(true, "attach", "%s via %s in %s", strings.Join(tr.Hooks(), ","), tr.Mode(), time.Since(start).Round(time.Millisecond))
+
+	child, err := startSelftestChild(o.n)
+	if !c.check(err == nil, "leak", "%s", errString(err, fmt.Sprintf("child %d holds %d eventfds", childPID(child), o.n))) {
+		return c.done()
+	}
+	defer child.stop()
+
+	syms, err := symbolize.LoadKallsyms()
+	if !c.check(err == nil, "symbols", "%s", errString(err, "/proc/kallsyms loaded")) {
+		return c.done()
+	}
+	sym := kallsymsSymbolizer{syms}
+
+	agg, err := selftestSnapshot(tr, sym)
+	if !c.check(err == nil, "snapshot", "%s", errString(err, "outstanding allocations read")) {
+		return c.done()
+	}
+	top := heaviestStack(agg)
+	through := hasFrame(top.frames, "do_eventfd")
+	c.check(through, "found", "heaviest in-use stack goes through do_eventfd: %s", whereOf(top.frames))
+	lo, hi := o.n-o.n/50, o.n+o.n/50
+	c.check(top.objects >= uint64(lo) && top.objects <= uint64(hi), "count", "%d objects on it, want %d (+-2%%)", top.objects, o.n)
+
+	// Stack quality: named frames, no tracing frames, the allocator at the leaf.
+	var unnamed, tracing int
+	for _, f := range top.frames {
+		if f.Function == "" || strings.HasPrefix(f.Function, "[") {
+			unnamed++
+		}
+		if strings.HasPrefix(f.Function, "bpf_") || strings.HasPrefix(f.Function, "__bpf_trace") {
+			tracing++
+		}
+	}
+	leafOK := len(top.frames) > 0 && tracer.IsAllocatorFrame(top.frames[0].Function)
+	c.check(unnamed == 0 && tracing == 0 && leafOK && len(top.frames) >= 4, "stack",
+		"%d frames, %d unnamed, %d tracing frames, leaf %s", len(top.frames), unnamed, tracing, leafName(top.frames))
+	for _, k := range agg.Counters {
+		if k.Loss && k.Value > 0 {
+			c.note("losses", "%s=%d (%s)", k.Name, k.Value, k.Help)
+		}
+	}
+
+	if err := child.release(); !c.check(err == nil, "release", "%s", errString(err, "child closed its eventfds")) {
+		return c.done()
+	}
+	time.Sleep(time.Second) // dentries and files are freed after an RCU grace period
+	agg, err = selftestSnapshot(tr, sym)
+	if !c.check(err == nil, "snapshot", "%s", errString(err, "outstanding allocations read again")) {
+		return c.done()
+	}
+	// The eventfds' own objects must be gone. New slabs the leak made the
+	// allocator create (their metadata is allocated under allocate_slab) stay
+	// with the allocator after the objects are freed: they are not the leak.
+	var left, slabs uint64
+	for _, s := range agg.Samples {
+		if s.PID != uint32(childPID(child)) || !hasFrame(s.Frames, "do_eventfd") {
+			continue
+		}
+		if hasFrame(s.Frames, "allocate_slab") {
+			slabs += s.InuseObjects
+			continue
+		}
+		left += s.InuseObjects
+	}
+	c.check(left <= uint64(o.n/50), "gone", "%d of the child's do_eventfd objects still in use after release, want at most %d (%d slab-metadata objects the allocator keeps are not counted)", left, o.n/50, slabs)
+	return c.done()
+}
+
+func errString(err error, ok string) string {
+	if err != nil {
+		return err.Error()
+	}
+	return ok
+}
+
+func selftestSnapshot(tr *bpf.Tracer, sym tracer.Symbolizer) (*tracer.Aggregation, error) {
+	snap, err := tr.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return tracer.Aggregate(snap, sym, tracer.Options{})
+}
+
+type stackTotal struct {
+	frames  []tracer.Frame
+	objects uint64
+	space   uint64
+}
+
+// heaviestStack sums in-use bytes by call stack, whatever the labels, and
+// returns the heaviest.
+func heaviestStack(agg *tracer.Aggregation) stackTotal {
+	by := map[tracer.StackID]*stackTotal{}
+	var top stackTotal
+	for i := range agg.Samples {
+		s := &agg.Samples[i]
+		t := by[s.Stack]
+		if t == nil {
+			t = &stackTotal{frames: s.Frames}
+			by[s.Stack] = t
+		}
+		t.objects += s.InuseObjects
+		t.space += s.InuseSpace
+		if t.space > top.space {
+			top = *t
+		}
+	}
+	return top
+}
+
+func hasFrame(fs []tracer.Frame, name string) bool {
+	for _, f := range fs {
+		if f.Function == name {
+			return true
+		}
+	}
+	return false
+}
+
+func whereOf(fs []tracer.Frame) string {
+	var names []string
+	for i, f := range fs {
+		if i == 6 {
+			names = append(names, "...")
+			break
+		}
+		names = append(names, f.Function)
+	}
+	return strings.Join(names, " < ")
+}
+
+func leafName(fs []tracer.Frame) string {
+	if len(fs) == 0 {
+		return "(none)"
+	}
+	return fs[0].Function
+}
+
+type selftestProc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Scanner
+	n     int
+}
+
+func childPID(p *selftestProc) int {
+	if p == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+func startSelftestChild(n int) (*selftestProc, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("finding kmemprof's executable: %w", err)
+	}
+	cmd := exec.Command(exe, selftestChildCmd, strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the leaking child: %w", err)
+	}
+	p := &selftestProc{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout), n: n}
+	if err := p.expect(fmt.Sprintf("held %d", n)); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *selftestProc) expect(want string) error {
+	done := make(chan bool, 1)
+	go func() { done <- p.out.Scan() }()
+	select {
+	case ok := <-done:
+		if !ok {
+			return fmt.Errorf("the leaking child exited before %q", want)
+		}
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("the leaking child did not say %q within 30 s", want)
+	}
+	if got := strings.TrimSpace(p.out.Text()); got != want {
+		return fmt.Errorf("the leaking child said %q, want %q", got, want)
+	}
+	return nil
+}
+
+func (p *selftestProc) release() error {
+	if _, err := io.WriteString(p.stdin, "release\n"); err != nil {
+		return fmt.Errorf("telling the child to release: %w", err)
+	}
+	return p.expect(fmt.Sprintf("released %d", p.n))
+}
+
+func (p *selftestProc) stop() {
+	p.stdin.Close()
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+}
