@@ -9,6 +9,8 @@ require (
 	golang.org/x/term v0.47.0
 )
 
+require github.com/ianlancetaylor/demangle v0.0.0-20250417193237-f615e6bd150b // indirect
+
 require (
 	github.com/0xrawsec/golang-etw v1.6.2
 	github.com/0xrawsec/golang-utils v1.3.1 // indirect

@@ -2,9 +2,11 @@ package bpf
 
 import (
 	"bufio"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -39,12 +41,18 @@ func Cgroup2Mount() string {
 // the inode number of the cgroup directory) into paths relative to the
 // cgroup2 mount, such as "/system.slice/docker-1234.scope". It is not safe for
 // concurrent use.
+//
+// The ids are those of the v2 hierarchy even on a hybrid or cgroup v1 system,
+// where the v2 tree may hold little more than the root; the v1 paths of a
+// live process (its memory cgroup, say) come from CgroupPathsOfPID.
 type CgroupResolver struct {
 	mount string
 	paths map[uint64]string
 	// missing holds ids not found by a walk made after they were first asked
 	// for (removed cgroups): they do not trigger another walk.
 	missing map[uint64]bool
+	// dead holds ids resolved once whose directory has since gone.
+	dead map[uint64]bool
 }
 
 // NewCgroupResolver returns a resolver for the cgroup2 mount, or one that
@@ -69,6 +77,58 @@ func (r *CgroupResolver) Path(id uint64) string {
 	}
 	r.missing[id] = true
 	return ""
+}
+
+// Dead reports whether id names a cgroup that no longer exists, so that a
+// caller can label the allocations of removed cgroups (a container that
+// exited, say) "dead": an id no walk of the hierarchy found, because the
+// cgroup was removed before its path was asked for, or an id whose
+// directory has gone since its path was found. It resolves id as Path does
+// when it has not been asked for yet. It returns false for id 0, when
+// cgroup2 is not mounted, and when the cgroup still exists.
+func (r *CgroupResolver) Dead(id uint64) bool {
+	if id == 0 || r.mount == "" {
+		return false
+	}
+	p := r.Path(id)
+	if p == "" {
+		return r.missing[id]
+	}
+	if r.dead[id] {
+		return true
+	}
+	// A removed directory, or one made anew under the same name (a
+	// restarted service), which has another id.
+	var st syscall.Stat_t
+	err := syscall.Stat(filepath.Join(r.mount, p), &st)
+	if (err != nil && os.IsNotExist(err)) || (err == nil && uint64(st.Ino) != id) {
+		if r.dead == nil {
+			r.dead = make(map[uint64]bool)
+		}
+		r.dead[id] = true
+		return true
+	}
+	return false
+}
+
+// CgroupPathsOfPID reads /proc/PID/cgroup and returns the cgroup path of
+// each controller, as ParseProcCgroup does: on a cgroup v1 or hybrid system
+// "memory" -> "/docker/3f4e...", and the v2 path under the key CgroupV2
+// (""). It is how to find the v1 cgroups of a process, which cgroup ids
+// recorded in the kernel (v2 only) cannot give. It returns an error wrapping
+// fs.ErrNotExist when the process has exited.
+func CgroupPathsOfPID(pid int) (map[string]string, error) {
+	name := "/proc/" + strconv.Itoa(pid) + "/cgroup"
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	defer f.Close()
+	paths, err := ParseProcCgroup(f)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	return paths, nil
 }
 
 func (r *CgroupResolver) walk() {

@@ -131,6 +131,9 @@ type Config struct {
 	// HotThreshold is, for TrackAdaptive, how many allocations of a call site
 	// must be outstanding before its stacks are walked (default 64).
 	HotThreshold int
+	// CountCaches counts allocations and frees per slab cache (CacheStats),
+	// for kmemprof top; it costs a per-CPU map update per event.
+	CountCaches bool
 	// MaxOutstanding sizes the outstanding table (default 1<<20 allocations,
 	// in twice as many slots); an allocation whose bucket is full is counted
 	// as outstanding_map_full.

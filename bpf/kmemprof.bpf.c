@@ -246,6 +246,19 @@ struct {
 	__uint(max_entries, 1);
 } cgroup_filter SEC(".maps");
 
+/* Per-cache allocation and free counts for `kmemprof top` (count_caches). */
+struct cache_stat {
+	__u64 allocs;
+	__u64 frees;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, __u64);
+	__type(value, struct cache_stat);
+	__uint(max_entries, 8192);
+} cache_stats SEC(".maps");
+
 /* Configuration, rewritten by the loader before load (0 = off). */
 const volatile __u32 self_tgid = 0;
 const volatile __u32 filter_tgid = 0;
@@ -268,6 +281,8 @@ const volatile __u32 sample_every = 1;
  * is cheaper than any time helper.
  */
 volatile __u64 clock_ns = 0;
+/* whether to count allocations and frees per cache (kmemprof top). */
+const volatile __u8 count_caches = 0;
 /* whether to keep per-stack totals (alloc_objects/alloc_space) in the kernel. */
 const volatile __u8 keep_totals = 1;
 
@@ -346,6 +361,22 @@ static __always_inline __s64 walk_stack(void *ctx)
 	}
 	count(C_STACK_FAULT);
 	return STACK_LOST_WALK;
+}
+
+static __always_inline void cache_stat_add(__u64 cache, int alloc)
+{
+	struct cache_stat *cs = bpf_map_lookup_elem(&cache_stats, &cache);
+	if (!cs) {
+		struct cache_stat init = {};
+		bpf_map_update_elem(&cache_stats, &cache, &init, BPF_NOEXIST);
+		cs = bpf_map_lookup_elem(&cache_stats, &cache);
+		if (!cs)
+			return;
+	}
+	if (alloc)
+		cs->allocs++;
+	else
+		cs->frees++;
 }
 
 static __always_inline __u32 bucket_of(__u64 key)
@@ -460,6 +491,9 @@ static __always_inline void record_alloc(void *ctx, __u64 ptr, __u8 kind, __u8 h
 	struct task_struct *task = bpf_get_current_task_btf();
 	__builtin_memcpy(v->comm, task->comm, sizeof(v->comm));
 
+	if (count_caches)
+		cache_stat_add(cache, 1);
+
 	if (!keep_totals)
 		return;
 	struct totals_key tk = {};
@@ -504,15 +538,17 @@ static __always_inline void record_free(__u64 ptr, __u8 kind, __u32 untracked)
 #pragma unroll
 	for (int i = 0; i < BUCKET_WAYS; i++) {
 		if (bk->key[i] == key) {
-			if (trace_mode == MODE_ADAPTIVE) {
+			if (trace_mode == MODE_ADAPTIVE || count_caches) {
 				__u32 idx = b * BUCKET_WAYS + i;
 				struct alloc_info *v = bpf_map_lookup_elem(&table_recs, &idx);
-				if (v) {
+				if (v && trace_mode == MODE_ADAPTIVE) {
 					__u32 si = site_of(v->site);
 					struct site_state *st = bpf_map_lookup_elem(&sites, &si);
 					if (st)
 						__sync_fetch_and_add(&st->outstanding, -1);
 				}
+				if (v && count_caches)
+					cache_stat_add(v->cache, 0);
 			}
 			bk->key[i] = 0;
 			count(C_FREED);

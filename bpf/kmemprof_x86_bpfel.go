@@ -48,6 +48,12 @@ type kmemprofCacheInfo struct {
 	Pad        uint8
 }
 
+type kmemprofCacheStat struct {
+	_      structs.HostLayout
+	Allocs uint64
+	Frees  uint64
+}
+
 type kmemprofKpArgs struct {
 	_     structs.HostLayout
 	Site  uint64
@@ -167,6 +173,7 @@ type kmemprofProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kmemprofMapSpecs struct {
+	CacheStats   *ebpf.MapSpec `ebpf:"cache_stats"`
 	Caches       *ebpf.MapSpec `ebpf:"caches"`
 	CgroupFilter *ebpf.MapSpec `ebpf:"cgroup_filter"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
@@ -185,6 +192,7 @@ type kmemprofVariableSpecs struct {
 	CacheFilter  *ebpf.VariableSpec `ebpf:"cache_filter"`
 	CacheFilterN *ebpf.VariableSpec `ebpf:"cache_filter_n"`
 	ClockNs      *ebpf.VariableSpec `ebpf:"clock_ns"`
+	CountCaches  *ebpf.VariableSpec `ebpf:"count_caches"`
 	FilterCgroup *ebpf.VariableSpec `ebpf:"filter_cgroup"`
 	FilterTgid   *ebpf.VariableSpec `ebpf:"filter_tgid"`
 	HotThreshold *ebpf.VariableSpec `ebpf:"hot_threshold"`
@@ -217,6 +225,7 @@ func (o *kmemprofObjects) Close() error {
 //
 // It can be passed to loadKmemprofObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kmemprofMaps struct {
+	CacheStats   *ebpf.Map `ebpf:"cache_stats"`
 	Caches       *ebpf.Map `ebpf:"caches"`
 	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
 	Counters     *ebpf.Map `ebpf:"counters"`
@@ -230,6 +239,7 @@ type kmemprofMaps struct {
 
 func (m *kmemprofMaps) Close() error {
 	return _KmemprofClose(
+		m.CacheStats,
 		m.Caches,
 		m.CgroupFilter,
 		m.Counters,
@@ -249,6 +259,7 @@ type kmemprofVariables struct {
 	CacheFilter  *ebpf.Variable `ebpf:"cache_filter"`
 	CacheFilterN *ebpf.Variable `ebpf:"cache_filter_n"`
 	ClockNs      *ebpf.Variable `ebpf:"clock_ns"`
+	CountCaches  *ebpf.Variable `ebpf:"count_caches"`
 	FilterCgroup *ebpf.Variable `ebpf:"filter_cgroup"`
 	FilterTgid   *ebpf.Variable `ebpf:"filter_tgid"`
 	HotThreshold *ebpf.Variable `ebpf:"hot_threshold"`

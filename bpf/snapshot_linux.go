@@ -32,7 +32,6 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 	if t.cfg.Tracking == TrackSample {
 		snap.SampleEvery = uint64(t.cfg.SampleEvery)
 	}
-	sites := map[uint64]tracer.StackID{}
 	n, err := t.readTable(true, nil)
 	if err != nil {
 		return nil, fmt.Errorf("reading the outstanding table: %w", err)
@@ -44,14 +43,9 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 		if v.StackId == stackNotWalked {
 			// Adaptive mode: the site was not hot yet. Show the call site
 			// as a partial stack, one synthetic id per site.
-			id, ok := sites[v.Site]
-			if !ok {
-				id = partialStackBase + tracer.StackID(len(sites))
-				sites[v.Site] = id
-				snap.Stacks[id] = []uint64{v.Site}
-				snap.Partial[id] = true
-			}
-			stack = id
+			stack = t.partialID(v.Site)
+			snap.Stacks[stack] = []uint64{v.Site}
+			snap.Partial[stack] = true
 		}
 		snap.Records = append(snap.Records, tracer.Record{
 			Key: tracer.Key{
@@ -80,6 +74,12 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 	caches, err := t.readCaches()
 	if err != nil {
 		return nil, err
+	}
+	snap.Reclaimable = map[string]bool{}
+	for _, d := range caches {
+		if d.reclaim {
+			snap.Reclaimable[d.name] = true
+		}
 	}
 	for i := range snap.Records {
 		r := &snap.Records[i]
@@ -123,6 +123,72 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 	}
 	snap.Meta = t.meta(counters)
 	return snap, nil
+}
+
+// partialID returns the synthetic stack id of a call site, the same for the
+// whole capture so that series of snapshots line up.
+func (t *Tracer) partialID(site uint64) tracer.StackID {
+	if t.partialIDs == nil {
+		t.partialIDs = map[uint64]tracer.StackID{}
+	}
+	id, ok := t.partialIDs[site]
+	if !ok {
+		id = partialStackBase + tracer.StackID(len(t.partialIDs))
+		t.partialIDs[site] = id
+	}
+	return id
+}
+
+// Usage sums, by stack, the outstanding allocations now: what a growth
+// series records at every interval. It reads the table while the programs
+// run, so allocations made or freed during the read may or may not count.
+func (t *Tracer) Usage() (map[tracer.StackID]tracer.Usage, error) {
+	type key struct {
+		stack tracer.StackID
+		cache uint64
+	}
+	type val struct{ objects, bytes uint64 }
+	byKey := map[key]*val{}
+	var ids []uint64
+	_, err := t.readTable(false, func(_ uint64, v *kmemprofAllocInfo) {
+		stack := tracer.StackID(v.StackId)
+		if v.StackId == stackNotWalked {
+			stack = t.partialID(v.Site)
+		}
+		k := key{stack, 0}
+		if v.BytesAlloc == 0 && v.Kind == uint8(tracer.KindSlab) {
+			k.cache = v.Cache // sized below from the cache
+			ids = append(ids, v.Cache)
+		}
+		e := byKey[k]
+		if e == nil {
+			e = &val{}
+			byKey[k] = e
+		}
+		e.objects++
+		e.bytes += uint64(v.BytesAlloc)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the outstanding table: %w", err)
+	}
+	if err := t.resolveCaches(ids); err != nil {
+		return nil, err
+	}
+	caches, err := t.readCaches()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[tracer.StackID]tracer.Usage, len(byKey))
+	for k, e := range byKey {
+		u := out[k.stack]
+		u.Objects += e.objects
+		u.Bytes += e.bytes
+		if k.cache != 0 {
+			u.Bytes += e.objects * uint64(caches[k.cache].size)
+		}
+		out[k.stack] = u
+	}
+	return out, nil
 }
 
 // stackNotWalked is STACK_NOT_WALKED of kmemprof.bpf.c.
@@ -199,7 +265,7 @@ func commString(cache map[[16]int8]string, c [16]int8) string {
 type cacheDetails struct {
 	name             string
 	objectSize, size uint32
-	account          bool
+	account, reclaim bool
 }
 
 type cacheNames map[uint64]cacheDetails
@@ -230,7 +296,7 @@ func (t *Tracer) readCaches() (cacheNames, error) {
 			}
 			b = append(b, byte(ch))
 		}
-		out[id] = cacheDetails{name: string(b), objectSize: ci.ObjectSize, size: ci.Size, account: ci.Account != 0}
+		out[id] = cacheDetails{name: string(b), objectSize: ci.ObjectSize, size: ci.Size, account: ci.Account != 0, reclaim: ci.Reclaim != 0}
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("reading cache names: %w", err)

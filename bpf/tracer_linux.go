@@ -34,6 +34,8 @@ type Tracer struct {
 	stopTick chan struct{}
 	tickDone chan struct{}
 	sites    *siteCooler // adaptive mode only
+	// partialIDs numbers the call sites of records whose stack was not walked.
+	partialIDs map[uint64]tracer.StackID
 }
 
 // clockTick is how often the allocation clock (clock_ns in the BPF program)
@@ -286,6 +288,7 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, progs []string) (*ebp
 		{"hot_threshold", int64(cfg.HotThreshold)},
 		{"sample_every", uint32(cfg.SampleEvery)},
 		{"keep_totals", boolByte(cfg.Tracking != TrackAdaptive)},
+		{"count_caches", boolByte(cfg.CountCaches)},
 	} {
 		if err := set(kv.name, kv.v); err != nil {
 			return nil, err

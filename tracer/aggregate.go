@@ -34,6 +34,12 @@ type Options struct {
 	// that would lose every frame is kept whole. Nil means DefaultTrimLeading();
 	// an empty non-nil slice disables trimming.
 	TrimLeading []string
+	// Growth, when set, gives every stack's growth over the capture
+	// (Series.Growth): the profile gets growth_objects and growth_space
+	// sample types and the summary ranks by growth.
+	Growth map[StackID]GrowthFigure
+	// Reclaimable names the slab caches created with SLAB_RECLAIM_ACCOUNT.
+	Reclaimable map[string]bool
 }
 
 // DefaultTrimLeading returns the function-name prefixes of the frames that
@@ -90,11 +96,23 @@ type AggSample struct {
 	Accounted bool
 	// CgroupPath is the label value for Key.CgroupID ("" when the id is 0).
 	CgroupPath string
+	// GrowthObjects and GrowthSpace are the stack's growth figure (see
+	// GrowthFigure), shared among its samples by in-use objects; zero
+	// without Options.Growth.
+	GrowthObjects uint64
+	GrowthSpace   uint64
+	// Steadiness is the stack's GrowthFigure.Steadiness.
+	Steadiness float64
+	// Reclaimable is true for slab caches whose objects the kernel reclaims
+	// under memory pressure (Options.Reclaimable, kmalloc-rcl-*).
+	Reclaimable bool
 }
 
 // Aggregation is a Snapshot grouped by Key and symbolized, ready to become a
 // pprof profile or a terminal summary.
 type Aggregation struct {
+	// HasGrowth is true when Options.Growth was given.
+	HasGrowth bool
 	// SampleEvery is the sampling rate the values were scaled by (1: every
 	// allocation was recorded).
 	SampleEvery uint64
@@ -468,6 +486,14 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 		a.ReqSpace += s.ReqSpace
 	}
 	a.UnresolvedFrames = res.unresolved
+	for i := range a.Samples {
+		c := a.Samples[i].Cache
+		a.Samples[i].Reclaimable = c != "" && (IsReclaimableCache(c, opt.Reclaimable) || snap.Reclaimable[c])
+	}
+	if opt.Growth != nil {
+		a.HasGrowth = true
+		applyGrowth(a.Samples, opt.Growth)
+	}
 
 	a.Counters = make([]Counter, 0, len(snap.Meta.Counters)+3)
 	a.Counters = append(a.Counters, snap.Meta.Counters...)

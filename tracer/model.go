@@ -152,6 +152,9 @@ type Snapshot struct {
 	// address into the allocator's caller) because the stack was not walked:
 	// they are shown as that function under a "[stack not walked]" root.
 	Partial map[StackID]bool
+	// Reclaimable names the slab caches whose objects the kernel reclaims
+	// under memory pressure (SLAB_RECLAIM_ACCOUNT), when the backend knows.
+	Reclaimable map[string]bool
 	// SampleEvery, when above 1, says one allocation in SampleEvery was
 	// recorded: every value is scaled by it.
 	SampleEvery uint64

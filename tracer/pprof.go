@@ -30,10 +30,13 @@ const (
 	LabelPID       = "pid"
 	LabelCgroup    = "cgroup"
 	LabelPool      = "pool"
-	LabelTag       = "tag"    // Windows pool tag (pool samples carry it instead of cache)
-	LabelDriver    = "driver" // Windows: the first driver in the stack past the kernel image
+	LabelTag       = "tag"         // Windows pool tag (pool samples carry it instead of cache)
+	LabelDriver    = "driver"      // Windows: the first driver in the stack past the kernel image
+	LabelReclaim   = "reclaimable" // "true" for slab caches the kernel reclaims under pressure
 	LabelAccounted = "accounted"
-	LabelBytes     = "bytes" // numeric: average allocation size in the sample
+	LabelContainer = "container" // runtime:short id from the cgroup path (ContainerID), e.g. "docker:3f4e5a6b7c8d"
+	LabelPod       = "pod"       // Kubernetes pod uid from the cgroup path (PodUID)
+	LabelBytes     = "bytes"     // numeric: average allocation size in the sample
 )
 
 // Profile builds a heap-shaped pprof profile from the aggregation: the sample
@@ -68,21 +71,33 @@ func (a *Aggregation) Profile() (*profile.Profile, error) {
 	if !a.Meta.Start.IsZero() {
 		p.TimeNanos = a.Meta.Start.UnixNano()
 	}
+	nv := 4
+	if a.HasGrowth {
+		// Growth over the capture (record --interval): see GrowthFigure.
+		p.SampleType = append(p.SampleType,
+			&profile.ValueType{Type: "growth_objects", Unit: "count"},
+			&profile.ValueType{Type: "growth_space", Unit: "bytes"})
+		nv = 6
+	}
 
 	b := newProfileBuilder(p, a.Samples, a.Meta.Platform)
 	p.Sample = make([]*profile.Sample, len(a.Samples))
 	// One allocation for all samples and one for all values: at a million
 	// records there can be hundreds of thousands of samples.
 	samples := make([]profile.Sample, len(a.Samples))
-	values := make([]int64, 4*len(a.Samples))
+	values := make([]int64, nv*len(a.Samples))
 	for i := range a.Samples {
 		s := &a.Samples[i]
 		ps := &samples[i]
-		ps.Value = values[4*i : 4*i+4 : 4*i+4]
+		ps.Value = values[nv*i : nv*i+nv : nv*i+nv]
 		ps.Value[0] = clampInt64(s.AllocObjects)
 		ps.Value[1] = clampInt64(s.AllocSpace)
 		ps.Value[2] = clampInt64(s.InuseObjects)
 		ps.Value[3] = clampInt64(s.InuseSpace)
+		if a.HasGrowth {
+			ps.Value[4] = clampInt64(s.GrowthObjects)
+			ps.Value[5] = clampInt64(s.GrowthSpace)
+		}
 		ps.Location = b.locations(s)
 		ps.Label = b.labels(s)
 		if avg, ok := averageBytes(s); ok {
@@ -262,6 +277,7 @@ type labelSet struct {
 	cgroup    string
 	pool      string
 	driver    string
+	reclaim   bool
 }
 
 // labels returns the string labels of a sample, shared with every sample
@@ -271,11 +287,11 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 	if s.Kind == KindPool {
 		driver = firstDriver(s.Frames)
 	}
-	ls := labelSet{s.Kind, s.Accounted, s.PID, s.CgroupID, s.Cache, s.Comm, s.CgroupPath, s.Pool, driver}
+	ls := labelSet{s.Kind, s.Accounted, s.PID, s.CgroupID, s.Cache, s.Comm, s.CgroupPath, s.Pool, driver, s.Reclaimable}
 	if l, ok := b.labelSets[ls]; ok {
 		return l
 	}
-	l := make(map[string][]string, 7)
+	l := make(map[string][]string, 9)
 	l[LabelKind] = []string{s.Kind.String()}
 	switch {
 	case s.Cache != "" && s.Kind == KindPool:
@@ -285,6 +301,9 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 	}
 	if driver != "" {
 		l[LabelDriver] = []string{driver}
+	}
+	if s.Reclaimable {
+		l[LabelReclaim] = []string{"true"}
 	}
 	if s.Comm != "" {
 		l[LabelComm] = []string{s.Comm}
@@ -298,6 +317,12 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 			path = strconv.FormatUint(s.CgroupID, 10)
 		}
 		l[LabelCgroup] = []string{path}
+		if rt, id := ContainerID(path); id != "" {
+			l[LabelContainer] = []string{rt + ":" + id}
+		}
+		if uid := PodUID(path); uid != "" {
+			l[LabelPod] = []string{uid}
+		}
 	}
 	if s.Pool != "" {
 		l[LabelPool] = []string{s.Pool}

@@ -87,6 +87,11 @@ type summaryRow struct {
 	frames  []Frame
 	objects uint64
 	space   uint64
+	req     uint64 // bytes requested by the callers of the in-use allocations
+	// growth (when the aggregation has it)
+	growthObjects, growthSpace uint64
+	steadiness                 float64
+	reclaimable                bool
 }
 
 type rowKey struct {
@@ -98,7 +103,8 @@ type rowKey struct {
 
 // WriteSummary writes a human-readable report to w: the n call sites
 // (DefaultSummaryRows when n <= 0) holding the most in-use bytes, each with the
-// first frames past the allocator, then the totals, then every counter, with
+// first frames past the allocator and the share of its bytes the callers
+// requested (REQ%), then the totals, then every counter, with
 // non-zero losses marked "!" and explained. skipFrame says which leaf-side frames belong to
 // the allocator; nil means IsAllocatorFrame. It returns the first write error.
 func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name string) bool) error {
@@ -125,10 +131,20 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name strin
 		}
 		rows[ri].objects += s.InuseObjects
 		rows[ri].space += s.InuseSpace
+		rows[ri].req += s.ReqSpace
+		rows[ri].growthObjects += s.GrowthObjects
+		rows[ri].growthSpace += s.GrowthSpace
+		rows[ri].steadiness = s.Steadiness
+		rows[ri].reclaimable = s.Reclaimable
 	}
 	slices.SortStableFunc(rows, func(x, y summaryRow) int {
 		return cmp.Or(cmp.Compare(y.space, x.space), cmp.Compare(y.objects, x.objects))
 	})
+	if a.HasGrowth {
+		// What still grows, and cannot be reclaimed, first.
+		sortByGrowth(rows, func(r summaryRow) bool { return r.reclaimable },
+			func(r summaryRow) uint64 { return r.growthSpace }, func(r summaryRow) uint64 { return r.growthObjects })
+	}
 
 	rows = rows[:min(n, len(rows))]
 	more := len(index) - len(rows)
@@ -141,25 +157,45 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name strin
 	}
 	cw, kw := len(cacheHead), len("KIND")
 	for i := range rows {
-		cw = max(cw, len(rows[i].cacheName()))
+		name := rows[i].cacheName()
+		if rows[i].reclaimable {
+			name += " (reclaimable)"
+		}
+		cw = max(cw, len(name))
 		kw = max(kw, len(rows[i].kindName()))
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if len(rows) == 0 {
 		fmt.Fprintln(tw, "no outstanding allocations")
 	} else {
-		fmt.Fprintf(tw, "IN-USE\tOBJECTS\t%%\t  %-*s  %-*s  %s\n", cw, cacheHead, kw, "KIND", "WHERE")
+		growthHead := ""
+		if a.HasGrowth {
+			growthHead = "GROWTH\tSTEADY\t"
+		}
+		fmt.Fprintf(tw, "%sIN-USE\tOBJECTS\t%%\tREQ%%\t  %-*s  %-*s  %s\n", growthHead, cw, cacheHead, kw, "KIND", "WHERE")
 		for i := range rows {
 			r := &rows[i]
 			pct := "-"
 			if a.InuseSpace > 0 {
 				pct = strconv.FormatFloat(100*float64(r.space)/float64(a.InuseSpace), 'f', 1, 64) + "%"
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t  %-*s  %-*s  %s\n", HumanBytes(r.space), r.objects, pct,
-				cw, r.cacheName(), kw, r.kindName(), where(r.frames, skipFrame))
+			growth := ""
+			if a.HasGrowth {
+				growth = HumanBytes(r.growthSpace) + "\t" + strconv.FormatFloat(100*r.steadiness, 'f', 0, 64) + "%\t"
+			}
+			cache := r.cacheName()
+			if r.reclaimable {
+				cache += " (reclaimable)"
+			}
+			fmt.Fprintf(tw, "%s%s\t%d\t%s\t%s\t  %-*s  %-*s  %s\n", growth, HumanBytes(r.space), r.objects, pct, r.reqPercent(),
+				cw, cache, kw, r.kindName(), where(r.frames, skipFrame))
 		}
 		if more > 0 {
-			fmt.Fprintf(tw, "\t\t\t  ... and %d more call sites\n", more)
+			pad := ""
+			if a.HasGrowth {
+				pad = "\t\t"
+			}
+			fmt.Fprintf(tw, "%s\t\t\t\t  ... and %d more call sites\n", pad, more)
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -222,6 +258,17 @@ func (r *summaryRow) cacheName() string {
 		return "-"
 	}
 	return r.cache
+}
+
+// reqPercent is the REQ% cell: the bytes the callers asked for as a share
+// of the bytes the allocator handed out, which shows internal fragmentation
+// (a 33-byte request served from kmalloc-64 is 51.6%); "-" when the
+// requested size is unknown.
+func (r *summaryRow) reqPercent() string {
+	if r.req == 0 || r.space == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(100*float64(r.req)/float64(r.space), 'f', 1, 64) + "%"
 }
 
 func (r *summaryRow) kindName() string {

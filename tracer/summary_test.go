@@ -74,6 +74,29 @@ func TestWriteSummary(t *testing.T) {
 		}
 	})
 
+	t.Run("requested share", func(t *testing.T) {
+		if !strings.Contains(lines[0], "     %    REQ%  CACHE") {
+			t.Errorf("header %q has no REQ%% column after %%", lines[0])
+		}
+		// Requested / allocated bytes of the in-use allocations of each
+		// row: (40+50+64)/192 for the merged kmalloc-64 row.
+		for _, want := range [][2]string{
+			{"alloc_foo < foo_init < do_syscall_64", "   2.1%   80.2%  kmalloc-64 "},
+			{"[stack lost: evicted from stack map]", "   2.8%   85.9%  kmalloc-128 "},
+			{"ftrace_process_locs", "  89.2%  100.0%  - "},
+		} {
+			found := false
+			for _, l := range lines {
+				if strings.Contains(l, want[0]) && strings.Contains(l, want[1]) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("no row for %s with %q", want[0], want[1])
+			}
+		}
+	})
+
 	t.Run("totals", func(t *testing.T) {
 		if !strings.Contains(out, "outstanding: 10 objects, 9.0 KiB in 10 samples; allocated during the capture: 30 objects, 26.5 KiB") {
 			t.Errorf("no totals line in:\n%s", out)
@@ -93,6 +116,35 @@ func TestWriteSummary(t *testing.T) {
 			t.Errorf("no truncation note in:\n%s", buf.String())
 		}
 	})
+}
+
+func TestWriteSummaryRequestedUnknown(t *testing.T) {
+	// ETW events and kprobe captures may not know the requested size.
+	snap := &tracer.Snapshot{
+		Stacks: map[tracer.StackID][]uint64{1: {0xffffffff81000000}},
+		Records: []tracer.Record{
+			{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 1, Cache: "kmalloc-64"}, BytesAlloc: 64},
+			{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 1, Cache: "kmalloc-32"}, BytesAlloc: 32, BytesReq: 8},
+		},
+	}
+	agg, err := tracer.Aggregate(snap, nil, tracer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := agg.WriteSummary(&buf, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(buf.String(), "\n")
+	for i, want := range []string{
+		"  IN-USE  OBJECTS      %  REQ%  CACHE       KIND  WHERE",
+		"    64 B        1  66.7%     -  kmalloc-64  slab  ",
+		"                                ... and 1 more call sites",
+	} {
+		if !strings.HasPrefix(lines[i], want) {
+			t.Errorf("line %d = %q, want it to start with %q", i, lines[i], want)
+		}
+	}
 }
 
 func TestWriteSummaryEmpty(t *testing.T) {

@@ -41,6 +41,21 @@ func HelperMain() {
 	switch os.Getenv(helperEnv) {
 	case "":
 		return
+	case "steady":
+		n, _ := strconv.Atoi(os.Getenv(helperEnv + "_N"))
+		d, _ := time.ParseDuration(os.Getenv(helperEnv + "_D"))
+		if err := steadyLeaker(n, d, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	case "tree":
+		n, _ := strconv.Atoi(os.Getenv(helperEnv + "_N"))
+		if err := treeWalker(os.Getenv(helperEnv+"_DIR"), n, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	case "eventfd":
 		n, err := strconv.Atoi(os.Getenv(helperEnv + "_N"))
 		if err != nil {
@@ -163,4 +178,79 @@ func StartLeakers(t testing.TB, n int) []*Leaker {
 		n -= k
 	}
 	return ls
+}
+
+// Child is a helper child process of a test: a steady leaker or a tree walker.
+type Child struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Scanner
+	PID   int
+}
+
+func startChild(t testing.TB, env ...string) *Child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting helper: %v", err)
+	}
+	c := &Child{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout), PID: cmd.Process.Pid}
+	t.Cleanup(func() {
+		c.stdin.Close()
+		done := make(chan struct{})
+		go func() { c.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			c.cmd.Process.Kill()
+			<-done
+		}
+	})
+	return c
+}
+
+// Walk tells a tree walker to start walking.
+func (c *Child) Walk(t testing.TB) {
+	t.Helper()
+	if _, err := io.WriteString(c.stdin, "walk\n"); err != nil {
+		t.Fatalf("telling the walker to walk: %v", err)
+	}
+}
+
+// Wait waits until the child prints a line starting with prefix.
+func (c *Child) Wait(t testing.TB, prefix string) string {
+	t.Helper()
+	for c.out.Scan() {
+		if strings.HasPrefix(c.out.Text(), prefix) {
+			return c.out.Text()
+		}
+	}
+	t.Fatalf("helper exited before %q", prefix)
+	return ""
+}
+
+// StartSteadyLeaker starts a child that opens n eventfds evenly over d and
+// holds them; it prints "held N" when done.
+func StartSteadyLeaker(t testing.TB, n int, d time.Duration) *Child {
+	t.Helper()
+	return startChild(t, helperEnv+"=steady", helperEnv+"_N="+strconv.Itoa(n), helperEnv+"_D="+d.String())
+}
+
+// StartTreeWalker starts a child that makes n files under dir and prints
+// "made N"; after Walk it walks the tree again and again (stat of every
+// entry: with the caches dropped, that fills the dentry and inode caches)
+// until stdin closes.
+func StartTreeWalker(t testing.TB, dir string, n int) *Child {
+	t.Helper()
+	return startChild(t, helperEnv+"=tree", helperEnv+"_N="+strconv.Itoa(n), helperEnv+"_DIR="+dir)
 }

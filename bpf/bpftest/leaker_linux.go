@@ -4,9 +4,13 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,4 +57,56 @@ func eventfdLeaker(n int, in io.Reader, out io.Writer) error {
 // setCgroup starts cmd inside the cgroup v2 directory f (clone3 CLONE_INTO_CGROUP).
 func setCgroup(cmd *exec.Cmd, f *os.File) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(f.Fd())}
+}
+
+func steadyLeaker(n int, d time.Duration, in io.Reader, out io.Writer) error {
+	const steps = 50
+	per := max(n/steps, 1)
+	var fds []int
+	for len(fds) < n {
+		for i := 0; i < per && len(fds) < n; i++ {
+			fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+			if err != nil {
+				return fmt.Errorf("eventfd: %w", err)
+			}
+			fds = append(fds, fd)
+		}
+		time.Sleep(d / steps)
+	}
+	fmt.Fprintf(out, "held %d\n", n)
+	bufio.NewScanner(in).Scan() // until the parent closes stdin
+	return nil
+}
+
+func treeWalker(dir string, n int, in io.Reader, out io.Writer) error {
+	const perDir = 1000
+	for i := 0; i < n; i++ {
+		sub := filepath.Join(dir, strconv.Itoa(i/perDir))
+		if i%perDir == 0 {
+			if err := os.MkdirAll(sub, 0o755); err != nil {
+				return err
+			}
+		}
+		f, err := os.Create(filepath.Join(sub, strconv.Itoa(i)))
+		if err != nil {
+			return err
+		}
+		f.Close()
+	}
+	fmt.Fprintf(out, "made %d\n", n)
+	sc := bufio.NewScanner(in)
+	if !sc.Scan() { // "walk"
+		return nil
+	}
+	stop := make(chan struct{})
+	go func() { sc.Scan(); close(stop) }()
+	for {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		filepath.WalkDir(dir, func(string, fs.DirEntry, error) error { return nil })
+		time.Sleep(50 * time.Millisecond)
+	}
 }

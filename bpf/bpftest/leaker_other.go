@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"time"
 )
 
 func eventfdLeaker(int, io.Reader, io.Writer) error {
@@ -14,3 +15,11 @@ func eventfdLeaker(int, io.Reader, io.Writer) error {
 }
 
 func setCgroup(*exec.Cmd, *os.File) {}
+
+func steadyLeaker(int, time.Duration, io.Reader, io.Writer) error {
+	return errors.New("the eventfd leaker needs Linux")
+}
+
+func treeWalker(string, int, io.Reader, io.Writer) error {
+	return errors.New("the tree walker is only used on Linux")
+}

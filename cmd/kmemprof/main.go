@@ -28,7 +28,9 @@ Usage:
 
 Commands:
   record    trace kernel allocations and write a profile (needs root)
+  top       live view of the slab caches: allocs, frees, diff, in-use, growth (needs root)
   selftest  check that kmemprof finds a known leak on this kernel (needs root)
+  serve     open a saved profile in the pprof web UI (flame graph, top, graph)
   tags      find the driver that owns a Windows pool tag (pooltag.txt, *.sys scan)
   version   print the version
   help      show help for a command: kmemprof help record
@@ -64,10 +66,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runRecord(args[1:], stdout, stderr)
 	case "selftest":
 		return runSelftest(args[1:], stdout, stderr)
+	case "top":
+		return runTop(args[1:], os.Stdin, stdout, stderr)
 	case selftestChildCmd:
 		return selftestChild(args[1:], stdout)
 	case "tags":
 		return runTags(args[1:], stdout, stderr)
+	case "serve":
+		return runServe(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "kmemprof", version)
 		return exitOK

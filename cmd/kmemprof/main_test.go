@@ -99,6 +99,9 @@ func TestBadInput(t *testing.T) {
 		{"windows flag on linux", []string{"record", "--tag", "Leak", "-o", out}, exitUsage, "--tag is for Windows pool tags"},
 		{"selftest bad n", []string{"selftest", "-n", "5"}, exitUsage, "bad -n 5"},
 		{"selftest bad attach", []string{"selftest", "--attach", "fentry"}, exitUsage, "unknown attach mode"},
+		{"top bad sort", []string{"top", "--sort", "name"}, exitUsage, `bad --sort "name"`},
+		{"top bad interval", []string{"top", "--interval", "1ms"}, exitUsage, "bad --interval"},
+		{"record bad interval", []string{"record", "-d", "10s", "--interval", "6s", "-o", out}, exitUsage, "more than half of --duration"},
 		{"stray argument", []string{"record", "-o", out, "30s"}, exitUsage, `unexpected argument "30s"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

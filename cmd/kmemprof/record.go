@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/kmemprof/kmemprof/bpf"
@@ -40,6 +43,12 @@ Options:
                          --sample alone selects --mode sample
       --hot-threshold N  --mode adaptive: outstanding allocations at a call site
                          before its stacks are walked (default 64)
+      --interval D       measure every stack's outstanding allocations every D
+                         (e.g. 5s) and rank by growth: how steadily each stack
+                         still climbs in the second half of the capture. Adds
+                         growth_objects/growth_space to the profile; the summary
+                         lists unreclaimable growth first (slab caches the kernel
+                         reclaims, like dentry and inode caches, are marked)
       --min-age D        keep only allocations at least D old at the end
                          (e.g. 2s: leaves out short-lived churn); default 0
       --kinds LIST       allocators to trace, comma-separated (default slab):
@@ -59,6 +68,10 @@ Options:
                          capacity of the in-kernel outstanding map per kind
                          (default 1048576); more is counted as outstanding_map_full
       --top N            rows in the terminal summary (default 10; 0 for none)
+      --http ADDR        when done, open the profile in the pprof web UI at ADDR
+                         (e.g. 127.0.0.1:8080) until Ctrl-C; loopback only unless
+                         --allow-remote (the profile holds kernel addresses)
+      --allow-remote     let --http listen on a non-loopback address
       --tag TAGS         Windows: only these pool tags, comma-separated, up to 4
       --pooltag FILE     Windows: pooltag.txt to name the driver of each tag
   -h, --help             show this help
@@ -92,6 +105,8 @@ type recordOptions struct {
 	tags       []string // Windows pool tags to trace
 	pooltag    string   // Windows pooltag.txt for the driver label
 	duration   time.Duration
+	interval   time.Duration // 0: no growth series
+	http       string        // serve the profile in the web UI at this address when done
 	output     string
 	minAge     time.Duration
 	top        int
@@ -130,7 +145,11 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 	fs.StringVar(&mode, "mode", "", "")
 	fs.IntVar(&sample, "sample", 0, "")
 	fs.IntVar(&hot, "hot-threshold", 64, "")
-	var tags, pooltag string
+	var tags, pooltag, interval, httpAddr string
+	var allowRemote bool
+	fs.StringVar(&httpAddr, "http", "", "")
+	fs.BoolVar(&allowRemote, "allow-remote", false, "")
+	fs.StringVar(&interval, "interval", "", "")
 	fs.StringVar(&tags, "tag", "", "")
 	fs.StringVar(&pooltag, "pooltag", "", "")
 	fs.BoolVar(&help, "help", false, "")
@@ -145,7 +164,12 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 	if fs.NArg() > 0 {
 		return nil, usagef("unexpected argument %q (options start with -)", fs.Arg(0))
 	}
-	o := &recordOptions{output: output, top: top, pooltag: pooltag}
+	o := &recordOptions{output: output, top: top, pooltag: pooltag, http: httpAddr}
+	if httpAddr != "" {
+		if err := checkHTTPAddr(httpAddr, allowRemote); err != nil {
+			return nil, err
+		}
+	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if err := checkPlatformFlags(set); err != nil {
@@ -165,6 +189,14 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 	var err error
 	if o.duration, err = parseDuration(duration); err != nil || o.duration <= 0 {
 		return nil, usagef("bad --duration %q: want a positive duration such as 30s or 2m", duration)
+	}
+	if interval != "" {
+		if o.interval, err = parseDuration(interval); err != nil || o.interval < 100*time.Millisecond {
+			return nil, usagef("bad --interval %q: want a duration of at least 100ms, such as 5s", interval)
+		}
+		if o.interval > o.duration/2 {
+			return nil, usagef("--interval %s is more than half of --duration %s: growth needs at least two intervals", o.interval, o.duration)
+		}
 	}
 	if o.minAge, err = parseDuration(minAge); err != nil || o.minAge < 0 {
 		return nil, usagef("bad --min-age %q: want a duration such as 500ms or 2s", minAge)
@@ -270,6 +302,18 @@ func runRecord(args []string, stdout, stderr io.Writer) int {
 	}
 	if err := record(o, stdout, stderr); err != nil {
 		return report(stderr, "record", err)
+	}
+	if o.http != "" {
+		// A fresh context: a Ctrl-C that ended the capture must not also end
+		// the web UI before it starts.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		err := serveProfile(ctx, o.http, o.output, stderr, func(url string) {
+			fmt.Fprintf(stderr, "serving %s at %s (Ctrl-C to stop)\n", o.output, url)
+		})
+		if err != nil {
+			return report(stderr, "record", err)
+		}
 	}
 	return exitOK
 }

@@ -123,6 +123,12 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer tr.Close()
+	// The system's own slab accounting, to show beside what was tracked;
+	// read once kmemprof's maps exist, so that they are not in the deltas.
+	sysStart, sysErr := bpf.ReadSystemView()
+	if sysErr != nil {
+		fmt.Fprintf(stderr, "note: %v\n", sysErr)
+	}
 
 	fmt.Fprintf(stderr, "tracing %s via %s for %s (Ctrl-C to stop early)\n",
 		strings.Join(tr.Hooks(), ","), tr.Mode(), o.duration)
@@ -130,7 +136,19 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "note: %s\n", n)
 	}
 
-	interrupted := wait(ctx, tr, o.duration, stderr)
+	var series *tracer.Series
+	if o.interval > 0 {
+		series = &tracer.Series{Start: time.Now()}
+	}
+	interrupted := wait(ctx, tr, o.duration, o.interval, series, stderr)
+	if series != nil {
+		// The last point is the end of the capture.
+		if u, err := tr.Usage(); err == nil {
+			series.Add(time.Now(), u)
+		} else {
+			fmt.Fprintf(stderr, "note: measuring growth at the end: %v\n", err)
+		}
+	}
 	if err := tr.Detach(); err != nil {
 		return err
 	}
@@ -147,14 +165,30 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	sysEnd, _ := bpf.ReadSystemView()
 	cg := bpf.NewCgroupResolver()
-	agg, err := tracer.Aggregate(snap, kallsymsSymbolizer{syms}, tracer.Options{
-		MinAge:     o.minAge,
-		CgroupPath: cg.Path,
-	})
+	cgroupPath := func(id uint64) string {
+		// Allocations of cgroups removed before the end are marked: the
+		// memcg leak of BACKGROUND.md is slab held by dead containers.
+		p := cg.Path(id)
+		if cg.Dead(id) {
+			if p == "" {
+				return "dead:" + strconv.FormatUint(id, 10)
+			}
+			return p + " (deleted)"
+		}
+		return p
+	}
+	opts := tracer.Options{MinAge: o.minAge, CgroupPath: cgroupPath}
+	if series != nil {
+		opts.Growth = series.Growth()
+		snap.Meta.Comments = append(snap.Meta.Comments, fmt.Sprintf("growth: %d measurements every %s", len(series.Points), o.interval))
+	}
+	agg, err := tracer.Aggregate(snap, kallsymsSymbolizer{syms}, opts)
 	if err != nil {
 		return err
 	}
+	agg.Meta.Comments = append(agg.Meta.Comments, bpf.SystemViewComments(sysStart, sysEnd)...)
 	prof, err := agg.Profile()
 	if err != nil {
 		return err
@@ -166,6 +200,10 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		if err := agg.WriteSummary(stdout, o.top, tracer.IsAllocatorFrame); err != nil {
 			return err
 		}
+		fmt.Fprintln(stdout)
+		if err := bpf.FormatSystemView(stdout, sysStart, sysEnd, bpf.TrackedByCache(agg)); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(stderr, "wrote %s (%d samples)\nopen it with: go tool pprof -http=127.0.0.1:8080 %s\n",
 		o.output, len(prof.Sample), o.output)
@@ -173,11 +211,18 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 }
 
 // wait traces until d has passed or ctx is cancelled (a signal), showing a
-// progress line when stderr is a terminal. It reports whether it was cancelled.
-func wait(ctx context.Context, tr *bpf.Tracer, d time.Duration, stderr io.Writer) bool {
+// progress line when stderr is a terminal, and adding a point to series every
+// interval when series is set. It reports whether it was cancelled.
+func wait(ctx context.Context, tr *bpf.Tracer, d, interval time.Duration, series *tracer.Series, stderr io.Writer) bool {
 	start := time.Now()
 	timer := time.NewTimer(d)
 	defer timer.Stop()
+	var measure <-chan time.Time
+	if series != nil {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		measure = t.C
+	}
 	var tick <-chan time.Time
 	f, ok := stderr.(*os.File)
 	if ok && term.IsTerminal(int(f.Fd())) {
@@ -194,6 +239,10 @@ func wait(ctx context.Context, tr *bpf.Tracer, d time.Duration, stderr io.Writer
 			return true
 		case <-timer.C:
 			return false
+		case now := <-measure:
+			if u, err := tr.Usage(); err == nil {
+				series.Add(now, u)
+			}
 		case now := <-tick:
 			st, err := tr.Stats()
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -499,4 +500,111 @@ func TestSelftestForcedKprobe(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", w, out)
 		}
 	}
+}
+
+// TestRecordGrowthRanksTheLeak: during the capture one child walks a tree of
+// 50,000 files it made (dentry and inode caches fill, then plateau)
+// while another leaks 5,000 eventfds steadily: with --interval, the leak is
+// the top-ranked growing stack and the cache stacks are labelled reclaimable.
+func TestRecordGrowthRanksTheLeak(t *testing.T) {
+	bpftest.Require(t)
+	// The tree is made first and the caches dropped, so that walking it
+	// during the capture fills the dentry and inode caches.
+	walker := bpftest.StartTreeWalker(t, t.TempDir(), 50000)
+	walker.Wait(t, "made")
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0); err != nil {
+		t.Fatalf("dropping the dentry and inode caches: %v", err)
+	}
+	r := startRecord(t, "-d", "8s", "--interval", "500ms")
+	walker.Walk(t)
+	leaker := bpftest.StartSteadyLeaker(t, 5000, 6*time.Second)
+	leaker.Wait(t, "held")
+	r.wait(t)
+	p := readProfile(t, r.out)
+
+	growth := sampleIndex(t, p, "growth_space")
+	// Rank stacks by growth as the summary does: unreclaimable first.
+	type row struct {
+		frames      []string
+		growth      int64
+		reclaimable bool
+	}
+	byStack := map[string]*row{}
+	var walkerReclaimable, walkerDentries bool
+	for _, s := range p.Sample {
+		var ids []string
+		for _, l := range s.Location {
+			ids = append(ids, strconv.FormatUint(l.ID, 10))
+		}
+		k := strings.Join(ids, ",")
+		if byStack[k] == nil {
+			byStack[k] = &row{frames: funcs(s)}
+		}
+		byStack[k].growth += s.Value[growth]
+		recl := len(s.Label["reclaimable"]) == 1 && s.Label["reclaimable"][0] == "true"
+		byStack[k].reclaimable = byStack[k].reclaimable || recl
+		if len(s.Label["pid"]) == 1 && s.Label["pid"][0] == strconv.Itoa(walker.PID) && len(s.Label["cache"]) == 1 && s.Label["cache"][0] == "dentry" {
+			walkerDentries = true
+			walkerReclaimable = walkerReclaimable || recl
+		}
+	}
+	var top *row
+	for _, rw := range byStack {
+		if rw.reclaimable {
+			continue
+		}
+		if top == nil || rw.growth > top.growth {
+			top = rw
+		}
+	}
+	if top == nil || !has(top.frames, "do_eventfd") {
+		t.Errorf("top unreclaimable growing stack does not go through do_eventfd: %+v", top)
+	}
+	if !walkerDentries || !walkerReclaimable {
+		t.Errorf("the tree walker's dentries: present %v, labelled reclaimable %v", walkerDentries, walkerReclaimable)
+	}
+	// The terminal summary ranks the same way.
+	lines := strings.Split(r.stdout.String(), "\n")
+	if len(lines) < 2 || !strings.Contains(lines[0], "GROWTH") {
+		t.Fatalf("summary has no growth column:\n%s", r.stdout.String())
+	}
+	if !strings.Contains(lines[1], "do_eventfd") && !strings.Contains(lines[1], "alloc_file_pseudo") && !strings.Contains(lines[1], "anon_inode") {
+		t.Errorf("summary's top row is not the eventfd leak:\n%s", r.stdout.String())
+	}
+}
+
+// TestRecordHTTP: with --http, the finished profile is served in the pprof
+// web UI on loopback until Ctrl-C.
+func TestRecordHTTP(t *testing.T) {
+	bpftest.Require(t)
+	r := startRecord(t, "-d", "1s", "--top", "0", "--http", "127.0.0.1:0")
+	var url string
+	deadline := time.After(30 * time.Second)
+	for url == "" {
+		select {
+		case line, ok := <-r.lines:
+			if !ok {
+				t.Fatalf("kmemprof exited before serving: %s", r.stderr.String())
+			}
+			if rest, found := strings.CutPrefix(line, "serving "); found {
+				if i := strings.Index(rest, " at "); i >= 0 {
+					url = strings.Fields(rest[i+4:])[0]
+				}
+			}
+		case <-deadline:
+			t.Fatalf("no serving line: %s", r.stderr.String())
+		}
+	}
+	if !strings.HasPrefix(url, "http://127.0.0.1:") {
+		t.Errorf("serving at %s, want loopback", url)
+	}
+	resp, err := http.Get(strings.TrimSuffix(url, "/") + "/ui/top")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /ui/top: %s", resp.Status)
+	}
+	r.stop(t, syscall.SIGINT)
 }
