@@ -18,6 +18,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/google/pprof/profile"
 
+	"github.com/kmemprof/kmemprof/bpf"
 	"github.com/kmemprof/kmemprof/bpf/bpftest"
 )
 
@@ -607,4 +608,51 @@ func TestRecordHTTP(t *testing.T) {
 		t.Errorf("GET /ui/top: %s", resp.Status)
 	}
 	r.stop(t, syscall.SIGINT)
+}
+
+// TestRecordContainerCgroup: a leak made inside a cgroup named like a Docker
+// container's carries the cgroup path and the container id.
+func TestRecordContainerCgroup(t *testing.T) {
+	bpftest.Require(t)
+	mnt := bpf.Cgroup2Mount()
+	if mnt == "" {
+		t.Fatal("cgroup2 is not mounted")
+	}
+	const id = "3f4e5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081"
+	slice := filepath.Join(mnt, fmt.Sprintf("kmemprof-test-%d.slice", os.Getpid()))
+	dir := filepath.Join(slice, "docker-"+id+".scope")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("making a test cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 50; i++ { // after the child is gone
+			if err := os.Remove(dir); err == nil || os.IsNotExist(err) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		os.Remove(slice)
+	})
+	l := bpftest.StartIdleLeaker(t, 3000, dir)
+	r := startRecord(t, "-d", "5m")
+	l.Leak(t)
+	r.stop(t, syscall.SIGINT)
+	p := readProfile(t, r.out)
+	want := strings.TrimPrefix(dir, mnt)
+	var found bool
+	for _, s := range p.Sample {
+		if !has(funcs(s), "do_eventfd") || len(s.Label["pid"]) != 1 || s.Label["pid"][0] != strconv.Itoa(l.PID) {
+			continue
+		}
+		found = true
+		if got := s.Label["cgroup"]; len(got) != 1 || got[0] != want {
+			t.Errorf("cgroup label %v, want %s", got, want)
+		}
+		if got := s.Label["container"]; len(got) != 1 || got[0] != "docker:"+id[:12] {
+			t.Errorf("container label %v, want docker:%s", got, id[:12])
+		}
+	}
+	if !found {
+		t.Fatal("no do_eventfd sample of the leaking child")
+	}
 }
