@@ -35,6 +35,7 @@ const (
 	cWalked
 	cHotSites
 	cFreeNull
+	cSitesChurn
 	nrCounters
 )
 
@@ -76,5 +77,6 @@ var counterInfo = [nrCounters]struct {
 	cSampledOut:          {"sampled_out", "allocations not recorded by --sample (the profile's values are scaled for them)", false},
 	cWalked:              {"stacks_walked", "kernel stacks walked", false},
 	cFreeNull:            {"free_null", "frees of NULL (no-ops)", false},
+	cSitesChurn:          {"sites_churn", "hot call sites cooled because they freed nearly all they allocated (adaptive mode)", false},
 	cHotSites:            {"hot_sites", "call sites whose stacks were walked because enough of their allocations were outstanding (adaptive mode)", false},
 }

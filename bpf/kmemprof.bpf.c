@@ -77,6 +77,7 @@ enum counter {
 	C_WALKED,               /* stacks walked */
 	C_HOT_SITES,            /* call sites that became hot (adaptive mode) */
 	C_FREE_NULL,            /* frees of NULL (kfree(NULL) is a no-op) */
+	C_SITES_CHURN,          /* hot sites cooled in the kernel as churn */
 	NR_COUNTERS,
 };
 
@@ -119,14 +120,20 @@ struct bucket {
 
 /*
  * Per call site state for the adaptive mode. A site turns hot when its
- * outstanding count reaches arm (hot_threshold while arm is 0); user space
- * cools a hot site that stopped growing and re-arms it hot_threshold above
- * its current count, so only growing sites keep paying for stack walks.
+ * outstanding count reaches arm (hot_threshold while arm is 0). While hot it
+ * checks, every CHURN_WINDOW allocations, how many of the window's
+ * allocations were freed: a site that frees nearly all it allocates (15/16)
+ * is churn with a backlog (RCU-deferred frees, in-flight buffers), not a
+ * leak, and cools itself with arm at twice its outstanding count. User space
+ * also cools hot sites that stopped growing (sites_linux.go).
  */
 struct site_state {
-	__s64 outstanding; /* allocations at this site still tracked */
-	__u64 hot;         /* non-zero: walk stacks of this site */
-	__s64 arm;         /* outstanding count that turns it hot; 0: hot_threshold */
+	__s64 allocs;   /* allocations at this site tracked since the start */
+	__s64 frees;    /* frees of them; allocs - frees are outstanding */
+	__u64 hot;      /* non-zero: walk stacks of this site */
+	__s64 arm;      /* outstanding count that turns it hot; 0: hot_threshold */
+	__s64 w_allocs; /* allocs and frees when the current window began */
+	__s64 w_frees;
 };
 
 /*
@@ -143,6 +150,8 @@ struct site_state {
 #define KMALLOC_VARIANT_RCL 2
 #define KMALLOC_VARIANT_DMA 3
 #define KMALLOC_MAX_CACHE_SIZE 8192
+/* Page allocations' cache id: PAGE_DETAIL | gfp | order << 32 | migratetype << 40. */
+#define PAGE_DETAIL (1ULL << 48)
 
 struct cache_info {
 	char name[CACHE_NAME_LEN];
@@ -196,6 +205,8 @@ struct {
 } table_recs SEC(".maps");
 
 #define NR_SITES 65536
+/* Allocations between two churn checks of a hot site. */
+#define CHURN_WINDOW 256
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, __u32);
@@ -459,15 +470,34 @@ static __always_inline void record_alloc(void *ctx, __u64 ptr, __u8 kind, __u8 h
 		__u32 si = site_of(site);
 		struct site_state *st = bpf_map_lookup_elem(&sites, &si);
 		if (st) {
-			__s64 out = __sync_fetch_and_add(&st->outstanding, 1) + 1;
+			__s64 allocs = __sync_fetch_and_add(&st->allocs, 1) + 1;
+			__s64 frees = st->frees;
+			__s64 out = allocs - frees;
 			__s64 arm = st->arm ? st->arm : hot_threshold;
 			if (st->hot) {
+				__s64 wa = allocs - st->w_allocs;
+				if (wa >= CHURN_WINDOW) {
+					__s64 wf = frees - st->w_frees;
+					st->w_allocs = allocs;
+					st->w_frees = frees;
+					if (wf * 16 >= wa * 15) {
+						/* churn: cool, and stay cold until it doubles */
+						st->hot = 0;
+						st->arm = out * 2 > out + hot_threshold ? out * 2 : out + hot_threshold;
+						count(C_SITES_CHURN);
+						goto walked;
+					}
+				}
 				stack_id = walk_stack(ctx);
 			} else if (out >= arm) {
-				if (__sync_val_compare_and_swap(&st->hot, 0, 1) == 0)
+				if (__sync_val_compare_and_swap(&st->hot, 0, 1) == 0) {
 					count(C_HOT_SITES);
+					st->w_allocs = allocs;
+					st->w_frees = frees;
+				}
 				stack_id = walk_stack(ctx);
 			}
+		walked:;
 		}
 	} else {
 		stack_id = walk_stack(ctx);
@@ -545,7 +575,7 @@ static __always_inline void record_free(__u64 ptr, __u8 kind, __u32 untracked)
 					__u32 si = site_of(v->site);
 					struct site_state *st = bpf_map_lookup_elem(&sites, &si);
 					if (st)
-						__sync_fetch_and_add(&st->outstanding, -1);
+						__sync_fetch_and_add(&st->frees, 1);
 				}
 				if (v && count_caches)
 					cache_stat_add(v->cache, 0);
@@ -671,7 +701,10 @@ static __always_inline void on_kmalloc(void *ctx, __u64 site, __u64 ptr, __u64 r
 
 #define PAGE_SIZE 4096
 
-static __always_inline void on_page_alloc(void *ctx, __u64 key, __u32 order, __u32 gfp)
+/* Page allocations carry their migrate type in the high nibble of hook. */
+#define HOOK_MIGRATE_SHIFT 4
+
+static __always_inline void on_page_alloc(void *ctx, __u64 key, __u32 order, __u32 gfp, int migratetype)
 {
 	count(HOOK_PAGE_ALLOC);
 	if (!key) {
@@ -687,7 +720,14 @@ static __always_inline void on_page_alloc(void *ctx, __u64 key, __u32 order, __u
 		count(C_FILTERED);
 		return;
 	}
-	record_alloc(ctx, key, KIND_PAGE, HOOK_PAGE_ALLOC, 0, 0, bytes, bytes, gfp,
+	__u8 hook = HOOK_PAGE_ALLOC | ((migratetype & 0xf) << HOOK_MIGRATE_SHIFT);
+	/*
+	 * Pages have no cache: their cache id carries what splits their samples
+	 * (gfp flags, order, migrate type), so the totals split the same way.
+	 */
+	__u64 detail = PAGE_DETAIL | (__u64)gfp | ((__u64)(order & 0xff) << 32) |
+		       ((__u64)(migratetype & 0xff) << 40);
+	record_alloc(ctx, key, KIND_PAGE, hook, 0, detail, bytes, bytes, gfp,
 		     (gfp & GFP_ACCOUNT) != 0, order);
 }
 
@@ -770,7 +810,7 @@ static __always_inline void on_percpu_free(__u64 ptr)
 	int BPF_PROG(PFX##_page_alloc, struct page *page, unsigned int order, gfp_t gfp_flags, \
 		     int migratetype)                                                        \
 	{                                                                                    \
-		on_page_alloc(ctx, (__u64)page, order, gfp_flags);                           \
+		on_page_alloc(ctx, (__u64)page, order, gfp_flags, migratetype);              \
 		return 0;                                                                    \
 	}                                                                                    \
 	SEC(SECPFX "/mm_page_free")                                                          \
@@ -891,7 +931,7 @@ int tp_page_alloc(struct trace_event_raw_mm_page_alloc *ctx)
 	/* pfn is -1UL when the allocation failed. */
 	__u64 pfn = BPF_CORE_READ(ctx, pfn);
 	on_page_alloc(ctx, pfn == (__u64)-1 ? 0 : pfn + 1, BPF_CORE_READ(ctx, order),
-		      BPF_CORE_READ(ctx, gfp_flags));
+		      BPF_CORE_READ(ctx, gfp_flags), BPF_CORE_READ(ctx, migratetype));
 	return 0;
 }
 

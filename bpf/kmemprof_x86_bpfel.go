@@ -65,10 +65,13 @@ type kmemprofKpArgs struct {
 }
 
 type kmemprofSiteState struct {
-	_           structs.HostLayout
-	Outstanding int64
-	Hot         uint64
-	Arm         int64
+	_        structs.HostLayout
+	Allocs   int64
+	Frees    int64
+	Hot      uint64
+	Arm      int64
+	W_allocs int64
+	W_frees  int64
 }
 
 type kmemprofTotalsKey struct {

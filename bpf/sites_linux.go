@@ -10,8 +10,9 @@ import (
 // coolEvery is how many clock ticks pass between two cooling rounds (1 s).
 const coolEvery = 100
 
-// siteStateSize is sizeof(struct site_state): outstanding, hot, arm.
-const siteStateSize = 24
+// siteStateSize is sizeof(struct site_state): allocs, frees, hot, arm,
+// w_allocs, w_frees.
+const siteStateSize = 48
 
 // siteCooler turns hot call sites cold again when they stop growing, so that
 // a site which rose and plateaued (a cache filled once, a process that opened
@@ -43,11 +44,11 @@ func (c *siteCooler) cool() {
 	}
 	le := binary.LittleEndian
 	for i := 0; i+siteStateSize <= len(c.buf); i += siteStateSize {
-		if le.Uint64(c.buf[i+8:]) == 0 { // not hot
+		if le.Uint64(c.buf[i+16:]) == 0 { // not hot
 			continue
 		}
 		idx := uint32(i / siteStateSize)
-		out := int64(le.Uint64(c.buf[i:]))
+		out := int64(le.Uint64(c.buf[i:])) - int64(le.Uint64(c.buf[i+8:]))
 		prev, seen := c.last[idx]
 		c.last[idx] = out
 		if !seen || out > prev {
@@ -56,7 +57,7 @@ func (c *siteCooler) cool() {
 		var upd [16]byte
 		le.PutUint64(upd[0:], 0)                               // hot
 		le.PutUint64(upd[8:], uint64(max(out, 0)+c.threshold)) // arm
-		if _, err := c.mem.WriteAt(upd[:], int64(i+8)); err == nil {
+		if _, err := c.mem.WriteAt(upd[:], int64(i+16)); err == nil {
 			delete(c.last, idx)
 			c.cooled++
 		}

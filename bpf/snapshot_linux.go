@@ -60,15 +60,37 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 			BytesAlloc: uint64(v.BytesAlloc),
 			Time:       clock.at(v.Ts),
 			Accounted:  v.Accounted != 0,
-			GFP:        v.Gfp,
-			Order:      v.Order,
 		})
 		cacheIDs = append(cacheIDs, v.Cache)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading the outstanding table: %w", err)
 	}
-	if err := t.resolveCaches(cacheIDs); err != nil {
+	// Totals: read before the caches are named, so that caches whose
+	// allocations were all freed are resolved too.
+	var totCaches []uint64
+	var key kmemprofTotalsKey
+	var vals []kmemprofTotalsVal
+	it := t.coll.Maps["totals"].Iterate()
+	for it.Next(&key, &vals) {
+		tot := tracer.Total{Key: tracer.Key{
+			Kind:     tracer.Kind(key.Kind),
+			Stack:    tracer.StackID(key.StackId),
+			Comm:     commString(comms, key.Comm),
+			PID:      key.Tgid,
+			CgroupID: key.Cgroup,
+		}}
+		for _, v := range vals {
+			tot.Count += v.Count
+			tot.Bytes += v.Bytes
+		}
+		snap.Totals = append(snap.Totals, tot)
+		totCaches = append(totCaches, key.Cache)
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading totals: %w", err)
+	}
+	if err := t.resolveCaches(append(cacheIDs, totCaches...)); err != nil {
 		return nil, err
 	}
 	caches, err := t.readCaches()
@@ -84,6 +106,11 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 	for i := range snap.Records {
 		r := &snap.Records[i]
 		id := cacheIDs[i]
+		if r.Kind == tracer.KindPage {
+			// No cache: the id carries the gfp, order and migrate type.
+			r.GFP, r.Order, r.Migrate = pageDetail(id)
+			continue
+		}
 		r.Cache = caches.name(id)
 		if ci, ok := caches[id]; ok && r.Kind == tracer.KindSlab && r.BytesAlloc == 0 {
 			// kmem_cache_alloc in raw modes: the sizes are the cache's.
@@ -92,26 +119,18 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 		}
 	}
 
-	var key kmemprofTotalsKey
-	var vals []kmemprofTotalsVal
-	it := t.coll.Maps["totals"].Iterate()
-	for it.Next(&key, &vals) {
-		tot := tracer.Total{Key: tracer.Key{
-			Kind:     tracer.Kind(key.Kind),
-			Stack:    tracer.StackID(key.StackId),
-			Cache:    caches.name(key.Cache),
-			Comm:     commString(comms, key.Comm),
-			PID:      key.Tgid,
-			CgroupID: key.Cgroup,
-		}}
-		for _, v := range vals {
-			tot.Count += v.Count
-			tot.Bytes += v.Bytes
+	for i := range snap.Totals {
+		tot := &snap.Totals[i]
+		id := totCaches[i]
+		if tot.Kind == tracer.KindPage {
+			tot.GFP, tot.Order, tot.Migrate = pageDetail(id)
+			continue
 		}
-		snap.Totals = append(snap.Totals, tot)
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("reading totals: %w", err)
+		tot.Cache = caches.name(id)
+		if ci, ok := caches[id]; ok && tot.Kind == tracer.KindSlab && tot.Bytes == 0 {
+			// kmem_cache_alloc in raw modes counts no bytes in the kernel.
+			tot.Bytes = tot.Count * uint64(ci.size)
+		}
 	}
 
 	if err := t.readStacks(snap); err != nil {
@@ -123,6 +142,13 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 	}
 	snap.Meta = t.meta(counters)
 	return snap, nil
+}
+
+// pageDetail decodes the cache id of a page allocation (PAGE_DETAIL in
+// kmemprof.bpf.c): gfp | order << 32 | migratetype << 40. Migrate is the
+// migrate type plus one, 0 meaning unknown.
+func pageDetail(id uint64) (gfp uint32, order, migrate uint8) {
+	return uint32(id), uint8(id >> 32), uint8(id>>40) + 1
 }
 
 // partialID returns the synthetic stack id of a call site, the same for the

@@ -503,3 +503,66 @@ func checkAccounting(t *testing.T, snap *tracer.Snapshot) {
 		t.Errorf("free events %d, but freed+untracked+null = %d", frees, freed)
 	}
 }
+
+func TestKernelGFPNamer(t *testing.T) {
+	g := KernelGFPNamer()
+	if got := g.Name(0xcc0); got != "GFP_KERNEL" {
+		t.Errorf("GFP_KERNEL (0xcc0 on 6.x) named %q", got)
+	}
+}
+
+// TestPageAllocations: pages held in pipes are tracked with their order,
+// GFP flags and migrate type, under the pipe write path.
+func TestPageAllocations(t *testing.T) {
+	bpftest.Require(t)
+	tr, err := Open(Config{Tracking: TrackFull, Kinds: []tracer.Kind{tracer.KindSlab, tracer.KindPage}, MaxOutstanding: 1 << 18})
+	if err != nil {
+		t.Fatalf("Open: %+v", err)
+	}
+	defer tr.Close()
+	const n = 500
+	c := bpftest.StartPipeFiller(t, n)
+	c.Wait(t, "filled")
+	if err := tr.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := tr.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAccounting(t, snap)
+	// pipe_write became anon_pipe_write in 6.14.
+	name := "anon_pipe_write"
+	if _, err := os.Stat("/proc/kallsyms"); err == nil && !kallsymsHas("anon_pipe_write") {
+		name = "pipe_write"
+	}
+	lo, hi := funcRange(t, name)
+	var pages int
+	for _, r := range snap.Records {
+		if int(r.PID) != c.PID || r.Kind != tracer.KindPage || !stackHas(snap.Stacks[r.Stack], lo, hi) {
+			continue
+		}
+		pages++
+		if r.Order != 0 || r.GFP == 0 || r.Migrate == 0 || r.BytesAlloc != 4096 || r.Cache != "" {
+			t.Errorf("pipe page record %+v: want order 0, GFP flags, a migrate type, 4096 bytes, no cache", r)
+			break
+		}
+	}
+	if pages < n*98/100 {
+		t.Errorf("%d page allocations under %s, want %d", pages, name, n)
+	}
+	var pageTotal uint64
+	for _, tot := range snap.Totals {
+		if int(tot.PID) == c.PID && tot.Kind == tracer.KindPage {
+			pageTotal += tot.Count
+		}
+	}
+	if pageTotal < uint64(pages) {
+		t.Errorf("page totals %d below the %d outstanding", pageTotal, pages)
+	}
+}
+
+func kallsymsHas(name string) bool {
+	b, err := os.ReadFile("/proc/kallsyms")
+	return err == nil && strings.Contains(string(b), " "+name+"\n")
+}

@@ -40,6 +40,12 @@ type Options struct {
 	Growth map[StackID]GrowthFigure
 	// Reclaimable names the slab caches created with SLAB_RECLAIM_ACCOUNT.
 	Reclaimable map[string]bool
+	// GFPName renders GFP flags for the gfp label of page samples, e.g.
+	// "GFP_KERNEL|__GFP_COMP"; nil means hexadecimal.
+	GFPName func(gfp uint32) string
+	// MigrateName names a migrate type for the migratetype label of page
+	// samples; nil means the names of Linux 6.x without CMA.
+	MigrateName func(mt uint8) string
 }
 
 // DefaultTrimLeading returns the function-name prefixes of the frames that
@@ -111,6 +117,9 @@ type AggSample struct {
 // Aggregation is a Snapshot grouped by Key and symbolized, ready to become a
 // pprof profile or a terminal summary.
 type Aggregation struct {
+	// gfpName and migrateName are Options.GFPName and Options.MigrateName.
+	gfpName     func(uint32) string
+	migrateName func(uint8) string
 	// HasGrowth is true when Options.Growth was given.
 	HasGrowth bool
 	// SampleEvery is the sampling rate the values were scaled by (1: every
@@ -162,10 +171,15 @@ const (
 type groupKey struct {
 	stack    StackID
 	cgroup   uint64
+	detail   uint64 // page allocations: gfp | order << 32 | migrate << 40
 	pid      uint32
 	cache    uint32
 	comm     uint32
 	poolKind uint32 // pool id << 8 | Kind
+}
+
+func keyDetail(k *Key) uint64 {
+	return uint64(k.GFP) | uint64(k.Order)<<32 | uint64(k.Migrate)<<40
 }
 
 // interner numbers distinct strings; "" is always 0.
@@ -272,6 +286,7 @@ func (gr *grouper) lookupBatch(n int, key func(j int) *Key, src func(j int) int3
 		gks[j] = groupKey{
 			stack:    k.Stack,
 			cgroup:   k.CgroupID,
+			detail:   keyDetail(k),
 			pid:      k.PID,
 			cache:    gr.strs[0].id(k.Cache),
 			comm:     gr.strs[1].id(k.Comm),
@@ -429,6 +444,7 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 			inuseObjects: g.inuseObjects,
 			stack:        gk.stack,
 			cgroup:       gk.cgroup,
+			detail:       gk.detail,
 			pid:          gk.pid,
 			cache:        ranks[0][gk.cache],
 			comm:         ranks[1][gk.comm],
@@ -490,6 +506,7 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 		c := a.Samples[i].Cache
 		a.Samples[i].Reclaimable = c != "" && (IsReclaimableCache(c, opt.Reclaimable) || snap.Reclaimable[c])
 	}
+	a.gfpName, a.migrateName = opt.GFPName, opt.MigrateName
 	if opt.Growth != nil {
 		a.HasGrowth = true
 		applyGrowth(a.Samples, opt.Growth)
@@ -524,7 +541,7 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 type order struct {
 	inuseSpace, allocSpace, inuseObjects uint64
 	stack                                StackID
-	cgroup                               uint64
+	cgroup, detail                       uint64
 	pid, cache, comm, pool               uint32
 	kind                                 Kind
 	i                                    int32
@@ -551,6 +568,7 @@ func compareOrders(x, y order) int {
 		cmp.Compare(x.pid, y.pid),
 		cmp.Compare(x.cgroup, y.cgroup),
 		cmp.Compare(x.pool, y.pool),
+		cmp.Compare(x.detail, y.detail),
 	)
 }
 

@@ -106,7 +106,7 @@ var (
 	kFoo101 = tracer.Key{Kind: tracer.KindSlab, Stack: sKmalloc, Cache: "kmalloc-64", Comm: "foo", PID: 101, CgroupID: 7}
 	kNft200 = tracer.Key{Kind: tracer.KindSlab, Stack: sCache, Cache: "nft_trans", Comm: "nft", PID: 200}
 	kNft300 = tracer.Key{Kind: tracer.KindSlab, Stack: sCache, Cache: "nft_trans", Comm: "nft", PID: 300, CgroupID: 9}
-	kPages  = tracer.Key{Kind: tracer.KindPage, Stack: sPages, Comm: "swapper/0"}
+	kPages  = tracer.Key{Kind: tracer.KindPage, Stack: sPages, Comm: "swapper/0", Order: 1, GFP: 0xcc0, Migrate: 1}
 	kLost   = tracer.Key{Kind: tracer.KindSlab, Stack: tracer.StackLostCollision, Cache: "kmalloc-64", Comm: "foo", PID: 100}
 	kMiss   = tracer.Key{Kind: tracer.KindSlab, Stack: sMissing, Cache: "kmalloc-128", Comm: "bar", PID: 5}
 	kMiss2  = tracer.Key{Kind: tracer.KindSlab, Stack: sMissing2, Cache: "kmalloc-128", Comm: "bar", PID: 5}
@@ -147,7 +147,7 @@ func fixture() *tracer.Snapshot {
 			{Key: kFoo100, Addr: 0x1080, BytesReq: 50, BytesAlloc: 64, Time: young}, // young: alloc only
 			{Key: kFoo101, Addr: 0x10c0, BytesReq: 64, BytesAlloc: 64, Time: old},
 			{Key: kNft200, Addr: 0x2000, BytesReq: 100, BytesAlloc: 128, Time: old},
-			{Key: kPages, Addr: 0x3000, BytesReq: 8192, BytesAlloc: 8192, Time: old, Order: 1},
+			{Key: kPages, Addr: 0x3000, BytesReq: 8192, BytesAlloc: 8192, Time: old},
 			{Key: kLost, Addr: 0x4000, BytesReq: 64, BytesAlloc: 64, Time: old},
 			{Key: kMiss, Addr: 0x5000, BytesReq: 100, BytesAlloc: 128, Time: old},
 			{Key: kMiss2, Addr: 0x5080, BytesReq: 120, BytesAlloc: 128, Time: old},

@@ -94,7 +94,13 @@ type Key struct {
 	Comm     string // process name of the allocating task
 	Pool     string // Windows pool type ("NonPaged", "Paged", ...); "" on Linux
 	PID      uint32 // process (thread-group) id of the allocating task
-	Kind     Kind
+	// GFP, Order and Migrate describe page allocations (KindPage; zero for
+	// other kinds): the GFP flags, the order (2^order pages) and the migrate
+	// type plus one (0: unknown).
+	GFP     uint32
+	Kind    Kind
+	Order   uint8
+	Migrate uint8
 }
 
 // Record is one outstanding (allocated, not yet freed) allocation.
@@ -104,9 +110,7 @@ type Record struct {
 	BytesReq   uint64 // bytes the caller asked for
 	BytesAlloc uint64 // bytes the allocator handed out
 	Time       int64  // when it was allocated: wall clock, Unix nanoseconds
-	GFP        uint32 // GFP flags (Linux) or 0
 	Accounted  bool   // charged to a memory cgroup
-	Order      uint8  // page order (page kind)
 }
 
 // Total counts every allocation made during the capture for one Key, freed

@@ -33,6 +33,9 @@ const (
 	LabelTag       = "tag"         // Windows pool tag (pool samples carry it instead of cache)
 	LabelDriver    = "driver"      // Windows: the first driver in the stack past the kernel image
 	LabelReclaim   = "reclaimable" // "true" for slab caches the kernel reclaims under pressure
+	LabelOrder     = "order"       // page allocations: 2^order pages
+	LabelGFP       = "gfp"         // page allocations: GFP flags
+	LabelMigrate   = "migratetype" // page allocations: migrate type
 	LabelAccounted = "accounted"
 	LabelContainer = "container" // runtime:short id from the cgroup path (ContainerID), e.g. "docker:3f4e5a6b7c8d"
 	LabelPod       = "pod"       // Kubernetes pod uid from the cgroup path (PodUID)
@@ -81,6 +84,7 @@ func (a *Aggregation) Profile() (*profile.Profile, error) {
 	}
 
 	b := newProfileBuilder(p, a.Samples, a.Meta.Platform)
+	b.gfpName, b.migrateName = a.gfpName, a.migrateName
 	p.Sample = make([]*profile.Sample, len(a.Samples))
 	// One allocation for all samples and one for all values: at a million
 	// records there can be hundreds of thousands of samples.
@@ -144,14 +148,16 @@ type locKey struct {
 // profileBuilder interns functions, locations and label values so that each
 // appears once in the profile however many samples refer to it.
 type profileBuilder struct {
-	p         *profile.Profile
-	kernel    *profile.Mapping
-	funcs     map[funcKey]*profile.Function
-	locs      map[locKey]*profile.Location
-	stacks    map[StackID][]*profile.Location
-	labelSets map[labelSet]map[string][]string
-	numLabels map[int64]map[string][]int64
-	numUnit   map[string][]string
+	p           *profile.Profile
+	gfpName     func(uint32) string
+	migrateName func(uint8) string
+	kernel      *profile.Mapping
+	funcs       map[funcKey]*profile.Function
+	locs        map[locKey]*profile.Location
+	stacks      map[StackID][]*profile.Location
+	labelSets   map[labelSet]map[string][]string
+	numLabels   map[int64]map[string][]int64
+	numUnit     map[string][]string
 }
 
 func newProfileBuilder(p *profile.Profile, samples []AggSample, platform string) *profileBuilder {
@@ -278,6 +284,7 @@ type labelSet struct {
 	pool      string
 	driver    string
 	reclaim   bool
+	detail    uint64
 }
 
 // labels returns the string labels of a sample, shared with every sample
@@ -287,7 +294,7 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 	if s.Kind == KindPool {
 		driver = firstDriver(s.Frames)
 	}
-	ls := labelSet{s.Kind, s.Accounted, s.PID, s.CgroupID, s.Cache, s.Comm, s.CgroupPath, s.Pool, driver, s.Reclaimable}
+	ls := labelSet{s.Kind, s.Accounted, s.PID, s.CgroupID, s.Cache, s.Comm, s.CgroupPath, s.Pool, driver, s.Reclaimable, keyDetail(&s.Key)}
 	if l, ok := b.labelSets[ls]; ok {
 		return l
 	}
@@ -304,6 +311,24 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 	}
 	if s.Reclaimable {
 		l[LabelReclaim] = []string{"true"}
+	}
+	if s.Kind == KindPage {
+		l[LabelOrder] = []string{strconv.Itoa(int(s.Order))}
+		if s.GFP != 0 {
+			name := "0x" + strconv.FormatUint(uint64(s.GFP), 16)
+			if b.gfpName != nil {
+				name = b.gfpName(s.GFP)
+			}
+			l[LabelGFP] = []string{name}
+		}
+		if s.Migrate != 0 {
+			mt := s.Migrate - 1
+			name := DefaultMigrateName(mt)
+			if b.migrateName != nil {
+				name = b.migrateName(mt)
+			}
+			l[LabelMigrate] = []string{name}
+		}
 	}
 	if s.Comm != "" {
 		l[LabelComm] = []string{s.Comm}
@@ -339,6 +364,24 @@ func mappingName(platform string) string {
 		return WindowsKernelMapping
 	}
 	return KernelMapping
+}
+
+// DefaultMigrateName names the migrate types of Linux 6.x kernels built
+// without CONFIG_CMA (enum migratetype).
+func DefaultMigrateName(mt uint8) string {
+	switch mt {
+	case 0:
+		return "Unmovable"
+	case 1:
+		return "Movable"
+	case 2:
+		return "Reclaimable"
+	case 3:
+		return "HighAtomic"
+	case 4:
+		return "Isolate"
+	}
+	return "migratetype(" + strconv.Itoa(int(mt)) + ")"
 }
 
 // kernelImages are the modules that make up the Windows kernel itself: the

@@ -49,6 +49,13 @@ func HelperMain() {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	case "pipes":
+		n, _ := strconv.Atoi(os.Getenv(helperEnv + "_N"))
+		if err := pipeFiller(n, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	case "tree":
 		n, _ := strconv.Atoi(os.Getenv(helperEnv + "_N"))
 		if err := treeWalker(os.Getenv(helperEnv+"_DIR"), n, os.Stdin, os.Stdout); err != nil {
@@ -253,4 +260,12 @@ func StartSteadyLeaker(t testing.TB, n int, d time.Duration) *Child {
 func StartTreeWalker(t testing.TB, dir string, n int) *Child {
 	t.Helper()
 	return startChild(t, helperEnv+"=tree", helperEnv+"_N="+strconv.Itoa(n), helperEnv+"_DIR="+dir)
+}
+
+// StartPipeFiller starts a child that makes n pipes and writes one page into
+// each without reading it (a page allocation held per pipe, through
+// pipe_write); it prints "filled N".
+func StartPipeFiller(t testing.TB, n int) *Child {
+	t.Helper()
+	return startChild(t, helperEnv+"=pipes", helperEnv+"_N="+strconv.Itoa(n))
 }

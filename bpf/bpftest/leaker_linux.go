@@ -110,3 +110,24 @@ func treeWalker(dir string, n int, in io.Reader, out io.Writer) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+func pipeFiller(n int, in io.Reader, out io.Writer) error {
+	page := make([]byte, 4096)
+	var fds []int
+	for i := 0; i < n; i++ {
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			return fmt.Errorf("pipe: %w", err)
+		}
+		if _, err := unix.Write(p[1], page); err != nil {
+			return fmt.Errorf("writing a pipe: %w", err)
+		}
+		fds = append(fds, p[0], p[1])
+	}
+	fmt.Fprintf(out, "filled %d\n", n)
+	bufio.NewScanner(in).Scan()
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	return nil
+}

@@ -23,3 +23,7 @@ func steadyLeaker(int, time.Duration, io.Reader, io.Writer) error {
 func treeWalker(string, int, io.Reader, io.Writer) error {
 	return errors.New("the tree walker is only used on Linux")
 }
+
+func pipeFiller(int, io.Reader, io.Writer) error {
+	return errors.New("the pipe filler is only used on Linux")
+}

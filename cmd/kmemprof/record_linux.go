@@ -179,7 +179,7 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		}
 		return p
 	}
-	opts := tracer.Options{MinAge: o.minAge, CgroupPath: cgroupPath}
+	opts := tracer.Options{MinAge: o.minAge, CgroupPath: cgroupPath, GFPName: bpf.KernelGFPNamer().Name}
 	if series != nil {
 		opts.Growth = series.Growth()
 		snap.Meta.Comments = append(snap.Meta.Comments, fmt.Sprintf("growth: %d measurements every %s", len(series.Points), o.interval))

@@ -372,6 +372,14 @@ func TestRecordReleasedLeak(t *testing.T) {
 	if allocated < 3*leakN {
 		t.Errorf("alloc_objects through do_eventfd %d, want >= %d", allocated, 3*leakN)
 	}
+	// Every sample allocated at least what it still holds.
+	allocSpace, inuseSpace := sampleIndex(t, p, "alloc_space"), sampleIndex(t, p, "inuse_space")
+	for _, s := range p.Sample {
+		if s.Value[allocSpace] < s.Value[inuseSpace] || s.Value[alloc] < s.Value[sampleIndex(t, p, "inuse_objects")] {
+			t.Errorf("sample %v allocated %d bytes in %d objects but holds %d bytes", funcs(s), s.Value[allocSpace], s.Value[alloc], s.Value[inuseSpace])
+			break
+		}
+	}
 }
 
 // TestRecordDuration: a capture that runs to its duration exits 0 and prints
