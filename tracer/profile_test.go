@@ -117,7 +117,7 @@ func TestProfileRoundTrip(t *testing.T) {
 		)
 		// alloc_objects, alloc_space, inuse_objects, inuse_space.
 		want := map[string][4]int64{
-			pages + " comm=swapper/0 gfp=0xcc0 kind=page migratetype=Unmovable order=1 bytes=8192bytes":                                                                {2, 16384, 1, 8192},
+			pages + " comm=swapper/0 gfp=0xcc0 kind=page migratetype=Unmovable order=1 bytes=8192bytes":                        {2, 16384, 1, 8192},
 			foo + " comm=System kind=pool pid=4 pool=NonPaged tag=Tag1 bytes=320bytes":                                         {1, 320, 1, 320},
 			"[stack lost: evicted from stack map] cache=kmalloc-128 comm=bar kind=slab pid=5 bytes=128bytes":                   {2, 256, 2, 256},
 			foo + " accounted=true cache=kmalloc-64 cgroup=/system.slice/foo.service comm=foo kind=slab pid=100 bytes=64bytes": {10, 640, 2, 128},
