@@ -36,6 +36,7 @@ const (
 	cHotSites
 	cFreeNull
 	cSitesChurn
+	cStackRecovered
 	nrCounters
 )
 
@@ -65,7 +66,7 @@ var counterInfo = [nrCounters]struct {
 	cFreeUntrackedPercpu: {"free_untracked_percpu", "percpu frees not tracked (most were allocated before the capture)", false},
 	cAllocTracked:        {"alloc_at_tracked_ptr", "allocations at a pointer still tracked: its free was missed, the old record was replaced", true},
 	cMapFull:             {"outstanding_map_full", "allocations not recorded because their bucket of the outstanding table was full (raise --max-outstanding)", true},
-	cStackCollision:      {"stack_lost_collision", "stacks lost to a stack-map bucket collision (allocation kept under a placeholder frame)", true},
+	cStackCollision:      {"stack_lost_collision", "stacks lost to a stack-map bucket collision with the second-chance store full (allocation kept under a placeholder frame)", true},
 	cStackFull:           {"stack_lost_map_full", "stacks lost because the stack map was full", true},
 	cStackFault:          {"stack_lost_walk", "stack walks that failed in the kernel", true},
 	cTotalsFull:          {"totals_map_full", "allocations missing from alloc_objects/alloc_space because the totals map was full", true},
@@ -77,6 +78,7 @@ var counterInfo = [nrCounters]struct {
 	cSampledOut:          {"sampled_out", "allocations not recorded by --sample (the profile's values are scaled for them)", false},
 	cWalked:              {"stacks_walked", "kernel stacks walked", false},
 	cFreeNull:            {"free_null", "frees of NULL (no-ops)", false},
+	cStackRecovered:      {"stack_collision_recovered", "stacks that collided in the stack map and were kept in the second-chance store", false},
 	cSitesChurn:          {"sites_churn", "hot call sites cooled because they freed nearly all they allocated (adaptive mode)", false},
 	cHotSites:            {"hot_sites", "call sites whose stacks were walked because enough of their allocations were outstanding (adaptive mode)", false},
 }

@@ -78,6 +78,7 @@ enum counter {
 	C_HOT_SITES,            /* call sites that became hot (adaptive mode) */
 	C_FREE_NULL,            /* frees of NULL (kfree(NULL) is a no-op) */
 	C_SITES_CHURN,          /* hot sites cooled in the kernel as churn */
+	C_STACK_RECOVERED,      /* stacks that collided in the stack map, kept in stacks2 */
 	NR_COUNTERS,
 };
 
@@ -222,6 +223,38 @@ struct {
 	__uint(max_entries, 1);
 } stacks SEC(".maps");
 
+/*
+ * The second-chance stack store. bpf_get_stackid keeps one stack per hash
+ * bucket and fails with -EEXIST when another stack holds it; such a stack is
+ * walked again into a scratch buffer, hashed here with 64 bits (collisions
+ * negligible) and kept in stacks2, so no stack is lost to a collision while
+ * stacks2 has room. Its ids follow the stack map's: stack_base + slot.
+ */
+struct stack_buf {
+	__u64 ips[MAX_STACK_DEPTH];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct stack_buf);
+	__uint(max_entries, 1);
+} stack_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct stack_buf);
+	__uint(max_entries, 1);
+} stacks2 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(max_entries, 1);
+} stacks2_index SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__type(key, struct totals_key);
@@ -278,6 +311,11 @@ const volatile __u64 min_size = 0;
 const volatile __u32 cache_filter_n = 0;
 const volatile char cache_filter[MAX_CACHE_FILTERS][CACHE_NAME_LEN] = {};
 const volatile __u32 stack_flags = 0;
+/* Stack map capacity: stacks2 ids start there. */
+const volatile __u32 stack_base = 0;
+/* stacks2 capacity, and the next free slot. */
+const volatile __u32 stacks2_size = 0;
+__u32 stacks2_next = 0;
 /* log2 of the number of table buckets. */
 const volatile __u32 table_bits = 0;
 /* 0: full (walk every stack), 1: adaptive (walk only hot sites), 2: sample. */
@@ -356,16 +394,59 @@ static __always_inline bool pass_task_filters(__u32 tgid)
 	return true;
 }
 
+/* second_chance_stack keeps a stack that collided in the stack map. */
+/* Not inlined: the common path of walk_stack stays as small as before. */
+static __noinline __s64 second_chance_stack(void *ctx)
+{
+	__u32 zero = 0;
+	struct stack_buf *buf = bpf_map_lookup_elem(&stack_scratch, &zero);
+	if (!buf || !stacks2_size) {
+		count(C_STACK_COLLISION);
+		return STACK_LOST_COLLISION;
+	}
+	long n = bpf_get_stack(ctx, buf->ips, sizeof(buf->ips), stack_flags & 0xff);
+	if (n <= 0) {
+		count(C_STACK_FAULT);
+		return STACK_LOST_WALK;
+	}
+	__u64 h = 0xcbf29ce484222325ULL;
+	for (int i = 0; i < MAX_STACK_DEPTH; i++) {
+		if (i * 8 >= n)
+			break;
+		h ^= buf->ips[i];
+		h *= 0x100000001b3ULL;
+	}
+	__u32 *slot = bpf_map_lookup_elem(&stacks2_index, &h);
+	if (slot) {
+		count(C_STACK_RECOVERED);
+		return (__s64)stack_base + *slot;
+	}
+	__u32 s = __sync_fetch_and_add(&stacks2_next, 1);
+	if (s >= stacks2_size) {
+		count(C_STACK_COLLISION);
+		return STACK_LOST_COLLISION;
+	}
+	struct stack_buf *dst = bpf_map_lookup_elem(&stacks2, &s);
+	if (!dst) {
+		count(C_STACK_COLLISION);
+		return STACK_LOST_COLLISION;
+	}
+	/* Zero the tail: user space reads up to the first zero frame. */
+	for (int i = 0; i < MAX_STACK_DEPTH; i++)
+		dst->ips[i] = i * 8 < n ? buf->ips[i] : 0;
+	bpf_map_update_elem(&stacks2_index, &h, &s, BPF_NOEXIST);
+	count(C_STACK_RECOVERED);
+	return (__s64)stack_base + s;
+}
+
 static __always_inline __s64 walk_stack(void *ctx)
 {
 	long id = bpf_get_stackid(ctx, &stacks, stack_flags);
 	count(C_WALKED);
 	if (id >= 0)
 		return id;
-	if (id == -EEXIST) {
-		count(C_STACK_COLLISION);
-		return STACK_LOST_COLLISION;
-	}
+	if (id == -EEXIST)
+		return second_chance_stack(ctx);
 	if (id == -ENOMEM) {
 		count(C_STACK_FULL);
 		return STACK_LOST_FULL;

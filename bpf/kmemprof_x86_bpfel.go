@@ -74,6 +74,11 @@ type kmemprofSiteState struct {
 	W_frees  int64
 }
 
+type kmemprofStackBuf struct {
+	_   structs.HostLayout
+	Ips [127]uint64
+}
+
 type kmemprofTotalsKey struct {
 	_       structs.HostLayout
 	StackId int64
@@ -182,7 +187,10 @@ type kmemprofMapSpecs struct {
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	KpPending    *ebpf.MapSpec `ebpf:"kp_pending"`
 	Sites        *ebpf.MapSpec `ebpf:"sites"`
+	StackScratch *ebpf.MapSpec `ebpf:"stack_scratch"`
 	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
+	Stacks2      *ebpf.MapSpec `ebpf:"stacks2"`
+	Stacks2Index *ebpf.MapSpec `ebpf:"stacks2_index"`
 	TableKeys    *ebpf.MapSpec `ebpf:"table_keys"`
 	TableRecs    *ebpf.MapSpec `ebpf:"table_recs"`
 	Totals       *ebpf.MapSpec `ebpf:"totals"`
@@ -203,7 +211,10 @@ type kmemprofVariableSpecs struct {
 	MinSize      *ebpf.VariableSpec `ebpf:"min_size"`
 	SampleEvery  *ebpf.VariableSpec `ebpf:"sample_every"`
 	SelfTgid     *ebpf.VariableSpec `ebpf:"self_tgid"`
+	StackBase    *ebpf.VariableSpec `ebpf:"stack_base"`
 	StackFlags   *ebpf.VariableSpec `ebpf:"stack_flags"`
+	Stacks2Next  *ebpf.VariableSpec `ebpf:"stacks2_next"`
+	Stacks2Size  *ebpf.VariableSpec `ebpf:"stacks2_size"`
 	TableBits    *ebpf.VariableSpec `ebpf:"table_bits"`
 	TraceMode    *ebpf.VariableSpec `ebpf:"trace_mode"`
 }
@@ -234,7 +245,10 @@ type kmemprofMaps struct {
 	Counters     *ebpf.Map `ebpf:"counters"`
 	KpPending    *ebpf.Map `ebpf:"kp_pending"`
 	Sites        *ebpf.Map `ebpf:"sites"`
+	StackScratch *ebpf.Map `ebpf:"stack_scratch"`
 	Stacks       *ebpf.Map `ebpf:"stacks"`
+	Stacks2      *ebpf.Map `ebpf:"stacks2"`
+	Stacks2Index *ebpf.Map `ebpf:"stacks2_index"`
 	TableKeys    *ebpf.Map `ebpf:"table_keys"`
 	TableRecs    *ebpf.Map `ebpf:"table_recs"`
 	Totals       *ebpf.Map `ebpf:"totals"`
@@ -248,7 +262,10 @@ func (m *kmemprofMaps) Close() error {
 		m.Counters,
 		m.KpPending,
 		m.Sites,
+		m.StackScratch,
 		m.Stacks,
+		m.Stacks2,
+		m.Stacks2Index,
 		m.TableKeys,
 		m.TableRecs,
 		m.Totals,
@@ -270,7 +287,10 @@ type kmemprofVariables struct {
 	MinSize      *ebpf.Variable `ebpf:"min_size"`
 	SampleEvery  *ebpf.Variable `ebpf:"sample_every"`
 	SelfTgid     *ebpf.Variable `ebpf:"self_tgid"`
+	StackBase    *ebpf.Variable `ebpf:"stack_base"`
 	StackFlags   *ebpf.Variable `ebpf:"stack_flags"`
+	Stacks2Next  *ebpf.Variable `ebpf:"stacks2_next"`
+	Stacks2Size  *ebpf.Variable `ebpf:"stacks2_size"`
 	TableBits    *ebpf.Variable `ebpf:"table_bits"`
 	TraceMode    *ebpf.Variable `ebpf:"trace_mode"`
 }

@@ -361,12 +361,28 @@ func (t *Tracer) resolveCaches(ids []uint64) error {
 // readStacks looks up every stack id the records and totals refer to.
 func (t *Tracer) readStacks(snap *tracer.Snapshot) error {
 	m := t.coll.Maps["stacks"]
+	m2 := t.coll.Maps["stacks2"]
 	buf := make([]uint64, t.cfg.StackDepth)
+	var buf2 kmemprofStackBuf
 	want := func(id tracer.StackID) error {
 		if id < 0 {
 			return nil
 		}
 		if _, ok := snap.Stacks[id]; ok {
+			return nil
+		}
+		if id >= tracer.StackID(t.cfg.MaxStacks) && id < partialStackBase {
+			// From the second-chance store (a stack map collision).
+			if err := m2.Lookup(uint32(id-tracer.StackID(t.cfg.MaxStacks)), &buf2); err != nil {
+				return fmt.Errorf("reading stack %d: %w", id, err)
+			}
+			n := 0
+			for n < len(buf2.Ips) && buf2.Ips[n] != 0 {
+				n++
+			}
+			if n > 0 {
+				snap.Stacks[id] = append([]uint64(nil), buf2.Ips[:n]...)
+			}
 			return nil
 		}
 		if err := m.Lookup(uint32(id), &buf); err != nil {

@@ -250,6 +250,10 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, progs []string) (*ebp
 	spec.Maps["table_recs"].Flags |= unix.BPF_F_MMAPABLE
 	spec.Maps["stacks"].MaxEntries = uint32(cfg.MaxStacks)
 	spec.Maps["stacks"].ValueSize = uint32(cfg.StackDepth * 8)
+	// The second-chance store for stacks that collide in the stack map.
+	stacks2 := uint32(max(cfg.MaxStacks/4, 1024))
+	spec.Maps["stacks2"].MaxEntries = stacks2
+	spec.Maps["stacks2_index"].MaxEntries = stacks2
 	// One totals entry per distinct stack and labels: far fewer than records.
 	spec.Maps["totals"].MaxEntries = uint32(max(cfg.MaxStacks*2, 4096))
 
@@ -284,6 +288,8 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, progs []string) (*ebp
 		{"cache_filter_n", uint32(len(cfg.Caches))},
 		{"cache_filter", filters},
 		{"table_bits", uint32(bits)},
+		{"stack_base", uint32(cfg.MaxStacks)},
+		{"stacks2_size", stacks2},
 		{"trace_mode", trackingCode(cfg.Tracking)},
 		{"hot_threshold", int64(cfg.HotThreshold)},
 		{"sample_every", uint32(cfg.SampleEvery)},

@@ -566,3 +566,39 @@ func kallsymsHas(name string) bool {
 	b, err := os.ReadFile("/proc/kallsyms")
 	return err == nil && strings.Contains(string(b), " "+name+"\n")
 }
+
+// TestStackCollisionsRecovered: with a tiny stack map most stacks collide;
+// the second-chance store keeps them, so none is lost and the leak's stacks
+// are whole.
+func TestStackCollisionsRecovered(t *testing.T) {
+	bpftest.Require(t)
+	tr, err := Open(Config{Tracking: TrackFull, MaxStacks: 8, MaxOutstanding: 1 << 16})
+	if err != nil {
+		t.Fatalf("Open: %+v", err)
+	}
+	defer tr.Close()
+	const n = 1000
+	l := bpftest.StartLeaker(t, n)
+	if err := tr.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := tr.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := counter(snap, "stack_collision_recovered"); got == 0 {
+		t.Fatal("no stack collided in an 8-bucket stack map")
+	}
+	if got := counter(snap, "stack_lost_collision"); got != 0 {
+		t.Errorf("stack_lost_collision = %d with room in the second-chance store", got)
+	}
+	var full int
+	for _, c := range countEventfd(t, snap, l.PID) {
+		if c == n {
+			full++
+		}
+	}
+	if full < 3 {
+		t.Errorf("stacks through do_eventfd with all %d records: %d, want >= 3 (%v)", n, full, countEventfd(t, snap, l.PID))
+	}
+}
