@@ -431,9 +431,10 @@ static __noinline __s64 second_chance_stack(void *ctx)
 		count(C_STACK_COLLISION);
 		return STACK_LOST_COLLISION;
 	}
-	/* Zero the tail: user space reads up to the first zero frame. */
-	for (int i = 0; i < MAX_STACK_DEPTH; i++)
-		dst->ips[i] = i * 8 < n ? buf->ips[i] : 0;
+	/* Slots are used once, so the tail is still zero: copy the frames only. */
+	if (n > sizeof(dst->ips))
+		n = sizeof(dst->ips);
+	bpf_probe_read_kernel(dst->ips, n, buf->ips);
 	bpf_map_update_elem(&stacks2_index, &h, &s, BPF_NOEXIST);
 	count(C_STACK_RECOVERED);
 	return (__s64)stack_base + s;
