@@ -84,11 +84,8 @@ func HelperMain() {
 // kernel allocations (file, dentry, eventfd_ctx, LSM blob) made through
 // do_eventfd and kept until Release.
 type Leaker struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	out   *bufio.Scanner
-	N     int
-	PID   int
+	*Child
+	N int
 }
 
 // StartLeaker starts a child of the test binary that opens n eventfds, and
@@ -105,40 +102,7 @@ func StartLeaker(t testing.TB, n int) *Leaker {
 // cgroupDir (a cgroup v2 directory) starts the child inside that cgroup.
 func StartIdleLeaker(t testing.TB, n int, cgroupDir string) *Leaker {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), helperEnv+"=eventfd", helperEnv+"_N="+strconv.Itoa(n))
-	if cgroupDir != "" {
-		f, err := os.Open(cgroupDir)
-		if err != nil {
-			t.Fatalf("opening cgroup: %v", err)
-		}
-		defer f.Close()
-		setCgroup(cmd, f)
-	}
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting leaker: %v", err)
-	}
-	l := &Leaker{cmd: cmd, stdin: stdin, out: bufio.NewScanner(stdout), N: n, PID: cmd.Process.Pid}
-	t.Cleanup(func() {
-		l.stdin.Close()
-		done := make(chan struct{})
-		go func() { l.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			l.cmd.Process.Kill()
-			<-done
-		}
-	})
+	l := &Leaker{Child: startChildIn(t, cgroupDir, helperEnv+"=eventfd", helperEnv+"_N="+strconv.Itoa(n)), N: n}
 	l.expect(t, "ready")
 	return l
 }
@@ -197,8 +161,23 @@ type Child struct {
 
 func startChild(t testing.TB, env ...string) *Child {
 	t.Helper()
+	return startChildIn(t, "", env...)
+}
+
+// startChildIn starts a helper child, inside the cgroup v2 directory
+// cgroupDir when it is not empty.
+func startChildIn(t testing.TB, cgroupDir string, env ...string) *Child {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), env...)
+	if cgroupDir != "" {
+		f, err := os.Open(cgroupDir)
+		if err != nil {
+			t.Fatalf("opening cgroup: %v", err)
+		}
+		defer f.Close()
+		setCgroup(cmd, f)
+	}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

@@ -317,3 +317,29 @@ func runRecord(args []string, stdout, stderr io.Writer) int {
 	}
 	return exitOK
 }
+
+// writeOutputs builds the profile from agg, writes it (0600, atomically),
+// prints the summary (then more, when set) on stdout and says where the
+// profile is on stderr.
+func writeOutputs(o *recordOptions, agg *tracer.Aggregation, stdout, stderr io.Writer, more func(io.Writer) error) error {
+	prof, err := agg.Profile()
+	if err != nil {
+		return err
+	}
+	if err := tracer.WriteProfile(o.output, prof); err != nil {
+		return err
+	}
+	if o.top > 0 {
+		if err := agg.WriteSummary(stdout, o.top, tracer.IsAllocatorFrame); err != nil {
+			return err
+		}
+		if more != nil {
+			if err := more(stdout); err != nil {
+				return err
+			}
+		}
+	}
+	fmt.Fprintf(stderr, "wrote %s (%d samples)\nopen it with: go tool pprof -http=127.0.0.1:8080 %s\n",
+		o.output, len(prof.Sample), o.output)
+	return nil
+}

@@ -189,25 +189,10 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		return err
 	}
 	agg.Meta.Comments = append(agg.Meta.Comments, bpf.SystemViewComments(sysStart, sysEnd)...)
-	prof, err := agg.Profile()
-	if err != nil {
-		return err
-	}
-	if err := tracer.WriteProfile(o.output, prof); err != nil {
-		return err
-	}
-	if o.top > 0 {
-		if err := agg.WriteSummary(stdout, o.top, tracer.IsAllocatorFrame); err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout)
-		if err := bpf.FormatSystemView(stdout, sysStart, sysEnd, bpf.TrackedByCache(agg)); err != nil {
-			return err
-		}
-	}
-	fmt.Fprintf(stderr, "wrote %s (%d samples)\nopen it with: go tool pprof -http=127.0.0.1:8080 %s\n",
-		o.output, len(prof.Sample), o.output)
-	return nil
+	return writeOutputs(o, agg, stdout, stderr, func(w io.Writer) error {
+		fmt.Fprintln(w)
+		return bpf.FormatSystemView(w, sysStart, sysEnd, bpf.TrackedByCache(agg))
+	})
 }
 
 // wait traces until d has passed or ctx is cancelled (a signal), showing a

@@ -92,21 +92,7 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 			fmt.Fprintln(stderr, e)
 		}
 	}
-	prof, err := agg.Profile()
-	if err != nil {
-		return err
-	}
-	if err := tracer.WriteProfile(o.output, prof); err != nil {
-		return err
-	}
-	if o.top > 0 {
-		if err := agg.WriteSummary(stdout, o.top, tracer.IsAllocatorFrame); err != nil {
-			return err
-		}
-	}
-	fmt.Fprintf(stderr, "wrote %s (%d samples)\nopen it with: go tool pprof -http=127.0.0.1:8080 %s\n",
-		o.output, len(prof.Sample), o.output)
-	return nil
+	return writeOutputs(o, agg, stdout, stderr, nil)
 }
 
 // tagDrivers lists, for the tags in the profile, what pooltag.txt says of them.
