@@ -442,21 +442,11 @@ func (a *Aggregation) comments() []string {
 	if a.SampleEvery > 1 {
 		c = append(c, fmt.Sprintf("sampled: 1 allocation in %d recorded; every value is scaled by %d", a.SampleEvery, a.SampleEvery))
 	}
-	var events, stats, losses []string
+	g := groupCounters(a.Counters)
+	events, stats, losses := g.events, g.stats, g.losses
 	var explain []string
-	for _, k := range a.Counters {
-		kv := k.Name + "=" + strconv.FormatUint(k.Value, 10)
-		switch {
-		case k.Loss:
-			losses = append(losses, kv)
-			if k.Value != 0 {
-				explain = append(explain, "loss "+counterComment(k))
-			}
-		case strings.HasPrefix(k.Name, "events_"):
-			events = append(events, strings.TrimPrefix(kv, "events_"))
-		default:
-			stats = append(stats, kv)
-		}
+	for _, k := range g.lost {
+		explain = append(explain, "loss "+counterComment(k))
 	}
 	if len(events) > 0 {
 		c = append(c, "events: "+strings.Join(events, " "))
@@ -470,6 +460,33 @@ func (a *Aggregation) comments() []string {
 	c = append(c, explain...)
 	c = append(c, m.Comments...)
 	return c
+}
+
+// counterGroups are the counters as the summary and the comments show them:
+// "name=value" for events (without the events_ prefix), other statistics
+// and every loss counter, and the loss counters that are not zero.
+type counterGroups struct {
+	events, stats, losses []string
+	lost                  []Counter
+}
+
+func groupCounters(cs []Counter) counterGroups {
+	var g counterGroups
+	for _, c := range cs {
+		kv := c.Name + "=" + strconv.FormatUint(c.Value, 10)
+		switch {
+		case c.Loss:
+			g.losses = append(g.losses, kv)
+			if c.Value != 0 {
+				g.lost = append(g.lost, c)
+			}
+		case strings.HasPrefix(c.Name, "events_"):
+			g.events = append(g.events, strings.TrimPrefix(kv, "events_"))
+		default:
+			g.stats = append(g.stats, kv)
+		}
+	}
+	return g
 }
 
 func counterComment(k Counter) string {

@@ -217,22 +217,8 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name strin
 // statistics and every loss counter on one line each, then one line per
 // non-zero loss, marked "!" and explained.
 func (a *Aggregation) writeCounters(w io.Writer) error {
-	var events, stats, losses []string
-	var lost []Counter
-	for _, c := range a.Counters {
-		kv := c.Name + "=" + strconv.FormatUint(c.Value, 10)
-		switch {
-		case c.Loss:
-			losses = append(losses, kv)
-			if c.Value != 0 {
-				lost = append(lost, c)
-			}
-		case strings.HasPrefix(c.Name, "events_"):
-			events = append(events, strings.TrimPrefix(kv, "events_"))
-		default:
-			stats = append(stats, kv)
-		}
-	}
+	g := groupCounters(a.Counters)
+	events, stats, losses, lost := g.events, g.stats, g.losses, g.lost
 	if len(events) > 0 {
 		fmt.Fprintf(w, "events: %s\n", strings.Join(events, " "))
 	}

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // version is set by the Makefile (-ldflags "-X main.version=...").
@@ -111,4 +112,29 @@ func report(stderr io.Writer, cmd string, err error) int {
 	}
 	fmt.Fprintf(stderr, "kmemprof %s: %v\n", cmd, err)
 	return exitError
+}
+
+// parseInterspersed parses args with fs, letting options follow positional
+// arguments (flag stops at the first non-flag one, so it parses again after
+// each); after "--" everything is positional. It returns the positional
+// arguments, or a usageError.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	rest := args
+	for len(rest) > 0 {
+		if err := fs.Parse(rest); err != nil {
+			return nil, usagef("%s", strings.TrimPrefix(err.Error(), "flag provided but not defined: "))
+		}
+		left := fs.Args()
+		if consumed := len(rest) - len(left); consumed > 0 && rest[consumed-1] == "--" {
+			pos = append(pos, left...)
+			break
+		}
+		if len(left) == 0 {
+			break
+		}
+		pos = append(pos, left[0])
+		rest = left[1:]
+	}
+	return pos, nil
 }

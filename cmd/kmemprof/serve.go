@@ -81,24 +81,9 @@ func parseServe(args []string, stdout io.Writer) (*serveOptions, error) {
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&help, "h", false, "")
 
-	// flag stops at the first non-flag argument; parse again after each file
-	// so that options may follow it. After "--" everything is a file.
-	var files []string
-	rest := args
-	for len(rest) > 0 {
-		if err := fs.Parse(rest); err != nil {
-			return nil, usagef("%s", strings.TrimPrefix(err.Error(), "flag provided but not defined: "))
-		}
-		left := fs.Args()
-		if consumed := len(rest) - len(left); consumed > 0 && rest[consumed-1] == "--" {
-			files = append(files, left...)
-			break
-		}
-		if len(left) == 0 {
-			break
-		}
-		files = append(files, left[0])
-		rest = left[1:]
+	files, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, err
 	}
 	if help {
 		fmt.Fprint(stdout, serveUsage)

@@ -89,24 +89,9 @@ func parseTags(args []string, stdout io.Writer, goos string, getenv func(string)
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&help, "h", false, "")
 
-	// flag stops at the first non-flag argument; parse again after each tag
-	// so that options may follow tags. After "--" everything is a tag.
-	var tags []string
-	rest := args
-	for len(rest) > 0 {
-		if err := fs.Parse(rest); err != nil {
-			return nil, usagef("%s", strings.TrimPrefix(err.Error(), "flag provided but not defined: "))
-		}
-		left := fs.Args()
-		if consumed := len(rest) - len(left); consumed > 0 && rest[consumed-1] == "--" {
-			tags = append(tags, left...)
-			break
-		}
-		if len(left) == 0 {
-			break
-		}
-		tags = append(tags, left[0])
-		rest = left[1:]
+	tags, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, err
 	}
 	if help {
 		fmt.Fprint(stdout, tagsUsage)
