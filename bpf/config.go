@@ -24,19 +24,23 @@ const (
 	ModeRawTP      Mode = "raw_tp"
 	ModeTPBTF      Mode = "tp_btf"
 	ModeTracepoint Mode = "tracepoint"
+	ModeFentry     Mode = "fentry"
 	ModeKprobe     Mode = "kprobe"
 )
 
-// AutoOrder is the order in which ModeAuto tries the attach modes.
-var AutoOrder = []Mode{ModeRawTP, ModeTPBTF, ModeTracepoint, ModeKprobe}
+// AutoOrder is the order in which ModeAuto tries the attach modes: the
+// cheapest first. The tracepoint modes hook the frees that have no
+// tracepoint (kmem_cache_free_bulk) with fentry or a kprobe where the kernel
+// allows, so they are complete wherever fentry and kprobe modes would be.
+var AutoOrder = []Mode{ModeRawTP, ModeTPBTF, ModeTracepoint, ModeFentry, ModeKprobe}
 
 // ParseMode parses an --attach value.
 func ParseMode(s string) (Mode, error) {
 	switch m := Mode(strings.TrimSpace(s)); m {
-	case ModeAuto, ModeRawTP, ModeTPBTF, ModeTracepoint, ModeKprobe:
+	case ModeAuto, ModeRawTP, ModeTPBTF, ModeTracepoint, ModeFentry, ModeKprobe:
 		return m, nil
 	}
-	return "", fmt.Errorf("unknown attach mode %q (want auto, raw_tp, tp_btf, tracepoint or kprobe)", s)
+	return "", fmt.Errorf("unknown attach mode %q (want auto, raw_tp, tp_btf, tracepoint, fentry or kprobe)", s)
 }
 
 // ParseKinds parses a --kinds value: a comma-separated list of slab, page and
@@ -143,10 +147,21 @@ type Config struct {
 	// SelfPID is excluded from tracing: kmemprof's own map reads allocate.
 	// 0 means the current process.
 	SelfPID uint32
-	// HasSymbol reports whether a kernel function exists; kprobe mode uses it
-	// to pick allocator function names. nil means try every known name.
-	HasSymbol func(name string) bool
+	// BulkFrees says how the frees that have no tracepoint
+	// (kmem_cache_free_bulk) are hooked in the tracepoint modes: BulkAuto
+	// (the default: fentry, else a kprobe, else not at all, with a note) or
+	// BulkOff.
+	BulkFrees BulkHook
 }
+
+// BulkHook is how the tracepoint modes hook kmem_cache_free_bulk.
+type BulkHook string
+
+// Bulk free hooking.
+const (
+	BulkAuto BulkHook = ""
+	BulkOff  BulkHook = "off"
+)
 
 func (c *Config) setDefaults() error {
 	if c.Mode == "" {

@@ -4,15 +4,33 @@
 /*
  * kmemprof BPF programs: track outstanding kernel allocations.
  *
- * Every allocation hook inserts the allocation into an outstanding map keyed
+ * Every allocation hook inserts the allocation into an outstanding table keyed
  * by its pointer (slab, percpu) or page; every free hook deletes it, whatever
- * hook allocated it. User space reads the maps at the end of a capture.
+ * hook allocated it. User space reads the table at the end of a capture.
  *
- * The same handlers are reached from four attach modes: tp_btf and raw_tp
- * (typed or raw tracepoint arguments, the cheapest), classic tracepoints
- * (the perf trace record), and kprobe/kretprobe on the allocator functions
- * for kernels whose tracepoints do not serve. User space loads only the
- * programs of the mode and kinds it attaches.
+ * One object serves every kernel from 5.10 on. What differs between kernels is
+ * decided by the loader from the running kernel and written into the read-only
+ * configuration below before load, so the verifier sees constants and drops
+ * the paths a kernel does not take:
+ *   - tracepoint argument lists (raw_tp, tp_btf) come from the kernel's BTF
+ *     prototypes (btf_trace_*): arg_idx gives each field's position;
+ *   - classic tracepoint records come from their tracefs format: tp_off and
+ *     tp_size give each field's offset and size;
+ *   - allocator function signatures (kprobe, fentry) come from the functions'
+ *     BTF: fn_alloc gives each slot's layout;
+ *   - kernels without BPF atomics (before 5.12) load the *_na ("no atomics")
+ *     programs, whose outstanding table is a BPF hash map instead of the
+ *     compare-and-swap table;
+ *   - where an allocation hook does not pass the slab cache (kmem_cache_alloc
+ *     before 6.0, classic tracepoints, kmalloc in kprobe and fentry modes), the
+ *     cache is read from the object's struct slab, through the linear map
+ *     calibrated by the loader (vm_page_c).
+ *
+ * The attach modes: raw_tp and tp_btf (the same programs, typed for tp_btf),
+ * classic tracepoints (tp_*), kprobes on the allocator functions (kp_*), and
+ * fentry/fexit on them (fx_*, fe_*). Frees that have no tracepoint
+ * (kmem_cache_free_bulk, which kfree_bulk and batched RCU frees use) are hooked
+ * with fentry or a kprobe wherever the kernel has either.
  *
  * Nothing is dropped silently: every loss has a counter (see enum counter).
  */
@@ -49,21 +67,23 @@ enum hook {
 	HOOK_PAGE_FREE_BATCHED,
 	HOOK_PERCPU_ALLOC,
 	HOOK_PERCPU_FREE,
+	HOOK_FREE_BULK,
 	NR_HOOKS,
 };
 
 /*
- * Counters; index into the per-CPU counters array. The first NR_HOOKS slots
- * count events per hook. Keep in sync with bpf/counters.go.
+ * Counters: index into the per-CPU counters array. The first NR_HOOKS slots
+ * count events per hook. The Go side reads these names from the generated
+ * bindings (kmemprofCounter).
  */
 enum counter {
-	C_TRACKED = NR_HOOKS,   /* allocations inserted into an outstanding map */
+	C_TRACKED = NR_HOOKS,   /* allocations inserted into the outstanding table */
 	C_FREED,                /* tracked allocations deleted by a free */
 	C_FREE_UNTRACKED_SLAB,  /* slab free of a pointer not tracked */
 	C_FREE_UNTRACKED_PAGE,  /* page free of a page not tracked */
 	C_FREE_UNTRACKED_PERCPU,/* percpu free of a pointer not tracked */
 	C_ALLOC_TRACKED,        /* allocation at a pointer still tracked: a missed free */
-	C_MAP_FULL,             /* outstanding map full: allocation not tracked */
+	C_MAP_FULL,             /* outstanding table full: allocation not tracked */
 	C_STACK_COLLISION,      /* stack walk lost: bucket held another stack (-EEXIST) */
 	C_STACK_FULL,           /* stack walk lost: stack map full (-ENOMEM) */
 	C_STACK_FAULT,          /* stack walk failed (-EFAULT and others) */
@@ -72,13 +92,17 @@ enum counter {
 	C_FILTERED,             /* allocations skipped by --pid/--cgroup/--cache/--min-size */
 	C_SELF,                 /* allocations by kmemprof itself, skipped */
 	C_NULL,                 /* failed allocations (NULL pointer), skipped */
-	C_KRETPROBE_NO_ENTRY,   /* kretprobe without its entry arguments */
+	C_RETURN_MISSED,        /* kprobe mode: an allocator entry whose return was never seen */
 	C_SAMPLED_OUT,          /* allocations left out by --sample (accounted for by the scale) */
 	C_WALKED,               /* stacks walked */
 	C_HOT_SITES,            /* call sites that became hot (adaptive mode) */
 	C_FREE_NULL,            /* frees of NULL (kfree(NULL) is a no-op) */
 	C_SITES_CHURN,          /* hot sites cooled in the kernel as churn */
 	C_STACK_RECOVERED,      /* stacks that collided in the stack map, kept in stacks2 */
+	C_CACHE_UNRESOLVED,     /* slab allocations whose cache could not be read from the object */
+	C_NESTED,               /* kprobe/fentry: an allocator called by another hooked allocator, counted once */
+	C_BULK_TRUNCATED,       /* objects of a bulk free beyond MAX_BULK, not looked up */
+	C_RETURN_NO_ENTRY,      /* kprobe mode: an allocator return without its entry */
 	NR_COUNTERS,
 };
 
@@ -86,12 +110,31 @@ enum counter {
 #define STACK_LOST_COLLISION -1
 #define STACK_LOST_FULL -2
 #define STACK_LOST_WALK -3
-
 #define STACK_NOT_WALKED -6 /* adaptive mode: the call site was not hot yet */
+#define STACK_UNSET -100    /* not decided yet (internal) */
 
-/* One outstanding allocation; slot i of the table holds records[i]. */
+/*
+ * Fields an allocation or free hook reads, by index into arg_idx, tp_off and
+ * tp_size. F_PTR is the object (for pages: the struct page, or pfn in classic
+ * tracepoints).
+ */
+enum field {
+	F_SITE = 0,
+	F_PTR,
+	F_CACHE,
+	F_REQ,
+	F_ALLOC,
+	F_GFP,
+	F_ORDER,
+	F_MIGRATE,
+	F_NAME,
+	F_ACCOUNTED,
+	NR_FIELDS,
+};
+
+/* One outstanding allocation. */
 struct alloc_info {
-	__u64 ts;          /* bpf_ktime_get_ns() at allocation */
+	__u64 ts;          /* allocation clock (clock_ns) at allocation */
 	__u64 cache;       /* cache id, see struct cache_info */
 	__u64 cgroup;      /* cgroup v2 id of the allocating task */
 	__u64 site;        /* call site: return address into the allocator's caller (0: unknown) */
@@ -108,11 +151,12 @@ struct alloc_info {
 };
 
 /*
- * The outstanding table: an open-addressing hash table in two BPF arrays,
- * cheaper per event than a BPF hash map (no bucket lock, no free list, no
- * value copy through a helper). Keys are (pointer << 2) | kind, never 0 (0 is
- * an empty slot); a key lives in one of the BUCKET_WAYS slots of its bucket,
- * claimed with compare-and-swap. A full bucket is counted as map_full.
+ * The outstanding table (kernels with BPF atomics): an open-addressing hash
+ * table in two BPF arrays, cheaper per event than a BPF hash map (no bucket
+ * lock, no free list, no value copy through a helper). Keys are
+ * (pointer << 2) | kind, never 0 (0 is an empty slot); a key lives in one of
+ * the BUCKET_WAYS slots of its bucket, claimed with compare-and-swap. A full
+ * bucket is counted as map_full. Kernels without atomics use table_hash.
  */
 #define BUCKET_WAYS 8
 struct bucket {
@@ -138,19 +182,20 @@ struct site_state {
 };
 
 /*
- * Cache ids. For kmem_cache hooks in raw modes: the struct kmem_cache pointer
- * (a kernel address, top bit set). In classic tracepoint mode: an FNV-1a hash
- * of the cache name with the top bit set. For kmalloc: a small synthetic id,
+ * Cache ids. For kmem_cache hooks and wherever the cache is read from the
+ * object: the struct kmem_cache pointer (a kernel address). Classic
+ * tracepoints whose record names the cache: an FNV-1a hash of the name with
+ * the top bit set. kmalloc in tracepoint modes: a small synthetic id,
  * KMALLOC_ID | variant << 16 | bucket size, that user space names
  * ("kmalloc-64", "kmalloc-cg-64", "kmalloc-rcl-64", "dma-kmalloc-64",
- * "kmalloc-large"). Page and percpu allocations have cache 0.
+ * "kmalloc-large"). Page and percpu allocations have no cache (page
+ * allocations carry PAGE_DETAIL ids instead). 0: unknown.
  */
 #define KMALLOC_ID (1ULL << 40)
 #define KMALLOC_VARIANT_NORMAL 0
 #define KMALLOC_VARIANT_CG 1
 #define KMALLOC_VARIANT_RCL 2
 #define KMALLOC_VARIANT_DMA 3
-#define KMALLOC_MAX_CACHE_SIZE 8192
 /* Page allocations' cache id: PAGE_DETAIL | gfp | order << 32 | migratetype << 40. */
 #define PAGE_DETAIL (1ULL << 48)
 
@@ -180,14 +225,53 @@ struct totals_val {
 	__u64 bytes;
 };
 
-/* Per-thread arguments saved by a kprobe for its kretprobe. */
-struct kp_args {
-	__u64 site;     /* the allocator's return address */
-	__u64 cache;    /* struct kmem_cache * or 0 */
-	__u64 size;     /* requested size for kmalloc-family functions */
+/*
+ * An allocation on its way into the table. Hooks fill what they know; the
+ * stack is walked by record_alloc unless the hook walked it already (kprobe
+ * entries walk it where the allocator is the leaf frame).
+ */
+struct alloc_ev {
+	__u64 ptr;
+	__u64 site;
+	__u64 cache;
+	__u64 req;
+	__u64 alloc;
+	__s64 stack_id;
 	__u32 gfp;
+	__u8 kind;
 	__u8 hook;
-	__u8 pad[3];
+	__u8 accounted;
+	__u8 order;
+};
+
+/*
+ * Allocator function layouts for kprobe and fentry modes, one per slot: the
+ * loader matches each allocator function of the running kernel (by its BTF
+ * parameter names) to a slot. Argument positions are index + 1, 0 = absent.
+ */
+#define NR_FN_SLOTS 14
+struct fn_layout {
+	__u8 cache; /* struct kmem_cache * */
+	__u8 size;  /* requested size (kmalloc family) */
+	__u8 gfp;
+	__u8 nargs; /* fexit: the return value is argument nargs */
+	__u8 large; /* served by the page allocator (kmalloc_large and friends) */
+	__u8 hook;  /* HOOK_CACHE_ALLOC or HOOK_KMALLOC */
+	__u8 pad[2];
+};
+
+/* Per-thread state a kprobe saves for its kretprobe, keyed by stack pointer. */
+struct kp_args {
+	struct alloc_ev ev;
+	__u64 size;
+	__u8 slot;
+	__u8 pad[7];
+};
+
+/* The last allocation recorded on this CPU, to recognise nested allocator calls. */
+struct last_alloc {
+	__u64 key;
+	__u64 pid_tgid;
 };
 
 /* Sizes are set by the loader before load. */
@@ -204,6 +288,14 @@ struct {
 	__type(value, struct alloc_info);
 	__uint(max_entries, 1);
 } table_recs SEC(".maps");
+
+/* The outstanding table on kernels without BPF atomics. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, struct alloc_info);
+	__uint(max_entries, 1);
+} table_hash SEC(".maps");
 
 #define NR_SITES 65536
 /* Allocations between two churn checks of a hot site. */
@@ -269,6 +361,18 @@ struct {
 	__uint(max_entries, 4096);
 } caches SEC(".maps");
 
+/*
+ * Per cache: allocations found at a pointer still tracked, i.e. objects whose
+ * free was never seen. They show which caches are freed through paths that
+ * have no hook on this kernel.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, __u64);
+	__uint(max_entries, 4096);
+} missed_frees SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
@@ -284,6 +388,13 @@ struct {
 } kp_pending SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct last_alloc);
+	__uint(max_entries, 1);
+} last_allocs SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, sizeof(__u32));
@@ -294,6 +405,8 @@ struct {
 struct cache_stat {
 	__u64 allocs;
 	__u64 frees;
+	__u64 bytes;      /* bytes allocated; sizes of pointer-keyed caches come from the cache */
+	__u64 freed_bytes;
 };
 
 struct {
@@ -324,20 +437,69 @@ const volatile __u8 trace_mode = 0;
 const volatile __s64 hot_threshold = 64;
 /* sample: record one allocation in sample_every, on average. */
 const volatile __u32 sample_every = 1;
+/* whether to count allocations and frees per cache (kmemprof top). */
+const volatile __u8 count_caches = 0;
+/* whether to keep per-stack totals (alloc_objects/alloc_space) in the kernel. */
+const volatile __u8 keep_totals = 1;
+/* bpf_get_current_task_btf exists (5.11+); else bpf_get_current_comm. */
+const volatile __u8 have_task_btf = 1;
+/*
+ * Whether typed contexts (tp_btf, fentry) let programs load arguments that
+ * point to something other than a struct (const void *ptr) directly; older
+ * verifiers reject that, and such arguments are copied with a helper.
+ */
+const volatile __u8 ctx_direct = 1;
+/* Tracing programs (raw_tp, tp_btf): each field's argument index + 1, 0 = absent. */
+const volatile __u8 arg_idx[NR_HOOKS][NR_FIELDS] = {};
+/* Classic tracepoints: each field's offset and size in the record, 0 = absent. */
+const volatile __u16 tp_off[NR_HOOKS][NR_FIELDS] = {};
+const volatile __u8 tp_size[NR_HOOKS][NR_FIELDS] = {};
+/* The kernel's page size, and the largest kmalloc served by a slab cache. */
+const volatile __u32 page_shift = 12;
+const volatile __u64 kmalloc_max = 8192;
+/* Possible CPUs: a percpu allocation's bytes where the tracepoint lacks bytes_alloc. */
+const volatile __u32 nr_cpus = 1;
+/* Allocator functions hooked by kprobes or fentry, by slot; and their addresses. */
+const volatile struct fn_layout fn_alloc[NR_FN_SLOTS] = {};
+const volatile __u64 fn_addr[NR_FN_SLOTS] = {};
+/* kprobe and fentry modes: recognise an allocator called by another hooked one. */
+const volatile __u8 dedupe_nested = 0;
+
+/*
+ * The linear map, calibrated by the loader after load: the struct page of a
+ * linear-map address a is at vm_page_c + (a >> page_shift) * sizeof(struct
+ * page). 0: not calibrated, caches cannot be read from objects.
+ */
+__u64 vm_page_c = 0;
 /*
  * The allocation clock: CLOCK_MONOTONIC nanoseconds, written by user space
  * every few tens of milliseconds. Ages need no finer resolution, and a load
  * is cheaper than any time helper.
  */
 volatile __u64 clock_ns = 0;
-/* whether to count allocations and frees per cache (kmemprof top). */
-const volatile __u8 count_caches = 0;
-/* whether to keep per-stack totals (alloc_objects/alloc_space) in the kernel. */
-const volatile __u8 keep_totals = 1;
+/*
+ * fexit: per slot, the position (in words above ctx) of the allocator's
+ * return address into its caller in the trampoline's frame, found at the first
+ * event; 0 = not searched yet, 0xff = not found.
+ */
+__u8 fx_site_word[NR_FN_SLOTS] = {};
+
+/* Test-run programs leave their results here. */
+__u64 probe_result = 0;
 
 #define MODE_FULL 0
 #define MODE_ADAPTIVE 1
 #define MODE_SAMPLE 2
+
+/* __GFP_ACCOUNT has been bit 22 since it was introduced (4.5). */
+#define GFP_ACCOUNT (1U << 22)
+#define GFP_RECLAIMABLE (1U << 4)
+#define GFP_DMA (1U << 0)
+
+/* Make the enums part of the object's BTF, for the generated Go bindings. */
+const volatile enum hook _hook_enum = 0;
+const volatile enum counter _counter_enum = 0;
+const volatile enum field _field_enum = 0;
 
 static __always_inline void count(__u32 idx)
 {
@@ -345,6 +507,117 @@ static __always_inline void count(__u32 idx)
 	if (v)
 		(*v)++;
 }
+
+static __always_inline void count_n(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+	if (v)
+		*v += n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Reading arguments                                                   */
+
+/*
+ * CTX_WORD loads word n of a tracing context with the offset in the load
+ * instruction itself, as the verifier requires: written in C, the loads of a
+ * switch over the index are merged into one load from a computed pointer,
+ * which it rejects.
+ */
+#define CTX_WORD(ctx, n)                                                            \
+	({                                                                          \
+		__u64 __v;                                                          \
+		asm volatile("%[v] = *(u64 *)(%[c] + " #n ")" : [v] "=r"(__v) : [c] "r"(ctx)); \
+		__v;                                                                \
+	})
+
+/* ctx_arg returns tracing argument i (an index + 1 from arg_idx or fn_alloc). */
+static __always_inline __u64 ctx_arg(__u64 *ctx, int i)
+{
+	switch (i) {
+	case 1: return CTX_WORD(ctx, 0);
+	case 2: return CTX_WORD(ctx, 8);
+	case 3: return CTX_WORD(ctx, 16);
+	case 4: return CTX_WORD(ctx, 24);
+	case 5: return CTX_WORD(ctx, 32);
+	case 6: return CTX_WORD(ctx, 40);
+	case 7: return CTX_WORD(ctx, 48);
+	case 8: return CTX_WORD(ctx, 56);
+	case 9: return CTX_WORD(ctx, 64);
+	case 10: return CTX_WORD(ctx, 72);
+	case 11: return CTX_WORD(ctx, 80);
+	case 12: return CTX_WORD(ctx, 88);
+	}
+	return 0;
+}
+
+/*
+ * ctx_ptr returns a pointer argument that does not point to a struct (const
+ * void *ptr): loaded directly where the verifier allows it, else copied.
+ */
+static __always_inline __u64 ctx_ptr(__u64 *ctx, int i)
+{
+	if (ctx_direct || i == 0)
+		return ctx_arg(ctx, i);
+	__u64 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (void *)ctx + 8 * (i - 1));
+	return v;
+}
+
+/* ctx_copy copies tracing argument i with a helper, whatever its type. */
+static __always_inline __u64 ctx_copy(__u64 *ctx, int i)
+{
+	__u64 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (void *)ctx + 8 * (i - 1));
+	return v;
+}
+
+/* tp_field reads a field of a classic tracepoint record; 0 when absent. */
+static __always_inline __u64 tp_field(void *ctx, int hook, int f)
+{
+	__u32 off = tp_off[hook][f];
+	__u32 size = tp_size[hook][f];
+	__u64 v = 0;
+	if (!off || !size || size > 8)
+		return 0;
+	bpf_probe_read_kernel(&v, size, ctx + off);
+	return v;
+}
+
+/*
+ * kp_arg returns kprobe register argument i (index + 1). The offsets are the
+ * architecture's struct pt_regs, which the kernel gives kprobe programs as it
+ * is (an ABI); loads with the offset in the instruction, as for CTX_WORD.
+ */
+#if defined(__TARGET_ARCH_arm64)
+#define KP_PARM1 0
+#define KP_PARM2 8
+#define KP_PARM3 16
+#define KP_PARM4 24
+#define KP_PARM5 32
+#else
+#define KP_PARM1 112 /* di */
+#define KP_PARM2 104 /* si */
+#define KP_PARM3 96  /* dx */
+#define KP_PARM4 88  /* cx */
+#define KP_PARM5 72  /* r8 */
+#endif
+#define KP_WORD(ctx, off) CTX_WORD(ctx, off)
+
+static __always_inline __u64 kp_arg(struct pt_regs *ctx, int i)
+{
+	switch (i) {
+	case 1: return KP_WORD(ctx, KP_PARM1);
+	case 2: return KP_WORD(ctx, KP_PARM2);
+	case 3: return KP_WORD(ctx, KP_PARM3);
+	case 4: return KP_WORD(ctx, KP_PARM4);
+	case 5: return KP_WORD(ctx, KP_PARM5);
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Slab caches                                                         */
 
 static __always_inline __u32 slab_flag(int bit_present, __u32 bit, __u32 legacy)
 {
@@ -374,7 +647,114 @@ static __always_inline bool name_allowed(const char *name)
 	return false;
 }
 
-/* Common filters that do not need the cache. Returns false to skip. */
+/*
+ * cache_lookup returns the cache_info for a kmem_cache, registering it on first
+ * sight (name, sizes, flags, whether it passes --cache).
+ */
+static __always_inline struct cache_info *cache_lookup(struct kmem_cache *s)
+{
+	__u64 id = (__u64)s;
+	struct cache_info *ci = bpf_map_lookup_elem(&caches, &id);
+	if (ci)
+		return ci;
+
+	struct cache_info n = {};
+	const char *name = BPF_CORE_READ(s, name);
+	bpf_probe_read_kernel_str(n.name, sizeof(n.name), name);
+	n.object_size = BPF_CORE_READ(s, object_size);
+	n.size = BPF_CORE_READ(s, size);
+	n.flags = BPF_CORE_READ(s, flags);
+	__u32 acct = slab_flag(bpf_core_enum_value_exists(enum _slab_flag_bits, _SLAB_ACCOUNT),
+			       bpf_core_enum_value(enum _slab_flag_bits, _SLAB_ACCOUNT), 0x04000000U);
+	__u32 recl = slab_flag(bpf_core_enum_value_exists(enum _slab_flag_bits, _SLAB_RECLAIM_ACCOUNT),
+			       bpf_core_enum_value(enum _slab_flag_bits, _SLAB_RECLAIM_ACCOUNT), 0x00020000U);
+	n.account = (n.flags & acct) != 0;
+	n.reclaim = (n.flags & recl) != 0;
+	n.allowed = name_allowed(n.name);
+	if (bpf_map_update_elem(&caches, &id, &n, BPF_NOEXIST) == -EEXIST) {
+		ci = bpf_map_lookup_elem(&caches, &id);
+		if (ci)
+			return ci;
+	}
+	ci = bpf_map_lookup_elem(&caches, &id);
+	if (!ci)
+		count(C_CACHES_FULL);
+	return ci;
+}
+
+/*
+ * page_of returns the struct page of a linear-map address, or 0 before
+ * calibration.
+ */
+static __always_inline __u64 page_of(__u64 addr)
+{
+	__u64 c = vm_page_c;
+	if (!c)
+		return 0;
+	return c + (addr >> page_shift) * bpf_core_type_size(struct page);
+}
+
+/*
+ * slab_cache_of returns the kmem_cache that a slab page (or any page of a
+ * multi-page slab) belongs to, without checking that it is a slab page.
+ */
+static __always_inline __u64 slab_cache_of(__u64 pg)
+{
+	unsigned long head = 0;
+	bpf_probe_read_kernel(&head, sizeof(head), (void *)pg + bpf_core_field_offset(struct page, compound_head));
+	if (head & 1)
+		pg = head - 1;
+	__u64 s = 0;
+	if (bpf_core_type_exists(struct slab))
+		bpf_probe_read_kernel(&s, sizeof(s), (void *)pg + bpf_core_field_offset(struct slab, slab_cache));
+	else
+		bpf_probe_read_kernel(&s, sizeof(s), (void *)pg + bpf_core_field_offset(struct page, slab_cache));
+	return s;
+}
+
+/*
+ * obj_cache returns the kmem_cache of a slab object, or 0 (counted) when it
+ * cannot be found. Callers pass only objects known to come from a slab cache.
+ */
+static __always_inline __u64 obj_cache(__u64 obj)
+{
+	__u64 pg = page_of(obj);
+	__u64 s = pg ? slab_cache_of(pg) : 0;
+	if (!s)
+		count(C_CACHE_UNRESOLVED);
+	return s;
+}
+
+static __always_inline __u64 kmalloc_id(__u64 alloc, __u32 gfp)
+{
+	__u64 variant = KMALLOC_VARIANT_NORMAL;
+	if (gfp & GFP_DMA)
+		variant = KMALLOC_VARIANT_DMA;
+	else if (gfp & GFP_RECLAIMABLE)
+		variant = KMALLOC_VARIANT_RCL;
+	else if (gfp & GFP_ACCOUNT)
+		variant = KMALLOC_VARIANT_CG;
+	if (alloc > kmalloc_max)
+		return KMALLOC_ID | (variant << 16);
+	return KMALLOC_ID | (variant << 16) | alloc;
+}
+
+/* large_bytes is what the page allocator hands out for a large kmalloc. */
+static __always_inline __u64 large_bytes(__u64 size)
+{
+	__u64 b = 1ULL << page_shift;
+	for (int i = 0; i < 24; i++) {
+		if (b >= size)
+			break;
+		b <<= 1;
+	}
+	return b;
+}
+
+/* ------------------------------------------------------------------ */
+/* Filters and stacks                                                  */
+
+/* Filters that need the task. Returns false to skip (counted). */
 static __always_inline bool pass_task_filters(__u32 tgid)
 {
 	if (self_tgid && tgid == self_tgid) {
@@ -390,6 +770,53 @@ static __always_inline bool pass_task_filters(__u32 tgid)
 			count(C_FILTERED);
 			return false;
 		}
+	}
+	return true;
+}
+
+/* admit applies the task filters and the sampling. Returns false to skip. */
+static __always_inline bool admit(__u32 tgid)
+{
+	if (!pass_task_filters(tgid))
+		return false;
+	if (trace_mode == MODE_SAMPLE && sample_every > 1) {
+		/* Uniform 1-in-N: unbiased once values are scaled by N. */
+		if (bpf_get_prandom_u32() % sample_every != 0) {
+			count(C_SAMPLED_OUT);
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * slab_filters applies --cache and --min-size to a slab allocation whose
+ * cache is known; it fills ev->alloc from the cache when the hook did not
+ * give the size and a filter needs it. Returns false to skip (counted).
+ */
+static __always_inline bool slab_filters(struct alloc_ev *ev, bool cache_is_ptr)
+{
+	if (!cache_filter_n && !min_size)
+		return true;
+	if (cache_is_ptr && ev->cache) {
+		struct cache_info *ci = cache_lookup((struct kmem_cache *)ev->cache);
+		if (cache_filter_n && (!ci || !ci->allowed)) {
+			count(C_FILTERED);
+			return false;
+		}
+		if (ci && !ev->alloc && min_size)
+			ev->alloc = ci->size;
+	} else if (cache_filter_n) {
+		/* User space registered every kmalloc id with its verdict. */
+		struct cache_info *ci = bpf_map_lookup_elem(&caches, &ev->cache);
+		if (!ci || !ci->allowed) {
+			count(C_FILTERED);
+			return false;
+		}
+	}
+	if (min_size && ev->alloc < min_size) {
+		count(C_FILTERED);
+		return false;
 	}
 	return true;
 }
@@ -440,36 +867,28 @@ static __noinline __s64 second_chance_stack(void *ctx)
 	return (__s64)stack_base + s;
 }
 
-static __always_inline __s64 walk_stack(void *ctx)
+/*
+ * walk_stack records the current kernel stack. A = 0 (kernels without
+ * atomics) has no second-chance store: its slots are claimed with fetch-add.
+ */
+static __always_inline __s64 walk_stack(void *ctx, const int A)
 {
 	long id = bpf_get_stackid(ctx, &stacks, stack_flags);
 	count(C_WALKED);
 	if (id >= 0)
 		return id;
-	if (id == -EEXIST)
-		return second_chance_stack(ctx);
+	if (id == -EEXIST) {
+		if (A)
+			return second_chance_stack(ctx);
+		count(C_STACK_COLLISION);
+		return STACK_LOST_COLLISION;
+	}
 	if (id == -ENOMEM) {
 		count(C_STACK_FULL);
 		return STACK_LOST_FULL;
 	}
 	count(C_STACK_FAULT);
 	return STACK_LOST_WALK;
-}
-
-static __always_inline void cache_stat_add(__u64 cache, int alloc)
-{
-	struct cache_stat *cs = bpf_map_lookup_elem(&cache_stats, &cache);
-	if (!cs) {
-		struct cache_stat init = {};
-		bpf_map_update_elem(&cache_stats, &cache, &init, BPF_NOEXIST);
-		cs = bpf_map_lookup_elem(&cache_stats, &cache);
-		if (!cs)
-			return;
-	}
-	if (alloc)
-		cs->allocs++;
-	else
-		cs->frees++;
 }
 
 static __always_inline __u32 bucket_of(__u64 key)
@@ -483,21 +902,153 @@ static __always_inline __u32 site_of(__u64 site)
 }
 
 /*
- * table_insert claims a slot for key and returns its record, or NULL when the
- * bucket is full. A slot already holding key (a missed free) is reused.
+ * decide_stack walks the stack if the tracking mode wants one for this
+ * allocation: always (full, sample), or at hot call sites (adaptive), where it
+ * also counts the allocation for its site.
  */
-static __always_inline struct alloc_info *table_insert(__u64 key)
+static __always_inline __s64 decide_stack(void *ctx, __u64 site, const int A)
+{
+	if (trace_mode != MODE_ADAPTIVE)
+		return walk_stack(ctx, A);
+	__u32 si = site_of(site);
+	struct site_state *st = bpf_map_lookup_elem(&sites, &si);
+	if (!st)
+		return STACK_NOT_WALKED;
+	__s64 allocs;
+	if (A) {
+		allocs = __sync_fetch_and_add(&st->allocs, 1) + 1;
+	} else {
+		__sync_fetch_and_add(&st->allocs, 1); /* result unused: no BPF_FETCH */
+		allocs = st->allocs;
+	}
+	__s64 frees = st->frees;
+	__s64 out = allocs - frees;
+	__s64 arm = st->arm ? st->arm : hot_threshold;
+	if (st->hot) {
+		__s64 wa = allocs - st->w_allocs;
+		if (wa >= CHURN_WINDOW) {
+			__s64 wf = frees - st->w_frees;
+			st->w_allocs = allocs;
+			st->w_frees = frees;
+			if (wf * 16 >= wa * 15) {
+				/* churn: cool, and stay cold until it doubles */
+				st->hot = 0;
+				st->arm = out * 2 > out + hot_threshold ? out * 2 : out + hot_threshold;
+				count(C_SITES_CHURN);
+				return STACK_NOT_WALKED;
+			}
+		}
+		return walk_stack(ctx, A);
+	}
+	if (out < arm)
+		return STACK_NOT_WALKED;
+	bool won;
+	if (A) {
+		won = __sync_val_compare_and_swap(&st->hot, 0, 1) == 0;
+	} else {
+		won = st->hot == 0;
+		st->hot = 1;
+	}
+	if (won) {
+		count(C_HOT_SITES);
+		st->w_allocs = allocs;
+		st->w_frees = frees;
+	}
+	return walk_stack(ctx, A);
+}
+
+/* site_freed counts a free for an adaptive call site. */
+static __always_inline void site_freed(__u64 site)
+{
+	if (trace_mode != MODE_ADAPTIVE)
+		return;
+	__u32 si = site_of(site);
+	struct site_state *st = bpf_map_lookup_elem(&sites, &si);
+	if (st)
+		__sync_fetch_and_add(&st->frees, 1); /* result unused: plain XADD, every kernel */
+}
+
+static __always_inline void cache_stat_add(__u64 cache, int alloc, __u64 bytes)
+{
+	struct cache_stat *cs = bpf_map_lookup_elem(&cache_stats, &cache);
+	if (!cs) {
+		struct cache_stat init = {};
+		bpf_map_update_elem(&cache_stats, &cache, &init, BPF_NOEXIST);
+		cs = bpf_map_lookup_elem(&cache_stats, &cache);
+		if (!cs)
+			return;
+	}
+	if (alloc) {
+		cs->allocs++;
+		cs->bytes += bytes;
+	} else {
+		cs->frees++;
+		cs->freed_bytes += bytes;
+	}
+}
+
+/*
+ * missed_free accounts for a record replaced by a new allocation at the same
+ * pointer: its free was never seen (a free path without a hook).
+ */
+static __always_inline void missed_free(struct alloc_info *old)
+{
+	count(C_ALLOC_TRACKED);
+	site_freed(old->site);
+	__u64 cache = old->cache;
+	__u64 *n = bpf_map_lookup_elem(&missed_frees, &cache);
+	if (n) {
+		__sync_fetch_and_add(n, 1);
+		return;
+	}
+	__u64 one = 1;
+	if (bpf_map_update_elem(&missed_frees, &cache, &one, BPF_NOEXIST) == -EEXIST) {
+		n = bpf_map_lookup_elem(&missed_frees, &cache);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+	}
+}
+
+/*
+ * nested reports whether this allocation was just recorded on this CPU by
+ * the same task: an allocator function called by another hooked one (kprobe
+ * and fentry modes), which must count once.
+ */
+static __always_inline bool nested(__u64 key, __u64 pid_tgid)
+{
+	if (!dedupe_nested)
+		return false;
+	__u32 zero = 0;
+	struct last_alloc *l = bpf_map_lookup_elem(&last_allocs, &zero);
+	if (!l)
+		return false;
+	if (l->key == key && l->pid_tgid == pid_tgid) {
+		count(C_NESTED);
+		return true;
+	}
+	l->key = key;
+	l->pid_tgid = pid_tgid;
+	return false;
+}
+
+/*
+ * table_claim claims a slot for key in the array table and returns its
+ * record, or NULL when the bucket is full. A slot already holding key (a
+ * missed free) is reused.
+ */
+static __always_inline struct alloc_info *table_claim(__u64 key)
 {
 	__u32 b = bucket_of(key);
 	struct bucket *bk = bpf_map_lookup_elem(&table_keys, &b);
 	if (!bk)
 		return NULL;
 	__u32 slot = BUCKET_WAYS;
+	bool replaced = false;
 #pragma unroll
 	for (int i = 0; i < BUCKET_WAYS; i++) {
 		if (bk->key[i] == key) {
-			count(C_ALLOC_TRACKED);
 			slot = i;
+			replaced = true;
 			break;
 		}
 	}
@@ -514,107 +1065,49 @@ static __always_inline struct alloc_info *table_insert(__u64 key)
 		count(C_MAP_FULL);
 		return NULL;
 	}
-	count(C_TRACKED);
 	__u32 idx = b * BUCKET_WAYS + slot;
-	return bpf_map_lookup_elem(&table_recs, &idx);
+	struct alloc_info *v = bpf_map_lookup_elem(&table_recs, &idx);
+	if (v && replaced)
+		missed_free(v);
+	count(C_TRACKED);
+	return v;
 }
 
-/*
- * record_alloc inserts one allocation. Callers have counted the event, checked
- * the pointer and applied the cache and size filters; the task filters run here,
- * before the stack walk, which is the expensive part.
- */
-static __always_inline void record_alloc(void *ctx, __u64 ptr, __u8 kind, __u8 hook, __u64 site,
-					 __u64 cache, __u64 req, __u64 alloc, __u32 gfp,
-					 __u8 accounted, __u8 order)
+static __always_inline void fill_record(struct alloc_info *v, struct alloc_ev *ev, __u32 tgid, __s64 stack_id)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32;
-
-	if (!pass_task_filters(tgid))
-		return;
-
-	if (trace_mode == MODE_SAMPLE && sample_every > 1) {
-		/* Uniform 1-in-N: unbiased once values are scaled by N. */
-		if (bpf_get_prandom_u32() % sample_every != 0) {
-			count(C_SAMPLED_OUT);
-			return;
-		}
-	}
-
-	__u64 key = (ptr << 2) | kind;
-	struct alloc_info *v = table_insert(key);
-	if (!v)
-		return;
-
-	__s64 stack_id = STACK_NOT_WALKED;
-	if (trace_mode == MODE_ADAPTIVE) {
-		__u32 si = site_of(site);
-		struct site_state *st = bpf_map_lookup_elem(&sites, &si);
-		if (st) {
-			__s64 allocs = __sync_fetch_and_add(&st->allocs, 1) + 1;
-			__s64 frees = st->frees;
-			__s64 out = allocs - frees;
-			__s64 arm = st->arm ? st->arm : hot_threshold;
-			if (st->hot) {
-				__s64 wa = allocs - st->w_allocs;
-				if (wa >= CHURN_WINDOW) {
-					__s64 wf = frees - st->w_frees;
-					st->w_allocs = allocs;
-					st->w_frees = frees;
-					if (wf * 16 >= wa * 15) {
-						/* churn: cool, and stay cold until it doubles */
-						st->hot = 0;
-						st->arm = out * 2 > out + hot_threshold ? out * 2 : out + hot_threshold;
-						count(C_SITES_CHURN);
-						goto walked;
-					}
-				}
-				stack_id = walk_stack(ctx);
-			} else if (out >= arm) {
-				if (__sync_val_compare_and_swap(&st->hot, 0, 1) == 0) {
-					count(C_HOT_SITES);
-					st->w_allocs = allocs;
-					st->w_frees = frees;
-				}
-				stack_id = walk_stack(ctx);
-			}
-		walked:;
-		}
-	} else {
-		stack_id = walk_stack(ctx);
-	}
-
 	/* User space ticks clock_ns every CLOCK_TICK; reading it costs one load. */
 	v->ts = clock_ns;
-	v->cache = cache;
+	v->cache = ev->cache;
 	v->cgroup = bpf_get_current_cgroup_id();
-	v->site = site;
+	v->site = ev->site;
 	v->stack_id = stack_id;
 	v->tgid = tgid;
-	v->bytes_req = req;
-	v->bytes_alloc = alloc;
-	v->gfp = gfp;
-	v->kind = kind;
-	v->hook = hook;
-	v->accounted = accounted;
-	v->order = order;
-	/* Two loads from the task, cheaper than bpf_get_current_comm's copy. */
-	struct task_struct *task = bpf_get_current_task_btf();
-	__builtin_memcpy(v->comm, task->comm, sizeof(v->comm));
+	v->bytes_req = ev->req;
+	v->bytes_alloc = ev->alloc;
+	v->gfp = ev->gfp;
+	v->kind = ev->kind;
+	v->hook = ev->hook;
+	v->accounted = ev->accounted;
+	v->order = ev->order;
+	if (have_task_btf) {
+		/* Two loads from the task, cheaper than bpf_get_current_comm's copy. */
+		struct task_struct *task = bpf_get_current_task_btf();
+		__builtin_memcpy(v->comm, task->comm, sizeof(v->comm));
+	} else {
+		bpf_get_current_comm(v->comm, sizeof(v->comm));
+	}
+}
 
-	if (count_caches)
-		cache_stat_add(cache, 1);
-
-	if (!keep_totals)
-		return;
+static __always_inline void add_totals(struct alloc_info *v)
+{
 	struct totals_key tk = {};
-	tk.stack_id = stack_id;
-	tk.cache = cache;
+	tk.stack_id = v->stack_id;
+	tk.cache = v->cache;
 	tk.cgroup = v->cgroup;
-	tk.tgid = tgid;
-	tk.kind = kind;
+	tk.tgid = v->tgid;
+	tk.kind = v->kind;
 	__builtin_memcpy(tk.comm, v->comm, sizeof(tk.comm));
+	__u64 alloc = v->bytes_alloc;
 	struct totals_val *tv = bpf_map_lookup_elem(&totals, &tk);
 	if (tv) {
 		tv->count++;
@@ -636,13 +1129,96 @@ static __always_inline void record_alloc(void *ctx, __u64 ptr, __u8 kind, __u8 h
 	}
 }
 
-static __always_inline void record_free(__u64 ptr, __u8 kind, __u32 untracked)
+/*
+ * store_alloc inserts one admitted allocation and walks its stack unless the
+ * hook walked it (ev->stack_id != STACK_UNSET).
+ */
+static __always_inline void store_alloc(void *ctx, struct alloc_ev *ev, __u32 tgid, const int A)
+{
+	__u64 key = (ev->ptr << 2) | ev->kind;
+	__s64 stack_id = ev->stack_id;
+	if (A) {
+		struct alloc_info *v = table_claim(key);
+		if (!v)
+			return;
+		if (stack_id == STACK_UNSET)
+			stack_id = decide_stack(ctx, ev->site, A);
+		fill_record(v, ev, tgid, stack_id);
+		if (count_caches)
+			cache_stat_add(ev->cache, 1, ev->alloc);
+		if (keep_totals)
+			add_totals(v);
+		return;
+	}
+	if (stack_id == STACK_UNSET)
+		stack_id = decide_stack(ctx, ev->site, A);
+	struct alloc_info rec = {};
+	fill_record(&rec, ev, tgid, stack_id);
+	struct alloc_info *old = bpf_map_lookup_elem(&table_hash, &key);
+	if (old)
+		missed_free(old);
+	if (bpf_map_update_elem(&table_hash, &key, &rec, BPF_ANY)) {
+		count(C_MAP_FULL);
+		return;
+	}
+	count(C_TRACKED);
+	if (count_caches)
+		cache_stat_add(ev->cache, 1, ev->alloc);
+	if (keep_totals)
+		add_totals(&rec);
+}
+
+/*
+ * record_alloc records one allocation. Callers have counted the event,
+ * checked the pointer and applied the cache and size filters; the task
+ * filters run here, before the stack walk, which is the expensive part.
+ */
+static __always_inline void record_alloc(void *ctx, struct alloc_ev *ev, const int A)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	if (!admit(tgid))
+		return;
+	ev->stack_id = STACK_UNSET;
+	store_alloc(ctx, ev, tgid, A);
+}
+
+/*
+ * forget_freed clears this CPU's last allocation when it is freed: a new
+ * allocation at the same address by the same task is then not taken for a
+ * nested call.
+ */
+static __always_inline void forget_freed(__u64 key)
+{
+	if (!dedupe_nested)
+		return;
+	__u32 zero = 0;
+	struct last_alloc *l = bpf_map_lookup_elem(&last_allocs, &zero);
+	if (l && l->key == key)
+		l->key = 0;
+}
+
+static __always_inline void record_free(__u64 ptr, __u8 kind, __u32 untracked, const int A)
 {
 	if (!ptr) {
 		count(C_FREE_NULL);
 		return;
 	}
 	__u64 key = (ptr << 2) | kind;
+	forget_freed(key);
+	if (!A) {
+		struct alloc_info *v = bpf_map_lookup_elem(&table_hash, &key);
+		if (!v) {
+			count(untracked);
+			return;
+		}
+		site_freed(v->site);
+		if (count_caches)
+			cache_stat_add(v->cache, 0, v->bytes_alloc);
+		bpf_map_delete_elem(&table_hash, &key);
+		count(C_FREED);
+		return;
+	}
 	__u32 b = bucket_of(key);
 	struct bucket *bk = bpf_map_lookup_elem(&table_keys, &b);
 	if (!bk)
@@ -653,14 +1229,11 @@ static __always_inline void record_free(__u64 ptr, __u8 kind, __u32 untracked)
 			if (trace_mode == MODE_ADAPTIVE || count_caches) {
 				__u32 idx = b * BUCKET_WAYS + i;
 				struct alloc_info *v = bpf_map_lookup_elem(&table_recs, &idx);
-				if (v && trace_mode == MODE_ADAPTIVE) {
-					__u32 si = site_of(v->site);
-					struct site_state *st = bpf_map_lookup_elem(&sites, &si);
-					if (st)
-						__sync_fetch_and_add(&st->frees, 1);
+				if (v) {
+					site_freed(v->site);
+					if (count_caches)
+						cache_stat_add(v->cache, 0, v->bytes_alloc);
 				}
-				if (v && count_caches)
-					cache_stat_add(v->cache, 0);
 			}
 			bk->key[i] = 0;
 			count(C_FREED);
@@ -670,264 +1243,201 @@ static __always_inline void record_free(__u64 ptr, __u8 kind, __u32 untracked)
 	count(untracked);
 }
 
-/*
- * cache_lookup returns the cache_info for a kmem_cache, registering it on first
- * sight (name, sizes, flags, whether it passes --cache).
- */
-static __always_inline struct cache_info *cache_lookup(struct kmem_cache *s)
-{
-	__u64 id = (__u64)s;
-	struct cache_info *ci = bpf_map_lookup_elem(&caches, &id);
-	if (ci)
-		return ci;
+/* ------------------------------------------------------------------ */
+/* Event handlers shared by the attach modes                           */
 
-	struct cache_info n = {};
-	const char *name = BPF_CORE_READ(s, name);
-	bpf_probe_read_kernel_str(n.name, sizeof(n.name), name);
-	n.object_size = BPF_CORE_READ(s, object_size);
-	n.size = BPF_CORE_READ(s, size);
-	n.flags = BPF_CORE_READ(s, flags);
-	__u32 acct = slab_flag(bpf_core_enum_value_exists(enum _slab_flag_bits, _SLAB_ACCOUNT),
-			       bpf_core_enum_value(enum _slab_flag_bits, _SLAB_ACCOUNT), 0x04000000U);
-	__u32 recl = slab_flag(bpf_core_enum_value_exists(enum _slab_flag_bits, _SLAB_RECLAIM_ACCOUNT),
-			       bpf_core_enum_value(enum _slab_flag_bits, _SLAB_RECLAIM_ACCOUNT), 0x00020000U);
-	n.account = (n.flags & acct) != 0;
-	n.reclaim = (n.flags & recl) != 0;
-	n.allowed = name_allowed(n.name);
-	if (bpf_map_update_elem(&caches, &id, &n, BPF_NOEXIST) == -EEXIST) {
-		ci = bpf_map_lookup_elem(&caches, &id);
-		if (ci)
-			return ci;
-	}
-	ci = bpf_map_lookup_elem(&caches, &id);
-	if (!ci)
-		count(C_CACHES_FULL);
-	return ci;
-}
-
-/* __GFP_ACCOUNT has been bit 22 since it was introduced (4.5). */
-#define GFP_ACCOUNT (1U << 22)
-#define GFP_RECLAIMABLE (1U << 4)
-#define GFP_DMA (1U << 0)
-
-static __always_inline void on_cache_alloc(void *ctx, __u64 site, __u64 ptr, struct kmem_cache *s, __u32 gfp)
+/* A kmem_cache allocation; s is 0 when the hook does not pass the cache. */
+static __always_inline void on_cache_alloc(void *ctx, struct alloc_ev *ev, const int A)
 {
 	count(HOOK_CACHE_ALLOC);
-	if (!ptr) {
+	if (!ev->ptr) {
 		count(C_NULL);
 		return;
 	}
-	/*
-	 * Sizes and the SLAB_ACCOUNT flag are per cache: user space fills them in
-	 * from the cache's details (see resolve_cache), so the hot path reads
-	 * nothing from the kmem_cache unless a filter needs it.
-	 */
-	__u64 req = 0, alloc = 0;
-	if (cache_filter_n) {
-		struct cache_info *ci = cache_lookup(s);
-		if (!ci || !ci->allowed) {
-			count(C_FILTERED);
-			return;
-		}
-	}
-	if (min_size) {
-		alloc = BPF_CORE_READ(s, size);
-		req = BPF_CORE_READ(s, object_size);
-		if (alloc < min_size) {
-			count(C_FILTERED);
-			return;
-		}
-	}
-	__u8 accounted = (gfp & GFP_ACCOUNT) != 0;
-	record_alloc(ctx, ptr, KIND_SLAB, HOOK_CACHE_ALLOC, site, (__u64)s, req, alloc, gfp,
-		     accounted, 0);
+	ev->kind = KIND_SLAB;
+	ev->hook = HOOK_CACHE_ALLOC;
+	ev->accounted = (ev->gfp & GFP_ACCOUNT) != 0;
+	if (!ev->cache)
+		ev->cache = obj_cache(ev->ptr);
+	if (!slab_filters(ev, true))
+		return;
+	record_alloc(ctx, ev, A);
 }
 
-static __always_inline __u64 kmalloc_id(__u64 alloc, __u32 gfp)
-{
-	__u64 variant = KMALLOC_VARIANT_NORMAL;
-	if (gfp & GFP_DMA)
-		variant = KMALLOC_VARIANT_DMA;
-	else if (gfp & GFP_RECLAIMABLE)
-		variant = KMALLOC_VARIANT_RCL;
-	else if (gfp & GFP_ACCOUNT)
-		variant = KMALLOC_VARIANT_CG;
-	if (alloc > KMALLOC_MAX_CACHE_SIZE)
-		return KMALLOC_ID | (variant << 16);
-	return KMALLOC_ID | (variant << 16) | alloc;
-}
-
-static __always_inline void on_kmalloc(void *ctx, __u64 site, __u64 ptr, __u64 req, __u64 alloc, __u32 gfp)
+/* A kmalloc seen by a tracepoint: the bucket size gives the cache id. */
+static __always_inline void on_kmalloc(void *ctx, struct alloc_ev *ev, const int A)
 {
 	count(HOOK_KMALLOC);
-	if (!ptr) {
+	if (!ev->ptr) {
 		count(C_NULL);
 		return;
 	}
-	__u64 cache = kmalloc_id(alloc, gfp);
-	if (cache_filter_n) {
-		/* User space registered every kmalloc id with its verdict. */
-		struct cache_info *ci = bpf_map_lookup_elem(&caches, &cache);
-		if (!ci || !ci->allowed) {
-			count(C_FILTERED);
-			return;
-		}
-	}
-	if (min_size && alloc < min_size) {
-		count(C_FILTERED);
+	ev->kind = KIND_SLAB;
+	ev->hook = HOOK_KMALLOC;
+	ev->accounted = (ev->gfp & GFP_ACCOUNT) != 0;
+	ev->cache = kmalloc_id(ev->alloc, ev->gfp);
+	if (!slab_filters(ev, false))
 		return;
-	}
-	record_alloc(ctx, ptr, KIND_SLAB, HOOK_KMALLOC, site, cache, req, alloc, gfp,
-		     (gfp & GFP_ACCOUNT) != 0, 0);
+	record_alloc(ctx, ev, A);
 }
-
-#define PAGE_SIZE 4096
 
 /* Page allocations carry their migrate type in the high nibble of hook. */
 #define HOOK_MIGRATE_SHIFT 4
 
-static __always_inline void on_page_alloc(void *ctx, __u64 key, __u32 order, __u32 gfp, int migratetype)
+static __always_inline void on_page_alloc(void *ctx, struct alloc_ev *ev, __u32 migratetype, const int A)
 {
 	count(HOOK_PAGE_ALLOC);
-	if (!key) {
+	if (!ev->ptr) {
 		count(C_NULL);
 		return;
 	}
-	__u64 bytes = (__u64)PAGE_SIZE << (order & 31);
-	if (cache_filter_n) {
+	__u64 bytes = (1ULL << page_shift) << (ev->order & 31);
+	if (cache_filter_n || (min_size && bytes < min_size)) {
 		count(C_FILTERED);
 		return;
 	}
-	if (min_size && bytes < min_size) {
-		count(C_FILTERED);
-		return;
-	}
-	__u8 hook = HOOK_PAGE_ALLOC | ((migratetype & 0xf) << HOOK_MIGRATE_SHIFT);
+	ev->kind = KIND_PAGE;
+	ev->hook = HOOK_PAGE_ALLOC | ((migratetype & 0xf) << HOOK_MIGRATE_SHIFT);
+	ev->req = ev->alloc = bytes;
+	ev->accounted = (ev->gfp & GFP_ACCOUNT) != 0;
 	/*
 	 * Pages have no cache: their cache id carries what splits their samples
 	 * (gfp flags, order, migrate type), so the totals split the same way.
 	 */
-	__u64 detail = PAGE_DETAIL | (__u64)gfp | ((__u64)(order & 0xff) << 32) |
-		       ((__u64)(migratetype & 0xff) << 40);
-	record_alloc(ctx, key, KIND_PAGE, hook, 0, detail, bytes, bytes, gfp,
-		     (gfp & GFP_ACCOUNT) != 0, order);
+	ev->cache = PAGE_DETAIL | (__u64)ev->gfp | ((__u64)ev->order << 32) | ((__u64)(migratetype & 0xff) << 40);
+	record_alloc(ctx, ev, A);
 }
 
-static __always_inline void on_percpu_alloc(void *ctx, __u64 site, __u64 ptr, __u64 req, __u64 alloc, __u32 gfp)
+static __always_inline void on_percpu_alloc(void *ctx, struct alloc_ev *ev, const int A)
 {
 	count(HOOK_PERCPU_ALLOC);
-	if (!ptr) {
+	if (!ev->ptr) {
 		count(C_NULL);
 		return;
 	}
-	if (cache_filter_n) {
+	if (!ev->alloc)
+		ev->alloc = ev->req * nr_cpus;
+	if (cache_filter_n || (min_size && ev->alloc < min_size)) {
 		count(C_FILTERED);
 		return;
 	}
-	if (min_size && alloc < min_size) {
-		count(C_FILTERED);
-		return;
-	}
-	record_alloc(ctx, ptr, KIND_PERCPU, HOOK_PERCPU_ALLOC, site, 0, req, alloc, gfp,
-		     (gfp & GFP_ACCOUNT) != 0, 0);
+	ev->kind = KIND_PERCPU;
+	ev->hook = HOOK_PERCPU_ALLOC;
+	ev->cache = 0;
+	ev->accounted = (ev->gfp & GFP_ACCOUNT) != 0;
+	record_alloc(ctx, ev, A);
 }
 
-static __always_inline void on_cache_free(__u64 ptr)
+/* ------------------------------------------------------------------ */
+/* raw_tp and tp_btf                                                    */
+
+/*
+ * One program per hook serves raw_tp and tp_btf (the loader loads the same
+ * instructions as either type) and every argument list the kernel has used:
+ * arg_idx says where each field is. kmem_cache_alloc_node and kmalloc_node
+ * (before 6.1) use the programs of kmem_cache_alloc and kmalloc.
+ */
+#define A_(h, f) arg_idx[h][f]
+
+static __always_inline int do_cache_alloc(__u64 *ctx, const int A)
 {
-	count(HOOK_CACHE_FREE);
-	record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB);
+	struct alloc_ev ev = {};
+	ev.ptr = ctx_ptr(ctx, A_(HOOK_CACHE_ALLOC, F_PTR));
+	ev.site = ctx_arg(ctx, A_(HOOK_CACHE_ALLOC, F_SITE));
+	ev.cache = ctx_arg(ctx, A_(HOOK_CACHE_ALLOC, F_CACHE));
+	ev.req = ctx_arg(ctx, A_(HOOK_CACHE_ALLOC, F_REQ));
+	ev.alloc = ctx_arg(ctx, A_(HOOK_CACHE_ALLOC, F_ALLOC));
+	ev.gfp = ctx_arg(ctx, A_(HOOK_CACHE_ALLOC, F_GFP));
+	on_cache_alloc(ctx, &ev, A);
+	return 0;
 }
 
-static __always_inline void on_kfree(__u64 ptr)
+static __always_inline int do_kmalloc(__u64 *ctx, const int A)
 {
-	count(HOOK_KFREE);
-	record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB);
+	struct alloc_ev ev = {};
+	ev.ptr = ctx_ptr(ctx, A_(HOOK_KMALLOC, F_PTR));
+	ev.site = ctx_arg(ctx, A_(HOOK_KMALLOC, F_SITE));
+	ev.req = ctx_arg(ctx, A_(HOOK_KMALLOC, F_REQ));
+	ev.alloc = ctx_arg(ctx, A_(HOOK_KMALLOC, F_ALLOC));
+	ev.gfp = ctx_arg(ctx, A_(HOOK_KMALLOC, F_GFP));
+	on_kmalloc(ctx, &ev, A);
+	return 0;
 }
 
-static __always_inline void on_page_free(__u64 key, __u32 hook)
+static __always_inline int do_page_alloc(__u64 *ctx, const int A)
+{
+	struct alloc_ev ev = {};
+	ev.ptr = ctx_arg(ctx, A_(HOOK_PAGE_ALLOC, F_PTR));
+	ev.order = ctx_arg(ctx, A_(HOOK_PAGE_ALLOC, F_ORDER));
+	ev.gfp = ctx_arg(ctx, A_(HOOK_PAGE_ALLOC, F_GFP));
+	on_page_alloc(ctx, &ev, ctx_arg(ctx, A_(HOOK_PAGE_ALLOC, F_MIGRATE)), A);
+	return 0;
+}
+
+static __always_inline int do_pcpu_alloc(__u64 *ctx, const int A)
+{
+	struct alloc_ev ev = {};
+	ev.ptr = ctx_ptr(ctx, A_(HOOK_PERCPU_ALLOC, F_PTR));
+	ev.site = ctx_arg(ctx, A_(HOOK_PERCPU_ALLOC, F_SITE));
+	ev.req = ctx_arg(ctx, A_(HOOK_PERCPU_ALLOC, F_REQ));
+	ev.alloc = ctx_arg(ctx, A_(HOOK_PERCPU_ALLOC, F_ALLOC));
+	ev.gfp = ctx_arg(ctx, A_(HOOK_PERCPU_ALLOC, F_GFP));
+	on_percpu_alloc(ctx, &ev, A);
+	return 0;
+}
+
+static __always_inline int kt_free(__u64 *ctx, int hook, __u8 kind, __u32 untracked, const int A)
 {
 	count(hook);
-	record_free(key, KIND_PAGE, C_FREE_UNTRACKED_PAGE);
+	__u64 ptr = kind == KIND_PAGE ? ctx_arg(ctx, arg_idx[hook][F_PTR]) : ctx_ptr(ctx, arg_idx[hook][F_PTR]);
+	record_free(ptr, kind, untracked, A);
+	return 0;
 }
 
-static __always_inline void on_percpu_free(__u64 ptr)
-{
-	count(HOOK_PERCPU_FREE);
-	record_free(ptr, KIND_PERCPU, C_FREE_UNTRACKED_PERCPU);
-}
-
-/*
- * tp_btf and raw_tp: the same argument lists (BTF prototypes btf_trace_*),
- * typed for tp_btf and raw u64 slots for raw_tp. BPF_PROG reads both.
- * Pages are keyed by their struct page pointer in these modes.
- */
-#define TYPED_PROGRAMS(SECPFX, PFX)                                                          \
-	SEC(SECPFX "/kmem_cache_alloc")                                                      \
-	int BPF_PROG(PFX##_cache_alloc, unsigned long call_site, const void *ptr,            \
-		     struct kmem_cache *s, gfp_t gfp_flags, int node)                         \
-	{                                                                                    \
-		on_cache_alloc(ctx, call_site, (__u64)ptr, s, gfp_flags);                               \
-		return 0;                                                                    \
-	}                                                                                    \
-	SEC(SECPFX "/kmem_cache_free")                                                       \
-	int BPF_PROG(PFX##_cache_free, unsigned long call_site, const void *ptr)             \
-	{                                                                                    \
-		on_cache_free((__u64)ptr);                                                   \
-		return 0;                                                                    \
-	}                                                                                    \
-	SEC(SECPFX "/kmalloc")                                                               \
-	int BPF_PROG(PFX##_kmalloc, unsigned long call_site, const void *ptr,                \
-		     size_t bytes_req, size_t bytes_alloc, gfp_t gfp_flags, int node)         \
-	{                                                                                    \
-		on_kmalloc(ctx, call_site, (__u64)ptr, bytes_req, bytes_alloc, gfp_flags);              \
-		return 0;                                                                    \
-	}                                                                                    \
-	SEC(SECPFX "/kfree")                                                                 \
-	int BPF_PROG(PFX##_kfree, unsigned long call_site, const void *ptr)                  \
-	{                                                                                    \
-		on_kfree((__u64)ptr);                                                        \
-		return 0;                                                                    \
-	}                                                                                    \
-	SEC(SECPFX "/mm_page_alloc")                                                         \
-	int BPF_PROG(PFX##_page_alloc, struct page *page, unsigned int order, gfp_t gfp_flags, \
-		     int migratetype)                                                        \
-	{                                                                                    \
-		on_page_alloc(ctx, (__u64)page, order, gfp_flags, migratetype);              \
-		return 0;                                                                    \
-	}                                                                                    \
-	SEC(SECPFX "/mm_page_free")                                                          \
-	int BPF_PROG(PFX##_page_free, struct page *page, unsigned int order)                 \
-	{                                                                                    \
-		on_page_free((__u64)page, HOOK_PAGE_FREE);                                   \
-		return 0;                                                                    \
-	}                                                                                    \
-	SEC(SECPFX "/mm_page_free_batched")                                                  \
-	int BPF_PROG(PFX##_page_freeb, struct page *page)                                    \
-	{                                                                                    \
-		on_page_free((__u64)page, HOOK_PAGE_FREE_BATCHED);                           \
-		return 0;                                                                    \
-	}                                                                                    \
-	SEC(SECPFX "/percpu_alloc_percpu")                                                   \
-	int BPF_PROG(PFX##_pcpu_alloc, unsigned long call_site, bool reserved, bool is_atomic, \
-		     size_t size, size_t align, void *base_addr, int off, void *ptr,          \
-		     size_t bytes_alloc, gfp_t gfp_flags)                                     \
-	{                                                                                    \
-		on_percpu_alloc(ctx, call_site, (__u64)ptr, size, bytes_alloc, gfp_flags);              \
-		return 0;                                                                    \
-	}                                                                                    \
-	SEC(SECPFX "/percpu_free_percpu")                                                    \
-	int BPF_PROG(PFX##_pcpu_free, void *base_addr, int off, void *ptr)                   \
-	{                                                                                    \
-		on_percpu_free((__u64)ptr);                                                  \
-		return 0;                                                                    \
+/* Each tracing program in both flavours: atomics (A=1) and hash table (A=0). */
+#define TRACING_PROGRAMS(SFX, A)                                                                   \
+	SEC("raw_tp/kmem_cache_alloc")                                                             \
+	int kt_cache_alloc##SFX(__u64 *ctx) { return do_cache_alloc(ctx, A); }                     \
+	SEC("raw_tp/kmalloc")                                                                      \
+	int kt_kmalloc##SFX(__u64 *ctx) { return do_kmalloc(ctx, A); }                             \
+	SEC("raw_tp/mm_page_alloc")                                                                \
+	int kt_page_alloc##SFX(__u64 *ctx) { return do_page_alloc(ctx, A); }                       \
+	SEC("raw_tp/percpu_alloc_percpu")                                                          \
+	int kt_pcpu_alloc##SFX(__u64 *ctx) { return do_pcpu_alloc(ctx, A); }                       \
+	SEC("raw_tp/kmem_cache_free")                                                              \
+	int kt_cache_free##SFX(__u64 *ctx)                                                         \
+	{                                                                                          \
+		return kt_free(ctx, HOOK_CACHE_FREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A);          \
+	}                                                                                          \
+	SEC("raw_tp/kfree")                                                                        \
+	int kt_kfree##SFX(__u64 *ctx) { return kt_free(ctx, HOOK_KFREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A); } \
+	SEC("raw_tp/mm_page_free")                                                                 \
+	int kt_page_free##SFX(__u64 *ctx)                                                          \
+	{                                                                                          \
+		return kt_free(ctx, HOOK_PAGE_FREE, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A);           \
+	}                                                                                          \
+	SEC("raw_tp/mm_page_free_batched")                                                         \
+	int kt_page_freeb##SFX(__u64 *ctx)                                                         \
+	{                                                                                          \
+		return kt_free(ctx, HOOK_PAGE_FREE_BATCHED, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A);   \
+	}                                                                                          \
+	SEC("raw_tp/percpu_free_percpu")                                                           \
+	int kt_pcpu_free##SFX(__u64 *ctx)                                                          \
+	{                                                                                          \
+		return kt_free(ctx, HOOK_PERCPU_FREE, KIND_PERCPU, C_FREE_UNTRACKED_PERCPU, A);     \
 	}
 
-TYPED_PROGRAMS("tp_btf", btf)
-TYPED_PROGRAMS("raw_tp", raw)
+TRACING_PROGRAMS(, 1)
+TRACING_PROGRAMS(_na, 0)
+
+/* ------------------------------------------------------------------ */
+/* Classic tracepoints                                                 */
 
 /*
- * Classic tracepoints: the perf trace record. Cache ids are a hash of the
- * cache name; pages are keyed by pfn.
+ * The perf trace record, read at the offsets of the tracepoint's format
+ * (tp_off, tp_size). Where the record names the cache, cache ids are a hash
+ * of the name; else the cache is read from the object. Pages are keyed by
+ * pfn + 1.
  */
 static __always_inline __u64 fnv1a(const char *s)
 {
@@ -941,226 +1451,478 @@ static __always_inline __u64 fnv1a(const char *s)
 	return h | (1ULL << 63);
 }
 
-SEC("tracepoint/kmem/kmem_cache_alloc")
-int tp_cache_alloc(struct trace_event_raw_kmem_cache_alloc *ctx)
+#define T_(h, f) tp_field(ctx, h, f)
+
+/* tp_cache_name returns the hash id of the cache the record names, registering it. */
+static __always_inline __u64 tp_cache_name(void *ctx, __u64 req, __u64 alloc)
+{
+	char name[CACHE_NAME_LEN] = {};
+	__u32 loc = T_(HOOK_CACHE_ALLOC, F_NAME);
+	bpf_probe_read_kernel_str(name, sizeof(name), ctx + (loc & 0xffff));
+	__u64 id = fnv1a(name);
+	struct cache_info *ci = bpf_map_lookup_elem(&caches, &id);
+	if (ci)
+		return id;
+	struct cache_info n = {};
+	__builtin_memcpy(n.name, name, sizeof(n.name));
+	n.object_size = req;
+	n.size = alloc;
+	n.allowed = name_allowed(n.name);
+	bpf_map_update_elem(&caches, &id, &n, BPF_NOEXIST);
+	if (!bpf_map_lookup_elem(&caches, &id))
+		count(C_CACHES_FULL);
+	return id;
+}
+
+static __always_inline int tpc_cache_alloc(void *ctx, const int A)
 {
 	count(HOOK_CACHE_ALLOC);
-	__u64 ptr = (__u64)BPF_CORE_READ(ctx, ptr);
-	if (!ptr) {
+	struct alloc_ev ev = {.kind = KIND_SLAB, .hook = HOOK_CACHE_ALLOC};
+	ev.ptr = T_(HOOK_CACHE_ALLOC, F_PTR);
+	if (!ev.ptr) {
 		count(C_NULL);
 		return 0;
 	}
-	char name[CACHE_NAME_LEN] = {};
-	__u32 loc = BPF_CORE_READ(ctx, __data_loc_name);
-	bpf_probe_read_kernel_str(name, sizeof(name), (void *)ctx + (loc & 0xffff));
-	__u64 id = fnv1a(name);
-	struct cache_info *ci = bpf_map_lookup_elem(&caches, &id);
-	if (!ci) {
-		struct cache_info n = {};
-		__builtin_memcpy(n.name, name, sizeof(n.name));
-		n.object_size = BPF_CORE_READ(ctx, bytes_req);
-		n.size = BPF_CORE_READ(ctx, bytes_alloc);
-		n.allowed = name_allowed(n.name);
-		bpf_map_update_elem(&caches, &id, &n, BPF_NOEXIST);
-		ci = bpf_map_lookup_elem(&caches, &id);
-		if (!ci)
-			count(C_CACHES_FULL);
+	ev.site = T_(HOOK_CACHE_ALLOC, F_SITE);
+	ev.req = T_(HOOK_CACHE_ALLOC, F_REQ);
+	ev.alloc = T_(HOOK_CACHE_ALLOC, F_ALLOC);
+	ev.gfp = T_(HOOK_CACHE_ALLOC, F_GFP);
+	ev.accounted = (ev.gfp & GFP_ACCOUNT) != 0;
+	if (tp_off[HOOK_CACHE_ALLOC][F_ACCOUNTED])
+		ev.accounted = T_(HOOK_CACHE_ALLOC, F_ACCOUNTED) != 0;
+	bool named = tp_off[HOOK_CACHE_ALLOC][F_NAME] != 0;
+	if (named)
+		ev.cache = tp_cache_name(ctx, ev.req, ev.alloc);
+	else
+		ev.cache = obj_cache(ev.ptr);
+	if (named && cache_filter_n) {
+		struct cache_info *ci = bpf_map_lookup_elem(&caches, &ev.cache);
+		if (!ci || !ci->allowed) {
+			count(C_FILTERED);
+			return 0;
+		}
+	} else if (!named && !slab_filters(&ev, true)) {
+		return 0;
 	}
-	if (cache_filter_n && (!ci || !ci->allowed)) {
+	if (min_size && ev.alloc < min_size) {
 		count(C_FILTERED);
 		return 0;
 	}
-	__u64 req = BPF_CORE_READ(ctx, bytes_req);
-	__u64 alloc = BPF_CORE_READ(ctx, bytes_alloc);
-	if (min_size && alloc < min_size) {
-		count(C_FILTERED);
-		return 0;
-	}
-	__u32 gfp = BPF_CORE_READ(ctx, gfp_flags);
-	__u8 accounted = (gfp & GFP_ACCOUNT) != 0;
-	if (bpf_core_field_exists(ctx->accounted))
-		accounted = BPF_CORE_READ(ctx, accounted);
-	record_alloc(ctx, ptr, KIND_SLAB, HOOK_CACHE_ALLOC, BPF_CORE_READ(ctx, call_site), id, req, alloc, gfp,
-		     accounted, 0);
+	record_alloc(ctx, &ev, A);
 	return 0;
 }
 
-SEC("tracepoint/kmem/kmem_cache_free")
-int tp_cache_free(struct trace_event_raw_kmem_cache_free *ctx)
+static __always_inline int tpc_kmalloc(void *ctx, const int A)
 {
-	on_cache_free((__u64)BPF_CORE_READ(ctx, ptr));
+	struct alloc_ev ev = {};
+	ev.ptr = T_(HOOK_KMALLOC, F_PTR);
+	ev.site = T_(HOOK_KMALLOC, F_SITE);
+	ev.req = T_(HOOK_KMALLOC, F_REQ);
+	ev.alloc = T_(HOOK_KMALLOC, F_ALLOC);
+	ev.gfp = T_(HOOK_KMALLOC, F_GFP);
+	on_kmalloc(ctx, &ev, A);
 	return 0;
 }
 
-SEC("tracepoint/kmem/kmalloc")
-int tp_kmalloc(struct trace_event_raw_kmalloc *ctx)
+static __always_inline int tpc_page_alloc(void *ctx, const int A)
 {
-	on_kmalloc(ctx, BPF_CORE_READ(ctx, call_site), (__u64)BPF_CORE_READ(ctx, ptr), BPF_CORE_READ(ctx, bytes_req),
-		   BPF_CORE_READ(ctx, bytes_alloc), BPF_CORE_READ(ctx, gfp_flags));
-	return 0;
-}
-
-SEC("tracepoint/kmem/kfree")
-int tp_kfree(struct trace_event_raw_kfree *ctx)
-{
-	on_kfree((__u64)BPF_CORE_READ(ctx, ptr));
-	return 0;
-}
-
-SEC("tracepoint/kmem/mm_page_alloc")
-int tp_page_alloc(struct trace_event_raw_mm_page_alloc *ctx)
-{
+	struct alloc_ev ev = {};
 	/* pfn is -1UL when the allocation failed. */
-	__u64 pfn = BPF_CORE_READ(ctx, pfn);
-	on_page_alloc(ctx, pfn == (__u64)-1 ? 0 : pfn + 1, BPF_CORE_READ(ctx, order),
-		      BPF_CORE_READ(ctx, gfp_flags), BPF_CORE_READ(ctx, migratetype));
+	__u64 pfn = T_(HOOK_PAGE_ALLOC, F_PTR);
+	ev.ptr = pfn == (__u64)-1 ? 0 : pfn + 1;
+	ev.order = T_(HOOK_PAGE_ALLOC, F_ORDER);
+	ev.gfp = T_(HOOK_PAGE_ALLOC, F_GFP);
+	on_page_alloc(ctx, &ev, T_(HOOK_PAGE_ALLOC, F_MIGRATE), A);
 	return 0;
 }
 
-SEC("tracepoint/kmem/mm_page_free")
-int tp_page_free(struct trace_event_raw_mm_page_free *ctx)
+static __always_inline int tpc_pcpu_alloc(void *ctx, const int A)
 {
-	on_page_free(BPF_CORE_READ(ctx, pfn) + 1, HOOK_PAGE_FREE);
+	struct alloc_ev ev = {};
+	ev.ptr = T_(HOOK_PERCPU_ALLOC, F_PTR);
+	ev.site = T_(HOOK_PERCPU_ALLOC, F_SITE);
+	ev.req = T_(HOOK_PERCPU_ALLOC, F_REQ);
+	ev.alloc = T_(HOOK_PERCPU_ALLOC, F_ALLOC);
+	ev.gfp = T_(HOOK_PERCPU_ALLOC, F_GFP);
+	on_percpu_alloc(ctx, &ev, A);
 	return 0;
 }
 
-SEC("tracepoint/kmem/mm_page_free_batched")
-int tp_page_freeb(struct trace_event_raw_mm_page_free_batched *ctx)
+static __always_inline int tpc_free(void *ctx, int hook, __u8 kind, __u32 untracked, const int A)
 {
-	on_page_free(BPF_CORE_READ(ctx, pfn) + 1, HOOK_PAGE_FREE_BATCHED);
+	count(hook);
+	__u64 ptr = tp_field(ctx, hook, F_PTR);
+	if (kind == KIND_PAGE)
+		ptr += 1; /* pfn + 1: pfn 0 is a page */
+	record_free(ptr, kind, untracked, A);
 	return 0;
 }
 
-SEC("tracepoint/percpu/percpu_alloc_percpu")
-int tp_pcpu_alloc(struct trace_event_raw_percpu_alloc_percpu *ctx)
-{
-	on_percpu_alloc(ctx, BPF_CORE_READ(ctx, call_site), (__u64)BPF_CORE_READ(ctx, ptr), BPF_CORE_READ(ctx, size),
-			BPF_CORE_READ(ctx, bytes_alloc), BPF_CORE_READ(ctx, gfp_flags));
-	return 0;
-}
+#define CLASSIC_PROGRAMS(SFX, A)                                                                   \
+	SEC("tracepoint/kmem/kmem_cache_alloc")                                                    \
+	int tp_cache_alloc##SFX(void *ctx) { return tpc_cache_alloc(ctx, A); }                     \
+	SEC("tracepoint/kmem/kmalloc")                                                             \
+	int tp_kmalloc##SFX(void *ctx) { return tpc_kmalloc(ctx, A); }                             \
+	SEC("tracepoint/kmem/mm_page_alloc")                                                       \
+	int tp_page_alloc##SFX(void *ctx) { return tpc_page_alloc(ctx, A); }                       \
+	SEC("tracepoint/percpu/percpu_alloc_percpu")                                               \
+	int tp_pcpu_alloc##SFX(void *ctx) { return tpc_pcpu_alloc(ctx, A); }                       \
+	SEC("tracepoint/kmem/kmem_cache_free")                                                     \
+	int tp_cache_free##SFX(void *ctx)                                                          \
+	{                                                                                          \
+		return tpc_free(ctx, HOOK_CACHE_FREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A);         \
+	}                                                                                          \
+	SEC("tracepoint/kmem/kfree")                                                               \
+	int tp_kfree##SFX(void *ctx) { return tpc_free(ctx, HOOK_KFREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A); } \
+	SEC("tracepoint/kmem/mm_page_free")                                                        \
+	int tp_page_free##SFX(void *ctx)                                                           \
+	{                                                                                          \
+		return tpc_free(ctx, HOOK_PAGE_FREE, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A);          \
+	}                                                                                          \
+	SEC("tracepoint/kmem/mm_page_free_batched")                                                \
+	int tp_page_freeb##SFX(void *ctx)                                                          \
+	{                                                                                          \
+		return tpc_free(ctx, HOOK_PAGE_FREE_BATCHED, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A);  \
+	}                                                                                          \
+	SEC("tracepoint/percpu/percpu_free_percpu")                                                \
+	int tp_pcpu_free##SFX(void *ctx)                                                           \
+	{                                                                                          \
+		return tpc_free(ctx, HOOK_PERCPU_FREE, KIND_PERCPU, C_FREE_UNTRACKED_PERCPU, A);    \
+	}
 
-SEC("tracepoint/percpu/percpu_free_percpu")
-int tp_pcpu_free(struct trace_event_raw_percpu_free_percpu *ctx)
-{
-	on_percpu_free((__u64)BPF_CORE_READ(ctx, ptr));
-	return 0;
-}
+CLASSIC_PROGRAMS(, 1)
+CLASSIC_PROGRAMS(_na, 0)
+
+/* ------------------------------------------------------------------ */
+/* Allocator functions: kprobe and fentry                              */
 
 /*
- * kprobe mode: for kernels whose kmem tracepoints do not serve. An entry probe
- * saves the arguments per thread; the return probe has the pointer. The
- * loader attaches each program to whichever allocator symbols the kernel has
- * (kmem_cache_alloc_noprof or kmem_cache_alloc, ...). The stack is walked in
- * the return probe, whose leaf is the allocator's caller.
+ * fn_finish completes an allocation seen at an allocator function's return:
+ * the cache (from the argument, from the object, or kmalloc-large) and the
+ * filters that need it. size is the requested size (kmalloc family).
  */
-static __always_inline void kp_save(struct pt_regs *ctx, __u64 cache, __u64 size, __u32 gfp, __u8 hook)
+static __always_inline bool fn_finish(struct alloc_ev *ev, int slot, __u64 size)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__u64 site = 0;
-	/* At function entry the return address is at the top of the stack. */
-	bpf_probe_read_kernel(&site, sizeof(site), (void *)PT_REGS_SP(ctx));
-	struct kp_args a = {.site = site, .cache = cache, .size = size, .gfp = gfp, .hook = hook};
-	bpf_map_update_elem(&kp_pending, &id, &a, BPF_ANY);
+	ev->kind = KIND_SLAB;
+	ev->accounted = (ev->gfp & GFP_ACCOUNT) != 0;
+	if (fn_alloc[slot].hook == HOOK_CACHE_ALLOC) {
+		if (!ev->cache)
+			ev->cache = obj_cache(ev->ptr);
+		return slab_filters(ev, true);
+	}
+	ev->req = size;
+	if (fn_alloc[slot].large || size > kmalloc_max) {
+		ev->alloc = large_bytes(size);
+		ev->cache = kmalloc_id(ev->alloc, ev->gfp);
+		return slab_filters(ev, false);
+	}
+	if (!ev->cache)
+		ev->cache = obj_cache(ev->ptr);
+	return slab_filters(ev, true);
 }
 
-/* kmem_cache_alloc*(struct kmem_cache *s, ...gfp_t flags...) */
-SEC("kprobe/kmem_cache_alloc_noprof")
-int BPF_KPROBE(kp_cache_alloc, struct kmem_cache *s, gfp_t gfp)
+/*
+ * fx_site returns the allocator's return address into its caller. An fexit
+ * program's context lies in its trampoline's stack frame, below the
+ * trampoline's own return address (into the allocator, just past its start)
+ * and, a fixed number of words above that, the allocator's return address.
+ * The first event of each slot finds the first of the two by its value.
+ */
+#if defined(__TARGET_ARCH_arm64)
+#define FX_PARENT_DELTA 2 /* [self ip] [fp] [parent ip] */
+#else
+#define FX_PARENT_DELTA 1 /* [self ip] [parent ip] */
+#endif
+#define FX_SCAN_WORDS 16
+
+static __always_inline __u64 fx_site(__u64 *ctx, int slot)
 {
-	kp_save(ctx, (__u64)s, 0, gfp, HOOK_CACHE_ALLOC);
-	return 0;
+	__u32 base = fn_alloc[slot].nargs + 1; /* words of arguments and return value */
+	__u8 w = fx_site_word[slot];
+	__u64 v = 0;
+	if (w == 0xff)
+		return 0;
+	if (w == 0) {
+		__u64 words[FX_SCAN_WORDS] = {};
+		bpf_probe_read_kernel(words, sizeof(words), (void *)ctx + 8 * base);
+		__u64 fn = fn_addr[slot];
+		w = 0xff;
+#pragma unroll
+		for (int i = 0; i + FX_PARENT_DELTA < FX_SCAN_WORDS; i++) {
+			if (words[i] > fn && words[i] < fn + 32) {
+				w = base + i + FX_PARENT_DELTA;
+				break;
+			}
+		}
+		fx_site_word[slot] = w;
+		if (w == 0xff)
+			return 0;
+	}
+	bpf_probe_read_kernel(&v, sizeof(v), (void *)ctx + 8 * (w & 0x3f));
+	return v;
 }
 
-/* __kmalloc*(size_t size, gfp_t flags, ...) and __kmalloc_large*(size, flags) */
-SEC("kprobe/__kmalloc_noprof")
-int BPF_KPROBE(kp_kmalloc, size_t size, gfp_t gfp)
+/* fexit: the arguments and the return value in one program, no pairing. */
+static __always_inline int fx_alloc(__u64 *ctx, const int slot, const int A)
 {
-	kp_save(ctx, 0, size, gfp, HOOK_KMALLOC);
-	return 0;
-}
-
-/* __kmalloc_cache*(struct kmem_cache *s, gfp_t flags, size_t size) */
-SEC("kprobe/__kmalloc_cache_noprof")
-int BPF_KPROBE(kp_kmalloc_cache, struct kmem_cache *s, gfp_t gfp, size_t size)
-{
-	kp_save(ctx, (__u64)s, size, gfp, HOOK_KMALLOC);
-	return 0;
-}
-
-/* kmem_cache_alloc_lru*(struct kmem_cache *s, struct list_lru *lru, gfp_t flags) */
-SEC("kprobe/kmem_cache_alloc_lru_noprof")
-int BPF_KPROBE(kp_cache_alloc_lru, struct kmem_cache *s, void *lru, gfp_t gfp)
-{
-	kp_save(ctx, (__u64)s, 0, gfp, HOOK_CACHE_ALLOC);
-	return 0;
-}
-
-/* __kmalloc_node*(size_t size, kmem_buckets *b, gfp_t flags, int node): CONFIG_SLAB_BUCKETS */
-SEC("kprobe/__kmalloc_node_noprof")
-int BPF_KPROBE(kp_kmalloc_b, size_t size, void *b, gfp_t gfp)
-{
-	kp_save(ctx, 0, size, gfp, HOOK_KMALLOC);
-	return 0;
-}
-
-/* __kmalloc_cache_node*(struct kmem_cache *s, gfp_t flags, int node, size_t size) */
-SEC("kprobe/__kmalloc_cache_node_noprof")
-int BPF_KPROBE(kp_kmalloc_cnode, struct kmem_cache *s, gfp_t gfp, int node, size_t size)
-{
-	kp_save(ctx, (__u64)s, size, gfp, HOOK_KMALLOC);
-	return 0;
-}
-
-SEC("kretprobe/kmem_cache_alloc_noprof")
-int BPF_KRETPROBE(krp_alloc, void *ret)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct kp_args *a = bpf_map_lookup_elem(&kp_pending, &id);
-	if (!a) {
-		count(C_KRETPROBE_NO_ENTRY);
+	count(fn_alloc[slot].hook);
+	struct alloc_ev ev = {};
+	ev.ptr = ctx_ptr(ctx, fn_alloc[slot].nargs + 1);
+	if (!ev.ptr) {
+		count(C_NULL);
 		return 0;
 	}
-	struct kp_args args = *a;
-	bpf_map_delete_elem(&kp_pending, &id);
-
-	if (args.hook == HOOK_CACHE_ALLOC) {
-		on_cache_alloc(ctx, args.site, (__u64)ret, (struct kmem_cache *)args.cache, args.gfp);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (nested((ev.ptr << 2) | KIND_SLAB, pid_tgid))
 		return 0;
-	}
-	/* kmalloc family: the bucket size is the cache's size when known. */
-	__u64 alloc = args.size;
-	if (args.cache) {
-		struct cache_info *ci = cache_lookup((struct kmem_cache *)args.cache);
-		if (ci)
-			alloc = ci->size;
-	}
-	on_kmalloc(ctx, args.site, (__u64)ret, args.size, alloc, args.gfp);
-	return 0;
-}
-
-SEC("kprobe/kmem_cache_free")
-int BPF_KPROBE(kp_cache_free, struct kmem_cache *s, void *ptr)
-{
-	on_cache_free((__u64)ptr);
-	return 0;
-}
-
-SEC("kprobe/kfree")
-int BPF_KPROBE(kp_kfree, void *ptr)
-{
-	on_kfree((__u64)ptr);
+	ev.hook = fn_alloc[slot].hook;
+	ev.gfp = ctx_arg(ctx, fn_alloc[slot].gfp);
+	ev.cache = ctx_arg(ctx, fn_alloc[slot].cache);
+	if (!fn_finish(&ev, slot, ctx_arg(ctx, fn_alloc[slot].size)))
+		return 0;
+	__u32 tgid = pid_tgid >> 32;
+	if (!admit(tgid))
+		return 0;
+	/* The call site is needed only to decide about the stack. */
+	if (trace_mode == MODE_ADAPTIVE)
+		ev.site = fx_site(ctx, slot);
+	ev.stack_id = STACK_UNSET;
+	store_alloc(ctx, &ev, tgid, A);
 	return 0;
 }
 
 /*
- * resolve_cache is not attached: user space runs it (BPF_PROG_TEST_RUN) once
- * per kmem_cache pointer found in the records, to record the cache's name,
- * sizes and flags in the caches map.
+ * kprobe: the entry saves what it knows and walks the stack (the allocator
+ * is the leaf frame there); the return probe has the pointer. Entries are
+ * keyed by the stack pointer, unique per call even when an interrupt or a
+ * nested allocator call runs on the same thread in between.
+ */
+#if defined(__TARGET_ARCH_x86)
+#define KRET_SP_ADJUST 8 /* the return popped the return address */
+#else
+#define KRET_SP_ADJUST 0
+#endif
+
+static __always_inline int kp_alloc(struct pt_regs *ctx, const int slot, const int A)
+{
+	count(fn_alloc[slot].hook);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!admit(pid_tgid >> 32))
+		return 0;
+	struct kp_args a = {};
+	a.slot = slot;
+	a.ev.hook = fn_alloc[slot].hook;
+	a.ev.gfp = kp_arg(ctx, fn_alloc[slot].gfp);
+	a.ev.cache = kp_arg(ctx, fn_alloc[slot].cache);
+	a.size = kp_arg(ctx, fn_alloc[slot].size);
+	BPF_KPROBE_READ_RET_IP(a.ev.site, ctx);
+	a.ev.stack_id = decide_stack(ctx, a.ev.site, A);
+	__u64 sp = PT_REGS_SP(ctx);
+	struct kp_args *old = bpf_map_lookup_elem(&kp_pending, &sp);
+	if (old) /* a call whose return was never seen left it */
+		count(C_RETURN_MISSED);
+	bpf_map_update_elem(&kp_pending, &sp, &a, BPF_ANY);
+	return 0;
+}
+
+static __always_inline int do_kr_alloc(struct pt_regs *ctx, const int A)
+{
+	__u64 sp = PT_REGS_SP(ctx) - KRET_SP_ADJUST;
+	struct kp_args *p = bpf_map_lookup_elem(&kp_pending, &sp);
+	if (!p) {
+		count(C_RETURN_NO_ENTRY);
+		return 0;
+	}
+	struct kp_args a = *p;
+	bpf_map_delete_elem(&kp_pending, &sp);
+	int slot = a.slot;
+	if (slot < 0 || slot >= NR_FN_SLOTS)
+		return 0;
+	a.ev.ptr = PT_REGS_RC(ctx);
+	if (!a.ev.ptr) {
+		count(C_NULL);
+		site_freed(a.ev.site); /* decide_stack counted it for its site */
+		return 0;
+	}
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (nested((a.ev.ptr << 2) | KIND_SLAB, pid_tgid)) {
+		site_freed(a.ev.site);
+		return 0;
+	}
+	if (!fn_finish(&a.ev, slot, a.size)) {
+		site_freed(a.ev.site);
+		return 0;
+	}
+	store_alloc(ctx, &a.ev, pid_tgid >> 32, A);
+	return 0;
+}
+
+/* Frees. kmem_cache_free(s, x), kfree(x). */
+static __always_inline int fn_free(__u64 ptr, int hook, const int A)
+{
+	count(hook);
+	record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A);
+	return 0;
+}
+
+/*
+ * kmem_cache_free_bulk(s, size, p): frees size objects with no tracepoint
+ * (kfree_bulk, batched kfree_rcu, the maple tree). Objects past MAX_BULK are
+ * counted, not looked up. Each object is freed by a global function, which
+ * the verifier checks once rather than once per object.
+ */
+#define MAX_BULK 512
+#define BULK_CHUNK 8
+
+__noinline int bulk_free_one(__u64 ptr)
+{
+	record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB, 1);
+	return 0;
+}
+
+__noinline int bulk_free_one_na(__u64 ptr)
+{
+	record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB, 0);
+	return 0;
+}
+
+static __always_inline int free_bulk(__u64 n, __u64 p, const int A)
+{
+	count(HOOK_FREE_BULK);
+	if (!p)
+		return 0;
+	if (n > MAX_BULK) {
+		count_n(C_BULK_TRUNCATED, n - MAX_BULK);
+		n = MAX_BULK;
+	}
+	for (int i = 0; i < MAX_BULK / BULK_CHUNK; i++) {
+		if (i * BULK_CHUNK >= n)
+			break;
+		__u64 objs[BULK_CHUNK] = {};
+		bpf_probe_read_kernel(objs, sizeof(objs), (void *)p + i * BULK_CHUNK * 8);
+#pragma unroll
+		for (int j = 0; j < BULK_CHUNK; j++) {
+			if (i * BULK_CHUNK + j < n) {
+				if (A)
+					bulk_free_one(objs[j]);
+				else
+					bulk_free_one_na(objs[j]);
+			}
+		}
+	}
+	return 0;
+}
+
+#define FX_SLOT(K, SFX, A)                                                                         \
+	SEC("fexit") int fx_alloc_##K##SFX(__u64 *ctx) { return fx_alloc(ctx, K, A); }             \
+	SEC("kprobe") int kp_alloc_##K##SFX(struct pt_regs *ctx) { return kp_alloc(ctx, K, A); }
+
+#define FN_PROGRAMS(SFX, A)                                                                        \
+	FX_SLOT(0, SFX, A)                                                                         \
+	FX_SLOT(1, SFX, A)                                                                         \
+	FX_SLOT(2, SFX, A)                                                                         \
+	FX_SLOT(3, SFX, A)                                                                         \
+	FX_SLOT(4, SFX, A)                                                                         \
+	FX_SLOT(5, SFX, A)                                                                         \
+	FX_SLOT(6, SFX, A)                                                                         \
+	FX_SLOT(7, SFX, A)                                                                         \
+	FX_SLOT(8, SFX, A)                                                                         \
+	FX_SLOT(9, SFX, A)                                                                         \
+	FX_SLOT(10, SFX, A)                                                                        \
+	FX_SLOT(11, SFX, A)                                                                        \
+	FX_SLOT(12, SFX, A)                                                                        \
+	FX_SLOT(13, SFX, A)                                                                        \
+	SEC("kretprobe") int kr_alloc##SFX(struct pt_regs *ctx) { return do_kr_alloc(ctx, A); }       \
+	SEC("fentry/kmem_cache_free")                                                              \
+	int fe_cache_free##SFX(__u64 *ctx) { return fn_free(ctx_ptr(ctx, 2), HOOK_CACHE_FREE, A); } \
+	SEC("fentry/kfree")                                                                        \
+	int fe_kfree##SFX(__u64 *ctx) { return fn_free(ctx_ptr(ctx, 1), HOOK_KFREE, A); }           \
+	SEC("fentry/kmem_cache_free_bulk")                                                         \
+	int fe_free_bulk##SFX(__u64 *ctx) { return free_bulk(ctx_arg(ctx, 2), ctx_copy(ctx, 3), A); } \
+	SEC("kprobe/kmem_cache_free")                                                              \
+	int kp_cache_free##SFX(struct pt_regs *ctx) { return fn_free(PT_REGS_PARM2(ctx), HOOK_CACHE_FREE, A); } \
+	SEC("kprobe/kfree")                                                                        \
+	int kp_kfree##SFX(struct pt_regs *ctx) { return fn_free(PT_REGS_PARM1(ctx), HOOK_KFREE, A); } \
+	SEC("kprobe/kmem_cache_free_bulk")                                                         \
+	int kp_free_bulk##SFX(struct pt_regs *ctx) { return free_bulk(PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx), A); }
+
+FN_PROGRAMS(, 1)
+FN_PROGRAMS(_na, 0)
+
+/* ------------------------------------------------------------------ */
+/* Test-run programs (BPF_PROG_TEST_RUN from user space, never attached) */
+
+/*
+ * resolve_cache records a cache's name, sizes and flags in the caches map;
+ * user space runs it once per kmem_cache pointer found in the records.
  */
 SEC("raw_tp")
 int resolve_cache(struct bpf_raw_tracepoint_args *ctx)
 {
 	cache_lookup((struct kmem_cache *)ctx->args[0]);
+	return 0;
+}
+
+/* read_word reads a kernel word (args[0]) into probe_result. */
+SEC("raw_tp")
+int read_word(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 v = 0;
+	if (bpf_probe_read_kernel(&v, sizeof(v), (void *)ctx->args[0]) == 0)
+		probe_result = v;
+	else
+		probe_result = 0;
+	return 0;
+}
+
+/*
+ * calib_probe tries a candidate for vm_page_c (args[0]) on objects whose
+ * caches are known by name: the calling task's own task_struct, mm_struct,
+ * files, fs, cred, signal and sighand. It leaves the name of the cache the
+ * candidate finds for each in calib_names; the loader keeps the candidate
+ * whose names match.
+ */
+#define NR_CALIB 7
+char calib_names[NR_CALIB][16] = {};
+
+SEC("raw_tp")
+int calib_probe(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 c = ctx->args[0];
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 objs[NR_CALIB] = {};
+	objs[0] = (__u64)task;
+	objs[1] = (__u64)BPF_CORE_READ(task, mm);
+	objs[2] = (__u64)BPF_CORE_READ(task, files);
+	objs[3] = (__u64)BPF_CORE_READ(task, fs);
+	objs[4] = (__u64)BPF_CORE_READ(task, cred);
+	objs[5] = (__u64)BPF_CORE_READ(task, signal);
+	objs[6] = (__u64)BPF_CORE_READ(task, sighand);
+#pragma unroll
+	for (int i = 0; i < NR_CALIB; i++) {
+		__builtin_memset(calib_names[i], 0, sizeof(calib_names[i]));
+		if (!objs[i])
+			continue;
+		__u64 pg = c + (objs[i] >> page_shift) * bpf_core_type_size(struct page);
+		struct kmem_cache *s = (struct kmem_cache *)slab_cache_of(pg);
+		if (!s)
+			continue;
+		const char *name = BPF_CORE_READ(s, name);
+		bpf_probe_read_kernel_str(calib_names[i], sizeof(calib_names[i]), name);
+	}
+	return 0;
+}
+
+/*
+ * obj_cache_probe stores in probe_result the slab cache of the object
+ * args[1] according to the candidate args[0] for vm_page_c (tests compare it
+ * with the cache a tracepoint passed).
+ */
+SEC("raw_tp")
+int obj_cache_probe(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 pg = ctx->args[0] + (ctx->args[1] >> page_shift) * bpf_core_type_size(struct page);
+	probe_result = slab_cache_of(pg);
 	return 0;
 }
 

@@ -49,19 +49,113 @@ type kmemprofCacheInfo struct {
 }
 
 type kmemprofCacheStat struct {
-	_      structs.HostLayout
-	Allocs uint64
-	Frees  uint64
+	_          structs.HostLayout
+	Allocs     uint64
+	Frees      uint64
+	Bytes      uint64
+	FreedBytes uint64
 }
 
-type kmemprofKpArgs struct {
+type kmemprofCounter uint32
+
+const (
+	kmemprofCounterC_TRACKED               kmemprofCounter = 10
+	kmemprofCounterC_FREED                 kmemprofCounter = 11
+	kmemprofCounterC_FREE_UNTRACKED_SLAB   kmemprofCounter = 12
+	kmemprofCounterC_FREE_UNTRACKED_PAGE   kmemprofCounter = 13
+	kmemprofCounterC_FREE_UNTRACKED_PERCPU kmemprofCounter = 14
+	kmemprofCounterC_ALLOC_TRACKED         kmemprofCounter = 15
+	kmemprofCounterC_MAP_FULL              kmemprofCounter = 16
+	kmemprofCounterC_STACK_COLLISION       kmemprofCounter = 17
+	kmemprofCounterC_STACK_FULL            kmemprofCounter = 18
+	kmemprofCounterC_STACK_FAULT           kmemprofCounter = 19
+	kmemprofCounterC_TOTALS_FULL           kmemprofCounter = 20
+	kmemprofCounterC_CACHES_FULL           kmemprofCounter = 21
+	kmemprofCounterC_FILTERED              kmemprofCounter = 22
+	kmemprofCounterC_SELF                  kmemprofCounter = 23
+	kmemprofCounterC_NULL                  kmemprofCounter = 24
+	kmemprofCounterC_RETURN_MISSED         kmemprofCounter = 25
+	kmemprofCounterC_SAMPLED_OUT           kmemprofCounter = 26
+	kmemprofCounterC_WALKED                kmemprofCounter = 27
+	kmemprofCounterC_HOT_SITES             kmemprofCounter = 28
+	kmemprofCounterC_FREE_NULL             kmemprofCounter = 29
+	kmemprofCounterC_SITES_CHURN           kmemprofCounter = 30
+	kmemprofCounterC_STACK_RECOVERED       kmemprofCounter = 31
+	kmemprofCounterC_CACHE_UNRESOLVED      kmemprofCounter = 32
+	kmemprofCounterC_NESTED                kmemprofCounter = 33
+	kmemprofCounterC_BULK_TRUNCATED        kmemprofCounter = 34
+	kmemprofCounterC_RETURN_NO_ENTRY       kmemprofCounter = 35
+	kmemprofCounterNR_COUNTERS             kmemprofCounter = 36
+)
+
+type kmemprofField uint32
+
+const (
+	kmemprofFieldF_SITE      kmemprofField = 0
+	kmemprofFieldF_PTR       kmemprofField = 1
+	kmemprofFieldF_CACHE     kmemprofField = 2
+	kmemprofFieldF_REQ       kmemprofField = 3
+	kmemprofFieldF_ALLOC     kmemprofField = 4
+	kmemprofFieldF_GFP       kmemprofField = 5
+	kmemprofFieldF_ORDER     kmemprofField = 6
+	kmemprofFieldF_MIGRATE   kmemprofField = 7
+	kmemprofFieldF_NAME      kmemprofField = 8
+	kmemprofFieldF_ACCOUNTED kmemprofField = 9
+	kmemprofFieldNR_FIELDS   kmemprofField = 10
+)
+
+type kmemprofFnLayout struct {
 	_     structs.HostLayout
-	Site  uint64
-	Cache uint64
-	Size  uint64
-	Gfp   uint32
+	Cache uint8
+	Size  uint8
+	Gfp   uint8
+	Nargs uint8
+	Large uint8
 	Hook  uint8
-	Pad   [3]uint8
+	Pad   [2]uint8
+}
+
+type kmemprofHook uint32
+
+const (
+	kmemprofHookHOOK_CACHE_ALLOC       kmemprofHook = 0
+	kmemprofHookHOOK_CACHE_FREE        kmemprofHook = 1
+	kmemprofHookHOOK_KMALLOC           kmemprofHook = 2
+	kmemprofHookHOOK_KFREE             kmemprofHook = 3
+	kmemprofHookHOOK_PAGE_ALLOC        kmemprofHook = 4
+	kmemprofHookHOOK_PAGE_FREE         kmemprofHook = 5
+	kmemprofHookHOOK_PAGE_FREE_BATCHED kmemprofHook = 6
+	kmemprofHookHOOK_PERCPU_ALLOC      kmemprofHook = 7
+	kmemprofHookHOOK_PERCPU_FREE       kmemprofHook = 8
+	kmemprofHookHOOK_FREE_BULK         kmemprofHook = 9
+	kmemprofHookNR_HOOKS               kmemprofHook = 10
+)
+
+type kmemprofKpArgs struct {
+	_  structs.HostLayout
+	Ev struct {
+		_         structs.HostLayout
+		Ptr       uint64
+		Site      uint64
+		Cache     uint64
+		Req       uint64
+		Alloc     uint64
+		StackId   int64
+		Gfp       uint32
+		Kind      uint8
+		Hook      uint8
+		Accounted uint8
+		Order     uint8
+	}
+	Size uint64
+	Slot uint8
+	Pad  [7]uint8
+}
+
+type kmemprofLastAlloc struct {
+	_       structs.HostLayout
+	Key     uint64
+	PidTgid uint64
 }
 
 type kmemprofSiteState struct {
@@ -138,43 +232,116 @@ type kmemprofSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kmemprofProgramSpecs struct {
-	BtfCacheAlloc   *ebpf.ProgramSpec `ebpf:"btf_cache_alloc"`
-	BtfCacheFree    *ebpf.ProgramSpec `ebpf:"btf_cache_free"`
-	BtfKfree        *ebpf.ProgramSpec `ebpf:"btf_kfree"`
-	BtfKmalloc      *ebpf.ProgramSpec `ebpf:"btf_kmalloc"`
-	BtfPageAlloc    *ebpf.ProgramSpec `ebpf:"btf_page_alloc"`
-	BtfPageFree     *ebpf.ProgramSpec `ebpf:"btf_page_free"`
-	BtfPageFreeb    *ebpf.ProgramSpec `ebpf:"btf_page_freeb"`
-	BtfPcpuAlloc    *ebpf.ProgramSpec `ebpf:"btf_pcpu_alloc"`
-	BtfPcpuFree     *ebpf.ProgramSpec `ebpf:"btf_pcpu_free"`
-	KpCacheAlloc    *ebpf.ProgramSpec `ebpf:"kp_cache_alloc"`
-	KpCacheAllocLru *ebpf.ProgramSpec `ebpf:"kp_cache_alloc_lru"`
-	KpCacheFree     *ebpf.ProgramSpec `ebpf:"kp_cache_free"`
-	KpKfree         *ebpf.ProgramSpec `ebpf:"kp_kfree"`
-	KpKmalloc       *ebpf.ProgramSpec `ebpf:"kp_kmalloc"`
-	KpKmallocB      *ebpf.ProgramSpec `ebpf:"kp_kmalloc_b"`
-	KpKmallocCache  *ebpf.ProgramSpec `ebpf:"kp_kmalloc_cache"`
-	KpKmallocCnode  *ebpf.ProgramSpec `ebpf:"kp_kmalloc_cnode"`
-	KrpAlloc        *ebpf.ProgramSpec `ebpf:"krp_alloc"`
-	RawCacheAlloc   *ebpf.ProgramSpec `ebpf:"raw_cache_alloc"`
-	RawCacheFree    *ebpf.ProgramSpec `ebpf:"raw_cache_free"`
-	RawKfree        *ebpf.ProgramSpec `ebpf:"raw_kfree"`
-	RawKmalloc      *ebpf.ProgramSpec `ebpf:"raw_kmalloc"`
-	RawPageAlloc    *ebpf.ProgramSpec `ebpf:"raw_page_alloc"`
-	RawPageFree     *ebpf.ProgramSpec `ebpf:"raw_page_free"`
-	RawPageFreeb    *ebpf.ProgramSpec `ebpf:"raw_page_freeb"`
-	RawPcpuAlloc    *ebpf.ProgramSpec `ebpf:"raw_pcpu_alloc"`
-	RawPcpuFree     *ebpf.ProgramSpec `ebpf:"raw_pcpu_free"`
-	ResolveCache    *ebpf.ProgramSpec `ebpf:"resolve_cache"`
-	TpCacheAlloc    *ebpf.ProgramSpec `ebpf:"tp_cache_alloc"`
-	TpCacheFree     *ebpf.ProgramSpec `ebpf:"tp_cache_free"`
-	TpKfree         *ebpf.ProgramSpec `ebpf:"tp_kfree"`
-	TpKmalloc       *ebpf.ProgramSpec `ebpf:"tp_kmalloc"`
-	TpPageAlloc     *ebpf.ProgramSpec `ebpf:"tp_page_alloc"`
-	TpPageFree      *ebpf.ProgramSpec `ebpf:"tp_page_free"`
-	TpPageFreeb     *ebpf.ProgramSpec `ebpf:"tp_page_freeb"`
-	TpPcpuAlloc     *ebpf.ProgramSpec `ebpf:"tp_pcpu_alloc"`
-	TpPcpuFree      *ebpf.ProgramSpec `ebpf:"tp_pcpu_free"`
+	CalibProbe     *ebpf.ProgramSpec `ebpf:"calib_probe"`
+	FeCacheFree    *ebpf.ProgramSpec `ebpf:"fe_cache_free"`
+	FeCacheFreeNa  *ebpf.ProgramSpec `ebpf:"fe_cache_free_na"`
+	FeFreeBulk     *ebpf.ProgramSpec `ebpf:"fe_free_bulk"`
+	FeFreeBulkNa   *ebpf.ProgramSpec `ebpf:"fe_free_bulk_na"`
+	FeKfree        *ebpf.ProgramSpec `ebpf:"fe_kfree"`
+	FeKfreeNa      *ebpf.ProgramSpec `ebpf:"fe_kfree_na"`
+	FxAlloc0       *ebpf.ProgramSpec `ebpf:"fx_alloc_0"`
+	FxAlloc0Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_0_na"`
+	FxAlloc1       *ebpf.ProgramSpec `ebpf:"fx_alloc_1"`
+	FxAlloc10      *ebpf.ProgramSpec `ebpf:"fx_alloc_10"`
+	FxAlloc10Na    *ebpf.ProgramSpec `ebpf:"fx_alloc_10_na"`
+	FxAlloc11      *ebpf.ProgramSpec `ebpf:"fx_alloc_11"`
+	FxAlloc11Na    *ebpf.ProgramSpec `ebpf:"fx_alloc_11_na"`
+	FxAlloc12      *ebpf.ProgramSpec `ebpf:"fx_alloc_12"`
+	FxAlloc12Na    *ebpf.ProgramSpec `ebpf:"fx_alloc_12_na"`
+	FxAlloc13      *ebpf.ProgramSpec `ebpf:"fx_alloc_13"`
+	FxAlloc13Na    *ebpf.ProgramSpec `ebpf:"fx_alloc_13_na"`
+	FxAlloc1Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_1_na"`
+	FxAlloc2       *ebpf.ProgramSpec `ebpf:"fx_alloc_2"`
+	FxAlloc2Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_2_na"`
+	FxAlloc3       *ebpf.ProgramSpec `ebpf:"fx_alloc_3"`
+	FxAlloc3Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_3_na"`
+	FxAlloc4       *ebpf.ProgramSpec `ebpf:"fx_alloc_4"`
+	FxAlloc4Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_4_na"`
+	FxAlloc5       *ebpf.ProgramSpec `ebpf:"fx_alloc_5"`
+	FxAlloc5Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_5_na"`
+	FxAlloc6       *ebpf.ProgramSpec `ebpf:"fx_alloc_6"`
+	FxAlloc6Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_6_na"`
+	FxAlloc7       *ebpf.ProgramSpec `ebpf:"fx_alloc_7"`
+	FxAlloc7Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_7_na"`
+	FxAlloc8       *ebpf.ProgramSpec `ebpf:"fx_alloc_8"`
+	FxAlloc8Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_8_na"`
+	FxAlloc9       *ebpf.ProgramSpec `ebpf:"fx_alloc_9"`
+	FxAlloc9Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_9_na"`
+	KpAlloc0       *ebpf.ProgramSpec `ebpf:"kp_alloc_0"`
+	KpAlloc0Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_0_na"`
+	KpAlloc1       *ebpf.ProgramSpec `ebpf:"kp_alloc_1"`
+	KpAlloc10      *ebpf.ProgramSpec `ebpf:"kp_alloc_10"`
+	KpAlloc10Na    *ebpf.ProgramSpec `ebpf:"kp_alloc_10_na"`
+	KpAlloc11      *ebpf.ProgramSpec `ebpf:"kp_alloc_11"`
+	KpAlloc11Na    *ebpf.ProgramSpec `ebpf:"kp_alloc_11_na"`
+	KpAlloc12      *ebpf.ProgramSpec `ebpf:"kp_alloc_12"`
+	KpAlloc12Na    *ebpf.ProgramSpec `ebpf:"kp_alloc_12_na"`
+	KpAlloc13      *ebpf.ProgramSpec `ebpf:"kp_alloc_13"`
+	KpAlloc13Na    *ebpf.ProgramSpec `ebpf:"kp_alloc_13_na"`
+	KpAlloc1Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_1_na"`
+	KpAlloc2       *ebpf.ProgramSpec `ebpf:"kp_alloc_2"`
+	KpAlloc2Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_2_na"`
+	KpAlloc3       *ebpf.ProgramSpec `ebpf:"kp_alloc_3"`
+	KpAlloc3Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_3_na"`
+	KpAlloc4       *ebpf.ProgramSpec `ebpf:"kp_alloc_4"`
+	KpAlloc4Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_4_na"`
+	KpAlloc5       *ebpf.ProgramSpec `ebpf:"kp_alloc_5"`
+	KpAlloc5Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_5_na"`
+	KpAlloc6       *ebpf.ProgramSpec `ebpf:"kp_alloc_6"`
+	KpAlloc6Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_6_na"`
+	KpAlloc7       *ebpf.ProgramSpec `ebpf:"kp_alloc_7"`
+	KpAlloc7Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_7_na"`
+	KpAlloc8       *ebpf.ProgramSpec `ebpf:"kp_alloc_8"`
+	KpAlloc8Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_8_na"`
+	KpAlloc9       *ebpf.ProgramSpec `ebpf:"kp_alloc_9"`
+	KpAlloc9Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_9_na"`
+	KpCacheFree    *ebpf.ProgramSpec `ebpf:"kp_cache_free"`
+	KpCacheFreeNa  *ebpf.ProgramSpec `ebpf:"kp_cache_free_na"`
+	KpFreeBulk     *ebpf.ProgramSpec `ebpf:"kp_free_bulk"`
+	KpFreeBulkNa   *ebpf.ProgramSpec `ebpf:"kp_free_bulk_na"`
+	KpKfree        *ebpf.ProgramSpec `ebpf:"kp_kfree"`
+	KpKfreeNa      *ebpf.ProgramSpec `ebpf:"kp_kfree_na"`
+	KrAlloc        *ebpf.ProgramSpec `ebpf:"kr_alloc"`
+	KrAllocNa      *ebpf.ProgramSpec `ebpf:"kr_alloc_na"`
+	KtCacheAlloc   *ebpf.ProgramSpec `ebpf:"kt_cache_alloc"`
+	KtCacheAllocNa *ebpf.ProgramSpec `ebpf:"kt_cache_alloc_na"`
+	KtCacheFree    *ebpf.ProgramSpec `ebpf:"kt_cache_free"`
+	KtCacheFreeNa  *ebpf.ProgramSpec `ebpf:"kt_cache_free_na"`
+	KtKfree        *ebpf.ProgramSpec `ebpf:"kt_kfree"`
+	KtKfreeNa      *ebpf.ProgramSpec `ebpf:"kt_kfree_na"`
+	KtKmalloc      *ebpf.ProgramSpec `ebpf:"kt_kmalloc"`
+	KtKmallocNa    *ebpf.ProgramSpec `ebpf:"kt_kmalloc_na"`
+	KtPageAlloc    *ebpf.ProgramSpec `ebpf:"kt_page_alloc"`
+	KtPageAllocNa  *ebpf.ProgramSpec `ebpf:"kt_page_alloc_na"`
+	KtPageFree     *ebpf.ProgramSpec `ebpf:"kt_page_free"`
+	KtPageFreeNa   *ebpf.ProgramSpec `ebpf:"kt_page_free_na"`
+	KtPageFreeb    *ebpf.ProgramSpec `ebpf:"kt_page_freeb"`
+	KtPageFreebNa  *ebpf.ProgramSpec `ebpf:"kt_page_freeb_na"`
+	KtPcpuAlloc    *ebpf.ProgramSpec `ebpf:"kt_pcpu_alloc"`
+	KtPcpuAllocNa  *ebpf.ProgramSpec `ebpf:"kt_pcpu_alloc_na"`
+	KtPcpuFree     *ebpf.ProgramSpec `ebpf:"kt_pcpu_free"`
+	KtPcpuFreeNa   *ebpf.ProgramSpec `ebpf:"kt_pcpu_free_na"`
+	ObjCacheProbe  *ebpf.ProgramSpec `ebpf:"obj_cache_probe"`
+	ReadWord       *ebpf.ProgramSpec `ebpf:"read_word"`
+	ResolveCache   *ebpf.ProgramSpec `ebpf:"resolve_cache"`
+	TpCacheAlloc   *ebpf.ProgramSpec `ebpf:"tp_cache_alloc"`
+	TpCacheAllocNa *ebpf.ProgramSpec `ebpf:"tp_cache_alloc_na"`
+	TpCacheFree    *ebpf.ProgramSpec `ebpf:"tp_cache_free"`
+	TpCacheFreeNa  *ebpf.ProgramSpec `ebpf:"tp_cache_free_na"`
+	TpKfree        *ebpf.ProgramSpec `ebpf:"tp_kfree"`
+	TpKfreeNa      *ebpf.ProgramSpec `ebpf:"tp_kfree_na"`
+	TpKmalloc      *ebpf.ProgramSpec `ebpf:"tp_kmalloc"`
+	TpKmallocNa    *ebpf.ProgramSpec `ebpf:"tp_kmalloc_na"`
+	TpPageAlloc    *ebpf.ProgramSpec `ebpf:"tp_page_alloc"`
+	TpPageAllocNa  *ebpf.ProgramSpec `ebpf:"tp_page_alloc_na"`
+	TpPageFree     *ebpf.ProgramSpec `ebpf:"tp_page_free"`
+	TpPageFreeNa   *ebpf.ProgramSpec `ebpf:"tp_page_free_na"`
+	TpPageFreeb    *ebpf.ProgramSpec `ebpf:"tp_page_freeb"`
+	TpPageFreebNa  *ebpf.ProgramSpec `ebpf:"tp_page_freeb_na"`
+	TpPcpuAlloc    *ebpf.ProgramSpec `ebpf:"tp_pcpu_alloc"`
+	TpPcpuAllocNa  *ebpf.ProgramSpec `ebpf:"tp_pcpu_alloc_na"`
+	TpPcpuFree     *ebpf.ProgramSpec `ebpf:"tp_pcpu_free"`
+	TpPcpuFreeNa   *ebpf.ProgramSpec `ebpf:"tp_pcpu_free_na"`
 }
 
 // kmemprofMapSpecs contains maps before they are loaded into the kernel.
@@ -186,11 +353,14 @@ type kmemprofMapSpecs struct {
 	CgroupFilter *ebpf.MapSpec `ebpf:"cgroup_filter"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	KpPending    *ebpf.MapSpec `ebpf:"kp_pending"`
+	LastAllocs   *ebpf.MapSpec `ebpf:"last_allocs"`
+	MissedFrees  *ebpf.MapSpec `ebpf:"missed_frees"`
 	Sites        *ebpf.MapSpec `ebpf:"sites"`
 	StackScratch *ebpf.MapSpec `ebpf:"stack_scratch"`
 	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
 	Stacks2      *ebpf.MapSpec `ebpf:"stacks2"`
 	Stacks2Index *ebpf.MapSpec `ebpf:"stacks2_index"`
+	TableHash    *ebpf.MapSpec `ebpf:"table_hash"`
 	TableKeys    *ebpf.MapSpec `ebpf:"table_keys"`
 	TableRecs    *ebpf.MapSpec `ebpf:"table_recs"`
 	Totals       *ebpf.MapSpec `ebpf:"totals"`
@@ -200,15 +370,30 @@ type kmemprofMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kmemprofVariableSpecs struct {
+	CounterEnum  *ebpf.VariableSpec `ebpf:"_counter_enum"`
+	FieldEnum    *ebpf.VariableSpec `ebpf:"_field_enum"`
+	HookEnum     *ebpf.VariableSpec `ebpf:"_hook_enum"`
+	ArgIdx       *ebpf.VariableSpec `ebpf:"arg_idx"`
 	CacheFilter  *ebpf.VariableSpec `ebpf:"cache_filter"`
 	CacheFilterN *ebpf.VariableSpec `ebpf:"cache_filter_n"`
+	CalibNames   *ebpf.VariableSpec `ebpf:"calib_names"`
 	ClockNs      *ebpf.VariableSpec `ebpf:"clock_ns"`
 	CountCaches  *ebpf.VariableSpec `ebpf:"count_caches"`
+	CtxDirect    *ebpf.VariableSpec `ebpf:"ctx_direct"`
+	DedupeNested *ebpf.VariableSpec `ebpf:"dedupe_nested"`
 	FilterCgroup *ebpf.VariableSpec `ebpf:"filter_cgroup"`
 	FilterTgid   *ebpf.VariableSpec `ebpf:"filter_tgid"`
+	FnAddr       *ebpf.VariableSpec `ebpf:"fn_addr"`
+	FnAlloc      *ebpf.VariableSpec `ebpf:"fn_alloc"`
+	FxSiteWord   *ebpf.VariableSpec `ebpf:"fx_site_word"`
+	HaveTaskBtf  *ebpf.VariableSpec `ebpf:"have_task_btf"`
 	HotThreshold *ebpf.VariableSpec `ebpf:"hot_threshold"`
 	KeepTotals   *ebpf.VariableSpec `ebpf:"keep_totals"`
+	KmallocMax   *ebpf.VariableSpec `ebpf:"kmalloc_max"`
 	MinSize      *ebpf.VariableSpec `ebpf:"min_size"`
+	NrCpus       *ebpf.VariableSpec `ebpf:"nr_cpus"`
+	PageShift    *ebpf.VariableSpec `ebpf:"page_shift"`
+	ProbeResult  *ebpf.VariableSpec `ebpf:"probe_result"`
 	SampleEvery  *ebpf.VariableSpec `ebpf:"sample_every"`
 	SelfTgid     *ebpf.VariableSpec `ebpf:"self_tgid"`
 	StackBase    *ebpf.VariableSpec `ebpf:"stack_base"`
@@ -216,7 +401,10 @@ type kmemprofVariableSpecs struct {
 	Stacks2Next  *ebpf.VariableSpec `ebpf:"stacks2_next"`
 	Stacks2Size  *ebpf.VariableSpec `ebpf:"stacks2_size"`
 	TableBits    *ebpf.VariableSpec `ebpf:"table_bits"`
+	TpOff        *ebpf.VariableSpec `ebpf:"tp_off"`
+	TpSize       *ebpf.VariableSpec `ebpf:"tp_size"`
 	TraceMode    *ebpf.VariableSpec `ebpf:"trace_mode"`
+	VmPageC      *ebpf.VariableSpec `ebpf:"vm_page_c"`
 }
 
 // kmemprofObjects contains all objects after they have been loaded into the kernel.
@@ -244,11 +432,14 @@ type kmemprofMaps struct {
 	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	KpPending    *ebpf.Map `ebpf:"kp_pending"`
+	LastAllocs   *ebpf.Map `ebpf:"last_allocs"`
+	MissedFrees  *ebpf.Map `ebpf:"missed_frees"`
 	Sites        *ebpf.Map `ebpf:"sites"`
 	StackScratch *ebpf.Map `ebpf:"stack_scratch"`
 	Stacks       *ebpf.Map `ebpf:"stacks"`
 	Stacks2      *ebpf.Map `ebpf:"stacks2"`
 	Stacks2Index *ebpf.Map `ebpf:"stacks2_index"`
+	TableHash    *ebpf.Map `ebpf:"table_hash"`
 	TableKeys    *ebpf.Map `ebpf:"table_keys"`
 	TableRecs    *ebpf.Map `ebpf:"table_recs"`
 	Totals       *ebpf.Map `ebpf:"totals"`
@@ -261,11 +452,14 @@ func (m *kmemprofMaps) Close() error {
 		m.CgroupFilter,
 		m.Counters,
 		m.KpPending,
+		m.LastAllocs,
+		m.MissedFrees,
 		m.Sites,
 		m.StackScratch,
 		m.Stacks,
 		m.Stacks2,
 		m.Stacks2Index,
+		m.TableHash,
 		m.TableKeys,
 		m.TableRecs,
 		m.Totals,
@@ -276,15 +470,30 @@ func (m *kmemprofMaps) Close() error {
 //
 // It can be passed to loadKmemprofObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kmemprofVariables struct {
+	CounterEnum  *ebpf.Variable `ebpf:"_counter_enum"`
+	FieldEnum    *ebpf.Variable `ebpf:"_field_enum"`
+	HookEnum     *ebpf.Variable `ebpf:"_hook_enum"`
+	ArgIdx       *ebpf.Variable `ebpf:"arg_idx"`
 	CacheFilter  *ebpf.Variable `ebpf:"cache_filter"`
 	CacheFilterN *ebpf.Variable `ebpf:"cache_filter_n"`
+	CalibNames   *ebpf.Variable `ebpf:"calib_names"`
 	ClockNs      *ebpf.Variable `ebpf:"clock_ns"`
 	CountCaches  *ebpf.Variable `ebpf:"count_caches"`
+	CtxDirect    *ebpf.Variable `ebpf:"ctx_direct"`
+	DedupeNested *ebpf.Variable `ebpf:"dedupe_nested"`
 	FilterCgroup *ebpf.Variable `ebpf:"filter_cgroup"`
 	FilterTgid   *ebpf.Variable `ebpf:"filter_tgid"`
+	FnAddr       *ebpf.Variable `ebpf:"fn_addr"`
+	FnAlloc      *ebpf.Variable `ebpf:"fn_alloc"`
+	FxSiteWord   *ebpf.Variable `ebpf:"fx_site_word"`
+	HaveTaskBtf  *ebpf.Variable `ebpf:"have_task_btf"`
 	HotThreshold *ebpf.Variable `ebpf:"hot_threshold"`
 	KeepTotals   *ebpf.Variable `ebpf:"keep_totals"`
+	KmallocMax   *ebpf.Variable `ebpf:"kmalloc_max"`
 	MinSize      *ebpf.Variable `ebpf:"min_size"`
+	NrCpus       *ebpf.Variable `ebpf:"nr_cpus"`
+	PageShift    *ebpf.Variable `ebpf:"page_shift"`
+	ProbeResult  *ebpf.Variable `ebpf:"probe_result"`
 	SampleEvery  *ebpf.Variable `ebpf:"sample_every"`
 	SelfTgid     *ebpf.Variable `ebpf:"self_tgid"`
 	StackBase    *ebpf.Variable `ebpf:"stack_base"`
@@ -292,91 +501,240 @@ type kmemprofVariables struct {
 	Stacks2Next  *ebpf.Variable `ebpf:"stacks2_next"`
 	Stacks2Size  *ebpf.Variable `ebpf:"stacks2_size"`
 	TableBits    *ebpf.Variable `ebpf:"table_bits"`
+	TpOff        *ebpf.Variable `ebpf:"tp_off"`
+	TpSize       *ebpf.Variable `ebpf:"tp_size"`
 	TraceMode    *ebpf.Variable `ebpf:"trace_mode"`
+	VmPageC      *ebpf.Variable `ebpf:"vm_page_c"`
 }
 
 // kmemprofPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadKmemprofObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kmemprofPrograms struct {
-	BtfCacheAlloc   *ebpf.Program `ebpf:"btf_cache_alloc"`
-	BtfCacheFree    *ebpf.Program `ebpf:"btf_cache_free"`
-	BtfKfree        *ebpf.Program `ebpf:"btf_kfree"`
-	BtfKmalloc      *ebpf.Program `ebpf:"btf_kmalloc"`
-	BtfPageAlloc    *ebpf.Program `ebpf:"btf_page_alloc"`
-	BtfPageFree     *ebpf.Program `ebpf:"btf_page_free"`
-	BtfPageFreeb    *ebpf.Program `ebpf:"btf_page_freeb"`
-	BtfPcpuAlloc    *ebpf.Program `ebpf:"btf_pcpu_alloc"`
-	BtfPcpuFree     *ebpf.Program `ebpf:"btf_pcpu_free"`
-	KpCacheAlloc    *ebpf.Program `ebpf:"kp_cache_alloc"`
-	KpCacheAllocLru *ebpf.Program `ebpf:"kp_cache_alloc_lru"`
-	KpCacheFree     *ebpf.Program `ebpf:"kp_cache_free"`
-	KpKfree         *ebpf.Program `ebpf:"kp_kfree"`
-	KpKmalloc       *ebpf.Program `ebpf:"kp_kmalloc"`
-	KpKmallocB      *ebpf.Program `ebpf:"kp_kmalloc_b"`
-	KpKmallocCache  *ebpf.Program `ebpf:"kp_kmalloc_cache"`
-	KpKmallocCnode  *ebpf.Program `ebpf:"kp_kmalloc_cnode"`
-	KrpAlloc        *ebpf.Program `ebpf:"krp_alloc"`
-	RawCacheAlloc   *ebpf.Program `ebpf:"raw_cache_alloc"`
-	RawCacheFree    *ebpf.Program `ebpf:"raw_cache_free"`
-	RawKfree        *ebpf.Program `ebpf:"raw_kfree"`
-	RawKmalloc      *ebpf.Program `ebpf:"raw_kmalloc"`
-	RawPageAlloc    *ebpf.Program `ebpf:"raw_page_alloc"`
-	RawPageFree     *ebpf.Program `ebpf:"raw_page_free"`
-	RawPageFreeb    *ebpf.Program `ebpf:"raw_page_freeb"`
-	RawPcpuAlloc    *ebpf.Program `ebpf:"raw_pcpu_alloc"`
-	RawPcpuFree     *ebpf.Program `ebpf:"raw_pcpu_free"`
-	ResolveCache    *ebpf.Program `ebpf:"resolve_cache"`
-	TpCacheAlloc    *ebpf.Program `ebpf:"tp_cache_alloc"`
-	TpCacheFree     *ebpf.Program `ebpf:"tp_cache_free"`
-	TpKfree         *ebpf.Program `ebpf:"tp_kfree"`
-	TpKmalloc       *ebpf.Program `ebpf:"tp_kmalloc"`
-	TpPageAlloc     *ebpf.Program `ebpf:"tp_page_alloc"`
-	TpPageFree      *ebpf.Program `ebpf:"tp_page_free"`
-	TpPageFreeb     *ebpf.Program `ebpf:"tp_page_freeb"`
-	TpPcpuAlloc     *ebpf.Program `ebpf:"tp_pcpu_alloc"`
-	TpPcpuFree      *ebpf.Program `ebpf:"tp_pcpu_free"`
+	CalibProbe     *ebpf.Program `ebpf:"calib_probe"`
+	FeCacheFree    *ebpf.Program `ebpf:"fe_cache_free"`
+	FeCacheFreeNa  *ebpf.Program `ebpf:"fe_cache_free_na"`
+	FeFreeBulk     *ebpf.Program `ebpf:"fe_free_bulk"`
+	FeFreeBulkNa   *ebpf.Program `ebpf:"fe_free_bulk_na"`
+	FeKfree        *ebpf.Program `ebpf:"fe_kfree"`
+	FeKfreeNa      *ebpf.Program `ebpf:"fe_kfree_na"`
+	FxAlloc0       *ebpf.Program `ebpf:"fx_alloc_0"`
+	FxAlloc0Na     *ebpf.Program `ebpf:"fx_alloc_0_na"`
+	FxAlloc1       *ebpf.Program `ebpf:"fx_alloc_1"`
+	FxAlloc10      *ebpf.Program `ebpf:"fx_alloc_10"`
+	FxAlloc10Na    *ebpf.Program `ebpf:"fx_alloc_10_na"`
+	FxAlloc11      *ebpf.Program `ebpf:"fx_alloc_11"`
+	FxAlloc11Na    *ebpf.Program `ebpf:"fx_alloc_11_na"`
+	FxAlloc12      *ebpf.Program `ebpf:"fx_alloc_12"`
+	FxAlloc12Na    *ebpf.Program `ebpf:"fx_alloc_12_na"`
+	FxAlloc13      *ebpf.Program `ebpf:"fx_alloc_13"`
+	FxAlloc13Na    *ebpf.Program `ebpf:"fx_alloc_13_na"`
+	FxAlloc1Na     *ebpf.Program `ebpf:"fx_alloc_1_na"`
+	FxAlloc2       *ebpf.Program `ebpf:"fx_alloc_2"`
+	FxAlloc2Na     *ebpf.Program `ebpf:"fx_alloc_2_na"`
+	FxAlloc3       *ebpf.Program `ebpf:"fx_alloc_3"`
+	FxAlloc3Na     *ebpf.Program `ebpf:"fx_alloc_3_na"`
+	FxAlloc4       *ebpf.Program `ebpf:"fx_alloc_4"`
+	FxAlloc4Na     *ebpf.Program `ebpf:"fx_alloc_4_na"`
+	FxAlloc5       *ebpf.Program `ebpf:"fx_alloc_5"`
+	FxAlloc5Na     *ebpf.Program `ebpf:"fx_alloc_5_na"`
+	FxAlloc6       *ebpf.Program `ebpf:"fx_alloc_6"`
+	FxAlloc6Na     *ebpf.Program `ebpf:"fx_alloc_6_na"`
+	FxAlloc7       *ebpf.Program `ebpf:"fx_alloc_7"`
+	FxAlloc7Na     *ebpf.Program `ebpf:"fx_alloc_7_na"`
+	FxAlloc8       *ebpf.Program `ebpf:"fx_alloc_8"`
+	FxAlloc8Na     *ebpf.Program `ebpf:"fx_alloc_8_na"`
+	FxAlloc9       *ebpf.Program `ebpf:"fx_alloc_9"`
+	FxAlloc9Na     *ebpf.Program `ebpf:"fx_alloc_9_na"`
+	KpAlloc0       *ebpf.Program `ebpf:"kp_alloc_0"`
+	KpAlloc0Na     *ebpf.Program `ebpf:"kp_alloc_0_na"`
+	KpAlloc1       *ebpf.Program `ebpf:"kp_alloc_1"`
+	KpAlloc10      *ebpf.Program `ebpf:"kp_alloc_10"`
+	KpAlloc10Na    *ebpf.Program `ebpf:"kp_alloc_10_na"`
+	KpAlloc11      *ebpf.Program `ebpf:"kp_alloc_11"`
+	KpAlloc11Na    *ebpf.Program `ebpf:"kp_alloc_11_na"`
+	KpAlloc12      *ebpf.Program `ebpf:"kp_alloc_12"`
+	KpAlloc12Na    *ebpf.Program `ebpf:"kp_alloc_12_na"`
+	KpAlloc13      *ebpf.Program `ebpf:"kp_alloc_13"`
+	KpAlloc13Na    *ebpf.Program `ebpf:"kp_alloc_13_na"`
+	KpAlloc1Na     *ebpf.Program `ebpf:"kp_alloc_1_na"`
+	KpAlloc2       *ebpf.Program `ebpf:"kp_alloc_2"`
+	KpAlloc2Na     *ebpf.Program `ebpf:"kp_alloc_2_na"`
+	KpAlloc3       *ebpf.Program `ebpf:"kp_alloc_3"`
+	KpAlloc3Na     *ebpf.Program `ebpf:"kp_alloc_3_na"`
+	KpAlloc4       *ebpf.Program `ebpf:"kp_alloc_4"`
+	KpAlloc4Na     *ebpf.Program `ebpf:"kp_alloc_4_na"`
+	KpAlloc5       *ebpf.Program `ebpf:"kp_alloc_5"`
+	KpAlloc5Na     *ebpf.Program `ebpf:"kp_alloc_5_na"`
+	KpAlloc6       *ebpf.Program `ebpf:"kp_alloc_6"`
+	KpAlloc6Na     *ebpf.Program `ebpf:"kp_alloc_6_na"`
+	KpAlloc7       *ebpf.Program `ebpf:"kp_alloc_7"`
+	KpAlloc7Na     *ebpf.Program `ebpf:"kp_alloc_7_na"`
+	KpAlloc8       *ebpf.Program `ebpf:"kp_alloc_8"`
+	KpAlloc8Na     *ebpf.Program `ebpf:"kp_alloc_8_na"`
+	KpAlloc9       *ebpf.Program `ebpf:"kp_alloc_9"`
+	KpAlloc9Na     *ebpf.Program `ebpf:"kp_alloc_9_na"`
+	KpCacheFree    *ebpf.Program `ebpf:"kp_cache_free"`
+	KpCacheFreeNa  *ebpf.Program `ebpf:"kp_cache_free_na"`
+	KpFreeBulk     *ebpf.Program `ebpf:"kp_free_bulk"`
+	KpFreeBulkNa   *ebpf.Program `ebpf:"kp_free_bulk_na"`
+	KpKfree        *ebpf.Program `ebpf:"kp_kfree"`
+	KpKfreeNa      *ebpf.Program `ebpf:"kp_kfree_na"`
+	KrAlloc        *ebpf.Program `ebpf:"kr_alloc"`
+	KrAllocNa      *ebpf.Program `ebpf:"kr_alloc_na"`
+	KtCacheAlloc   *ebpf.Program `ebpf:"kt_cache_alloc"`
+	KtCacheAllocNa *ebpf.Program `ebpf:"kt_cache_alloc_na"`
+	KtCacheFree    *ebpf.Program `ebpf:"kt_cache_free"`
+	KtCacheFreeNa  *ebpf.Program `ebpf:"kt_cache_free_na"`
+	KtKfree        *ebpf.Program `ebpf:"kt_kfree"`
+	KtKfreeNa      *ebpf.Program `ebpf:"kt_kfree_na"`
+	KtKmalloc      *ebpf.Program `ebpf:"kt_kmalloc"`
+	KtKmallocNa    *ebpf.Program `ebpf:"kt_kmalloc_na"`
+	KtPageAlloc    *ebpf.Program `ebpf:"kt_page_alloc"`
+	KtPageAllocNa  *ebpf.Program `ebpf:"kt_page_alloc_na"`
+	KtPageFree     *ebpf.Program `ebpf:"kt_page_free"`
+	KtPageFreeNa   *ebpf.Program `ebpf:"kt_page_free_na"`
+	KtPageFreeb    *ebpf.Program `ebpf:"kt_page_freeb"`
+	KtPageFreebNa  *ebpf.Program `ebpf:"kt_page_freeb_na"`
+	KtPcpuAlloc    *ebpf.Program `ebpf:"kt_pcpu_alloc"`
+	KtPcpuAllocNa  *ebpf.Program `ebpf:"kt_pcpu_alloc_na"`
+	KtPcpuFree     *ebpf.Program `ebpf:"kt_pcpu_free"`
+	KtPcpuFreeNa   *ebpf.Program `ebpf:"kt_pcpu_free_na"`
+	ObjCacheProbe  *ebpf.Program `ebpf:"obj_cache_probe"`
+	ReadWord       *ebpf.Program `ebpf:"read_word"`
+	ResolveCache   *ebpf.Program `ebpf:"resolve_cache"`
+	TpCacheAlloc   *ebpf.Program `ebpf:"tp_cache_alloc"`
+	TpCacheAllocNa *ebpf.Program `ebpf:"tp_cache_alloc_na"`
+	TpCacheFree    *ebpf.Program `ebpf:"tp_cache_free"`
+	TpCacheFreeNa  *ebpf.Program `ebpf:"tp_cache_free_na"`
+	TpKfree        *ebpf.Program `ebpf:"tp_kfree"`
+	TpKfreeNa      *ebpf.Program `ebpf:"tp_kfree_na"`
+	TpKmalloc      *ebpf.Program `ebpf:"tp_kmalloc"`
+	TpKmallocNa    *ebpf.Program `ebpf:"tp_kmalloc_na"`
+	TpPageAlloc    *ebpf.Program `ebpf:"tp_page_alloc"`
+	TpPageAllocNa  *ebpf.Program `ebpf:"tp_page_alloc_na"`
+	TpPageFree     *ebpf.Program `ebpf:"tp_page_free"`
+	TpPageFreeNa   *ebpf.Program `ebpf:"tp_page_free_na"`
+	TpPageFreeb    *ebpf.Program `ebpf:"tp_page_freeb"`
+	TpPageFreebNa  *ebpf.Program `ebpf:"tp_page_freeb_na"`
+	TpPcpuAlloc    *ebpf.Program `ebpf:"tp_pcpu_alloc"`
+	TpPcpuAllocNa  *ebpf.Program `ebpf:"tp_pcpu_alloc_na"`
+	TpPcpuFree     *ebpf.Program `ebpf:"tp_pcpu_free"`
+	TpPcpuFreeNa   *ebpf.Program `ebpf:"tp_pcpu_free_na"`
 }
 
 func (p *kmemprofPrograms) Close() error {
 	return _KmemprofClose(
-		p.BtfCacheAlloc,
-		p.BtfCacheFree,
-		p.BtfKfree,
-		p.BtfKmalloc,
-		p.BtfPageAlloc,
-		p.BtfPageFree,
-		p.BtfPageFreeb,
-		p.BtfPcpuAlloc,
-		p.BtfPcpuFree,
-		p.KpCacheAlloc,
-		p.KpCacheAllocLru,
+		p.CalibProbe,
+		p.FeCacheFree,
+		p.FeCacheFreeNa,
+		p.FeFreeBulk,
+		p.FeFreeBulkNa,
+		p.FeKfree,
+		p.FeKfreeNa,
+		p.FxAlloc0,
+		p.FxAlloc0Na,
+		p.FxAlloc1,
+		p.FxAlloc10,
+		p.FxAlloc10Na,
+		p.FxAlloc11,
+		p.FxAlloc11Na,
+		p.FxAlloc12,
+		p.FxAlloc12Na,
+		p.FxAlloc13,
+		p.FxAlloc13Na,
+		p.FxAlloc1Na,
+		p.FxAlloc2,
+		p.FxAlloc2Na,
+		p.FxAlloc3,
+		p.FxAlloc3Na,
+		p.FxAlloc4,
+		p.FxAlloc4Na,
+		p.FxAlloc5,
+		p.FxAlloc5Na,
+		p.FxAlloc6,
+		p.FxAlloc6Na,
+		p.FxAlloc7,
+		p.FxAlloc7Na,
+		p.FxAlloc8,
+		p.FxAlloc8Na,
+		p.FxAlloc9,
+		p.FxAlloc9Na,
+		p.KpAlloc0,
+		p.KpAlloc0Na,
+		p.KpAlloc1,
+		p.KpAlloc10,
+		p.KpAlloc10Na,
+		p.KpAlloc11,
+		p.KpAlloc11Na,
+		p.KpAlloc12,
+		p.KpAlloc12Na,
+		p.KpAlloc13,
+		p.KpAlloc13Na,
+		p.KpAlloc1Na,
+		p.KpAlloc2,
+		p.KpAlloc2Na,
+		p.KpAlloc3,
+		p.KpAlloc3Na,
+		p.KpAlloc4,
+		p.KpAlloc4Na,
+		p.KpAlloc5,
+		p.KpAlloc5Na,
+		p.KpAlloc6,
+		p.KpAlloc6Na,
+		p.KpAlloc7,
+		p.KpAlloc7Na,
+		p.KpAlloc8,
+		p.KpAlloc8Na,
+		p.KpAlloc9,
+		p.KpAlloc9Na,
 		p.KpCacheFree,
+		p.KpCacheFreeNa,
+		p.KpFreeBulk,
+		p.KpFreeBulkNa,
 		p.KpKfree,
-		p.KpKmalloc,
-		p.KpKmallocB,
-		p.KpKmallocCache,
-		p.KpKmallocCnode,
-		p.KrpAlloc,
-		p.RawCacheAlloc,
-		p.RawCacheFree,
-		p.RawKfree,
-		p.RawKmalloc,
-		p.RawPageAlloc,
-		p.RawPageFree,
-		p.RawPageFreeb,
-		p.RawPcpuAlloc,
-		p.RawPcpuFree,
+		p.KpKfreeNa,
+		p.KrAlloc,
+		p.KrAllocNa,
+		p.KtCacheAlloc,
+		p.KtCacheAllocNa,
+		p.KtCacheFree,
+		p.KtCacheFreeNa,
+		p.KtKfree,
+		p.KtKfreeNa,
+		p.KtKmalloc,
+		p.KtKmallocNa,
+		p.KtPageAlloc,
+		p.KtPageAllocNa,
+		p.KtPageFree,
+		p.KtPageFreeNa,
+		p.KtPageFreeb,
+		p.KtPageFreebNa,
+		p.KtPcpuAlloc,
+		p.KtPcpuAllocNa,
+		p.KtPcpuFree,
+		p.KtPcpuFreeNa,
+		p.ObjCacheProbe,
+		p.ReadWord,
 		p.ResolveCache,
 		p.TpCacheAlloc,
+		p.TpCacheAllocNa,
 		p.TpCacheFree,
+		p.TpCacheFreeNa,
 		p.TpKfree,
+		p.TpKfreeNa,
 		p.TpKmalloc,
+		p.TpKmallocNa,
 		p.TpPageAlloc,
+		p.TpPageAllocNa,
 		p.TpPageFree,
+		p.TpPageFreeNa,
 		p.TpPageFreeb,
+		p.TpPageFreebNa,
 		p.TpPcpuAlloc,
+		p.TpPcpuAllocNa,
 		p.TpPcpuFree,
+		p.TpPcpuFreeNa,
 	)
 }
 

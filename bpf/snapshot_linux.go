@@ -55,7 +55,7 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 				PID:      v.Tgid,
 				CgroupID: v.Cgroup,
 			},
-			Addr:       key >> 2,
+			Addr:       keyAddr(key),
 			BytesReq:   uint64(v.BytesReq),
 			BytesAlloc: uint64(v.BytesAlloc),
 			Time:       clock.at(v.Ts),
@@ -113,8 +113,12 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 		}
 		r.Cache = caches.name(id)
 		if ci, ok := caches[id]; ok && r.Kind == tracer.KindSlab && r.BytesAlloc == 0 {
-			// kmem_cache_alloc in raw modes: the sizes are the cache's.
-			r.BytesReq, r.BytesAlloc = uint64(ci.objectSize), uint64(ci.size)
+			// Hooks that pass the cache, not the sizes: the sizes are the
+			// cache's (the requested size is kmalloc's where it was given).
+			r.BytesAlloc = uint64(ci.size)
+			if r.BytesReq == 0 {
+				r.BytesReq = uint64(ci.objectSize)
+			}
 			r.Accounted = r.Accounted || ci.account
 		}
 	}
@@ -233,6 +237,9 @@ const windowBuckets = 1 << 16
 // memory-mapped a window at a time, so only occupied records are copied and
 // the mapping never adds more than one window to the resident set.
 func (t *Tracer) readTable(count bool, fn func(key uint64, v *kmemprofAllocInfo)) (int, error) {
+	if t.hashTable {
+		return t.readHashTable(count, fn)
+	}
 	keysMap, recsMap := t.coll.Maps["table_keys"], t.coll.Maps["table_recs"]
 	buckets := int(keysMap.MaxEntries())
 	recSize := int((unsafe.Sizeof(kmemprofAllocInfo{}) + 7) &^ 7) // array elements are 8-byte aligned
@@ -270,6 +277,41 @@ func (t *Tracer) readTable(count bool, fn func(key uint64, v *kmemprofAllocInfo)
 		}
 	}
 	return n, nil
+}
+
+// readHashTable is readTable for the hash-map table of kernels without BPF
+// atomics, read in batches.
+func (t *Tracer) readHashTable(count bool, fn func(key uint64, v *kmemprofAllocInfo)) (int, error) {
+	m := t.coll.Maps["table_hash"]
+	keys := make([]uint64, batchSize)
+	vals := make([]kmemprofAllocInfo, batchSize)
+	var cursor ebpf.MapBatchCursor
+	n := 0
+	for {
+		got, err := m.BatchLookup(&cursor, keys, vals, nil)
+		for i := 0; i < got; i++ {
+			n++
+			if !count {
+				fn(keys[i], &vals[i])
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("reading the outstanding table: %w", err)
+		}
+	}
+}
+
+// keyAddr returns the address of a table key, (address << 2) | kind: kernel
+// addresses lost their top two bits, which equal the third.
+func keyAddr(key uint64) uint64 {
+	a := key >> 2
+	if a&(1<<61) != 0 {
+		a |= 3 << 62
+	}
+	return a
 }
 
 func commString(cache map[[16]int8]string, c [16]int8) string {
@@ -445,8 +487,13 @@ func (t *Tracer) meta(c [nrCounters]uint64) tracer.Meta {
 			})
 		}
 	}
+	fn := t.mode == ModeKprobe || t.mode == ModeFentry
 	for i := nrHooks; i < nrCounters; i++ {
-		if i == cKretprobeNoEntry && t.mode != ModeKprobe {
+		switch {
+		case (i == cReturnMissed || i == cReturnNoEntry) && t.mode != ModeKprobe,
+			i == cNested && !fn,
+			i == cBulkTruncated && !t.bulkHooked,
+			i == cCacheUnresolved && c[i] == 0 && !t.objCache:
 			continue
 		}
 		info := counterInfo[i]
@@ -468,6 +515,12 @@ func (t *Tracer) meta(c [nrCounters]uint64) tracer.Meta {
 		Name: "prog_recursion_misses", Value: misses, Loss: true,
 		Help: "events the kernel did not deliver because a BPF program was already running on that CPU",
 	})
+	if t.mode == ModeKprobe || t.kprobeMissed != 0 {
+		m.Counters = append(m.Counters, tracer.Counter{
+			Name: "kprobe_missed", Value: t.kprobeMissed, Loss: true,
+			Help: "kprobe hits the kernel skipped (another kprobe program was running on that CPU, e.g. a free in a softirq); known from Linux 6.7",
+		})
+	}
 	return m
 }
 

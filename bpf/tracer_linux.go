@@ -4,11 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
@@ -34,6 +34,17 @@ type Tracer struct {
 	stopTick chan struct{}
 	tickDone chan struct{}
 	sites    *siteCooler // adaptive mode only
+	// hashTable: the outstanding table is table_hash (kernels without BPF
+	// atomics) instead of table_keys/table_recs.
+	hashTable bool
+	// bulkHooked: kmem_cache_free_bulk is hooked, so every slab free path is.
+	bulkHooked bool
+	// objCache: some allocations' cache is read from the object.
+	objCache bool
+	// plan is what was loaded and attached.
+	plan *plan
+	// kprobeMissed sums the kprobes the kernel skipped, read at Detach.
+	kprobeMissed uint64
 	// partialIDs numbers the call sites of records whose stack was not walked.
 	partialIDs map[uint64]tracer.StackID
 }
@@ -83,57 +94,6 @@ func (t *Tracer) setClock() error {
 	return nil
 }
 
-// typedHook is one tracepoint hook, reached as tp_btf, raw_tp or a classic
-// tracepoint.
-type typedHook struct {
-	kind   tracer.Kind
-	prog   string // program name suffix: btf_<prog>, raw_<prog>, tp_<prog>
-	group  string
-	event  string
-	needed bool // a mode that cannot attach it fails; others are skipped with a note
-}
-
-var typedHooks = []typedHook{
-	{tracer.KindSlab, "cache_alloc", "kmem", "kmem_cache_alloc", true},
-	{tracer.KindSlab, "cache_free", "kmem", "kmem_cache_free", true},
-	{tracer.KindSlab, "kmalloc", "kmem", "kmalloc", true},
-	{tracer.KindSlab, "kfree", "kmem", "kfree", true},
-	{tracer.KindPage, "page_alloc", "kmem", "mm_page_alloc", true},
-	{tracer.KindPage, "page_free", "kmem", "mm_page_free", true},
-	{tracer.KindPage, "page_freeb", "kmem", "mm_page_free_batched", false},
-	{tracer.KindPercpu, "pcpu_alloc", "percpu", "percpu_alloc_percpu", true},
-	{tracer.KindPercpu, "pcpu_free", "percpu", "percpu_free_percpu", true},
-}
-
-// kprobeHook attaches one program to the first existing of several allocator
-// function names (current names first, pre-6.10 names after).
-type kprobeHook struct {
-	prog     string
-	symbols  []string
-	needed   bool
-	retprobe bool // also attach krp_alloc as a kretprobe on the same symbol
-}
-
-func kprobeHooks(bucketedKmallocNode bool) []kprobeHook {
-	kmallocNode := "kp_kmalloc"
-	if bucketedKmallocNode {
-		kmallocNode = "kp_kmalloc_b"
-	}
-	return []kprobeHook{
-		{"kp_cache_alloc", []string{"kmem_cache_alloc_noprof", "kmem_cache_alloc"}, true, true},
-		{"kp_cache_alloc", []string{"kmem_cache_alloc_node_noprof", "kmem_cache_alloc_node"}, false, true},
-		{"kp_cache_alloc_lru", []string{"kmem_cache_alloc_lru_noprof", "kmem_cache_alloc_lru"}, false, true},
-		{"kp_kmalloc", []string{"__kmalloc_noprof", "__kmalloc"}, true, true},
-		{kmallocNode, []string{"__kmalloc_node_noprof", "__kmalloc_node"}, false, true},
-		{"kp_kmalloc", []string{"__kmalloc_large_noprof", "kmalloc_large"}, false, true},
-		{"kp_kmalloc", []string{"__kmalloc_large_node_noprof", "kmalloc_large_node"}, false, true},
-		{"kp_kmalloc_cache", []string{"__kmalloc_cache_noprof", "kmalloc_trace"}, false, true},
-		{"kp_kmalloc_cnode", []string{"__kmalloc_cache_node_noprof", "kmalloc_node_trace"}, false, true},
-		{"kp_cache_free", []string{"kmem_cache_free"}, true, false},
-		{"kp_kfree", []string{"kfree"}, true, false},
-	}
-}
-
 // Open loads the BPF programs for cfg and attaches them. With ModeAuto it
 // tries each mode of AutoOrder and keeps the first whose programs all load and
 // attach; the error lists why each mode failed. A rejected program's error
@@ -168,9 +128,17 @@ func Open(cfg Config) (*Tracer, error) {
 		if len(modes) == 1 {
 			return nil, err
 		}
-		errs = append(errs, fmt.Sprintf("%s: %v", m, err))
+		errs = append(errs, fmt.Sprintf("%s: %v", m, firstLine(err)))
 	}
 	return nil, fmt.Errorf("%w: every attach mode failed:\n  %s", ErrAttach, strings.Join(errs, "\n  "))
+}
+
+func firstLine(err error) string {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " ..."
+	}
+	return s
 }
 
 // LoadOnly loads (but does not attach) the programs of one mode, to check that
@@ -186,130 +154,20 @@ func LoadOnly(cfg Config, mode Mode) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
 	}
-	names, err := programsFor(cfg, mode)
+	p, err := makePlan(cfg, mode, true)
 	if err != nil {
 		return nil, err
 	}
-	coll, err := loadCollection(spec, cfg, names)
+	coll, err := loadCollection(spec, cfg, p)
 	if err != nil {
 		return nil, err
 	}
 	coll.Close()
-	return names, nil
-}
-
-// programsFor lists the programs a mode loads for the configured kinds.
-func programsFor(cfg Config, mode Mode) ([]string, error) {
 	var names []string
-	switch mode {
-	case ModeRawTP, ModeTPBTF, ModeTracepoint:
-		prefix := map[Mode]string{ModeRawTP: "raw_", ModeTPBTF: "btf_", ModeTracepoint: "tp_"}[mode]
-		for _, h := range typedHooks {
-			if cfg.has(h.kind) {
-				names = append(names, prefix+h.prog)
-			}
-		}
-		if mode != ModeTracepoint && cfg.has(tracer.KindSlab) {
-			names = append(names, "resolve_cache")
-		}
-	case ModeKprobe:
-		if cfg.has(tracer.KindPage) || cfg.has(tracer.KindPercpu) {
-			return nil, fmt.Errorf("%w: kprobe mode traces slab allocations only; use --attach raw_tp, tp_btf or tracepoint for page and percpu", ErrAttach)
-		}
-		names = []string{"kp_cache_alloc", "kp_cache_alloc_lru", "kp_kmalloc", "kp_kmalloc_b", "kp_kmalloc_cache", "kp_kmalloc_cnode", "krp_alloc", "kp_cache_free", "kp_kfree", "resolve_cache"}
-	default:
-		return nil, fmt.Errorf("unknown attach mode %q", mode)
+	for _, pl := range p.progs {
+		names = append(names, pl.key)
 	}
 	return names, nil
-}
-
-// loadCollection loads the maps and the named programs, sized and configured
-// from cfg.
-func loadCollection(base *ebpf.CollectionSpec, cfg Config, progs []string) (*ebpf.Collection, error) {
-	spec := base.Copy()
-	keep := map[string]bool{}
-	for _, p := range progs {
-		keep[p] = true
-	}
-	for name := range spec.Programs {
-		if !keep[name] {
-			delete(spec.Programs, name)
-		}
-	}
-	for _, p := range progs {
-		if spec.Programs[p] == nil {
-			return nil, fmt.Errorf("BPF object has no program %s", p)
-		}
-	}
-	// Twice as many slots as allocations keeps buckets of 8 slots from
-	// overflowing (a load factor of at most 1/2).
-	bits := tableBits(cfg.MaxOutstanding)
-	spec.Maps["table_keys"].MaxEntries = 1 << bits
-	spec.Maps["table_keys"].Flags |= unix.BPF_F_MMAPABLE // read through mmap (readTable)
-	spec.Maps["table_recs"].MaxEntries = (1 << bits) * bucketWays
-	spec.Maps["table_recs"].Flags |= unix.BPF_F_MMAPABLE
-	spec.Maps["stacks"].MaxEntries = uint32(cfg.MaxStacks)
-	spec.Maps["stacks"].ValueSize = uint32(cfg.StackDepth * 8)
-	// The second-chance store for stacks that collide in the stack map.
-	stacks2 := uint32(max(cfg.MaxStacks/4, 1024))
-	spec.Maps["stacks2"].MaxEntries = stacks2
-	spec.Maps["stacks2_index"].MaxEntries = stacks2
-	// One totals entry per distinct stack and labels: far fewer than records.
-	spec.Maps["totals"].MaxEntries = uint32(max(cfg.MaxStacks*2, 4096))
-
-	set := func(name string, v any) error {
-		vs := spec.Variables[name]
-		if vs == nil {
-			return fmt.Errorf("BPF object has no variable %s", name)
-		}
-		if err := vs.Set(v); err != nil {
-			return fmt.Errorf("setting %s: %w", name, err)
-		}
-		return nil
-	}
-	var filters [MaxCacheFilters][32]int8
-	for i, c := range cfg.Caches {
-		for j := 0; j < len(c); j++ {
-			filters[i][j] = int8(c[j])
-		}
-	}
-	var cgFilter uint8
-	if cfg.CgroupPath != "" {
-		cgFilter = 1
-	}
-	for _, kv := range []struct {
-		name string
-		v    any
-	}{
-		{"self_tgid", cfg.SelfPID},
-		{"filter_tgid", cfg.PID},
-		{"filter_cgroup", cgFilter},
-		{"min_size", cfg.MinSize},
-		{"cache_filter_n", uint32(len(cfg.Caches))},
-		{"cache_filter", filters},
-		{"table_bits", uint32(bits)},
-		{"stack_base", uint32(cfg.MaxStacks)},
-		{"stacks2_size", stacks2},
-		{"trace_mode", trackingCode(cfg.Tracking)},
-		{"hot_threshold", int64(cfg.HotThreshold)},
-		{"sample_every", uint32(cfg.SampleEvery)},
-		{"keep_totals", boolByte(cfg.Tracking != TrackAdaptive)},
-		{"count_caches", boolByte(cfg.CountCaches)},
-	} {
-		if err := set(kv.name, kv.v); err != nil {
-			return nil, err
-		}
-	}
-
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
-	if err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("loading BPF programs (verifier log follows): %+v", ve)
-		}
-		return nil, fmt.Errorf("loading BPF programs: %w", err)
-	}
-	return coll, nil
 }
 
 // bucketWays is BUCKET_WAYS of kmemprof.bpf.c: slots per table bucket.
@@ -342,20 +200,150 @@ func boolByte(b bool) uint8 {
 	return 0
 }
 
+// loadCollection loads the maps and the programs of a plan, sized and
+// configured from cfg and the plan.
+func loadCollection(base *ebpf.CollectionSpec, cfg Config, p *plan) (*ebpf.Collection, error) {
+	spec := base.Copy()
+	progs := map[string]*ebpf.ProgramSpec{}
+	for _, pl := range p.progs {
+		src := spec.Programs[pl.from]
+		if src == nil {
+			return nil, fmt.Errorf("BPF object has no program %s", pl.from)
+		}
+		ps := src.Copy()
+		if pl.typ != ebpf.UnspecifiedProgram {
+			ps.Type = pl.typ
+			ps.AttachType = pl.attachType
+		}
+		if pl.attachTo != "" {
+			ps.AttachTo = pl.attachTo
+		}
+		progs[pl.key] = ps
+	}
+	spec.Programs = progs
+
+	if p.hashTable {
+		spec.Maps["table_hash"].MaxEntries = uint32(cfg.MaxOutstanding)
+	} else {
+		// Twice as many slots as allocations keeps buckets of 8 slots from
+		// overflowing (a load factor of at most 1/2).
+		bits := tableBits(cfg.MaxOutstanding)
+		spec.Maps["table_keys"].MaxEntries = 1 << bits
+		spec.Maps["table_keys"].Flags |= unix.BPF_F_MMAPABLE // read through mmap (readTable)
+		spec.Maps["table_recs"].MaxEntries = (1 << bits) * bucketWays
+		spec.Maps["table_recs"].Flags |= unix.BPF_F_MMAPABLE
+	}
+	spec.Maps["stacks"].MaxEntries = uint32(cfg.MaxStacks)
+	spec.Maps["stacks"].ValueSize = uint32(cfg.StackDepth * 8)
+	// The second-chance store for stacks that collide in the stack map.
+	stacks2 := uint32(max(cfg.MaxStacks/4, 1024))
+	if p.hashTable {
+		stacks2 = 1 // it needs atomics
+	}
+	spec.Maps["stacks2"].MaxEntries = stacks2
+	spec.Maps["stacks2_index"].MaxEntries = stacks2
+	// One totals entry per distinct stack and labels: far fewer than records.
+	spec.Maps["totals"].MaxEntries = uint32(max(cfg.MaxStacks*2, 4096))
+	if !p.fn {
+		spec.Maps["kp_pending"].MaxEntries = 1
+	}
+
+	set := func(name string, v any) error {
+		vs := spec.Variables[name]
+		if vs == nil {
+			return fmt.Errorf("BPF object has no variable %s", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+		return nil
+	}
+	var filters [MaxCacheFilters][32]int8
+	for i, c := range cfg.Caches {
+		for j := 0; j < len(c); j++ {
+			filters[i][j] = int8(c[j])
+		}
+	}
+	var cgFilter uint8
+	if cfg.CgroupPath != "" {
+		cgFilter = 1
+	}
+	var fnLayouts [nrFnSlots]kmemprofFnLayout
+	var fnAddrs [nrFnSlots]uint64
+	for i, s := range p.slots {
+		fnLayouts[i] = s.layout
+		fnAddrs[i] = p.slotAddrs[i]
+	}
+	pageShift := uint32(0)
+	for 1<<pageShift < os.Getpagesize() {
+		pageShift++
+	}
+	for _, kv := range []struct {
+		name string
+		v    any
+	}{
+		{"self_tgid", cfg.SelfPID},
+		{"filter_tgid", cfg.PID},
+		{"filter_cgroup", cgFilter},
+		{"min_size", cfg.MinSize},
+		{"cache_filter_n", uint32(len(cfg.Caches))},
+		{"cache_filter", filters},
+		{"table_bits", uint32(tableBits(cfg.MaxOutstanding))},
+		{"stack_base", uint32(cfg.MaxStacks)},
+		{"stacks2_size", stacks2},
+		{"trace_mode", trackingCode(cfg.Tracking)},
+		{"hot_threshold", int64(cfg.HotThreshold)},
+		{"sample_every", uint32(cfg.SampleEvery)},
+		{"keep_totals", boolByte(cfg.Tracking != TrackAdaptive)},
+		{"count_caches", boolByte(cfg.CountCaches)},
+		{"have_task_btf", boolByte(p.features.taskBTF)},
+		{"ctx_direct", boolByte(p.ctxDirect)},
+		{"arg_idx", p.argIdx},
+		{"tp_off", p.tpOff},
+		{"tp_size", p.tpSize},
+		{"page_shift", pageShift},
+		// SLUB serves kmalloc from caches up to two pages (KMALLOC_SHIFT_HIGH).
+		{"kmalloc_max", uint64(2 * os.Getpagesize())},
+		{"nr_cpus", uint32(possibleCPUs())},
+		{"fn_alloc", fnLayouts},
+		{"fn_addr", fnAddrs},
+		{"dedupe_nested", boolByte(p.fn)},
+	} {
+		if err := set(kv.name, kv.v); err != nil {
+			return nil, err
+		}
+	}
+
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{})
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("loading BPF programs (verifier log follows): %+v", ve)
+		}
+		return nil, fmt.Errorf("loading BPF programs: %w", err)
+	}
+	return coll, nil
+}
+
+// possibleCPUs returns the number of possible CPUs (percpu allocations take
+// memory on each).
+func possibleCPUs() int {
+	if n, err := ebpf.PossibleCPU(); err == nil && n > 0 {
+		return n
+	}
+	return runtime.NumCPU()
+}
+
 func open(spec *ebpf.CollectionSpec, cfg Config, mode Mode) (_ *Tracer, err error) {
-	names, err := programsFor(cfg, mode)
+	p, err := makePlan(cfg, mode, false)
 	if err != nil {
 		return nil, err
 	}
-	var bucketed bool
-	if mode == ModeKprobe {
-		bucketed = kmallocNodeHasBuckets()
-	}
-	coll, err := loadCollection(spec, cfg, names)
+	coll, err := loadCollection(spec, cfg, p)
 	if err != nil {
 		return nil, err
 	}
-	t := &Tracer{cfg: cfg, coll: coll, mode: mode}
+	t := &Tracer{cfg: cfg, coll: coll, mode: mode, hashTable: p.hashTable, notes: p.notes, objCache: p.needsObjCache, plan: p}
 	defer func() {
 		if err != nil {
 			t.Close()
@@ -367,6 +355,11 @@ func open(spec *ebpf.CollectionSpec, cfg Config, mode Mode) (_ *Tracer, err erro
 	if err := t.registerKmallocCaches(); err != nil {
 		return nil, err
 	}
+	if p.needsObjCache {
+		if err := t.calibrate(); err != nil {
+			t.notes = append(t.notes, "slab caches cannot be read from objects ("+err.Error()+"): such allocations are shown as [unknown cache]")
+		}
+	}
 	if cfg.Tracking == TrackAdaptive {
 		if t.sites, err = newSiteCooler(t.coll.Maps["sites"], int64(cfg.HotThreshold)); err != nil {
 			return nil, err
@@ -375,116 +368,91 @@ func open(spec *ebpf.CollectionSpec, cfg Config, mode Mode) (_ *Tracer, err erro
 	if err := t.startClock(); err != nil {
 		return nil, err
 	}
-	switch mode {
-	case ModeKprobe:
-		err = t.attachKprobes(bucketed)
-	default:
-		err = t.attachTyped(mode)
-	}
-	if err != nil {
+	if err := t.attach(p); err != nil {
 		return nil, err
 	}
 	t.start = time.Now()
 	return t, nil
 }
 
-func (t *Tracer) attachTyped(mode Mode) error {
-	for _, h := range typedHooks {
-		if !t.cfg.has(h.kind) {
-			continue
+// attach makes the plan's links, needed ones first; a needed link that fails
+// fails the mode, an optional one is skipped with a note.
+func (t *Tracer) attach(p *plan) error {
+	for _, a := range p.attach {
+		prog := t.coll.Programs[a.prog]
+		if prog == nil {
+			return fmt.Errorf("program %s was not loaded", a.prog)
 		}
-		var name string
 		var l link.Link
 		var err error
-		switch mode {
-		case ModeRawTP:
-			name = "raw_" + h.prog
-			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: h.event, Program: t.coll.Programs[name]})
-		case ModeTPBTF:
-			name = "btf_" + h.prog
-			l, err = link.AttachTracing(link.TracingOptions{Program: t.coll.Programs[name]})
-		case ModeTracepoint:
-			name = "tp_" + h.prog
-			l, err = link.Tracepoint(h.group, h.event, t.coll.Programs[name], nil)
+		switch a.how {
+		case attachRawTP:
+			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: a.target, Program: prog})
+		case attachTracing:
+			l, err = link.AttachTracing(link.TracingOptions{Program: prog})
+		case attachTracepoint:
+			l, err = link.Tracepoint(a.group, a.target, prog, nil)
+		case attachKprobe:
+			l, err = link.Kprobe(a.target, prog, nil)
+		case attachKretprobe:
+			l, err = link.Kretprobe(a.target, prog, nil)
 		}
 		if err != nil {
-			if !h.needed {
-				t.notes = append(t.notes, fmt.Sprintf("%s:%s not attached (%v)", h.group, h.event, err))
+			if a.optional {
+				t.notes = append(t.notes, fmt.Sprintf("%s not attached (%v)", a.label, err))
+				if a.bulk {
+					t.bulkHooked = false
+				}
 				continue
 			}
-			return fmt.Errorf("%w: %s %s:%s: %v%s", ErrAttach, mode, h.group, h.event, err, attachHint(mode, err))
+			return fmt.Errorf("%w: %s %s: %v%s", ErrAttach, t.mode, a.label, err, attachHint(t.mode, a.how, err))
 		}
 		t.links = append(t.links, l)
-		t.progs = append(t.progs, t.coll.Programs[name])
-		t.hooks = append(t.hooks, h.group+":"+h.event)
+		t.progs = append(t.progs, prog)
+		if a.label != "" && !contains(t.hooks, a.label) {
+			t.hooks = append(t.hooks, a.label)
+		}
+		if a.bulk {
+			t.bulkHooked = true
+		}
+	}
+	if !t.bulkHooked && t.cfg.has(tracer.KindSlab) {
+		t.notes = append(t.notes, "kmem_cache_free_bulk is not hooked (it has no tracepoint, and "+p.bulkWhy+
+			"): objects it frees (kfree_bulk, batched kfree_rcu, maple tree nodes) stay outstanding; "+
+			"caches where that happened are marked (frees_untraced)")
 	}
 	return nil
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }
 
 // attachHint names the kernel support a failed attach lacks.
-func attachHint(mode Mode, err error) string {
-	switch mode {
-	case ModeTracepoint:
+func attachHint(mode Mode, how attachHow, err error) string {
+	switch how {
+	case attachTracepoint:
 		if errors.Is(err, os.ErrNotExist) {
 			return " (is tracefs mounted? mount -t tracefs nodev /sys/kernel/tracing)"
 		}
-	case ModeTPBTF:
+	case attachKprobe, attachKretprobe:
+		if hint := kprobeHint(); hint != "" {
+			return " (" + hint + ")"
+		}
+	case attachTracing:
+		if mode == ModeFentry {
+			return " (fentry needs BPF trampolines: Linux 5.5+ on x86-64, 6.0+ on arm64, CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS)"
+		}
 		return " (tp_btf needs kernel BTF, CONFIG_DEBUG_INFO_BTF=y, and Linux 5.5+)"
-	case ModeRawTP:
+	case attachRawTP:
 		return " (raw_tp needs Linux 4.17+)"
 	}
 	return ""
-}
-
-func (t *Tracer) attachKprobes(bucketed bool) error {
-	var failures []string
-	for _, h := range kprobeHooks(bucketed) {
-		prog := t.coll.Programs[h.prog]
-		attached := false
-		var lastErr error
-		for _, sym := range h.symbols {
-			if t.cfg.HasSymbol != nil && !t.cfg.HasSymbol(sym) {
-				continue
-			}
-			l, err := link.Kprobe(sym, prog, nil)
-			if err != nil {
-				if lastErr == nil { // report the current name, not an old alias
-					lastErr = fmt.Errorf("kprobe %s: %w", sym, err)
-				}
-				continue
-			}
-			t.links = append(t.links, l)
-			if h.retprobe {
-				rl, err := link.Kretprobe(sym, t.coll.Programs["krp_alloc"], nil)
-				if err != nil {
-					lastErr = fmt.Errorf("kretprobe %s: %w", sym, err)
-					continue
-				}
-				t.links = append(t.links, rl)
-			}
-			t.hooks = append(t.hooks, "kprobe:"+sym)
-			attached = true
-			break
-		}
-		if attached {
-			continue
-		}
-		if lastErr == nil {
-			lastErr = fmt.Errorf("none of %s exists in this kernel", strings.Join(h.symbols, ", "))
-		}
-		if h.needed {
-			if hint := kprobeHint(); hint != "" {
-				return fmt.Errorf("%w: %s (%v)", ErrAttach, hint, lastErr)
-			}
-			return fmt.Errorf("%w: %v", ErrAttach, lastErr)
-		}
-		failures = append(failures, lastErr.Error())
-	}
-	if len(failures) > 0 {
-		t.notes = append(t.notes, "kprobe: skipped "+strings.Join(failures, "; "))
-	}
-	t.progs = append(t.progs, t.coll.Programs["krp_alloc"], t.coll.Programs["kp_kfree"])
-	return nil
 }
 
 // kprobeHint says why kprobes may be unavailable.
@@ -494,22 +462,6 @@ func kprobeHint() string {
 			"/sys/bus/event_source/devices/kprobe is missing): use --attach raw_tp, tp_btf or tracepoint"
 	}
 	return ""
-}
-
-// kmallocNodeHasBuckets reports whether __kmalloc_node_noprof takes a
-// kmem_buckets argument (CONFIG_SLAB_BUCKETS), which moves gfp to the third
-// argument.
-func kmallocNodeHasBuckets() bool {
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return false
-	}
-	var fn *btf.Func
-	if err := spec.TypeByName("__kmalloc_node_noprof", &fn); err != nil {
-		return false
-	}
-	proto, ok := fn.Type.(*btf.FuncProto)
-	return ok && len(proto.Params) == 4
 }
 
 func (t *Tracer) setCgroupFilter() error {
@@ -538,7 +490,7 @@ func (t *Tracer) setCgroupFilter() error {
 }
 
 // kmallocSizes are the kmalloc size classes; 0 stands for kmalloc-large.
-var kmallocSizes = []uint64{8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192, 0}
+var kmallocSizes = []uint64{8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 0}
 
 // registerKmallocCaches puts every kmalloc cache id into the caches map with
 // its --cache verdict, since the kernel side cannot format the names.
@@ -574,6 +526,9 @@ func copy8(dst []int8, s string) {
 	}
 }
 
+// argIdxCache returns where kmem_cache_alloc passes the cache (0: it does not).
+func (t *Tracer) argIdxCache() uint8 { return t.plan.argIdx[hookCacheAlloc][fCache] }
+
 // Mode returns the attach mode in use.
 func (t *Tracer) Mode() Mode { return t.mode }
 
@@ -582,6 +537,10 @@ func (t *Tracer) Hooks() []string { return append([]string(nil), t.hooks...) }
 
 // Notes returns what the attach skipped or chose, for the user and the profile.
 func (t *Tracer) Notes() []string { return append([]string(nil), t.notes...) }
+
+// BulkFreesHooked reports whether kmem_cache_free_bulk is hooked, so that
+// no slab free path goes unseen.
+func (t *Tracer) BulkFreesHooked() bool { return t.bulkHooked }
 
 // ProgramIDs returns the kernel ids of the loaded programs.
 func (t *Tracer) ProgramIDs() []ebpf.ProgramID {
@@ -601,6 +560,13 @@ func (t *Tracer) ProgramIDs() []ebpf.ProgramID {
 func (t *Tracer) Detach() error {
 	var errs []error
 	for _, l := range t.links {
+		if info, err := l.Info(); err == nil {
+			if pe := info.PerfEvent(); pe != nil {
+				if kp := pe.Kprobe(); kp != nil {
+					t.kprobeMissed += kp.Missed
+				}
+			}
+		}
 		if err := l.Close(); err != nil {
 			errs = append(errs, err)
 		}
@@ -651,8 +617,8 @@ func (t *Tracer) Stats() (Stats, error) {
 	for i := 0; i < nrHooks; i++ {
 		s.Events += c[i]
 	}
-	if c[cTracked] > c[cFreed] {
-		s.Outstanding = c[cTracked] - c[cFreed]
+	if c[cTracked] > c[cFreed]+c[cAllocTracked] {
+		s.Outstanding = c[cTracked] - c[cFreed] - c[cAllocTracked]
 	}
 	for i := nrHooks; i < nrCounters; i++ {
 		if counterInfo[i].loss {
@@ -666,7 +632,7 @@ func (t *Tracer) readCounters() ([nrCounters]uint64, error) {
 	var out [nrCounters]uint64
 	m := t.coll.Maps["counters"]
 	var vals []uint64
-	for i := uint32(0); i < nrCounters; i++ {
+	for i := uint32(0); i < uint32(nrCounters); i++ {
 		if err := m.Lookup(i, &vals); err != nil {
 			return out, fmt.Errorf("reading counter %d: %w", i, err)
 		}

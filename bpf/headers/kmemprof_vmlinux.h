@@ -66,98 +66,46 @@ struct kmem_cache {
 	const char *name;
 };
 
-struct page;
+/*
+ * The fields of struct page and struct slab that map an object to its slab
+ * cache. Both sit in anonymous unions in the kernel's definitions; CO-RE
+ * finds a member by name through anonymous members, so they are flat here.
+ * struct slab exists from 5.17; before it, slab_cache is a field of struct
+ * page.
+ */
+struct page {
+	unsigned long flags;
+	unsigned long compound_head;
+	struct kmem_cache *slab_cache;
+};
+
+struct slab {
+	unsigned long __page_flags;
+	struct kmem_cache *slab_cache;
+};
+
+struct mm_struct;
+struct files_struct;
+struct fs_struct;
+struct cred;
+struct signal_struct;
+struct sighand_struct;
 
 struct task_struct {
 	char comm[16];
+	struct mm_struct *mm;
+	struct files_struct *files;
+	struct fs_struct *fs;
+	const struct cred *cred;
+	struct signal_struct *signal;
+	struct sighand_struct *sighand;
 };
 
 struct bpf_raw_tracepoint_args {
 	__u64 args[0];
 };
 
-struct trace_entry {
-	unsigned short type;
-	unsigned char flags;
-	unsigned char preempt_count;
-	int pid;
-};
-
-struct trace_event_raw_kmem_cache_alloc {
-	struct trace_entry ent;
-	unsigned long call_site;
-	const void *ptr;
-	u32 __data_loc_name;
-	size_t bytes_req;
-	size_t bytes_alloc;
-	unsigned long gfp_flags;
-	int node;
-	bool accounted;
-};
-
-struct trace_event_raw_kmalloc {
-	struct trace_entry ent;
-	unsigned long call_site;
-	const void *ptr;
-	size_t bytes_req;
-	size_t bytes_alloc;
-	unsigned long gfp_flags;
-	int node;
-};
-
-struct trace_event_raw_kfree {
-	struct trace_entry ent;
-	unsigned long call_site;
-	const void *ptr;
-};
-
-struct trace_event_raw_kmem_cache_free {
-	struct trace_entry ent;
-	unsigned long call_site;
-	const void *ptr;
-	u32 __data_loc_name;
-};
-
-struct trace_event_raw_mm_page_alloc {
-	struct trace_entry ent;
-	unsigned long pfn;
-	unsigned int order;
-	unsigned long gfp_flags;
-	int migratetype;
-};
-
-struct trace_event_raw_mm_page_free {
-	struct trace_entry ent;
-	unsigned long pfn;
-	unsigned int order;
-};
-
-struct trace_event_raw_mm_page_free_batched {
-	struct trace_entry ent;
-	unsigned long pfn;
-};
-
-struct trace_event_raw_percpu_alloc_percpu {
-	struct trace_entry ent;
-	unsigned long call_site;
-	bool reserved;
-	bool is_atomic;
-	size_t size;
-	size_t align;
-	void *base_addr;
-	int off;
-	void *ptr;
-	size_t bytes_alloc;
-	unsigned long gfp_flags;
-};
-
-struct trace_event_raw_percpu_free_percpu {
-	struct trace_entry ent;
-	void *base_addr;
-	int off;
-	void *ptr;
-};
-
+#if defined(__TARGET_ARCH_x86)
 /* x86-64 register file, as bpf_tracing.h's PT_REGS_* macros expect it. */
 struct pt_regs {
 	unsigned long r15;
@@ -182,6 +130,19 @@ struct pt_regs {
 	unsigned long sp;
 	unsigned long ss;
 };
+#elif defined(__TARGET_ARCH_arm64)
+/* arm64: bpf_tracing.h reads kprobe registers through struct user_pt_regs. */
+struct user_pt_regs {
+	__u64 regs[31];
+	__u64 sp;
+	__u64 pc;
+	__u64 pstate;
+};
+
+struct pt_regs {
+	struct user_pt_regs user_regs;
+};
+#endif
 
 #pragma clang attribute pop
 

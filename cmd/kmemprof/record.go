@@ -61,8 +61,12 @@ Options:
       --cache NAMES      only these slab caches, comma-separated, up to 4
                          (e.g. filp,kmalloc-64; kmalloc-N matches its cg/rcl variants)
       --min-size BYTES   only allocations of at least BYTES allocated bytes
-      --attach MODE      auto (default), raw_tp, tp_btf, tracepoint or kprobe;
-                         auto picks the first that works, cheapest first
+      --attach MODE      auto (default), raw_tp, tp_btf, tracepoint, fentry or
+                         kprobe; auto picks the first that works, cheapest first.
+                         The tracepoint modes also hook kmem_cache_free_bulk
+                         (no tracepoint) with fentry or a kprobe where the
+                         kernel allows; fentry and kprobe modes hook the
+                         allocator functions (slab only)
       --stack-depth N    deepest kernel stack recorded (default 64, max 127)
       --max-outstanding N
                          capacity of the in-kernel outstanding map per kind

@@ -1,0 +1,58 @@
+package bpf
+
+import (
+	"testing"
+
+	"github.com/kmemprof/kmemprof/bpf/bpftest"
+	"github.com/kmemprof/kmemprof/tracer"
+)
+
+// TestCalibrationFindsCaches checks the linear-map calibration against the
+// kernel's own answer: in raw_tp mode on kernels whose kmem_cache_alloc
+// passes the cache, each record holds both the object and its cache, and the
+// object-to-cache path must give the same cache for every one of them.
+func TestCalibrationFindsCaches(t *testing.T) {
+	bpftest.Require(t)
+	tr, err := Open(Config{Mode: ModeRawTP, Tracking: TrackFull, MaxOutstanding: 1 << 16, MaxStacks: 1 << 12})
+	if err != nil {
+		t.Fatalf("Open: %+v", err)
+	}
+	defer tr.Close()
+	if err := tr.calibrate(); err != nil {
+		t.Fatalf("calibrate: %v", err)
+	}
+	if tr.argIdxCache() == 0 {
+		t.Skip("kmem_cache_alloc passes no cache on this kernel: nothing to compare with")
+	}
+	l := bpftest.StartLeaker(t, 500)
+	_ = l
+	if err := tr.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	var c uint64
+	if err := tr.coll.Variables["vm_page_c"].Get(&c); err != nil {
+		t.Fatal(err)
+	}
+	prog := tr.coll.Programs["obj_cache_probe"]
+	checked, wrong := 0, 0
+	_, err = tr.readTable(false, func(key uint64, v *kmemprofAllocInfo) {
+		if v.Hook != uint8(hookCacheAlloc) || tracer.Kind(v.Kind) != tracer.KindSlab || v.Cache == 0 {
+			return
+		}
+		got, err := tr.runProbe(prog, c, keyAddr(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checked++
+		if got != v.Cache {
+			wrong++
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked < 500 || wrong > 0 {
+		t.Fatalf("object-to-cache: %d of %d records gave another cache than the tracepoint", wrong, checked)
+	}
+	t.Logf("%d objects mapped to their cache", checked)
+}

@@ -1,0 +1,442 @@
+package bpf
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
+
+	"github.com/kmemprof/kmemprof/tracer"
+)
+
+// A plan is what one attach mode loads and attaches on the running kernel,
+// and the configuration its programs are loaded with.
+type plan struct {
+	mode      Mode
+	features  kernelFeatures
+	hashTable bool // no BPF atomics: the *_na programs and table_hash
+	ctxDirect bool
+	progs     []progLoad
+	attach    []attachment
+	argIdx    [nrHooks][nrFields]uint8
+	tpOff     [nrHooks][nrFields]uint16
+	tpSize    [nrHooks][nrFields]uint8
+	slots     []fnSlot
+	slotAddrs []uint64
+	// fn: allocator functions are hooked (kprobe, fentry).
+	fn bool
+	// needsObjCache: some allocations' cache is read from the object.
+	needsObjCache bool
+	notes         []string
+	// bulkWhy says why kmem_cache_free_bulk is not hooked, if it is not.
+	bulkWhy string
+	// loadOnly: the programs are loaded to be verified, not attached.
+	loadOnly bool
+}
+
+// progLoad is one program of the collection: a copy of an ELF program
+// (from), under its own name (key), with the type and target overridden
+// where the same instructions serve another attach type.
+type progLoad struct {
+	key, from  string
+	typ        ebpf.ProgramType
+	attachType ebpf.AttachType
+	attachTo   string
+}
+
+type attachHow int
+
+const (
+	attachRawTP attachHow = iota
+	attachTracing
+	attachTracepoint
+	attachKprobe
+	attachKretprobe
+)
+
+// attachment is one link to make.
+type attachment struct {
+	how      attachHow
+	prog     string // key in the collection
+	group    string // classic tracepoints
+	target   string // tracepoint or kernel function
+	label    string // for the tracing line ("" for a kretprobe paired with its kprobe)
+	optional bool   // failing to attach is a note, not an error
+	bulk     bool   // it hooks kmem_cache_free_bulk
+}
+
+func (p *plan) addProg(pl progLoad) {
+	for _, x := range p.progs {
+		if x.key == pl.key {
+			return
+		}
+	}
+	p.progs = append(p.progs, pl)
+}
+
+// makePlan decides what mode loads and attaches on the running kernel, or
+// says why the kernel cannot offer it.
+// With loadOnly, it skips the checks that only attaching needs (kprobe and
+// trampoline support).
+func makePlan(cfg Config, mode Mode, loadOnly bool) (*plan, error) {
+	f := probeFeatures()
+	p := &plan{mode: mode, features: f, hashTable: !f.atomics, ctxDirect: true, loadOnly: loadOnly}
+	sfx := ""
+	if p.hashTable {
+		sfx = "_na"
+		p.notes = append(p.notes, "this kernel has no BPF atomics (before 5.12): the outstanding table is a BPF hash map")
+	}
+	var err error
+	switch mode {
+	case ModeRawTP, ModeTPBTF:
+		err = p.planTracing(cfg, sfx)
+	case ModeTracepoint:
+		err = p.planClassic(cfg, sfx)
+	case ModeFentry, ModeKprobe:
+		err = p.planFunctions(cfg, sfx)
+	default:
+		err = fmt.Errorf("unknown attach mode %q", mode)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !p.fn && cfg.has(tracer.KindSlab) && !loadOnly {
+		p.planBulk(cfg, sfx)
+	}
+	// Programs run from user space (BPF_PROG_TEST_RUN), never attached.
+	for _, name := range []string{"resolve_cache", "read_word", "calib_probe", "obj_cache_probe"} {
+		p.addProg(progLoad{key: name, from: name})
+	}
+	return p, nil
+}
+
+// planTracing: raw_tp and tp_btf, the same programs. The argument lists come
+// from the kernel's BTF prototypes of the tracepoints.
+func (p *plan) planTracing(cfg Config, sfx string) error {
+	spec, err := kernelBTF()
+	if err != nil {
+		return fmt.Errorf("%w: %s needs the kernel's BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF=y) to read the tracepoints' arguments: %v", ErrAttach, p.mode, err)
+	}
+	typed := p.mode == ModeTPBTF
+	if typed {
+		p.ctxDirect = p.features.ctxDirect
+	}
+	seen := map[int]bool{}
+	for _, ev := range hookEvents {
+		if !cfg.has(ev.kind) {
+			continue
+		}
+		shape, err := tracepointShape(spec, ev.event)
+		if err == nil {
+			err = shapeHas(shape, ev)
+		}
+		if err != nil {
+			if ev.needed {
+				return fmt.Errorf("%w: %v", ErrAttach, err)
+			}
+			if !strings.HasSuffix(ev.event, "_node") { // _node events are gone since 6.1
+				p.notes = append(p.notes, fmt.Sprintf("%s:%s not attached (%v)", ev.group, ev.event, err))
+			}
+			continue
+		}
+		if !seen[ev.hook] {
+			seen[ev.hook] = true
+			p.argIdx[ev.hook] = shape
+			if ev.hook == hookCacheAlloc && shape[fCache] == 0 {
+				p.needsObjCache = true
+				p.notes = append(p.notes, "kmem:kmem_cache_alloc passes no cache on this kernel (before 6.0): each object's cache is read from its slab")
+			}
+		} else if !sameShape(p.argIdx[ev.hook], shape) {
+			return fmt.Errorf("%w: %s:%s passes its arguments unlike the event it shares a program with (%v vs %v)", ErrAttach, ev.group, ev.event, shape, p.argIdx[ev.hook])
+		}
+		prog := "kt_" + ev.prog + sfx
+		label := ev.group + ":" + ev.event
+		if typed {
+			key := prog + "@" + ev.event
+			p.addProg(progLoad{key: key, from: prog, typ: ebpf.Tracing, attachType: ebpf.AttachTraceRawTp, attachTo: ev.event})
+			p.attach = append(p.attach, attachment{how: attachTracing, prog: key, target: ev.event, label: label, optional: !ev.needed})
+		} else {
+			p.addProg(progLoad{key: prog, from: prog})
+			p.attach = append(p.attach, attachment{how: attachRawTP, prog: prog, target: ev.event, label: label, optional: !ev.needed})
+		}
+	}
+	return nil
+}
+
+// shapeHas checks that a tracepoint passes the fields its program needs.
+func shapeHas(shape argShape, ev hookEvent) error {
+	for _, f := range ev.required {
+		if shape[f] == 0 {
+			return fmt.Errorf("tracepoint %s has no %s argument", ev.event, fieldNames[f][0])
+		}
+	}
+	return nil
+}
+
+// sameShape compares two argument lists on every field.
+func sameShape(a, b argShape) bool { return a == b }
+
+// planClassic: classic tracepoints, read at the offsets of their tracefs
+// formats.
+func (p *plan) planClassic(cfg Config, sfx string) error {
+	seen := map[int]bool{}
+	for _, ev := range hookEvents {
+		if !cfg.has(ev.kind) {
+			continue
+		}
+		format, err := readClassicFormat(ev.group, ev.event)
+		if err == nil {
+			for _, f := range ev.required {
+				if format[f].size == 0 {
+					err = fmt.Errorf("tracepoint %s:%s has no %s field", ev.group, ev.event, fieldNames[f][0])
+					break
+				}
+			}
+		}
+		if err != nil {
+			if ev.needed {
+				hint := ""
+				if errors.Is(err, os.ErrNotExist) {
+					hint = " (is tracefs mounted? mount -t tracefs nodev /sys/kernel/tracing)"
+				}
+				return fmt.Errorf("%w: %v%s", ErrAttach, err, hint)
+			}
+			if !strings.HasSuffix(ev.event, "_node") {
+				p.notes = append(p.notes, fmt.Sprintf("%s:%s not attached (%v)", ev.group, ev.event, err))
+			}
+			continue
+		}
+		var off [nrFields]uint16
+		var size [nrFields]uint8
+		for f := range format {
+			off[f], size[f] = format[f].off, uint8(format[f].size)
+		}
+		if !seen[ev.hook] {
+			seen[ev.hook] = true
+			p.tpOff[ev.hook], p.tpSize[ev.hook] = off, size
+			if ev.hook == hookCacheAlloc && size[fName] == 0 {
+				p.needsObjCache = true
+				p.notes = append(p.notes, "the kmem:kmem_cache_alloc record names no cache on this kernel: each object's cache is read from its slab")
+			}
+		} else if p.tpOff[ev.hook] != off || p.tpSize[ev.hook] != size {
+			return fmt.Errorf("%w: %s:%s lays out its record unlike the event it shares a program with", ErrAttach, ev.group, ev.event)
+		}
+		prog := "tp_" + ev.prog + sfx
+		p.addProg(progLoad{key: prog, from: prog})
+		p.attach = append(p.attach, attachment{how: attachTracepoint, prog: prog, group: ev.group, target: ev.event,
+			label: ev.group + ":" + ev.event, optional: !ev.needed})
+	}
+	return nil
+}
+
+// coreAllocFunctions must attach in kprobe and fentry modes (under one of
+// their names); the other allocator functions are skipped with a note when
+// they cannot be hooked.
+var coreAllocFunctions = map[string]bool{
+	"kmem_cache_alloc": true, "kmem_cache_alloc_noprof": true,
+	"__kmalloc": true, "__kmalloc_noprof": true,
+}
+
+// planFunctions: kprobe or fentry on the allocator functions and on kfree,
+// kmem_cache_free and kmem_cache_free_bulk.
+func (p *plan) planFunctions(cfg Config, sfx string) error {
+	if cfg.has(tracer.KindPage) || cfg.has(tracer.KindPercpu) {
+		return fmt.Errorf("%w: %s mode traces slab allocations only; use --attach raw_tp, tp_btf or tracepoint for page and percpu", ErrAttach, p.mode)
+	}
+	spec, err := kernelBTF()
+	if err != nil {
+		return fmt.Errorf("%w: %s mode needs the kernel's BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF=y) to read the allocator functions' parameters: %v", ErrAttach, p.mode, err)
+	}
+	fentry := p.mode == ModeFentry
+	switch {
+	case p.loadOnly:
+	case fentry:
+		if err := probeFentry("kfree"); err != nil {
+			return fmt.Errorf("%w: fentry: this kernel cannot attach BPF trampolines (%v): use --attach raw_tp or kprobe", ErrAttach, firstLine(err))
+		}
+	default:
+		if hint := kprobeHint(); hint != "" {
+			return fmt.Errorf("%w: %s", ErrAttach, hint)
+		}
+	}
+	if fentry {
+		p.ctxDirect = p.features.ctxDirect
+	}
+	syms := kallsymsAddrs()
+	var exists func(string) bool
+	if len(syms) > 0 {
+		exists = func(name string) bool { return syms[name] != 0 }
+	}
+	slots, err := allocFunctionSlots(spec, exists)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrAttach, p.mode, err)
+	}
+	p.fn = true
+	p.needsObjCache = true
+	p.slots = slots
+	kind := "kprobe:"
+	if fentry {
+		kind = "fexit:"
+	}
+	for i, s := range slots {
+		p.slotAddrs = append(p.slotAddrs, syms[s.name])
+		optional := !coreAllocFunctions[s.name]
+		if fentry {
+			key := fmt.Sprintf("fx_alloc_%d%s", i, sfx)
+			p.addProg(progLoad{key: key, from: key, typ: ebpf.Tracing, attachType: ebpf.AttachTraceFExit, attachTo: s.name})
+			p.attach = append(p.attach, attachment{how: attachTracing, prog: key, target: s.name, label: kind + s.name, optional: optional})
+		} else {
+			key := fmt.Sprintf("kp_alloc_%d%s", i, sfx)
+			p.addProg(progLoad{key: key, from: key})
+			p.addProg(progLoad{key: "kr_alloc" + sfx, from: "kr_alloc" + sfx})
+			p.attach = append(p.attach,
+				attachment{how: attachKprobe, prog: key, target: s.name, label: kind + s.name, optional: optional},
+				attachment{how: attachKretprobe, prog: "kr_alloc" + sfx, target: s.name, optional: optional})
+		}
+	}
+	frees := []struct {
+		prog, fn string
+		bulk     bool
+	}{
+		{"cache_free", "kmem_cache_free", false},
+		{"kfree", "kfree", false},
+		{"free_bulk", "kmem_cache_free_bulk", true},
+	}
+	for _, f := range frees {
+		if f.bulk {
+			var fn *btf.Func
+			if spec.TypeByName(f.fn, &fn) != nil {
+				p.bulkWhy = "this kernel has no kmem_cache_free_bulk"
+				continue
+			}
+		}
+		if fentry {
+			key := "fe_" + f.prog + sfx
+			p.addProg(progLoad{key: key, from: key, typ: ebpf.Tracing, attachType: ebpf.AttachTraceFEntry, attachTo: f.fn})
+			p.attach = append(p.attach, attachment{how: attachTracing, prog: key, target: f.fn, label: "fentry:" + f.fn, optional: f.bulk, bulk: f.bulk})
+		} else {
+			key := "kp_" + f.prog + sfx
+			p.addProg(progLoad{key: key, from: key})
+			p.attach = append(p.attach, attachment{how: attachKprobe, prog: key, target: f.fn, label: "kprobe:" + f.fn, optional: f.bulk, bulk: f.bulk})
+		}
+	}
+	if p.bulkWhy == "" {
+		p.bulkWhy = "its hook failed to attach"
+	}
+	return nil
+}
+
+// planBulk adds, to a tracepoint mode, the hook of kmem_cache_free_bulk:
+// fentry where the kernel allows it, else a kprobe.
+func (p *plan) planBulk(cfg Config, sfx string) {
+	const fn = "kmem_cache_free_bulk"
+	if cfg.BulkFrees == BulkOff {
+		p.bulkWhy = "it was turned off"
+		return
+	}
+	spec, err := kernelBTF()
+	if err != nil {
+		p.bulkWhy = "the kernel has no BTF"
+		return
+	}
+	var f *btf.Func
+	if spec.TypeByName(fn, &f) != nil {
+		p.bulkWhy = "this kernel has no kmem_cache_free_bulk"
+		return
+	}
+	fentryErr := probeFentry(fn)
+	if fentryErr == nil {
+		key := "fe_free_bulk" + sfx
+		p.addProg(progLoad{key: key, from: key, typ: ebpf.Tracing, attachType: ebpf.AttachTraceFEntry, attachTo: fn})
+		p.attach = append(p.attach, attachment{how: attachTracing, prog: key, target: fn, label: "fentry:" + fn, optional: true, bulk: true})
+		return
+	}
+	if kprobeHint() == "" {
+		key := "kp_free_bulk" + sfx
+		p.addProg(progLoad{key: key, from: key})
+		p.attach = append(p.attach, attachment{how: attachKprobe, prog: key, target: fn, label: "kprobe:" + fn, optional: true, bulk: true})
+		return
+	}
+	p.bulkWhy = "this kernel allows neither fentry (" + firstLine(fentryErr) + ") nor kprobes"
+}
+
+// probeFentry loads and attaches an empty fentry program to a kernel
+// function: it fails where the kernel cannot make BPF trampolines.
+func probeFentry(fn string) error {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.Tracing,
+		AttachType:   ebpf.AttachTraceFEntry,
+		AttachTo:     fn,
+		License:      "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+	})
+	if err != nil {
+		return err
+	}
+	defer prog.Close()
+	l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
+
+// kallsymsNames are the kernel symbols the loader needs the addresses of:
+// the allocator functions (fentry finds their return addresses by them) and
+// the variables that calibrate the linear map.
+func kallsymsNames() map[string]bool {
+	names := map[string]bool{}
+	for _, f := range allocFunctions {
+		names[f.name] = true
+	}
+	for _, n := range calibrationSymbols {
+		names[n] = true
+	}
+	return names
+}
+
+// kallsymsAddrs reads the addresses of kallsymsNames from /proc/kallsyms,
+// once. It returns an empty map when the file cannot be read or the
+// addresses are hidden (kptr_restrict without CAP_SYSLOG).
+var kallsymsAddrs = sync.OnceValue(func() map[string]uint64 {
+	out := map[string]uint64{}
+	f, err := os.Open("/proc/kallsyms")
+	if err != nil {
+		return out
+	}
+	defer f.Close()
+	want := kallsymsNames()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	nonzero := false
+	for sc.Scan() {
+		line := sc.Text()
+		// "ffffffff81234560 T name\t[module]": module symbols are not ours.
+		fs := strings.Fields(line)
+		if len(fs) != 3 || !want[fs[2]] {
+			continue
+		}
+		addr, err := strconv.ParseUint(fs[0], 16, 64)
+		if err != nil {
+			continue
+		}
+		if addr != 0 {
+			nonzero = true
+		}
+		if _, dup := out[fs[2]]; !dup {
+			out[fs[2]] = addr
+		}
+	}
+	if !nonzero {
+		return map[string]uint64{}
+	}
+	return out
+})
