@@ -77,7 +77,6 @@ func (t *Tracer) calibrate() error {
 	return fmt.Errorf("none of %d linear-map layouts (%s) matched this kernel (best: %d of %d objects)", len(cands), how, best, len(calibrationNames))
 }
 
-
 func cString(b []int8) string {
 	var sb strings.Builder
 	for _, c := range b {

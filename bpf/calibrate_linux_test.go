@@ -1,7 +1,10 @@
 package bpf
 
 import (
+	"fmt"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/kmemprof/kmemprof/bpf/bpftest"
 	"github.com/kmemprof/kmemprof/tracer"
@@ -55,4 +58,24 @@ func TestCalibrationFindsCaches(t *testing.T) {
 		t.Fatalf("object-to-cache: %d of %d records gave another cache than the tracepoint", wrong, checked)
 	}
 	t.Logf("%d objects mapped to their cache", checked)
+}
+
+// TestFeatureProbes checks the feature probes against what this kernel
+// must have: every kernel the tests run on has BPF atomics and
+// bpf_get_current_task_btf, except those before 5.12 and 5.11.
+func TestFeatureProbes(t *testing.T) {
+	bpftest.Require(t)
+	f := probeFeatures()
+	var u unix.Utsname
+	unix.Uname(&u)
+	var major, minor int
+	fmt.Sscanf(unix.ByteSliceToString(u.Release[:]), "%d.%d", &major, &minor)
+	v := major*100 + minor
+	if got, want := f.atomics, v >= 512; got != want {
+		t.Errorf("atomics probe says %v on %d.%d, want %v", got, major, minor, want)
+	}
+	if got, want := f.taskBTF, v >= 511; got != want {
+		t.Errorf("bpf_get_current_task_btf probe says %v on %d.%d, want %v", got, major, minor, want)
+	}
+	t.Logf("%d.%d: %+v", major, minor, f)
 }

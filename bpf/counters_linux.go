@@ -43,6 +43,7 @@ const (
 	cNested              = int(kmemprofCounterC_NESTED)
 	cBulkTruncated       = int(kmemprofCounterC_BULK_TRUNCATED)
 	cReturnNoEntry       = int(kmemprofCounterC_RETURN_NO_ENTRY)
+	cRescued             = int(kmemprofCounterC_RESCUED)
 	nrCounters           = int(kmemprofCounterNR_COUNTERS)
 )
 
@@ -94,4 +95,5 @@ var counterInfo = [nrCounters]struct {
 	cNested:              {"nested_allocs", "allocator functions called by another hooked allocator function, counted once (kprobe and fentry modes)", false},
 	cBulkTruncated:       {"bulk_free_truncated", "objects of kmem_cache_free_bulk calls beyond the first 512, not looked up (they stay outstanding)", true},
 	cReturnNoEntry:       {"kretprobe_no_entry", "allocator returns seen without their entry (kprobe mode): not recorded", true},
+	cRescued:             {"nested_rescued", "events nested in their own hook's program (an interrupt's frees during a free), which the kernel does not run it for: handled by the hook's backup program", false},
 }

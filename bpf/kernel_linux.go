@@ -385,6 +385,11 @@ var probeFeatures = sync.OnceValue(func() kernelFeatures {
 
 // probeAtomics loads a program with a compare-and-swap on the stack.
 func probeAtomics() error {
+	// BPF_STX | BPF_DW | BPF_ATOMIC with imm BPF_CMPXCHG: set the immediate
+	// explicitly, cilium/ebpf's encoder leaves it 0 (a plain atomic add, which
+	// every kernel accepts).
+	cmpxchg := asm.CmpXchg.Mem(asm.RFP, asm.R1, asm.DWord, -8)
+	cmpxchg.Constant = 0xf1
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type:    ebpf.SocketFilter,
 		License: "GPL",
@@ -392,7 +397,7 @@ func probeAtomics() error {
 			asm.Mov.Imm(asm.R0, 0),
 			asm.StoreMem(asm.RFP, -8, asm.R0, asm.DWord),
 			asm.Mov.Imm(asm.R1, 1),
-			asm.CmpXchg.Mem(asm.RFP, asm.R1, asm.DWord, -8),
+			cmpxchg,
 			asm.Mov.Imm(asm.R0, 0),
 			asm.Return(),
 		},

@@ -103,6 +103,7 @@ enum counter {
 	C_NESTED,               /* kprobe/fentry: an allocator called by another hooked allocator, counted once */
 	C_BULK_TRUNCATED,       /* objects of a bulk free beyond MAX_BULK, not looked up */
 	C_RETURN_NO_ENTRY,      /* kprobe mode: an allocator return without its entry */
+	C_RESCUED,              /* events handled by a hook's backup program: the kernel did not rerun the busy primary */
 	NR_COUNTERS,
 };
 
@@ -146,7 +147,7 @@ struct alloc_info {
 	__u8 kind;
 	__u8 hook;
 	__u8 accounted;
-	__u8 order;
+	__u8 order;        /* pages: the order; kprobe and fentry modes: the allocator function's slot + 1 */
 	char comm[TASK_COMM_LEN];
 };
 
@@ -216,7 +217,8 @@ struct totals_key {
 	__u64 cgroup;
 	__u32 tgid;
 	__u8 kind;
-	__u8 pad[3];
+	__u8 fn; /* kprobe and fentry modes: the allocator function's slot + 1 */
+	__u8 pad[2];
 	char comm[TASK_COMM_LEN];
 };
 
@@ -265,7 +267,8 @@ struct kp_args {
 	struct alloc_ev ev;
 	__u64 size;
 	__u8 slot;
-	__u8 pad[7];
+	__u8 sampled_out;
+	__u8 pad[6];
 };
 
 /* The last allocation recorded on this CPU, to recognise nested allocator calls. */
@@ -394,6 +397,28 @@ struct {
 	__uint(max_entries, 1);
 } last_allocs SEC(".maps");
 
+/*
+ * Nested events. From Linux 6.1 the kernel does not run a raw_tp, tp_btf or
+ * fentry program on a CPU where that same program is already running: an
+ * interrupt that frees (an RCU callback freeing files and dentries, say)
+ * while the free program runs in process context would be lost, and the
+ * object would look leaked. So each such hook has two programs: the primary,
+ * and a backup that acts only for an event nested inside its primary that
+ * the kernel did not run the primary for. On kernels without that rule the
+ * nested primary runs (nested_ran) and the backup stays out of it.
+ */
+struct guard {
+	__u32 busy;       /* the primary is running on this CPU (nesting depth) */
+	__u32 nested_ran; /* a nested primary ran: this kernel reruns busy programs */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct guard);
+	__uint(max_entries, NR_HOOKS);
+} guards SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
 	__uint(key_size, sizeof(__u32));
@@ -513,6 +538,40 @@ static __always_inline void count_n(__u32 idx, __u64 n)
 	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
 	if (v)
 		*v += n;
+}
+
+#define ROLE_PRIMARY 0
+#define ROLE_BACKUP 1
+
+/* role_enter says whether this program handles the event. */
+static __always_inline bool role_enter(__u32 hook, const int role)
+{
+	struct guard *g = bpf_map_lookup_elem(&guards, &hook);
+	if (!g)
+		return role == ROLE_PRIMARY;
+	if (role == ROLE_PRIMARY) {
+		if (g->busy)
+			g->nested_ran = 1;
+		g->busy++;
+		return true;
+	}
+	if (!g->busy)
+		return false; /* not nested: the primary handled it */
+	if (g->nested_ran) {
+		g->nested_ran = 0;
+		return false;
+	}
+	count(C_RESCUED);
+	return true;
+}
+
+static __always_inline void role_exit(__u32 hook, const int role)
+{
+	if (role != ROLE_PRIMARY)
+		return;
+	struct guard *g = bpf_map_lookup_elem(&guards, &hook);
+	if (g && g->busy)
+		g->busy--;
 }
 
 /* ------------------------------------------------------------------ */
@@ -700,10 +759,24 @@ static __always_inline __u64 page_of(__u64 addr)
  */
 static __always_inline __u64 slab_cache_of(__u64 pg)
 {
-	unsigned long head = 0;
-	bpf_probe_read_kernel(&head, sizeof(head), (void *)pg + bpf_core_field_offset(struct page, compound_head));
-	if (head & 1)
-		pg = head - 1;
+	/*
+	 * A tail page's compound_head (compound_info from 7.0) has bit 0 set and
+	 * is the head page's address + 1, or, where the kernel stores a mask
+	 * instead (7.0+, power-of-2 struct page), the mask that gives the head
+	 * page's address from the tail's.
+	 */
+	unsigned long info = 0;
+	if (bpf_core_field_exists(struct page, compound_head))
+		bpf_probe_read_kernel(&info, sizeof(info), (void *)pg + bpf_core_field_offset(struct page, compound_head));
+	else if (bpf_core_field_exists(struct page___info, compound_info))
+		bpf_probe_read_kernel(&info, sizeof(info), (void *)pg + bpf_core_field_offset(struct page___info, compound_info));
+	if (info & 1) {
+		__u64 head = info - 1;
+		if (head <= pg && pg - head < (1ULL << 12) * bpf_core_type_size(struct page))
+			pg = head;
+		else
+			pg &= info;
+	}
 	__u64 s = 0;
 	if (bpf_core_type_exists(struct slab))
 		bpf_probe_read_kernel(&s, sizeof(s), (void *)pg + bpf_core_field_offset(struct slab, slab_cache));
@@ -771,6 +844,18 @@ static __always_inline bool pass_task_filters(__u32 tgid)
 			return false;
 		}
 	}
+	return true;
+}
+
+/* task_passes is pass_task_filters without counting. */
+static __always_inline bool task_passes(__u32 tgid)
+{
+	if (self_tgid && tgid == self_tgid)
+		return false;
+	if (filter_tgid && tgid != filter_tgid)
+		return false;
+	if (filter_cgroup && bpf_current_task_under_cgroup(&cgroup_filter, 0) != 1)
+		return false;
 	return true;
 }
 
@@ -1106,6 +1191,8 @@ static __always_inline void add_totals(struct alloc_info *v)
 	tk.cgroup = v->cgroup;
 	tk.tgid = v->tgid;
 	tk.kind = v->kind;
+	if (v->kind == KIND_SLAB)
+		tk.fn = v->order;
 	__builtin_memcpy(tk.comm, v->comm, sizeof(tk.comm));
 	__u64 alloc = v->bytes_alloc;
 	struct totals_val *tv = bpf_map_lookup_elem(&totals, &tk);
@@ -1394,41 +1481,49 @@ static __always_inline int kt_free(__u64 *ctx, int hook, __u8 kind, __u32 untrac
 	return 0;
 }
 
-/* Each tracing program in both flavours: atomics (A=1) and hash table (A=0). */
-#define TRACING_PROGRAMS(SFX, A)                                                                   \
-	SEC("raw_tp/kmem_cache_alloc")                                                             \
-	int kt_cache_alloc##SFX(__u64 *ctx) { return do_cache_alloc(ctx, A); }                     \
-	SEC("raw_tp/kmalloc")                                                                      \
-	int kt_kmalloc##SFX(__u64 *ctx) { return do_kmalloc(ctx, A); }                             \
-	SEC("raw_tp/mm_page_alloc")                                                                \
-	int kt_page_alloc##SFX(__u64 *ctx) { return do_page_alloc(ctx, A); }                       \
-	SEC("raw_tp/percpu_alloc_percpu")                                                          \
-	int kt_pcpu_alloc##SFX(__u64 *ctx) { return do_pcpu_alloc(ctx, A); }                       \
-	SEC("raw_tp/kmem_cache_free")                                                              \
-	int kt_cache_free##SFX(__u64 *ctx)                                                         \
+/*
+ * Each tracing program in both flavours, atomics (A=1) and hash table (A=0),
+ * and both roles (primary, backup: _b).
+ */
+#define GUARDED(hook, role, call)                                                                  \
 	{                                                                                          \
-		return kt_free(ctx, HOOK_CACHE_FREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A);          \
-	}                                                                                          \
-	SEC("raw_tp/kfree")                                                                        \
-	int kt_kfree##SFX(__u64 *ctx) { return kt_free(ctx, HOOK_KFREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A); } \
-	SEC("raw_tp/mm_page_free")                                                                 \
-	int kt_page_free##SFX(__u64 *ctx)                                                          \
-	{                                                                                          \
-		return kt_free(ctx, HOOK_PAGE_FREE, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A);           \
-	}                                                                                          \
-	SEC("raw_tp/mm_page_free_batched")                                                         \
-	int kt_page_freeb##SFX(__u64 *ctx)                                                         \
-	{                                                                                          \
-		return kt_free(ctx, HOOK_PAGE_FREE_BATCHED, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A);   \
-	}                                                                                          \
-	SEC("raw_tp/percpu_free_percpu")                                                           \
-	int kt_pcpu_free##SFX(__u64 *ctx)                                                          \
-	{                                                                                          \
-		return kt_free(ctx, HOOK_PERCPU_FREE, KIND_PERCPU, C_FREE_UNTRACKED_PERCPU, A);     \
+		if (role_enter(hook, role)) {                                                      \
+			call;                                                                      \
+			role_exit(hook, role);                                                     \
+		}                                                                                  \
+		return 0;                                                                          \
 	}
 
-TRACING_PROGRAMS(, 1)
-TRACING_PROGRAMS(_na, 0)
+#define TRACING_ROLE(SFX, A, R)                                                                    \
+	SEC("raw_tp/kmem_cache_alloc")                                                             \
+	int kt_cache_alloc##SFX(__u64 *ctx) GUARDED(HOOK_CACHE_ALLOC, R, do_cache_alloc(ctx, A))    \
+	SEC("raw_tp/kmalloc")                                                                      \
+	int kt_kmalloc##SFX(__u64 *ctx) GUARDED(HOOK_KMALLOC, R, do_kmalloc(ctx, A))                \
+	SEC("raw_tp/mm_page_alloc")                                                                \
+	int kt_page_alloc##SFX(__u64 *ctx) GUARDED(HOOK_PAGE_ALLOC, R, do_page_alloc(ctx, A))       \
+	SEC("raw_tp/percpu_alloc_percpu")                                                          \
+	int kt_pcpu_alloc##SFX(__u64 *ctx) GUARDED(HOOK_PERCPU_ALLOC, R, do_pcpu_alloc(ctx, A))     \
+	SEC("raw_tp/kmem_cache_free")                                                              \
+	int kt_cache_free##SFX(__u64 *ctx)                                                         \
+		GUARDED(HOOK_CACHE_FREE, R, kt_free(ctx, HOOK_CACHE_FREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A)) \
+	SEC("raw_tp/kfree")                                                                        \
+	int kt_kfree##SFX(__u64 *ctx)                                                              \
+		GUARDED(HOOK_KFREE, R, kt_free(ctx, HOOK_KFREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A))   \
+	SEC("raw_tp/mm_page_free")                                                                 \
+	int kt_page_free##SFX(__u64 *ctx)                                                          \
+		GUARDED(HOOK_PAGE_FREE, R, kt_free(ctx, HOOK_PAGE_FREE, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A)) \
+	SEC("raw_tp/mm_page_free_batched")                                                         \
+	int kt_page_freeb##SFX(__u64 *ctx)                                                         \
+		GUARDED(HOOK_PAGE_FREE_BATCHED, R,                                                 \
+			kt_free(ctx, HOOK_PAGE_FREE_BATCHED, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A))  \
+	SEC("raw_tp/percpu_free_percpu")                                                           \
+	int kt_pcpu_free##SFX(__u64 *ctx)                                                          \
+		GUARDED(HOOK_PERCPU_FREE, R, kt_free(ctx, HOOK_PERCPU_FREE, KIND_PERCPU, C_FREE_UNTRACKED_PERCPU, A))
+
+TRACING_ROLE(, 1, ROLE_PRIMARY)
+TRACING_ROLE(_b, 1, ROLE_BACKUP)
+TRACING_ROLE(_na, 0, ROLE_PRIMARY)
+TRACING_ROLE(_na_b, 0, ROLE_BACKUP)
 
 /* ------------------------------------------------------------------ */
 /* Classic tracepoints                                                 */
@@ -1676,6 +1771,7 @@ static __always_inline int fx_alloc(__u64 *ctx, const int slot, const int A)
 	if (nested((ev.ptr << 2) | KIND_SLAB, pid_tgid))
 		return 0;
 	ev.hook = fn_alloc[slot].hook;
+	ev.order = slot + 1; /* user space puts the allocator function at the stack's leaf */
 	ev.gfp = ctx_arg(ctx, fn_alloc[slot].gfp);
 	ev.cache = ctx_arg(ctx, fn_alloc[slot].cache);
 	if (!fn_finish(&ev, slot, ctx_arg(ctx, fn_alloc[slot].size)))
@@ -1692,10 +1788,14 @@ static __always_inline int fx_alloc(__u64 *ctx, const int slot, const int A)
 }
 
 /*
- * kprobe: the entry saves what it knows and walks the stack (the allocator
- * is the leaf frame there); the return probe has the pointer. Entries are
- * keyed by the stack pointer, unique per call even when an interrupt or a
- * nested allocator call runs on the same thread in between.
+ * kprobe: the entry saves the arguments and walks the stack (at the entry the
+ * allocator is the leaf frame, and the unwinder need not cross the
+ * kretprobe trampoline, which kernels before 5.16 cannot); the return probe
+ * has the pointer. The loader attaches each kretprobe before its kprobe: the
+ * kretprobe replaces the return address on the stack, and the kprobe
+ * registered last runs first, so it still sees the caller. Entries are keyed
+ * by the stack pointer, unique per call even when an interrupt or a nested
+ * allocator call runs on the same thread in between.
  */
 #if defined(__TARGET_ARCH_x86)
 #define KRET_SP_ADJUST 8 /* the return popped the return address */
@@ -1707,17 +1807,25 @@ static __always_inline int kp_alloc(struct pt_regs *ctx, const int slot, const i
 {
 	count(fn_alloc[slot].hook);
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!admit(pid_tgid >> 32))
+	if (!pass_task_filters(pid_tgid >> 32))
 		return 0;
+	__u64 sp = PT_REGS_SP(ctx);
 	struct kp_args a = {};
+	if (trace_mode == MODE_SAMPLE && sample_every > 1 && bpf_get_prandom_u32() % sample_every != 0) {
+		/* The return must know this call was left out on purpose. */
+		count(C_SAMPLED_OUT);
+		a.sampled_out = 1;
+		bpf_map_update_elem(&kp_pending, &sp, &a, BPF_ANY);
+		return 0;
+	}
 	a.slot = slot;
 	a.ev.hook = fn_alloc[slot].hook;
+	a.ev.order = slot + 1;
 	a.ev.gfp = kp_arg(ctx, fn_alloc[slot].gfp);
 	a.ev.cache = kp_arg(ctx, fn_alloc[slot].cache);
 	a.size = kp_arg(ctx, fn_alloc[slot].size);
 	BPF_KPROBE_READ_RET_IP(a.ev.site, ctx);
 	a.ev.stack_id = decide_stack(ctx, a.ev.site, A);
-	__u64 sp = PT_REGS_SP(ctx);
 	struct kp_args *old = bpf_map_lookup_elem(&kp_pending, &sp);
 	if (old) /* a call whose return was never seen left it */
 		count(C_RETURN_MISSED);
@@ -1730,11 +1838,15 @@ static __always_inline int do_kr_alloc(struct pt_regs *ctx, const int A)
 	__u64 sp = PT_REGS_SP(ctx) - KRET_SP_ADJUST;
 	struct kp_args *p = bpf_map_lookup_elem(&kp_pending, &sp);
 	if (!p) {
-		count(C_RETURN_NO_ENTRY);
+		/* Entries of filtered tasks are not saved. */
+		if (task_passes(bpf_get_current_pid_tgid() >> 32))
+			count(C_RETURN_NO_ENTRY);
 		return 0;
 	}
 	struct kp_args a = *p;
 	bpf_map_delete_elem(&kp_pending, &sp);
+	if (a.sampled_out)
+		return 0;
 	int slot = a.slot;
 	if (slot < 0 || slot >= NR_FN_SLOTS)
 		return 0;
@@ -1745,11 +1857,7 @@ static __always_inline int do_kr_alloc(struct pt_regs *ctx, const int A)
 		return 0;
 	}
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (nested((a.ev.ptr << 2) | KIND_SLAB, pid_tgid)) {
-		site_freed(a.ev.site);
-		return 0;
-	}
-	if (!fn_finish(&a.ev, slot, a.size)) {
+	if (nested((a.ev.ptr << 2) | KIND_SLAB, pid_tgid) || !fn_finish(&a.ev, slot, a.size)) {
 		site_freed(a.ev.site);
 		return 0;
 	}
@@ -1817,6 +1925,14 @@ static __always_inline int free_bulk(__u64 n, __u64 p, const int A)
 	SEC("fexit") int fx_alloc_##K##SFX(__u64 *ctx) { return fx_alloc(ctx, K, A); }             \
 	SEC("kprobe") int kp_alloc_##K##SFX(struct pt_regs *ctx) { return kp_alloc(ctx, K, A); }
 
+#define FE_FREES(SFX, A, R)                                                                        \
+	SEC("fentry/kmem_cache_free")                                                              \
+	int fe_cache_free##SFX(__u64 *ctx) GUARDED(HOOK_CACHE_FREE, R, fn_free(ctx_ptr(ctx, 2), HOOK_CACHE_FREE, A)) \
+	SEC("fentry/kfree")                                                                        \
+	int fe_kfree##SFX(__u64 *ctx) GUARDED(HOOK_KFREE, R, fn_free(ctx_ptr(ctx, 1), HOOK_KFREE, A)) \
+	SEC("fentry/kmem_cache_free_bulk")                                                         \
+	int fe_free_bulk##SFX(__u64 *ctx) GUARDED(HOOK_FREE_BULK, R, free_bulk(ctx_arg(ctx, 2), ctx_copy(ctx, 3), A))
+
 #define FN_PROGRAMS(SFX, A)                                                                        \
 	FX_SLOT(0, SFX, A)                                                                         \
 	FX_SLOT(1, SFX, A)                                                                         \
@@ -1833,12 +1949,8 @@ static __always_inline int free_bulk(__u64 n, __u64 p, const int A)
 	FX_SLOT(12, SFX, A)                                                                        \
 	FX_SLOT(13, SFX, A)                                                                        \
 	SEC("kretprobe") int kr_alloc##SFX(struct pt_regs *ctx) { return do_kr_alloc(ctx, A); }       \
-	SEC("fentry/kmem_cache_free")                                                              \
-	int fe_cache_free##SFX(__u64 *ctx) { return fn_free(ctx_ptr(ctx, 2), HOOK_CACHE_FREE, A); } \
-	SEC("fentry/kfree")                                                                        \
-	int fe_kfree##SFX(__u64 *ctx) { return fn_free(ctx_ptr(ctx, 1), HOOK_KFREE, A); }           \
-	SEC("fentry/kmem_cache_free_bulk")                                                         \
-	int fe_free_bulk##SFX(__u64 *ctx) { return free_bulk(ctx_arg(ctx, 2), ctx_copy(ctx, 3), A); } \
+	FE_FREES(SFX, A, ROLE_PRIMARY)                                                             \
+	FE_FREES(SFX##_b, A, ROLE_BACKUP)                                                          \
 	SEC("kprobe/kmem_cache_free")                                                              \
 	int kp_cache_free##SFX(struct pt_regs *ctx) { return fn_free(PT_REGS_PARM2(ctx), HOOK_CACHE_FREE, A); } \
 	SEC("kprobe/kfree")                                                                        \

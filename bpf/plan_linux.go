@@ -157,19 +157,35 @@ func (p *plan) planTracing(cfg Config, sfx string) error {
 		} else if !sameShape(p.argIdx[ev.hook], shape) {
 			return fmt.Errorf("%w: %s:%s passes its arguments unlike the event it shares a program with (%v vs %v)", ErrAttach, ev.group, ev.event, shape, p.argIdx[ev.hook])
 		}
-		prog := "kt_" + ev.prog + sfx
-		label := ev.group + ":" + ev.event
-		if typed {
-			key := prog + "@" + ev.event
-			p.addProg(progLoad{key: key, from: prog, typ: ebpf.Tracing, attachType: ebpf.AttachTraceRawTp, attachTo: ev.event})
-			p.attach = append(p.attach, attachment{how: attachTracing, prog: key, target: ev.event, label: label, optional: !ev.needed})
-		} else {
-			p.addProg(progLoad{key: prog, from: prog})
-			p.attach = append(p.attach, attachment{how: attachRawTP, prog: prog, target: ev.event, label: label, optional: !ev.needed})
-		}
+		p.addTracing(ev, "kt_"+ev.prog+sfx, typed)
 	}
 	return nil
 }
+
+// addTracing adds a tracepoint's raw_tp or tp_btf program and its backup
+// (see struct guard in kmemprof.bpf.c): the backup handles the events the
+// kernel does not run the primary for because it is already running on that
+// CPU.
+func (p *plan) addTracing(ev hookEvent, prog string, typed bool) {
+	label := ev.group + ":" + ev.event
+	for i, name := range []string{prog, backupName(prog)} {
+		a := attachment{how: attachRawTP, prog: name, target: ev.event, optional: !ev.needed || i > 0}
+		if i == 0 {
+			a.label = label
+		}
+		if typed {
+			key := name + "@" + ev.event
+			p.addProg(progLoad{key: key, from: name, typ: ebpf.Tracing, attachType: ebpf.AttachTraceRawTp, attachTo: ev.event})
+			a.how, a.prog = attachTracing, key
+		} else {
+			p.addProg(progLoad{key: name, from: name})
+		}
+		p.attach = append(p.attach, a)
+	}
+}
+
+// backupName is the name of a program's backup: kt_kfree_b, kt_kfree_na_b.
+func backupName(prog string) string { return prog + "_b" }
 
 // shapeHas checks that a tracepoint passes the fields its program needs.
 func shapeHas(shape argShape, ev hookEvent) error {
@@ -185,11 +201,15 @@ func shapeHas(shape argShape, ev hookEvent) error {
 func sameShape(a, b argShape) bool { return a == b }
 
 // planClassic: classic tracepoints, read at the offsets of their tracefs
-// formats.
+// formats. Frees come from raw tracepoints where the kernel has them: a
+// classic tracepoint's program does not run while another tracing program
+// runs on the same CPU, so frees in a softirq that interrupts an
+// allocation's stack walk would be lost (and show as leaks).
 func (p *plan) planClassic(cfg Config, sfx string) error {
+	rawFrees := p.rawFrees(cfg, sfx)
 	seen := map[int]bool{}
 	for _, ev := range hookEvents {
-		if !cfg.has(ev.kind) {
+		if !cfg.has(ev.kind) || (rawFrees && isFreeHook(ev.hook)) {
 			continue
 		}
 		format, err := readClassicFormat(ev.group, ev.event)
@@ -235,6 +255,54 @@ func (p *plan) planClassic(cfg Config, sfx string) error {
 			label: ev.group + ":" + ev.event, optional: !ev.needed})
 	}
 	return nil
+}
+
+// isFreeHook reports whether a hook is a free.
+func isFreeHook(hook int) bool {
+	switch hook {
+	case hookCacheFree, hookKfree, hookPageFree, hookPageFreeBatched, hookPercpuFree:
+		return true
+	}
+	return false
+}
+
+// rawFrees adds the free tracepoints as raw_tp programs, for the modes
+// whose own free hooks can miss events (classic tracepoints, kprobes: the
+// kernel runs no such program while another runs on the same CPU). It
+// returns false, with a note, when the kernel's BTF does not describe them.
+func (p *plan) rawFrees(cfg Config, sfx string) bool {
+	spec, err := kernelBTF()
+	if err != nil {
+		p.notes = append(p.notes, "frees use "+string(p.mode)+" hooks, which miss frees that interrupt another tracing program (no kernel BTF for raw tracepoints)")
+		return false
+	}
+	type add struct {
+		ev    hookEvent
+		shape argShape
+	}
+	var adds []add
+	for _, ev := range hookEvents {
+		if !cfg.has(ev.kind) || !isFreeHook(ev.hook) {
+			continue
+		}
+		shape, err := tracepointShape(spec, ev.event)
+		if err == nil {
+			err = shapeHas(shape, ev)
+		}
+		if err != nil {
+			if ev.needed {
+				p.notes = append(p.notes, fmt.Sprintf("frees use %s hooks, which miss frees that interrupt another tracing program (%v)", p.mode, err))
+				return false
+			}
+			continue
+		}
+		adds = append(adds, add{ev, shape})
+	}
+	for _, a := range adds {
+		p.argIdx[a.ev.hook] = a.shape
+		p.addTracing(a.ev, "kt_"+a.ev.prog+sfx, false)
+	}
+	return true
 }
 
 // coreAllocFunctions must attach in kprobe and fentry modes (under one of
@@ -297,9 +365,10 @@ func (p *plan) planFunctions(cfg Config, sfx string) error {
 			key := fmt.Sprintf("kp_alloc_%d%s", i, sfx)
 			p.addProg(progLoad{key: key, from: key})
 			p.addProg(progLoad{key: "kr_alloc" + sfx, from: "kr_alloc" + sfx})
+			// The kretprobe first: see kp_alloc in kmemprof.bpf.c.
 			p.attach = append(p.attach,
-				attachment{how: attachKprobe, prog: key, target: s.name, label: kind + s.name, optional: optional},
-				attachment{how: attachKretprobe, prog: "kr_alloc" + sfx, target: s.name, optional: optional})
+				attachment{how: attachKretprobe, prog: "kr_alloc" + sfx, target: s.name, optional: optional},
+				attachment{how: attachKprobe, prog: key, target: s.name, label: kind + s.name, optional: optional})
 		}
 	}
 	frees := []struct {
@@ -310,6 +379,13 @@ func (p *plan) planFunctions(cfg Config, sfx string) error {
 		{"kfree", "kfree", false},
 		{"free_bulk", "kmem_cache_free_bulk", true},
 	}
+	// kprobes miss the frees that interrupt another kprobe's program (a free
+	// in a softirq during an allocation's stack walk): take the frees from
+	// raw tracepoints where the kernel has them. Trampolines have no such
+	// limit.
+	if !fentry && p.rawFrees(cfg, sfx) {
+		frees = frees[2:]
+	}
 	for _, f := range frees {
 		if f.bulk {
 			var fn *btf.Func
@@ -319,9 +395,7 @@ func (p *plan) planFunctions(cfg Config, sfx string) error {
 			}
 		}
 		if fentry {
-			key := "fe_" + f.prog + sfx
-			p.addProg(progLoad{key: key, from: key, typ: ebpf.Tracing, attachType: ebpf.AttachTraceFEntry, attachTo: f.fn})
-			p.attach = append(p.attach, attachment{how: attachTracing, prog: key, target: f.fn, label: "fentry:" + f.fn, optional: f.bulk, bulk: f.bulk})
+			p.addFentry("fe_"+f.prog+sfx, f.fn, f.bulk)
 		} else {
 			key := "kp_" + f.prog + sfx
 			p.addProg(progLoad{key: key, from: key})
@@ -354,9 +428,7 @@ func (p *plan) planBulk(cfg Config, sfx string) {
 	}
 	fentryErr := probeFentry(fn)
 	if fentryErr == nil {
-		key := "fe_free_bulk" + sfx
-		p.addProg(progLoad{key: key, from: key, typ: ebpf.Tracing, attachType: ebpf.AttachTraceFEntry, attachTo: fn})
-		p.attach = append(p.attach, attachment{how: attachTracing, prog: key, target: fn, label: "fentry:" + fn, optional: true, bulk: true})
+		p.addFentry("fe_free_bulk"+sfx, fn, true)
 		return
 	}
 	if kprobeHint() == "" {
@@ -366,6 +438,18 @@ func (p *plan) planBulk(cfg Config, sfx string) {
 		return
 	}
 	p.bulkWhy = "this kernel allows neither fentry (" + firstLine(fentryErr) + ") nor kprobes"
+}
+
+// addFentry adds a free function's fentry program and its backup.
+func (p *plan) addFentry(prog, fn string, bulk bool) {
+	for i, key := range []string{prog, backupName(prog)} {
+		p.addProg(progLoad{key: key, from: key, typ: ebpf.Tracing, attachType: ebpf.AttachTraceFEntry, attachTo: fn})
+		a := attachment{how: attachTracing, prog: key, target: fn, optional: bulk || i > 0, bulk: bulk && i == 0}
+		if i == 0 {
+			a.label = "fentry:" + fn
+		}
+		p.attach = append(p.attach, a)
+	}
 }
 
 // probeFentry loads and attaches an empty fentry program to a kernel

@@ -47,6 +47,9 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 			snap.Stacks[stack] = []uint64{v.Site}
 			snap.Partial[stack] = true
 		}
+		if tracer.Kind(v.Kind) == tracer.KindSlab {
+			stack = t.withLeaf(stack, v.Order)
+		}
 		snap.Records = append(snap.Records, tracer.Record{
 			Key: tracer.Key{
 				Kind:     tracer.Kind(v.Kind),
@@ -73,9 +76,13 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 	var vals []kmemprofTotalsVal
 	it := t.coll.Maps["totals"].Iterate()
 	for it.Next(&key, &vals) {
+		stack := tracer.StackID(key.StackId)
+		if tracer.Kind(key.Kind) == tracer.KindSlab {
+			stack = t.withLeaf(stack, key.Fn)
+		}
 		tot := tracer.Total{Key: tracer.Key{
 			Kind:     tracer.Kind(key.Kind),
-			Stack:    tracer.StackID(key.StackId),
+			Stack:    stack,
 			Comm:     commString(comms, key.Comm),
 			PID:      key.Tgid,
 			CgroupID: key.Cgroup,
@@ -140,6 +147,18 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 	if err := t.readStacks(snap); err != nil {
 		return nil, err
 	}
+	for id, base := range t.leafBase {
+		if st, ok := snap.Stacks[base]; ok {
+			snap.Stacks[id] = st
+			if snap.Partial[base] {
+				snap.Partial[id] = true
+			}
+			if snap.Leaf == nil {
+				snap.Leaf = map[tracer.StackID]uint64{}
+			}
+			snap.Leaf[id] = t.leafAddr(id)
+		}
+	}
 	counters, err := t.readCounters()
 	if err != nil {
 		return nil, err
@@ -153,6 +172,39 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 // migrate type plus one, 0 meaning unknown.
 func pageDetail(id uint64) (gfp uint32, order, migrate uint8) {
 	return uint32(id), uint8(id >> 32), uint8(id>>40) + 1
+}
+
+// leafSlotShift places the allocator function's slot in a stack id: the
+// stacks of kprobe and fentry modes are kept per allocator function, which
+// becomes their leaf frame (Snapshot.Leaf). Real and partial stack ids stay
+// below it.
+const leafSlotShift = 50
+
+// withLeaf returns the stack id under which a slab allocation of the
+// allocator function slot fn-1 (0: none) is kept.
+func (t *Tracer) withLeaf(stack tracer.StackID, fn uint8) tracer.StackID {
+	if fn == 0 || stack < 0 || t.plan == nil || int(fn) > len(t.plan.slotAddrs) {
+		return stack
+	}
+	addr := t.plan.slotAddrs[fn-1]
+	if addr == 0 {
+		return stack
+	}
+	id := stack | tracer.StackID(fn)<<leafSlotShift
+	if t.leafBase == nil {
+		t.leafBase = map[tracer.StackID]tracer.StackID{}
+	}
+	t.leafBase[id] = stack
+	return id
+}
+
+// leafAddr returns the allocator function of a stack id made by withLeaf.
+func (t *Tracer) leafAddr(id tracer.StackID) uint64 {
+	fn := int(id >> leafSlotShift)
+	if fn == 0 || t.plan == nil || fn > len(t.plan.slotAddrs) {
+		return 0
+	}
+	return t.plan.slotAddrs[fn-1]
 }
 
 // partialID returns the synthetic stack id of a call site, the same for the
@@ -184,6 +236,9 @@ func (t *Tracer) Usage() (map[tracer.StackID]tracer.Usage, error) {
 		stack := tracer.StackID(v.StackId)
 		if v.StackId == stackNotWalked {
 			stack = t.partialID(v.Site)
+		}
+		if tracer.Kind(v.Kind) == tracer.KindSlab {
+			stack = t.withLeaf(stack, v.Order)
 		}
 		k := key{stack, 0}
 		if v.BytesAlloc == 0 && v.Kind == uint8(tracer.KindSlab) {
@@ -386,7 +441,7 @@ func (t *Tracer) resolveCaches(ids []uint64) error {
 	var ci kmemprofCacheInfo
 	for _, id := range ids {
 		// kmem_cache pointers are kernel addresses; kmalloc ids are small.
-		if id < 0xffff000000000000 || done[id] {
+		if id < 1<<63 || done[id] {
 			continue
 		}
 		done[id] = true
@@ -407,6 +462,9 @@ func (t *Tracer) readStacks(snap *tracer.Snapshot) error {
 	buf := make([]uint64, t.cfg.StackDepth)
 	var buf2 kmemprofStackBuf
 	want := func(id tracer.StackID) error {
+		if base, ok := t.leafBase[id]; ok {
+			id = base
+		}
 		if id < 0 {
 			return nil
 		}

@@ -47,6 +47,8 @@ type Tracer struct {
 	kprobeMissed uint64
 	// partialIDs numbers the call sites of records whose stack was not walked.
 	partialIDs map[uint64]tracer.StackID
+	// leafBase maps the stack ids withLeaf made to the walked stack's id.
+	leafBase map[tracer.StackID]tracer.StackID
 }
 
 // clockTick is how often the allocation clock (clock_ns in the BPF program)
@@ -318,7 +320,7 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, p *plan) (*ebpf.Colle
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("loading BPF programs (verifier log follows): %+v", ve)
+			return nil, fmt.Errorf("loading BPF programs: %s (verifier log follows):\n%+v", firstLine(err), ve)
 		}
 		return nil, fmt.Errorf("loading BPF programs: %w", err)
 	}

@@ -456,6 +456,7 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 	slices.SortFunc(orders, compareOrders)
 
 	res := newResolver(snap.Stacks, snap.Partial, sym, trim)
+	res.leafFn = snap.Leaf
 	// A sampled capture recorded one allocation in SampleEvery, uniformly:
 	// scaling by the rate makes every value an unbiased estimate.
 	scale := max(snap.SampleEvery, 1)
@@ -584,6 +585,8 @@ type resolver struct {
 	leaf, ret  map[uint64]Frame
 	done       map[StackID][]Frame
 	unresolved uint64
+	// leafFn is Snapshot.Leaf.
+	leafFn map[StackID]uint64
 }
 
 func newResolver(stacks map[StackID][]uint64, partial map[StackID]bool, sym Symbolizer, trim []string) *resolver {
@@ -619,6 +622,11 @@ func (r *resolver) stack(id StackID) []Frame {
 			fs[i] = r.frame(addr, i == 0)
 		}
 		fs = trimLeading(fs, r.trim)
+	}
+	if fn := r.leafFn[id]; fn != 0 {
+		if lf := r.frame(fn, true); len(fs) == 0 || fs[0].Function != lf.Function {
+			fs = append([]Frame{lf}, fs...)
+		}
 	}
 	r.done[id] = fs
 	return fs

@@ -156,6 +156,11 @@ type Snapshot struct {
 	// address into the allocator's caller) because the stack was not walked:
 	// they are shown as that function under a "[stack not walked]" root.
 	Partial map[StackID]bool
+	// Leaf gives, for stacks walked below a hooked allocator function
+	// (kprobe and fentry modes), that function's address: it becomes the
+	// stack's leaf frame where the walk does not show it (a kretprobe or
+	// fexit program runs after the function returned).
+	Leaf map[StackID]uint64
 	// Reclaimable names the slab caches whose objects the kernel reclaims
 	// under memory pressure (SLAB_RECLAIM_ACCOUNT), when the backend knows.
 	Reclaimable map[string]bool

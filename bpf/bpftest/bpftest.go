@@ -164,6 +164,9 @@ func startChild(t testing.TB, env ...string) *Child {
 	return startChildIn(t, "", env...)
 }
 
+// Stdin returns the child's standard input (closing it ends the helpers).
+func (c *Child) Stdin() io.WriteCloser { return c.stdin }
+
 // startChildIn starts a helper child, inside the cgroup v2 directory
 // cgroupDir when it is not empty.
 func startChildIn(t testing.TB, cgroupDir string, env ...string) *Child {

@@ -79,6 +79,12 @@ struct page {
 	struct kmem_cache *slab_cache;
 };
 
+/* struct page from 7.0, where compound_head became compound_info. */
+struct page___info {
+	unsigned long flags;
+	unsigned long compound_info;
+};
+
 struct slab {
 	unsigned long __page_flags;
 	struct kmem_cache *slab_cache;
