@@ -10,7 +10,10 @@ type CacheStat struct {
 	Name   string
 	Allocs uint64 // allocations made since tracing began
 	Frees  uint64 // frees of those allocations
-	Size   uint64 // bytes per object (0 when unknown, e.g. kmalloc-large)
+	Size   uint64 // bytes per object (0 when objects differ, e.g. kmalloc-large)
+	// Bytes and FreedBytes are the bytes allocated and freed of those
+	// allocations, where the hooks give them (kmalloc; kmalloc-large).
+	Bytes, FreedBytes uint64
 }
 
 // Diff returns the allocations still outstanding.
@@ -22,7 +25,15 @@ func (c CacheStat) Diff() uint64 {
 }
 
 // InUse returns the bytes still outstanding.
-func (c CacheStat) InUse() uint64 { return c.Diff() * c.Size }
+func (c CacheStat) InUse() uint64 {
+	if c.Size == 0 {
+		if c.Bytes < c.FreedBytes {
+			return 0
+		}
+		return c.Bytes - c.FreedBytes
+	}
+	return c.Diff() * c.Size
+}
 
 // CacheStats returns per-cache counts (Config.CountCaches must be set),
 // sorted by name. It may be called while tracing.
@@ -30,7 +41,7 @@ func (t *Tracer) CacheStats() ([]CacheStat, error) {
 	if !t.cfg.CountCaches {
 		return nil, fmt.Errorf("cache statistics were not enabled (Config.CountCaches)")
 	}
-	type acc struct{ allocs, frees uint64 }
+	type acc struct{ allocs, frees, bytes, freed uint64 }
 	byID := map[uint64]acc{}
 	var ids []uint64
 	var id uint64
@@ -41,6 +52,8 @@ func (t *Tracer) CacheStats() ([]CacheStat, error) {
 		for _, v := range vals {
 			a.allocs += v.Allocs
 			a.frees += v.Frees
+			a.bytes += v.Bytes
+			a.freed += v.FreedBytes
 		}
 		byID[id] = a
 		ids = append(ids, id)
@@ -69,6 +82,8 @@ func (t *Tracer) CacheStats() ([]CacheStat, error) {
 		}
 		cs.Allocs += a.allocs
 		cs.Frees += a.frees
+		cs.Bytes += a.bytes
+		cs.FreedBytes += a.freed
 	}
 	out := make([]CacheStat, 0, len(byName))
 	for _, cs := range byName {

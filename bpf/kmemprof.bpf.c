@@ -398,26 +398,27 @@ struct {
 } last_allocs SEC(".maps");
 
 /*
- * Nested events. From Linux 6.1 the kernel does not run a raw_tp, tp_btf or
+ * Nested frees. From Linux 6.1 the kernel does not run a raw_tp, tp_btf or
  * fentry program on a CPU where that same program is already running: an
- * interrupt that frees (an RCU callback freeing files and dentries, say)
- * while the free program runs in process context would be lost, and the
- * object would look leaked. So each such hook has two programs: the primary,
- * and a backup that acts only for an event nested inside its primary that
- * the kernel did not run the primary for. On kernels without that rule the
- * nested primary runs (nested_ran) and the backup stays out of it.
+ * interrupt that frees (an RCU callback freeing files, dentries or maple
+ * nodes, say) while the free program runs in process context would be
+ * lost, and the object would look leaked. So each free hook has two
+ * programs, called one after the other for every event: the primary, and a
+ * backup for the events the kernel did not run the primary for. The primary
+ * notes the key it handles (last_frees); the backup skips an event whose key
+ * its primary noted, and handles any other: one nested inside the primary.
+ * On kernels that do run nested programs, the backup then finds the key
+ * already deleted, and counts nothing.
  */
-struct guard {
-	__u32 busy;       /* the primary is running on this CPU (nesting depth) */
-	__u32 nested_ran; /* a nested primary ran: this kernel reruns busy programs */
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
-	__type(value, struct guard);
+	__type(value, __u64);
 	__uint(max_entries, NR_HOOKS);
-} guards SEC(".maps");
+} last_frees SEC(".maps");
+
+#define ROLE_PRIMARY 0
+#define ROLE_BACKUP 1
 
 struct {
 	__uint(type, BPF_MAP_TYPE_CGROUP_ARRAY);
@@ -540,38 +541,24 @@ static __always_inline void count_n(__u32 idx, __u64 n)
 		*v += n;
 }
 
-#define ROLE_PRIMARY 0
-#define ROLE_BACKUP 1
-
-/* role_enter says whether this program handles the event. */
-static __always_inline bool role_enter(__u32 hook, const int role)
+/*
+ * backup_skips tells a free hook's programs apart (see last_frees): the
+ * primary notes key; the backup returns true for the key its primary noted.
+ */
+static __always_inline bool backup_skips(__u32 hook, __u64 key, const int role)
 {
-	struct guard *g = bpf_map_lookup_elem(&guards, &hook);
-	if (!g)
-		return role == ROLE_PRIMARY;
+	__u64 *last = bpf_map_lookup_elem(&last_frees, &hook);
+	if (!last)
+		return false;
 	if (role == ROLE_PRIMARY) {
-		if (g->busy)
-			g->nested_ran = 1;
-		g->busy++;
-		return true;
-	}
-	if (!g->busy)
-		return false; /* not nested: the primary handled it */
-	if (g->nested_ran) {
-		g->nested_ran = 0;
+		*last = key;
 		return false;
 	}
-	count(C_RESCUED);
-	return true;
-}
-
-static __always_inline void role_exit(__u32 hook, const int role)
-{
-	if (role != ROLE_PRIMARY)
-		return;
-	struct guard *g = bpf_map_lookup_elem(&guards, &hook);
-	if (g && g->busy)
-		g->busy--;
+	if (*last == key) {
+		*last = 0;
+		return true;
+	}
+	return false;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1285,24 +1272,37 @@ static __always_inline void forget_freed(__u64 key)
 		l->key = 0;
 }
 
-static __always_inline void record_free(__u64 ptr, __u8 kind, __u32 untracked, const int A)
+/*
+ * record_free deletes a freed allocation. hook is the free hook (for
+ * last_frees); the backup role counts only the frees it finds tracked.
+ */
+static __always_inline void record_free(__u64 ptr, __u8 kind, __u32 untracked, __u32 hook, const int A,
+					const int role)
 {
 	if (!ptr) {
-		count(C_FREE_NULL);
+		if (role == ROLE_PRIMARY)
+			count(C_FREE_NULL);
 		return;
 	}
 	__u64 key = (ptr << 2) | kind;
+	if (backup_skips(hook, key, role))
+		return;
 	forget_freed(key);
 	if (!A) {
 		struct alloc_info *v = bpf_map_lookup_elem(&table_hash, &key);
 		if (!v) {
-			count(untracked);
+			if (role == ROLE_PRIMARY)
+				count(untracked);
 			return;
 		}
 		site_freed(v->site);
 		if (count_caches)
 			cache_stat_add(v->cache, 0, v->bytes_alloc);
 		bpf_map_delete_elem(&table_hash, &key);
+		if (role == ROLE_BACKUP && hook < NR_HOOKS) {
+			count(hook);
+			count(C_RESCUED);
+		}
 		count(C_FREED);
 		return;
 	}
@@ -1323,11 +1323,16 @@ static __always_inline void record_free(__u64 ptr, __u8 kind, __u32 untracked, c
 				}
 			}
 			bk->key[i] = 0;
+			if (role == ROLE_BACKUP && hook < NR_HOOKS) {
+				count(hook);
+				count(C_RESCUED);
+			}
 			count(C_FREED);
 			return;
 		}
 	}
-	count(untracked);
+	if (role == ROLE_PRIMARY)
+		count(untracked);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1473,11 +1478,12 @@ static __always_inline int do_pcpu_alloc(__u64 *ctx, const int A)
 	return 0;
 }
 
-static __always_inline int kt_free(__u64 *ctx, int hook, __u8 kind, __u32 untracked, const int A)
+static __always_inline int kt_free(__u64 *ctx, int hook, __u8 kind, __u32 untracked, const int A, const int role)
 {
-	count(hook);
+	if (role == ROLE_PRIMARY)
+		count(hook);
 	__u64 ptr = kind == KIND_PAGE ? ctx_arg(ctx, arg_idx[hook][F_PTR]) : ctx_ptr(ctx, arg_idx[hook][F_PTR]);
-	record_free(ptr, kind, untracked, A);
+	record_free(ptr, kind, untracked, hook, A, role);
 	return 0;
 }
 
@@ -1485,41 +1491,51 @@ static __always_inline int kt_free(__u64 *ctx, int hook, __u8 kind, __u32 untrac
  * Each tracing program in both flavours, atomics (A=1) and hash table (A=0),
  * and both roles (primary, backup: _b).
  */
-#define GUARDED(hook, role, call)                                                                  \
-	{                                                                                          \
-		if (role_enter(hook, role)) {                                                      \
-			call;                                                                      \
-			role_exit(hook, role);                                                     \
-		}                                                                                  \
-		return 0;                                                                          \
-	}
+/*
+ * Allocation programs have no backup: an allocation nested in its own
+ * hook's program is missed (counted by the kernel as a recursion miss on
+ * kernels that count them), which undercounts but cannot show a false leak;
+ * a missed free would. Their cost per event is kept for what matters more.
+ */
+#define TRACING_ALLOCS(SFX, A)                                                                     \
+	SEC("raw_tp/kmem_cache_alloc")                                                             \
+	int kt_cache_alloc##SFX(__u64 *ctx) { return do_cache_alloc(ctx, A); }                     \
+	SEC("raw_tp/kmalloc")                                                                      \
+	int kt_kmalloc##SFX(__u64 *ctx) { return do_kmalloc(ctx, A); }                             \
+	SEC("raw_tp/mm_page_alloc")                                                                \
+	int kt_page_alloc##SFX(__u64 *ctx) { return do_page_alloc(ctx, A); }                       \
+	SEC("raw_tp/percpu_alloc_percpu")                                                          \
+	int kt_pcpu_alloc##SFX(__u64 *ctx) { return do_pcpu_alloc(ctx, A); }
 
 #define TRACING_ROLE(SFX, A, R)                                                                    \
-	SEC("raw_tp/kmem_cache_alloc")                                                             \
-	int kt_cache_alloc##SFX(__u64 *ctx) GUARDED(HOOK_CACHE_ALLOC, R, do_cache_alloc(ctx, A))    \
-	SEC("raw_tp/kmalloc")                                                                      \
-	int kt_kmalloc##SFX(__u64 *ctx) GUARDED(HOOK_KMALLOC, R, do_kmalloc(ctx, A))                \
-	SEC("raw_tp/mm_page_alloc")                                                                \
-	int kt_page_alloc##SFX(__u64 *ctx) GUARDED(HOOK_PAGE_ALLOC, R, do_page_alloc(ctx, A))       \
-	SEC("raw_tp/percpu_alloc_percpu")                                                          \
-	int kt_pcpu_alloc##SFX(__u64 *ctx) GUARDED(HOOK_PERCPU_ALLOC, R, do_pcpu_alloc(ctx, A))     \
 	SEC("raw_tp/kmem_cache_free")                                                              \
 	int kt_cache_free##SFX(__u64 *ctx)                                                         \
-		GUARDED(HOOK_CACHE_FREE, R, kt_free(ctx, HOOK_CACHE_FREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A)) \
+	{                                                                                          \
+		return kt_free(ctx, HOOK_CACHE_FREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A, R);       \
+	}                                                                                          \
 	SEC("raw_tp/kfree")                                                                        \
 	int kt_kfree##SFX(__u64 *ctx)                                                              \
-		GUARDED(HOOK_KFREE, R, kt_free(ctx, HOOK_KFREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A))   \
+	{                                                                                          \
+		return kt_free(ctx, HOOK_KFREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A, R);            \
+	}                                                                                          \
 	SEC("raw_tp/mm_page_free")                                                                 \
 	int kt_page_free##SFX(__u64 *ctx)                                                          \
-		GUARDED(HOOK_PAGE_FREE, R, kt_free(ctx, HOOK_PAGE_FREE, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A)) \
+	{                                                                                          \
+		return kt_free(ctx, HOOK_PAGE_FREE, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A, R);        \
+	}                                                                                          \
 	SEC("raw_tp/mm_page_free_batched")                                                         \
 	int kt_page_freeb##SFX(__u64 *ctx)                                                         \
-		GUARDED(HOOK_PAGE_FREE_BATCHED, R,                                                 \
-			kt_free(ctx, HOOK_PAGE_FREE_BATCHED, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A))  \
+	{                                                                                          \
+		return kt_free(ctx, HOOK_PAGE_FREE_BATCHED, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A, R); \
+	}                                                                                          \
 	SEC("raw_tp/percpu_free_percpu")                                                           \
 	int kt_pcpu_free##SFX(__u64 *ctx)                                                          \
-		GUARDED(HOOK_PERCPU_FREE, R, kt_free(ctx, HOOK_PERCPU_FREE, KIND_PERCPU, C_FREE_UNTRACKED_PERCPU, A))
+	{                                                                                          \
+		return kt_free(ctx, HOOK_PERCPU_FREE, KIND_PERCPU, C_FREE_UNTRACKED_PERCPU, A, R);  \
+	}
 
+TRACING_ALLOCS(, 1)
+TRACING_ALLOCS(_na, 0)
 TRACING_ROLE(, 1, ROLE_PRIMARY)
 TRACING_ROLE(_b, 1, ROLE_BACKUP)
 TRACING_ROLE(_na, 0, ROLE_PRIMARY)
@@ -1649,7 +1665,7 @@ static __always_inline int tpc_free(void *ctx, int hook, __u8 kind, __u32 untrac
 	__u64 ptr = tp_field(ctx, hook, F_PTR);
 	if (kind == KIND_PAGE)
 		ptr += 1; /* pfn + 1: pfn 0 is a page */
-	record_free(ptr, kind, untracked, A);
+	record_free(ptr, kind, untracked, hook, A, ROLE_PRIMARY);
 	return 0;
 }
 
@@ -1866,10 +1882,11 @@ static __always_inline int do_kr_alloc(struct pt_regs *ctx, const int A)
 }
 
 /* Frees. kmem_cache_free(s, x), kfree(x). */
-static __always_inline int fn_free(__u64 ptr, int hook, const int A)
+static __always_inline int fn_free(__u64 ptr, int hook, const int A, const int role)
 {
-	count(hook);
-	record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A);
+	if (role == ROLE_PRIMARY)
+		count(hook);
+	record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB, hook, A, role);
 	return 0;
 }
 
@@ -1882,23 +1899,25 @@ static __always_inline int fn_free(__u64 ptr, int hook, const int A)
 #define MAX_BULK 512
 #define BULK_CHUNK 8
 
-__noinline int bulk_free_one(__u64 ptr)
-{
-	record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB, 1);
-	return 0;
-}
+/* One object of a bulk free; NR_HOOKS: no per-object last_frees note. */
+#define BULK_ONE(NAME, A, R)                                                                       \
+	__noinline int NAME(__u64 ptr)                                                             \
+	{                                                                                          \
+		record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB, NR_HOOKS, A, R);                \
+		return 0;                                                                          \
+	}
+BULK_ONE(bulk_free_one, 1, ROLE_PRIMARY)
+BULK_ONE(bulk_free_one_na, 0, ROLE_PRIMARY)
+BULK_ONE(bulk_free_one_b, 1, ROLE_BACKUP)
+BULK_ONE(bulk_free_one_na_b, 0, ROLE_BACKUP)
 
-__noinline int bulk_free_one_na(__u64 ptr)
+static __always_inline int free_bulk(__u64 n, __u64 p, const int A, const int role)
 {
-	record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB, 0);
-	return 0;
-}
-
-static __always_inline int free_bulk(__u64 n, __u64 p, const int A)
-{
-	count(HOOK_FREE_BULK);
-	if (!p)
+	if (!p || backup_skips(HOOK_FREE_BULK, p, role))
 		return 0;
+	count(HOOK_FREE_BULK);
+	if (role == ROLE_BACKUP)
+		count(C_RESCUED);
 	if (n > MAX_BULK) {
 		count_n(C_BULK_TRUNCATED, n - MAX_BULK);
 		n = MAX_BULK;
@@ -1911,10 +1930,14 @@ static __always_inline int free_bulk(__u64 n, __u64 p, const int A)
 #pragma unroll
 		for (int j = 0; j < BULK_CHUNK; j++) {
 			if (i * BULK_CHUNK + j < n) {
-				if (A)
+				if (A && role == ROLE_PRIMARY)
 					bulk_free_one(objs[j]);
-				else
+				else if (role == ROLE_PRIMARY)
 					bulk_free_one_na(objs[j]);
+				else if (A)
+					bulk_free_one_b(objs[j]);
+				else
+					bulk_free_one_na_b(objs[j]);
 			}
 		}
 	}
@@ -1927,11 +1950,11 @@ static __always_inline int free_bulk(__u64 n, __u64 p, const int A)
 
 #define FE_FREES(SFX, A, R)                                                                        \
 	SEC("fentry/kmem_cache_free")                                                              \
-	int fe_cache_free##SFX(__u64 *ctx) GUARDED(HOOK_CACHE_FREE, R, fn_free(ctx_ptr(ctx, 2), HOOK_CACHE_FREE, A)) \
+	int fe_cache_free##SFX(__u64 *ctx) { return fn_free(ctx_ptr(ctx, 2), HOOK_CACHE_FREE, A, R); } \
 	SEC("fentry/kfree")                                                                        \
-	int fe_kfree##SFX(__u64 *ctx) GUARDED(HOOK_KFREE, R, fn_free(ctx_ptr(ctx, 1), HOOK_KFREE, A)) \
+	int fe_kfree##SFX(__u64 *ctx) { return fn_free(ctx_ptr(ctx, 1), HOOK_KFREE, A, R); }      \
 	SEC("fentry/kmem_cache_free_bulk")                                                         \
-	int fe_free_bulk##SFX(__u64 *ctx) GUARDED(HOOK_FREE_BULK, R, free_bulk(ctx_arg(ctx, 2), ctx_copy(ctx, 3), A))
+	int fe_free_bulk##SFX(__u64 *ctx) { return free_bulk(ctx_arg(ctx, 2), ctx_copy(ctx, 3), A, R); }
 
 #define FN_PROGRAMS(SFX, A)                                                                        \
 	FX_SLOT(0, SFX, A)                                                                         \
@@ -1952,11 +1975,11 @@ static __always_inline int free_bulk(__u64 n, __u64 p, const int A)
 	FE_FREES(SFX, A, ROLE_PRIMARY)                                                             \
 	FE_FREES(SFX##_b, A, ROLE_BACKUP)                                                          \
 	SEC("kprobe/kmem_cache_free")                                                              \
-	int kp_cache_free##SFX(struct pt_regs *ctx) { return fn_free(PT_REGS_PARM2(ctx), HOOK_CACHE_FREE, A); } \
+	int kp_cache_free##SFX(struct pt_regs *ctx) { return fn_free(PT_REGS_PARM2(ctx), HOOK_CACHE_FREE, A, ROLE_PRIMARY); } \
 	SEC("kprobe/kfree")                                                                        \
-	int kp_kfree##SFX(struct pt_regs *ctx) { return fn_free(PT_REGS_PARM1(ctx), HOOK_KFREE, A); } \
+	int kp_kfree##SFX(struct pt_regs *ctx) { return fn_free(PT_REGS_PARM1(ctx), HOOK_KFREE, A, ROLE_PRIMARY); } \
 	SEC("kprobe/kmem_cache_free_bulk")                                                         \
-	int kp_free_bulk##SFX(struct pt_regs *ctx) { return free_bulk(PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx), A); }
+	int kp_free_bulk##SFX(struct pt_regs *ctx) { return free_bulk(PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx), A, ROLE_PRIMARY); }
 
 FN_PROGRAMS(, 1)
 FN_PROGRAMS(_na, 0)

@@ -116,12 +116,6 @@ type kmemprofFnLayout struct {
 	Pad   [2]uint8
 }
 
-type kmemprofGuard struct {
-	_         structs.HostLayout
-	Busy      uint32
-	NestedRan uint32
-}
-
 type kmemprofHook uint32
 
 const (
@@ -241,140 +235,132 @@ type kmemprofSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kmemprofProgramSpecs struct {
-	CalibProbe      *ebpf.ProgramSpec `ebpf:"calib_probe"`
-	FeCacheFree     *ebpf.ProgramSpec `ebpf:"fe_cache_free"`
-	FeCacheFreeB    *ebpf.ProgramSpec `ebpf:"fe_cache_free_b"`
-	FeCacheFreeNa   *ebpf.ProgramSpec `ebpf:"fe_cache_free_na"`
-	FeCacheFreeNaB  *ebpf.ProgramSpec `ebpf:"fe_cache_free_na_b"`
-	FeFreeBulk      *ebpf.ProgramSpec `ebpf:"fe_free_bulk"`
-	FeFreeBulkB     *ebpf.ProgramSpec `ebpf:"fe_free_bulk_b"`
-	FeFreeBulkNa    *ebpf.ProgramSpec `ebpf:"fe_free_bulk_na"`
-	FeFreeBulkNaB   *ebpf.ProgramSpec `ebpf:"fe_free_bulk_na_b"`
-	FeKfree         *ebpf.ProgramSpec `ebpf:"fe_kfree"`
-	FeKfreeB        *ebpf.ProgramSpec `ebpf:"fe_kfree_b"`
-	FeKfreeNa       *ebpf.ProgramSpec `ebpf:"fe_kfree_na"`
-	FeKfreeNaB      *ebpf.ProgramSpec `ebpf:"fe_kfree_na_b"`
-	FxAlloc0        *ebpf.ProgramSpec `ebpf:"fx_alloc_0"`
-	FxAlloc0Na      *ebpf.ProgramSpec `ebpf:"fx_alloc_0_na"`
-	FxAlloc1        *ebpf.ProgramSpec `ebpf:"fx_alloc_1"`
-	FxAlloc10       *ebpf.ProgramSpec `ebpf:"fx_alloc_10"`
-	FxAlloc10Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_10_na"`
-	FxAlloc11       *ebpf.ProgramSpec `ebpf:"fx_alloc_11"`
-	FxAlloc11Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_11_na"`
-	FxAlloc12       *ebpf.ProgramSpec `ebpf:"fx_alloc_12"`
-	FxAlloc12Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_12_na"`
-	FxAlloc13       *ebpf.ProgramSpec `ebpf:"fx_alloc_13"`
-	FxAlloc13Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_13_na"`
-	FxAlloc1Na      *ebpf.ProgramSpec `ebpf:"fx_alloc_1_na"`
-	FxAlloc2        *ebpf.ProgramSpec `ebpf:"fx_alloc_2"`
-	FxAlloc2Na      *ebpf.ProgramSpec `ebpf:"fx_alloc_2_na"`
-	FxAlloc3        *ebpf.ProgramSpec `ebpf:"fx_alloc_3"`
-	FxAlloc3Na      *ebpf.ProgramSpec `ebpf:"fx_alloc_3_na"`
-	FxAlloc4        *ebpf.ProgramSpec `ebpf:"fx_alloc_4"`
-	FxAlloc4Na      *ebpf.ProgramSpec `ebpf:"fx_alloc_4_na"`
-	FxAlloc5        *ebpf.ProgramSpec `ebpf:"fx_alloc_5"`
-	FxAlloc5Na      *ebpf.ProgramSpec `ebpf:"fx_alloc_5_na"`
-	FxAlloc6        *ebpf.ProgramSpec `ebpf:"fx_alloc_6"`
-	FxAlloc6Na      *ebpf.ProgramSpec `ebpf:"fx_alloc_6_na"`
-	FxAlloc7        *ebpf.ProgramSpec `ebpf:"fx_alloc_7"`
-	FxAlloc7Na      *ebpf.ProgramSpec `ebpf:"fx_alloc_7_na"`
-	FxAlloc8        *ebpf.ProgramSpec `ebpf:"fx_alloc_8"`
-	FxAlloc8Na      *ebpf.ProgramSpec `ebpf:"fx_alloc_8_na"`
-	FxAlloc9        *ebpf.ProgramSpec `ebpf:"fx_alloc_9"`
-	FxAlloc9Na      *ebpf.ProgramSpec `ebpf:"fx_alloc_9_na"`
-	KpAlloc0        *ebpf.ProgramSpec `ebpf:"kp_alloc_0"`
-	KpAlloc0Na      *ebpf.ProgramSpec `ebpf:"kp_alloc_0_na"`
-	KpAlloc1        *ebpf.ProgramSpec `ebpf:"kp_alloc_1"`
-	KpAlloc10       *ebpf.ProgramSpec `ebpf:"kp_alloc_10"`
-	KpAlloc10Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_10_na"`
-	KpAlloc11       *ebpf.ProgramSpec `ebpf:"kp_alloc_11"`
-	KpAlloc11Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_11_na"`
-	KpAlloc12       *ebpf.ProgramSpec `ebpf:"kp_alloc_12"`
-	KpAlloc12Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_12_na"`
-	KpAlloc13       *ebpf.ProgramSpec `ebpf:"kp_alloc_13"`
-	KpAlloc13Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_13_na"`
-	KpAlloc1Na      *ebpf.ProgramSpec `ebpf:"kp_alloc_1_na"`
-	KpAlloc2        *ebpf.ProgramSpec `ebpf:"kp_alloc_2"`
-	KpAlloc2Na      *ebpf.ProgramSpec `ebpf:"kp_alloc_2_na"`
-	KpAlloc3        *ebpf.ProgramSpec `ebpf:"kp_alloc_3"`
-	KpAlloc3Na      *ebpf.ProgramSpec `ebpf:"kp_alloc_3_na"`
-	KpAlloc4        *ebpf.ProgramSpec `ebpf:"kp_alloc_4"`
-	KpAlloc4Na      *ebpf.ProgramSpec `ebpf:"kp_alloc_4_na"`
-	KpAlloc5        *ebpf.ProgramSpec `ebpf:"kp_alloc_5"`
-	KpAlloc5Na      *ebpf.ProgramSpec `ebpf:"kp_alloc_5_na"`
-	KpAlloc6        *ebpf.ProgramSpec `ebpf:"kp_alloc_6"`
-	KpAlloc6Na      *ebpf.ProgramSpec `ebpf:"kp_alloc_6_na"`
-	KpAlloc7        *ebpf.ProgramSpec `ebpf:"kp_alloc_7"`
-	KpAlloc7Na      *ebpf.ProgramSpec `ebpf:"kp_alloc_7_na"`
-	KpAlloc8        *ebpf.ProgramSpec `ebpf:"kp_alloc_8"`
-	KpAlloc8Na      *ebpf.ProgramSpec `ebpf:"kp_alloc_8_na"`
-	KpAlloc9        *ebpf.ProgramSpec `ebpf:"kp_alloc_9"`
-	KpAlloc9Na      *ebpf.ProgramSpec `ebpf:"kp_alloc_9_na"`
-	KpCacheFree     *ebpf.ProgramSpec `ebpf:"kp_cache_free"`
-	KpCacheFreeNa   *ebpf.ProgramSpec `ebpf:"kp_cache_free_na"`
-	KpFreeBulk      *ebpf.ProgramSpec `ebpf:"kp_free_bulk"`
-	KpFreeBulkNa    *ebpf.ProgramSpec `ebpf:"kp_free_bulk_na"`
-	KpKfree         *ebpf.ProgramSpec `ebpf:"kp_kfree"`
-	KpKfreeNa       *ebpf.ProgramSpec `ebpf:"kp_kfree_na"`
-	KrAlloc         *ebpf.ProgramSpec `ebpf:"kr_alloc"`
-	KrAllocNa       *ebpf.ProgramSpec `ebpf:"kr_alloc_na"`
-	KtCacheAlloc    *ebpf.ProgramSpec `ebpf:"kt_cache_alloc"`
-	KtCacheAllocB   *ebpf.ProgramSpec `ebpf:"kt_cache_alloc_b"`
-	KtCacheAllocNa  *ebpf.ProgramSpec `ebpf:"kt_cache_alloc_na"`
-	KtCacheAllocNaB *ebpf.ProgramSpec `ebpf:"kt_cache_alloc_na_b"`
-	KtCacheFree     *ebpf.ProgramSpec `ebpf:"kt_cache_free"`
-	KtCacheFreeB    *ebpf.ProgramSpec `ebpf:"kt_cache_free_b"`
-	KtCacheFreeNa   *ebpf.ProgramSpec `ebpf:"kt_cache_free_na"`
-	KtCacheFreeNaB  *ebpf.ProgramSpec `ebpf:"kt_cache_free_na_b"`
-	KtKfree         *ebpf.ProgramSpec `ebpf:"kt_kfree"`
-	KtKfreeB        *ebpf.ProgramSpec `ebpf:"kt_kfree_b"`
-	KtKfreeNa       *ebpf.ProgramSpec `ebpf:"kt_kfree_na"`
-	KtKfreeNaB      *ebpf.ProgramSpec `ebpf:"kt_kfree_na_b"`
-	KtKmalloc       *ebpf.ProgramSpec `ebpf:"kt_kmalloc"`
-	KtKmallocB      *ebpf.ProgramSpec `ebpf:"kt_kmalloc_b"`
-	KtKmallocNa     *ebpf.ProgramSpec `ebpf:"kt_kmalloc_na"`
-	KtKmallocNaB    *ebpf.ProgramSpec `ebpf:"kt_kmalloc_na_b"`
-	KtPageAlloc     *ebpf.ProgramSpec `ebpf:"kt_page_alloc"`
-	KtPageAllocB    *ebpf.ProgramSpec `ebpf:"kt_page_alloc_b"`
-	KtPageAllocNa   *ebpf.ProgramSpec `ebpf:"kt_page_alloc_na"`
-	KtPageAllocNaB  *ebpf.ProgramSpec `ebpf:"kt_page_alloc_na_b"`
-	KtPageFree      *ebpf.ProgramSpec `ebpf:"kt_page_free"`
-	KtPageFreeB     *ebpf.ProgramSpec `ebpf:"kt_page_free_b"`
-	KtPageFreeNa    *ebpf.ProgramSpec `ebpf:"kt_page_free_na"`
-	KtPageFreeNaB   *ebpf.ProgramSpec `ebpf:"kt_page_free_na_b"`
-	KtPageFreeb     *ebpf.ProgramSpec `ebpf:"kt_page_freeb"`
-	KtPageFreebB    *ebpf.ProgramSpec `ebpf:"kt_page_freeb_b"`
-	KtPageFreebNa   *ebpf.ProgramSpec `ebpf:"kt_page_freeb_na"`
-	KtPageFreebNaB  *ebpf.ProgramSpec `ebpf:"kt_page_freeb_na_b"`
-	KtPcpuAlloc     *ebpf.ProgramSpec `ebpf:"kt_pcpu_alloc"`
-	KtPcpuAllocB    *ebpf.ProgramSpec `ebpf:"kt_pcpu_alloc_b"`
-	KtPcpuAllocNa   *ebpf.ProgramSpec `ebpf:"kt_pcpu_alloc_na"`
-	KtPcpuAllocNaB  *ebpf.ProgramSpec `ebpf:"kt_pcpu_alloc_na_b"`
-	KtPcpuFree      *ebpf.ProgramSpec `ebpf:"kt_pcpu_free"`
-	KtPcpuFreeB     *ebpf.ProgramSpec `ebpf:"kt_pcpu_free_b"`
-	KtPcpuFreeNa    *ebpf.ProgramSpec `ebpf:"kt_pcpu_free_na"`
-	KtPcpuFreeNaB   *ebpf.ProgramSpec `ebpf:"kt_pcpu_free_na_b"`
-	ObjCacheProbe   *ebpf.ProgramSpec `ebpf:"obj_cache_probe"`
-	ReadWord        *ebpf.ProgramSpec `ebpf:"read_word"`
-	ResolveCache    *ebpf.ProgramSpec `ebpf:"resolve_cache"`
-	TpCacheAlloc    *ebpf.ProgramSpec `ebpf:"tp_cache_alloc"`
-	TpCacheAllocNa  *ebpf.ProgramSpec `ebpf:"tp_cache_alloc_na"`
-	TpCacheFree     *ebpf.ProgramSpec `ebpf:"tp_cache_free"`
-	TpCacheFreeNa   *ebpf.ProgramSpec `ebpf:"tp_cache_free_na"`
-	TpKfree         *ebpf.ProgramSpec `ebpf:"tp_kfree"`
-	TpKfreeNa       *ebpf.ProgramSpec `ebpf:"tp_kfree_na"`
-	TpKmalloc       *ebpf.ProgramSpec `ebpf:"tp_kmalloc"`
-	TpKmallocNa     *ebpf.ProgramSpec `ebpf:"tp_kmalloc_na"`
-	TpPageAlloc     *ebpf.ProgramSpec `ebpf:"tp_page_alloc"`
-	TpPageAllocNa   *ebpf.ProgramSpec `ebpf:"tp_page_alloc_na"`
-	TpPageFree      *ebpf.ProgramSpec `ebpf:"tp_page_free"`
-	TpPageFreeNa    *ebpf.ProgramSpec `ebpf:"tp_page_free_na"`
-	TpPageFreeb     *ebpf.ProgramSpec `ebpf:"tp_page_freeb"`
-	TpPageFreebNa   *ebpf.ProgramSpec `ebpf:"tp_page_freeb_na"`
-	TpPcpuAlloc     *ebpf.ProgramSpec `ebpf:"tp_pcpu_alloc"`
-	TpPcpuAllocNa   *ebpf.ProgramSpec `ebpf:"tp_pcpu_alloc_na"`
-	TpPcpuFree      *ebpf.ProgramSpec `ebpf:"tp_pcpu_free"`
-	TpPcpuFreeNa    *ebpf.ProgramSpec `ebpf:"tp_pcpu_free_na"`
+	CalibProbe     *ebpf.ProgramSpec `ebpf:"calib_probe"`
+	FeCacheFree    *ebpf.ProgramSpec `ebpf:"fe_cache_free"`
+	FeCacheFreeB   *ebpf.ProgramSpec `ebpf:"fe_cache_free_b"`
+	FeCacheFreeNa  *ebpf.ProgramSpec `ebpf:"fe_cache_free_na"`
+	FeCacheFreeNaB *ebpf.ProgramSpec `ebpf:"fe_cache_free_na_b"`
+	FeFreeBulk     *ebpf.ProgramSpec `ebpf:"fe_free_bulk"`
+	FeFreeBulkB    *ebpf.ProgramSpec `ebpf:"fe_free_bulk_b"`
+	FeFreeBulkNa   *ebpf.ProgramSpec `ebpf:"fe_free_bulk_na"`
+	FeFreeBulkNaB  *ebpf.ProgramSpec `ebpf:"fe_free_bulk_na_b"`
+	FeKfree        *ebpf.ProgramSpec `ebpf:"fe_kfree"`
+	FeKfreeB       *ebpf.ProgramSpec `ebpf:"fe_kfree_b"`
+	FeKfreeNa      *ebpf.ProgramSpec `ebpf:"fe_kfree_na"`
+	FeKfreeNaB     *ebpf.ProgramSpec `ebpf:"fe_kfree_na_b"`
+	FxAlloc0       *ebpf.ProgramSpec `ebpf:"fx_alloc_0"`
+	FxAlloc0Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_0_na"`
+	FxAlloc1       *ebpf.ProgramSpec `ebpf:"fx_alloc_1"`
+	FxAlloc10      *ebpf.ProgramSpec `ebpf:"fx_alloc_10"`
+	FxAlloc10Na    *ebpf.ProgramSpec `ebpf:"fx_alloc_10_na"`
+	FxAlloc11      *ebpf.ProgramSpec `ebpf:"fx_alloc_11"`
+	FxAlloc11Na    *ebpf.ProgramSpec `ebpf:"fx_alloc_11_na"`
+	FxAlloc12      *ebpf.ProgramSpec `ebpf:"fx_alloc_12"`
+	FxAlloc12Na    *ebpf.ProgramSpec `ebpf:"fx_alloc_12_na"`
+	FxAlloc13      *ebpf.ProgramSpec `ebpf:"fx_alloc_13"`
+	FxAlloc13Na    *ebpf.ProgramSpec `ebpf:"fx_alloc_13_na"`
+	FxAlloc1Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_1_na"`
+	FxAlloc2       *ebpf.ProgramSpec `ebpf:"fx_alloc_2"`
+	FxAlloc2Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_2_na"`
+	FxAlloc3       *ebpf.ProgramSpec `ebpf:"fx_alloc_3"`
+	FxAlloc3Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_3_na"`
+	FxAlloc4       *ebpf.ProgramSpec `ebpf:"fx_alloc_4"`
+	FxAlloc4Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_4_na"`
+	FxAlloc5       *ebpf.ProgramSpec `ebpf:"fx_alloc_5"`
+	FxAlloc5Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_5_na"`
+	FxAlloc6       *ebpf.ProgramSpec `ebpf:"fx_alloc_6"`
+	FxAlloc6Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_6_na"`
+	FxAlloc7       *ebpf.ProgramSpec `ebpf:"fx_alloc_7"`
+	FxAlloc7Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_7_na"`
+	FxAlloc8       *ebpf.ProgramSpec `ebpf:"fx_alloc_8"`
+	FxAlloc8Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_8_na"`
+	FxAlloc9       *ebpf.ProgramSpec `ebpf:"fx_alloc_9"`
+	FxAlloc9Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_9_na"`
+	KpAlloc0       *ebpf.ProgramSpec `ebpf:"kp_alloc_0"`
+	KpAlloc0Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_0_na"`
+	KpAlloc1       *ebpf.ProgramSpec `ebpf:"kp_alloc_1"`
+	KpAlloc10      *ebpf.ProgramSpec `ebpf:"kp_alloc_10"`
+	KpAlloc10Na    *ebpf.ProgramSpec `ebpf:"kp_alloc_10_na"`
+	KpAlloc11      *ebpf.ProgramSpec `ebpf:"kp_alloc_11"`
+	KpAlloc11Na    *ebpf.ProgramSpec `ebpf:"kp_alloc_11_na"`
+	KpAlloc12      *ebpf.ProgramSpec `ebpf:"kp_alloc_12"`
+	KpAlloc12Na    *ebpf.ProgramSpec `ebpf:"kp_alloc_12_na"`
+	KpAlloc13      *ebpf.ProgramSpec `ebpf:"kp_alloc_13"`
+	KpAlloc13Na    *ebpf.ProgramSpec `ebpf:"kp_alloc_13_na"`
+	KpAlloc1Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_1_na"`
+	KpAlloc2       *ebpf.ProgramSpec `ebpf:"kp_alloc_2"`
+	KpAlloc2Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_2_na"`
+	KpAlloc3       *ebpf.ProgramSpec `ebpf:"kp_alloc_3"`
+	KpAlloc3Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_3_na"`
+	KpAlloc4       *ebpf.ProgramSpec `ebpf:"kp_alloc_4"`
+	KpAlloc4Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_4_na"`
+	KpAlloc5       *ebpf.ProgramSpec `ebpf:"kp_alloc_5"`
+	KpAlloc5Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_5_na"`
+	KpAlloc6       *ebpf.ProgramSpec `ebpf:"kp_alloc_6"`
+	KpAlloc6Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_6_na"`
+	KpAlloc7       *ebpf.ProgramSpec `ebpf:"kp_alloc_7"`
+	KpAlloc7Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_7_na"`
+	KpAlloc8       *ebpf.ProgramSpec `ebpf:"kp_alloc_8"`
+	KpAlloc8Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_8_na"`
+	KpAlloc9       *ebpf.ProgramSpec `ebpf:"kp_alloc_9"`
+	KpAlloc9Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_9_na"`
+	KpCacheFree    *ebpf.ProgramSpec `ebpf:"kp_cache_free"`
+	KpCacheFreeNa  *ebpf.ProgramSpec `ebpf:"kp_cache_free_na"`
+	KpFreeBulk     *ebpf.ProgramSpec `ebpf:"kp_free_bulk"`
+	KpFreeBulkNa   *ebpf.ProgramSpec `ebpf:"kp_free_bulk_na"`
+	KpKfree        *ebpf.ProgramSpec `ebpf:"kp_kfree"`
+	KpKfreeNa      *ebpf.ProgramSpec `ebpf:"kp_kfree_na"`
+	KrAlloc        *ebpf.ProgramSpec `ebpf:"kr_alloc"`
+	KrAllocNa      *ebpf.ProgramSpec `ebpf:"kr_alloc_na"`
+	KtCacheAlloc   *ebpf.ProgramSpec `ebpf:"kt_cache_alloc"`
+	KtCacheAllocNa *ebpf.ProgramSpec `ebpf:"kt_cache_alloc_na"`
+	KtCacheFree    *ebpf.ProgramSpec `ebpf:"kt_cache_free"`
+	KtCacheFreeB   *ebpf.ProgramSpec `ebpf:"kt_cache_free_b"`
+	KtCacheFreeNa  *ebpf.ProgramSpec `ebpf:"kt_cache_free_na"`
+	KtCacheFreeNaB *ebpf.ProgramSpec `ebpf:"kt_cache_free_na_b"`
+	KtKfree        *ebpf.ProgramSpec `ebpf:"kt_kfree"`
+	KtKfreeB       *ebpf.ProgramSpec `ebpf:"kt_kfree_b"`
+	KtKfreeNa      *ebpf.ProgramSpec `ebpf:"kt_kfree_na"`
+	KtKfreeNaB     *ebpf.ProgramSpec `ebpf:"kt_kfree_na_b"`
+	KtKmalloc      *ebpf.ProgramSpec `ebpf:"kt_kmalloc"`
+	KtKmallocNa    *ebpf.ProgramSpec `ebpf:"kt_kmalloc_na"`
+	KtPageAlloc    *ebpf.ProgramSpec `ebpf:"kt_page_alloc"`
+	KtPageAllocNa  *ebpf.ProgramSpec `ebpf:"kt_page_alloc_na"`
+	KtPageFree     *ebpf.ProgramSpec `ebpf:"kt_page_free"`
+	KtPageFreeB    *ebpf.ProgramSpec `ebpf:"kt_page_free_b"`
+	KtPageFreeNa   *ebpf.ProgramSpec `ebpf:"kt_page_free_na"`
+	KtPageFreeNaB  *ebpf.ProgramSpec `ebpf:"kt_page_free_na_b"`
+	KtPageFreeb    *ebpf.ProgramSpec `ebpf:"kt_page_freeb"`
+	KtPageFreebB   *ebpf.ProgramSpec `ebpf:"kt_page_freeb_b"`
+	KtPageFreebNa  *ebpf.ProgramSpec `ebpf:"kt_page_freeb_na"`
+	KtPageFreebNaB *ebpf.ProgramSpec `ebpf:"kt_page_freeb_na_b"`
+	KtPcpuAlloc    *ebpf.ProgramSpec `ebpf:"kt_pcpu_alloc"`
+	KtPcpuAllocNa  *ebpf.ProgramSpec `ebpf:"kt_pcpu_alloc_na"`
+	KtPcpuFree     *ebpf.ProgramSpec `ebpf:"kt_pcpu_free"`
+	KtPcpuFreeB    *ebpf.ProgramSpec `ebpf:"kt_pcpu_free_b"`
+	KtPcpuFreeNa   *ebpf.ProgramSpec `ebpf:"kt_pcpu_free_na"`
+	KtPcpuFreeNaB  *ebpf.ProgramSpec `ebpf:"kt_pcpu_free_na_b"`
+	ObjCacheProbe  *ebpf.ProgramSpec `ebpf:"obj_cache_probe"`
+	ReadWord       *ebpf.ProgramSpec `ebpf:"read_word"`
+	ResolveCache   *ebpf.ProgramSpec `ebpf:"resolve_cache"`
+	TpCacheAlloc   *ebpf.ProgramSpec `ebpf:"tp_cache_alloc"`
+	TpCacheAllocNa *ebpf.ProgramSpec `ebpf:"tp_cache_alloc_na"`
+	TpCacheFree    *ebpf.ProgramSpec `ebpf:"tp_cache_free"`
+	TpCacheFreeNa  *ebpf.ProgramSpec `ebpf:"tp_cache_free_na"`
+	TpKfree        *ebpf.ProgramSpec `ebpf:"tp_kfree"`
+	TpKfreeNa      *ebpf.ProgramSpec `ebpf:"tp_kfree_na"`
+	TpKmalloc      *ebpf.ProgramSpec `ebpf:"tp_kmalloc"`
+	TpKmallocNa    *ebpf.ProgramSpec `ebpf:"tp_kmalloc_na"`
+	TpPageAlloc    *ebpf.ProgramSpec `ebpf:"tp_page_alloc"`
+	TpPageAllocNa  *ebpf.ProgramSpec `ebpf:"tp_page_alloc_na"`
+	TpPageFree     *ebpf.ProgramSpec `ebpf:"tp_page_free"`
+	TpPageFreeNa   *ebpf.ProgramSpec `ebpf:"tp_page_free_na"`
+	TpPageFreeb    *ebpf.ProgramSpec `ebpf:"tp_page_freeb"`
+	TpPageFreebNa  *ebpf.ProgramSpec `ebpf:"tp_page_freeb_na"`
+	TpPcpuAlloc    *ebpf.ProgramSpec `ebpf:"tp_pcpu_alloc"`
+	TpPcpuAllocNa  *ebpf.ProgramSpec `ebpf:"tp_pcpu_alloc_na"`
+	TpPcpuFree     *ebpf.ProgramSpec `ebpf:"tp_pcpu_free"`
+	TpPcpuFreeNa   *ebpf.ProgramSpec `ebpf:"tp_pcpu_free_na"`
 }
 
 // kmemprofMapSpecs contains maps before they are loaded into the kernel.
@@ -385,9 +371,9 @@ type kmemprofMapSpecs struct {
 	Caches       *ebpf.MapSpec `ebpf:"caches"`
 	CgroupFilter *ebpf.MapSpec `ebpf:"cgroup_filter"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
-	Guards       *ebpf.MapSpec `ebpf:"guards"`
 	KpPending    *ebpf.MapSpec `ebpf:"kp_pending"`
 	LastAllocs   *ebpf.MapSpec `ebpf:"last_allocs"`
+	LastFrees    *ebpf.MapSpec `ebpf:"last_frees"`
 	MissedFrees  *ebpf.MapSpec `ebpf:"missed_frees"`
 	Sites        *ebpf.MapSpec `ebpf:"sites"`
 	StackScratch *ebpf.MapSpec `ebpf:"stack_scratch"`
@@ -465,9 +451,9 @@ type kmemprofMaps struct {
 	Caches       *ebpf.Map `ebpf:"caches"`
 	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
 	Counters     *ebpf.Map `ebpf:"counters"`
-	Guards       *ebpf.Map `ebpf:"guards"`
 	KpPending    *ebpf.Map `ebpf:"kp_pending"`
 	LastAllocs   *ebpf.Map `ebpf:"last_allocs"`
+	LastFrees    *ebpf.Map `ebpf:"last_frees"`
 	MissedFrees  *ebpf.Map `ebpf:"missed_frees"`
 	Sites        *ebpf.Map `ebpf:"sites"`
 	StackScratch *ebpf.Map `ebpf:"stack_scratch"`
@@ -486,9 +472,9 @@ func (m *kmemprofMaps) Close() error {
 		m.Caches,
 		m.CgroupFilter,
 		m.Counters,
-		m.Guards,
 		m.KpPending,
 		m.LastAllocs,
+		m.LastFrees,
 		m.MissedFrees,
 		m.Sites,
 		m.StackScratch,
@@ -547,140 +533,132 @@ type kmemprofVariables struct {
 //
 // It can be passed to loadKmemprofObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kmemprofPrograms struct {
-	CalibProbe      *ebpf.Program `ebpf:"calib_probe"`
-	FeCacheFree     *ebpf.Program `ebpf:"fe_cache_free"`
-	FeCacheFreeB    *ebpf.Program `ebpf:"fe_cache_free_b"`
-	FeCacheFreeNa   *ebpf.Program `ebpf:"fe_cache_free_na"`
-	FeCacheFreeNaB  *ebpf.Program `ebpf:"fe_cache_free_na_b"`
-	FeFreeBulk      *ebpf.Program `ebpf:"fe_free_bulk"`
-	FeFreeBulkB     *ebpf.Program `ebpf:"fe_free_bulk_b"`
-	FeFreeBulkNa    *ebpf.Program `ebpf:"fe_free_bulk_na"`
-	FeFreeBulkNaB   *ebpf.Program `ebpf:"fe_free_bulk_na_b"`
-	FeKfree         *ebpf.Program `ebpf:"fe_kfree"`
-	FeKfreeB        *ebpf.Program `ebpf:"fe_kfree_b"`
-	FeKfreeNa       *ebpf.Program `ebpf:"fe_kfree_na"`
-	FeKfreeNaB      *ebpf.Program `ebpf:"fe_kfree_na_b"`
-	FxAlloc0        *ebpf.Program `ebpf:"fx_alloc_0"`
-	FxAlloc0Na      *ebpf.Program `ebpf:"fx_alloc_0_na"`
-	FxAlloc1        *ebpf.Program `ebpf:"fx_alloc_1"`
-	FxAlloc10       *ebpf.Program `ebpf:"fx_alloc_10"`
-	FxAlloc10Na     *ebpf.Program `ebpf:"fx_alloc_10_na"`
-	FxAlloc11       *ebpf.Program `ebpf:"fx_alloc_11"`
-	FxAlloc11Na     *ebpf.Program `ebpf:"fx_alloc_11_na"`
-	FxAlloc12       *ebpf.Program `ebpf:"fx_alloc_12"`
-	FxAlloc12Na     *ebpf.Program `ebpf:"fx_alloc_12_na"`
-	FxAlloc13       *ebpf.Program `ebpf:"fx_alloc_13"`
-	FxAlloc13Na     *ebpf.Program `ebpf:"fx_alloc_13_na"`
-	FxAlloc1Na      *ebpf.Program `ebpf:"fx_alloc_1_na"`
-	FxAlloc2        *ebpf.Program `ebpf:"fx_alloc_2"`
-	FxAlloc2Na      *ebpf.Program `ebpf:"fx_alloc_2_na"`
-	FxAlloc3        *ebpf.Program `ebpf:"fx_alloc_3"`
-	FxAlloc3Na      *ebpf.Program `ebpf:"fx_alloc_3_na"`
-	FxAlloc4        *ebpf.Program `ebpf:"fx_alloc_4"`
-	FxAlloc4Na      *ebpf.Program `ebpf:"fx_alloc_4_na"`
-	FxAlloc5        *ebpf.Program `ebpf:"fx_alloc_5"`
-	FxAlloc5Na      *ebpf.Program `ebpf:"fx_alloc_5_na"`
-	FxAlloc6        *ebpf.Program `ebpf:"fx_alloc_6"`
-	FxAlloc6Na      *ebpf.Program `ebpf:"fx_alloc_6_na"`
-	FxAlloc7        *ebpf.Program `ebpf:"fx_alloc_7"`
-	FxAlloc7Na      *ebpf.Program `ebpf:"fx_alloc_7_na"`
-	FxAlloc8        *ebpf.Program `ebpf:"fx_alloc_8"`
-	FxAlloc8Na      *ebpf.Program `ebpf:"fx_alloc_8_na"`
-	FxAlloc9        *ebpf.Program `ebpf:"fx_alloc_9"`
-	FxAlloc9Na      *ebpf.Program `ebpf:"fx_alloc_9_na"`
-	KpAlloc0        *ebpf.Program `ebpf:"kp_alloc_0"`
-	KpAlloc0Na      *ebpf.Program `ebpf:"kp_alloc_0_na"`
-	KpAlloc1        *ebpf.Program `ebpf:"kp_alloc_1"`
-	KpAlloc10       *ebpf.Program `ebpf:"kp_alloc_10"`
-	KpAlloc10Na     *ebpf.Program `ebpf:"kp_alloc_10_na"`
-	KpAlloc11       *ebpf.Program `ebpf:"kp_alloc_11"`
-	KpAlloc11Na     *ebpf.Program `ebpf:"kp_alloc_11_na"`
-	KpAlloc12       *ebpf.Program `ebpf:"kp_alloc_12"`
-	KpAlloc12Na     *ebpf.Program `ebpf:"kp_alloc_12_na"`
-	KpAlloc13       *ebpf.Program `ebpf:"kp_alloc_13"`
-	KpAlloc13Na     *ebpf.Program `ebpf:"kp_alloc_13_na"`
-	KpAlloc1Na      *ebpf.Program `ebpf:"kp_alloc_1_na"`
-	KpAlloc2        *ebpf.Program `ebpf:"kp_alloc_2"`
-	KpAlloc2Na      *ebpf.Program `ebpf:"kp_alloc_2_na"`
-	KpAlloc3        *ebpf.Program `ebpf:"kp_alloc_3"`
-	KpAlloc3Na      *ebpf.Program `ebpf:"kp_alloc_3_na"`
-	KpAlloc4        *ebpf.Program `ebpf:"kp_alloc_4"`
-	KpAlloc4Na      *ebpf.Program `ebpf:"kp_alloc_4_na"`
-	KpAlloc5        *ebpf.Program `ebpf:"kp_alloc_5"`
-	KpAlloc5Na      *ebpf.Program `ebpf:"kp_alloc_5_na"`
-	KpAlloc6        *ebpf.Program `ebpf:"kp_alloc_6"`
-	KpAlloc6Na      *ebpf.Program `ebpf:"kp_alloc_6_na"`
-	KpAlloc7        *ebpf.Program `ebpf:"kp_alloc_7"`
-	KpAlloc7Na      *ebpf.Program `ebpf:"kp_alloc_7_na"`
-	KpAlloc8        *ebpf.Program `ebpf:"kp_alloc_8"`
-	KpAlloc8Na      *ebpf.Program `ebpf:"kp_alloc_8_na"`
-	KpAlloc9        *ebpf.Program `ebpf:"kp_alloc_9"`
-	KpAlloc9Na      *ebpf.Program `ebpf:"kp_alloc_9_na"`
-	KpCacheFree     *ebpf.Program `ebpf:"kp_cache_free"`
-	KpCacheFreeNa   *ebpf.Program `ebpf:"kp_cache_free_na"`
-	KpFreeBulk      *ebpf.Program `ebpf:"kp_free_bulk"`
-	KpFreeBulkNa    *ebpf.Program `ebpf:"kp_free_bulk_na"`
-	KpKfree         *ebpf.Program `ebpf:"kp_kfree"`
-	KpKfreeNa       *ebpf.Program `ebpf:"kp_kfree_na"`
-	KrAlloc         *ebpf.Program `ebpf:"kr_alloc"`
-	KrAllocNa       *ebpf.Program `ebpf:"kr_alloc_na"`
-	KtCacheAlloc    *ebpf.Program `ebpf:"kt_cache_alloc"`
-	KtCacheAllocB   *ebpf.Program `ebpf:"kt_cache_alloc_b"`
-	KtCacheAllocNa  *ebpf.Program `ebpf:"kt_cache_alloc_na"`
-	KtCacheAllocNaB *ebpf.Program `ebpf:"kt_cache_alloc_na_b"`
-	KtCacheFree     *ebpf.Program `ebpf:"kt_cache_free"`
-	KtCacheFreeB    *ebpf.Program `ebpf:"kt_cache_free_b"`
-	KtCacheFreeNa   *ebpf.Program `ebpf:"kt_cache_free_na"`
-	KtCacheFreeNaB  *ebpf.Program `ebpf:"kt_cache_free_na_b"`
-	KtKfree         *ebpf.Program `ebpf:"kt_kfree"`
-	KtKfreeB        *ebpf.Program `ebpf:"kt_kfree_b"`
-	KtKfreeNa       *ebpf.Program `ebpf:"kt_kfree_na"`
-	KtKfreeNaB      *ebpf.Program `ebpf:"kt_kfree_na_b"`
-	KtKmalloc       *ebpf.Program `ebpf:"kt_kmalloc"`
-	KtKmallocB      *ebpf.Program `ebpf:"kt_kmalloc_b"`
-	KtKmallocNa     *ebpf.Program `ebpf:"kt_kmalloc_na"`
-	KtKmallocNaB    *ebpf.Program `ebpf:"kt_kmalloc_na_b"`
-	KtPageAlloc     *ebpf.Program `ebpf:"kt_page_alloc"`
-	KtPageAllocB    *ebpf.Program `ebpf:"kt_page_alloc_b"`
-	KtPageAllocNa   *ebpf.Program `ebpf:"kt_page_alloc_na"`
-	KtPageAllocNaB  *ebpf.Program `ebpf:"kt_page_alloc_na_b"`
-	KtPageFree      *ebpf.Program `ebpf:"kt_page_free"`
-	KtPageFreeB     *ebpf.Program `ebpf:"kt_page_free_b"`
-	KtPageFreeNa    *ebpf.Program `ebpf:"kt_page_free_na"`
-	KtPageFreeNaB   *ebpf.Program `ebpf:"kt_page_free_na_b"`
-	KtPageFreeb     *ebpf.Program `ebpf:"kt_page_freeb"`
-	KtPageFreebB    *ebpf.Program `ebpf:"kt_page_freeb_b"`
-	KtPageFreebNa   *ebpf.Program `ebpf:"kt_page_freeb_na"`
-	KtPageFreebNaB  *ebpf.Program `ebpf:"kt_page_freeb_na_b"`
-	KtPcpuAlloc     *ebpf.Program `ebpf:"kt_pcpu_alloc"`
-	KtPcpuAllocB    *ebpf.Program `ebpf:"kt_pcpu_alloc_b"`
-	KtPcpuAllocNa   *ebpf.Program `ebpf:"kt_pcpu_alloc_na"`
-	KtPcpuAllocNaB  *ebpf.Program `ebpf:"kt_pcpu_alloc_na_b"`
-	KtPcpuFree      *ebpf.Program `ebpf:"kt_pcpu_free"`
-	KtPcpuFreeB     *ebpf.Program `ebpf:"kt_pcpu_free_b"`
-	KtPcpuFreeNa    *ebpf.Program `ebpf:"kt_pcpu_free_na"`
-	KtPcpuFreeNaB   *ebpf.Program `ebpf:"kt_pcpu_free_na_b"`
-	ObjCacheProbe   *ebpf.Program `ebpf:"obj_cache_probe"`
-	ReadWord        *ebpf.Program `ebpf:"read_word"`
-	ResolveCache    *ebpf.Program `ebpf:"resolve_cache"`
-	TpCacheAlloc    *ebpf.Program `ebpf:"tp_cache_alloc"`
-	TpCacheAllocNa  *ebpf.Program `ebpf:"tp_cache_alloc_na"`
-	TpCacheFree     *ebpf.Program `ebpf:"tp_cache_free"`
-	TpCacheFreeNa   *ebpf.Program `ebpf:"tp_cache_free_na"`
-	TpKfree         *ebpf.Program `ebpf:"tp_kfree"`
-	TpKfreeNa       *ebpf.Program `ebpf:"tp_kfree_na"`
-	TpKmalloc       *ebpf.Program `ebpf:"tp_kmalloc"`
-	TpKmallocNa     *ebpf.Program `ebpf:"tp_kmalloc_na"`
-	TpPageAlloc     *ebpf.Program `ebpf:"tp_page_alloc"`
-	TpPageAllocNa   *ebpf.Program `ebpf:"tp_page_alloc_na"`
-	TpPageFree      *ebpf.Program `ebpf:"tp_page_free"`
-	TpPageFreeNa    *ebpf.Program `ebpf:"tp_page_free_na"`
-	TpPageFreeb     *ebpf.Program `ebpf:"tp_page_freeb"`
-	TpPageFreebNa   *ebpf.Program `ebpf:"tp_page_freeb_na"`
-	TpPcpuAlloc     *ebpf.Program `ebpf:"tp_pcpu_alloc"`
-	TpPcpuAllocNa   *ebpf.Program `ebpf:"tp_pcpu_alloc_na"`
-	TpPcpuFree      *ebpf.Program `ebpf:"tp_pcpu_free"`
-	TpPcpuFreeNa    *ebpf.Program `ebpf:"tp_pcpu_free_na"`
+	CalibProbe     *ebpf.Program `ebpf:"calib_probe"`
+	FeCacheFree    *ebpf.Program `ebpf:"fe_cache_free"`
+	FeCacheFreeB   *ebpf.Program `ebpf:"fe_cache_free_b"`
+	FeCacheFreeNa  *ebpf.Program `ebpf:"fe_cache_free_na"`
+	FeCacheFreeNaB *ebpf.Program `ebpf:"fe_cache_free_na_b"`
+	FeFreeBulk     *ebpf.Program `ebpf:"fe_free_bulk"`
+	FeFreeBulkB    *ebpf.Program `ebpf:"fe_free_bulk_b"`
+	FeFreeBulkNa   *ebpf.Program `ebpf:"fe_free_bulk_na"`
+	FeFreeBulkNaB  *ebpf.Program `ebpf:"fe_free_bulk_na_b"`
+	FeKfree        *ebpf.Program `ebpf:"fe_kfree"`
+	FeKfreeB       *ebpf.Program `ebpf:"fe_kfree_b"`
+	FeKfreeNa      *ebpf.Program `ebpf:"fe_kfree_na"`
+	FeKfreeNaB     *ebpf.Program `ebpf:"fe_kfree_na_b"`
+	FxAlloc0       *ebpf.Program `ebpf:"fx_alloc_0"`
+	FxAlloc0Na     *ebpf.Program `ebpf:"fx_alloc_0_na"`
+	FxAlloc1       *ebpf.Program `ebpf:"fx_alloc_1"`
+	FxAlloc10      *ebpf.Program `ebpf:"fx_alloc_10"`
+	FxAlloc10Na    *ebpf.Program `ebpf:"fx_alloc_10_na"`
+	FxAlloc11      *ebpf.Program `ebpf:"fx_alloc_11"`
+	FxAlloc11Na    *ebpf.Program `ebpf:"fx_alloc_11_na"`
+	FxAlloc12      *ebpf.Program `ebpf:"fx_alloc_12"`
+	FxAlloc12Na    *ebpf.Program `ebpf:"fx_alloc_12_na"`
+	FxAlloc13      *ebpf.Program `ebpf:"fx_alloc_13"`
+	FxAlloc13Na    *ebpf.Program `ebpf:"fx_alloc_13_na"`
+	FxAlloc1Na     *ebpf.Program `ebpf:"fx_alloc_1_na"`
+	FxAlloc2       *ebpf.Program `ebpf:"fx_alloc_2"`
+	FxAlloc2Na     *ebpf.Program `ebpf:"fx_alloc_2_na"`
+	FxAlloc3       *ebpf.Program `ebpf:"fx_alloc_3"`
+	FxAlloc3Na     *ebpf.Program `ebpf:"fx_alloc_3_na"`
+	FxAlloc4       *ebpf.Program `ebpf:"fx_alloc_4"`
+	FxAlloc4Na     *ebpf.Program `ebpf:"fx_alloc_4_na"`
+	FxAlloc5       *ebpf.Program `ebpf:"fx_alloc_5"`
+	FxAlloc5Na     *ebpf.Program `ebpf:"fx_alloc_5_na"`
+	FxAlloc6       *ebpf.Program `ebpf:"fx_alloc_6"`
+	FxAlloc6Na     *ebpf.Program `ebpf:"fx_alloc_6_na"`
+	FxAlloc7       *ebpf.Program `ebpf:"fx_alloc_7"`
+	FxAlloc7Na     *ebpf.Program `ebpf:"fx_alloc_7_na"`
+	FxAlloc8       *ebpf.Program `ebpf:"fx_alloc_8"`
+	FxAlloc8Na     *ebpf.Program `ebpf:"fx_alloc_8_na"`
+	FxAlloc9       *ebpf.Program `ebpf:"fx_alloc_9"`
+	FxAlloc9Na     *ebpf.Program `ebpf:"fx_alloc_9_na"`
+	KpAlloc0       *ebpf.Program `ebpf:"kp_alloc_0"`
+	KpAlloc0Na     *ebpf.Program `ebpf:"kp_alloc_0_na"`
+	KpAlloc1       *ebpf.Program `ebpf:"kp_alloc_1"`
+	KpAlloc10      *ebpf.Program `ebpf:"kp_alloc_10"`
+	KpAlloc10Na    *ebpf.Program `ebpf:"kp_alloc_10_na"`
+	KpAlloc11      *ebpf.Program `ebpf:"kp_alloc_11"`
+	KpAlloc11Na    *ebpf.Program `ebpf:"kp_alloc_11_na"`
+	KpAlloc12      *ebpf.Program `ebpf:"kp_alloc_12"`
+	KpAlloc12Na    *ebpf.Program `ebpf:"kp_alloc_12_na"`
+	KpAlloc13      *ebpf.Program `ebpf:"kp_alloc_13"`
+	KpAlloc13Na    *ebpf.Program `ebpf:"kp_alloc_13_na"`
+	KpAlloc1Na     *ebpf.Program `ebpf:"kp_alloc_1_na"`
+	KpAlloc2       *ebpf.Program `ebpf:"kp_alloc_2"`
+	KpAlloc2Na     *ebpf.Program `ebpf:"kp_alloc_2_na"`
+	KpAlloc3       *ebpf.Program `ebpf:"kp_alloc_3"`
+	KpAlloc3Na     *ebpf.Program `ebpf:"kp_alloc_3_na"`
+	KpAlloc4       *ebpf.Program `ebpf:"kp_alloc_4"`
+	KpAlloc4Na     *ebpf.Program `ebpf:"kp_alloc_4_na"`
+	KpAlloc5       *ebpf.Program `ebpf:"kp_alloc_5"`
+	KpAlloc5Na     *ebpf.Program `ebpf:"kp_alloc_5_na"`
+	KpAlloc6       *ebpf.Program `ebpf:"kp_alloc_6"`
+	KpAlloc6Na     *ebpf.Program `ebpf:"kp_alloc_6_na"`
+	KpAlloc7       *ebpf.Program `ebpf:"kp_alloc_7"`
+	KpAlloc7Na     *ebpf.Program `ebpf:"kp_alloc_7_na"`
+	KpAlloc8       *ebpf.Program `ebpf:"kp_alloc_8"`
+	KpAlloc8Na     *ebpf.Program `ebpf:"kp_alloc_8_na"`
+	KpAlloc9       *ebpf.Program `ebpf:"kp_alloc_9"`
+	KpAlloc9Na     *ebpf.Program `ebpf:"kp_alloc_9_na"`
+	KpCacheFree    *ebpf.Program `ebpf:"kp_cache_free"`
+	KpCacheFreeNa  *ebpf.Program `ebpf:"kp_cache_free_na"`
+	KpFreeBulk     *ebpf.Program `ebpf:"kp_free_bulk"`
+	KpFreeBulkNa   *ebpf.Program `ebpf:"kp_free_bulk_na"`
+	KpKfree        *ebpf.Program `ebpf:"kp_kfree"`
+	KpKfreeNa      *ebpf.Program `ebpf:"kp_kfree_na"`
+	KrAlloc        *ebpf.Program `ebpf:"kr_alloc"`
+	KrAllocNa      *ebpf.Program `ebpf:"kr_alloc_na"`
+	KtCacheAlloc   *ebpf.Program `ebpf:"kt_cache_alloc"`
+	KtCacheAllocNa *ebpf.Program `ebpf:"kt_cache_alloc_na"`
+	KtCacheFree    *ebpf.Program `ebpf:"kt_cache_free"`
+	KtCacheFreeB   *ebpf.Program `ebpf:"kt_cache_free_b"`
+	KtCacheFreeNa  *ebpf.Program `ebpf:"kt_cache_free_na"`
+	KtCacheFreeNaB *ebpf.Program `ebpf:"kt_cache_free_na_b"`
+	KtKfree        *ebpf.Program `ebpf:"kt_kfree"`
+	KtKfreeB       *ebpf.Program `ebpf:"kt_kfree_b"`
+	KtKfreeNa      *ebpf.Program `ebpf:"kt_kfree_na"`
+	KtKfreeNaB     *ebpf.Program `ebpf:"kt_kfree_na_b"`
+	KtKmalloc      *ebpf.Program `ebpf:"kt_kmalloc"`
+	KtKmallocNa    *ebpf.Program `ebpf:"kt_kmalloc_na"`
+	KtPageAlloc    *ebpf.Program `ebpf:"kt_page_alloc"`
+	KtPageAllocNa  *ebpf.Program `ebpf:"kt_page_alloc_na"`
+	KtPageFree     *ebpf.Program `ebpf:"kt_page_free"`
+	KtPageFreeB    *ebpf.Program `ebpf:"kt_page_free_b"`
+	KtPageFreeNa   *ebpf.Program `ebpf:"kt_page_free_na"`
+	KtPageFreeNaB  *ebpf.Program `ebpf:"kt_page_free_na_b"`
+	KtPageFreeb    *ebpf.Program `ebpf:"kt_page_freeb"`
+	KtPageFreebB   *ebpf.Program `ebpf:"kt_page_freeb_b"`
+	KtPageFreebNa  *ebpf.Program `ebpf:"kt_page_freeb_na"`
+	KtPageFreebNaB *ebpf.Program `ebpf:"kt_page_freeb_na_b"`
+	KtPcpuAlloc    *ebpf.Program `ebpf:"kt_pcpu_alloc"`
+	KtPcpuAllocNa  *ebpf.Program `ebpf:"kt_pcpu_alloc_na"`
+	KtPcpuFree     *ebpf.Program `ebpf:"kt_pcpu_free"`
+	KtPcpuFreeB    *ebpf.Program `ebpf:"kt_pcpu_free_b"`
+	KtPcpuFreeNa   *ebpf.Program `ebpf:"kt_pcpu_free_na"`
+	KtPcpuFreeNaB  *ebpf.Program `ebpf:"kt_pcpu_free_na_b"`
+	ObjCacheProbe  *ebpf.Program `ebpf:"obj_cache_probe"`
+	ReadWord       *ebpf.Program `ebpf:"read_word"`
+	ResolveCache   *ebpf.Program `ebpf:"resolve_cache"`
+	TpCacheAlloc   *ebpf.Program `ebpf:"tp_cache_alloc"`
+	TpCacheAllocNa *ebpf.Program `ebpf:"tp_cache_alloc_na"`
+	TpCacheFree    *ebpf.Program `ebpf:"tp_cache_free"`
+	TpCacheFreeNa  *ebpf.Program `ebpf:"tp_cache_free_na"`
+	TpKfree        *ebpf.Program `ebpf:"tp_kfree"`
+	TpKfreeNa      *ebpf.Program `ebpf:"tp_kfree_na"`
+	TpKmalloc      *ebpf.Program `ebpf:"tp_kmalloc"`
+	TpKmallocNa    *ebpf.Program `ebpf:"tp_kmalloc_na"`
+	TpPageAlloc    *ebpf.Program `ebpf:"tp_page_alloc"`
+	TpPageAllocNa  *ebpf.Program `ebpf:"tp_page_alloc_na"`
+	TpPageFree     *ebpf.Program `ebpf:"tp_page_free"`
+	TpPageFreeNa   *ebpf.Program `ebpf:"tp_page_free_na"`
+	TpPageFreeb    *ebpf.Program `ebpf:"tp_page_freeb"`
+	TpPageFreebNa  *ebpf.Program `ebpf:"tp_page_freeb_na"`
+	TpPcpuAlloc    *ebpf.Program `ebpf:"tp_pcpu_alloc"`
+	TpPcpuAllocNa  *ebpf.Program `ebpf:"tp_pcpu_alloc_na"`
+	TpPcpuFree     *ebpf.Program `ebpf:"tp_pcpu_free"`
+	TpPcpuFreeNa   *ebpf.Program `ebpf:"tp_pcpu_free_na"`
 }
 
 func (p *kmemprofPrograms) Close() error {
@@ -763,9 +741,7 @@ func (p *kmemprofPrograms) Close() error {
 		p.KrAlloc,
 		p.KrAllocNa,
 		p.KtCacheAlloc,
-		p.KtCacheAllocB,
 		p.KtCacheAllocNa,
-		p.KtCacheAllocNaB,
 		p.KtCacheFree,
 		p.KtCacheFreeB,
 		p.KtCacheFreeNa,
@@ -775,13 +751,9 @@ func (p *kmemprofPrograms) Close() error {
 		p.KtKfreeNa,
 		p.KtKfreeNaB,
 		p.KtKmalloc,
-		p.KtKmallocB,
 		p.KtKmallocNa,
-		p.KtKmallocNaB,
 		p.KtPageAlloc,
-		p.KtPageAllocB,
 		p.KtPageAllocNa,
-		p.KtPageAllocNaB,
 		p.KtPageFree,
 		p.KtPageFreeB,
 		p.KtPageFreeNa,
@@ -791,9 +763,7 @@ func (p *kmemprofPrograms) Close() error {
 		p.KtPageFreebNa,
 		p.KtPageFreebNaB,
 		p.KtPcpuAlloc,
-		p.KtPcpuAllocB,
 		p.KtPcpuAllocNa,
-		p.KtPcpuAllocNaB,
 		p.KtPcpuFree,
 		p.KtPcpuFreeB,
 		p.KtPcpuFreeNa,

@@ -162,13 +162,17 @@ func (p *plan) planTracing(cfg Config, sfx string) error {
 	return nil
 }
 
-// addTracing adds a tracepoint's raw_tp or tp_btf program and its backup
-// (see struct guard in kmemprof.bpf.c): the backup handles the events the
-// kernel does not run the primary for because it is already running on that
-// CPU.
+// addTracing adds a tracepoint's raw_tp or tp_btf program, and for frees
+// its backup (see struct guard in kmemprof.bpf.c): the backup handles the
+// frees the kernel does not run the primary for because it is already
+// running on that CPU.
 func (p *plan) addTracing(ev hookEvent, prog string, typed bool) {
 	label := ev.group + ":" + ev.event
-	for i, name := range []string{prog, backupName(prog)} {
+	names := []string{prog}
+	if isFreeHook(ev.hook) {
+		names = append(names, backupName(prog))
+	}
+	for i, name := range names {
 		a := attachment{how: attachRawTP, prog: name, target: ev.event, optional: !ev.needed || i > 0}
 		if i == 0 {
 			a.label = label
@@ -186,6 +190,32 @@ func (p *plan) addTracing(ev hookEvent, prog string, typed bool) {
 
 // backupName is the name of a program's backup: kt_kfree_b, kt_kfree_na_b.
 func backupName(prog string) string { return prog + "_b" }
+
+type progRole int
+
+const (
+	roleAlone   progRole = iota
+	rolePrimary          // a free hook's primary program, with a backup
+	roleBackup
+)
+
+// role says what a program of the plan (by its key) is.
+func (p *plan) role(key string) progRole {
+	name, at, _ := strings.Cut(key, "@")
+	if strings.HasSuffix(name, "_b") {
+		return roleBackup
+	}
+	backup := backupName(name)
+	if at != "" {
+		backup += "@" + at
+	}
+	for _, pl := range p.progs {
+		if pl.key == backup {
+			return rolePrimary
+		}
+	}
+	return roleAlone
+}
 
 // shapeHas checks that a tracepoint passes the fields its program needs.
 func shapeHas(shape argShape, ev hookEvent) error {

@@ -97,12 +97,29 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("reading totals: %w", err)
 	}
-	if err := t.resolveCaches(append(cacheIDs, totCaches...)); err != nil {
+	missed, err := t.readMissedFrees()
+	if err != nil {
+		return nil, err
+	}
+	resolve := append(cacheIDs, totCaches...)
+	for id := range missed {
+		resolve = append(resolve, id)
+	}
+	if err := t.resolveCaches(resolve); err != nil {
 		return nil, err
 	}
 	caches, err := t.readCaches()
 	if err != nil {
 		return nil, err
+	}
+	for id, n := range missed {
+		if (id&pageDetailBit != 0 && id < 1<<63) || id == 0 {
+			continue // pages and percpu: no cache to mark
+		}
+		if snap.UntracedFrees == nil {
+			snap.UntracedFrees = map[string]uint64{}
+		}
+		snap.UntracedFrees[caches.name(id)] += n
 	}
 	snap.Reclaimable = map[string]bool{}
 	for _, d := range caches {
@@ -165,6 +182,25 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 	}
 	snap.Meta = t.meta(counters)
 	return snap, nil
+}
+
+// pageDetailBit marks the cache ids of page allocations (PAGE_DETAIL in
+// kmemprof.bpf.c).
+const pageDetailBit = uint64(1) << 48
+
+// readMissedFrees reads, per cache id, how many allocations were found at the
+// address of a tracked one (their old record's free was never seen).
+func (t *Tracer) readMissedFrees() (map[uint64]uint64, error) {
+	out := map[uint64]uint64{}
+	var id, n uint64
+	it := t.coll.Maps["missed_frees"].Iterate()
+	for it.Next(&id, &n) {
+		out[id] = n
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading missed frees: %w", err)
+	}
+	return out, nil
 }
 
 // pageDetail decodes the cache id of a page allocation (PAGE_DETAIL in
@@ -563,15 +599,30 @@ func (t *Tracer) meta(c [nrCounters]uint64) tracer.Meta {
 			Help: "times a hot call site stopped growing and its stacks stopped being walked (adaptive mode)",
 		})
 	}
-	var misses uint64
-	for _, p := range t.progs {
-		if st, err := p.Stats(); err == nil {
+	// A free hook's primary program misses the frees nested in it, which
+	// its backup handles (nested_rescued); a backup misses only events its
+	// primary handled. What is lost is every other program's misses, and
+	// the primaries' misses that no backup made up for.
+	var misses, primaryMisses uint64
+	for i, p := range t.progs {
+		st, err := p.Stats()
+		if err != nil {
+			continue
+		}
+		switch t.progRoles[i] {
+		case roleBackup:
+		case rolePrimary:
+			primaryMisses += st.RecursionMisses
+		default:
 			misses += st.RecursionMisses
 		}
 	}
+	if primaryMisses > c[cRescued] {
+		misses += primaryMisses - c[cRescued]
+	}
 	m.Counters = append(m.Counters, tracer.Counter{
 		Name: "prog_recursion_misses", Value: misses, Loss: true,
-		Help: "events the kernel did not deliver because a BPF program was already running on that CPU",
+		Help: "events the kernel did not deliver because their BPF program was already running on that CPU (an interrupt's allocations during an allocation's stack walk), and no backup program handled",
 	})
 	if t.mode == ModeKprobe || t.kprobeMissed != 0 {
 		m.Counters = append(m.Counters, tracer.Counter{

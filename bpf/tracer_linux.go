@@ -24,6 +24,9 @@ type Tracer struct {
 	coll     *ebpf.Collection
 	links    []link.Link
 	progs    []*ebpf.Program // attached programs, for stats
+	// progRoles says, for each of progs, whether it is a free hook's
+	// primary program with a backup, the backup, or neither.
+	progRoles []progRole
 	mode     Mode
 	hooks    []string
 	start    time.Time
@@ -411,6 +414,7 @@ func (t *Tracer) attach(p *plan) error {
 		}
 		t.links = append(t.links, l)
 		t.progs = append(t.progs, prog)
+		t.progRoles = append(t.progRoles, p.role(a.prog))
 		if a.label != "" && !contains(t.hooks, a.label) {
 			t.hooks = append(t.hooks, a.label)
 		}
@@ -543,6 +547,32 @@ func (t *Tracer) Notes() []string { return append([]string(nil), t.notes...) }
 // BulkFreesHooked reports whether kmem_cache_free_bulk is hooked, so that
 // no slab free path goes unseen.
 func (t *Tracer) BulkFreesHooked() bool { return t.bulkHooked }
+
+// Choice says which attach mode is in use and why: for auto, that it is the
+// cheapest that works here, and whether it sees every slab free path.
+func (t *Tracer) Choice() string {
+	var b strings.Builder
+	if t.cfg.Mode == ModeAuto {
+		fmt.Fprintf(&b, "auto chose %s, the cheapest mode that works on this kernel", t.mode)
+	} else {
+		fmt.Fprintf(&b, "attach %s", t.mode)
+	}
+	if t.cfg.has(tracer.KindSlab) {
+		switch {
+		case t.bulkHooked:
+			b.WriteString("; every slab free path is hooked (kmem_cache_free_bulk")
+			for _, h := range t.hooks {
+				if strings.HasSuffix(h, ":kmem_cache_free_bulk") {
+					b.WriteString(" by " + strings.TrimSuffix(h, ":kmem_cache_free_bulk"))
+				}
+			}
+			b.WriteString(")")
+		default:
+			b.WriteString("; frees through kmem_cache_free_bulk are not seen (see the note), caches they affect are marked \"frees untraced\"")
+		}
+	}
+	return b.String()
+}
 
 // ProgramIDs returns the kernel ids of the loaded programs.
 func (t *Tracer) ProgramIDs() []ebpf.ProgramID {

@@ -602,3 +602,56 @@ func TestStackCollisionsRecovered(t *testing.T) {
 		t.Errorf("stacks through do_eventfd with all %d records: %d, want >= 3 (%v)", n, full, countEventfd(t, snap, l.PID))
 	}
 }
+
+// TestUntracedFreesVisible makes the kernel free maple tree nodes in bulk
+// (kmem_cache_free_bulk, which has no tracepoint). Where the bulk free is
+// hooked (fentry or kprobes), those frees must be matched; where it is not
+// (no fentry or kprobes), the caches whose objects were freed unseen must be
+// reported per cache instead of showing silent false leaks.
+func TestUntracedFreesVisible(t *testing.T) {
+	bpftest.Require(t)
+	tr, err := Open(Config{Tracking: TrackFull, MaxOutstanding: 1 << 18, MaxStacks: 1 << 14})
+	if err != nil {
+		t.Fatalf("Open: %+v", err)
+	}
+	defer tr.Close()
+	c := bpftest.StartMmapChurn(t, 20000)
+	c.Walk(t)
+	c.Wait(t, "walked")
+	if err := tr.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := tr.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var replaced, bulkEvents uint64
+	for _, k := range snap.Meta.Counters {
+		switch k.Name {
+		case "alloc_at_tracked_ptr":
+			replaced = k.Value
+		case "events_kmem_cache_free_bulk":
+			bulkEvents = k.Value
+		}
+	}
+	t.Logf("bulk free hooked: %v (%d bulk frees); alloc_at_tracked_ptr %d; untraced per cache %v", tr.BulkFreesHooked(), bulkEvents, replaced, snap.UntracedFrees)
+	if tr.BulkFreesHooked() {
+		if bulkEvents == 0 {
+			t.Errorf("kmem_cache_free_bulk hooked but never seen during 20000 mmap/munmap rounds")
+		}
+		if n := snap.UntracedFrees["maple_node"]; n > 100 {
+			t.Errorf("maple_node: %d objects reused while tracked although bulk frees are hooked", n)
+		}
+		return
+	}
+	var sum uint64
+	for _, n := range snap.UntracedFrees {
+		sum += n
+	}
+	if replaced == 0 || sum != replaced {
+		t.Errorf("alloc_at_tracked_ptr %d, per-cache untraced frees %v (sum %d): want a non-zero count split by cache", replaced, snap.UntracedFrees, sum)
+	}
+	if snap.UntracedFrees["maple_node"] == 0 {
+		t.Errorf("maple_node not among the caches with untraced frees: %v", snap.UntracedFrees)
+	}
+}

@@ -112,6 +112,10 @@ type AggSample struct {
 	// Reclaimable is true for slab caches whose objects the kernel reclaims
 	// under memory pressure (Options.Reclaimable, kmalloc-rcl-*).
 	Reclaimable bool
+	// FreesUntraced is true for slab caches some of whose frees were not
+	// seen (Snapshot.UntracedFrees): part of their in-use count may be
+	// objects freed through a path without a hook.
+	FreesUntraced bool
 }
 
 // Aggregation is a Snapshot grouped by Key and symbolized, ready to become a
@@ -147,6 +151,8 @@ type Aggregation struct {
 	// records or totals but absent, or empty, in Snapshot.Stacks. Their
 	// allocations are shown under the StackLostNotFound placeholder.
 	MissingStacks uint64
+	// UntracedFrees is Snapshot.UntracedFrees.
+	UntracedFrees map[string]uint64
 	// UnresolvedFrames counts the distinct addresses in the referenced
 	// stacks that the Symbolizer could not name (Frame.Function == "").
 	UnresolvedFrames uint64
@@ -506,7 +512,9 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 	for i := range a.Samples {
 		c := a.Samples[i].Cache
 		a.Samples[i].Reclaimable = c != "" && (IsReclaimableCache(c, opt.Reclaimable) || snap.Reclaimable[c])
+		a.Samples[i].FreesUntraced = c != "" && snap.UntracedFrees[c] > 0
 	}
+	a.UntracedFrees = snap.UntracedFrees
 	a.gfpName, a.migrateName = opt.GFPName, opt.MigrateName
 	if opt.Growth != nil {
 		a.HasGrowth = true

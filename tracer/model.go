@@ -164,6 +164,11 @@ type Snapshot struct {
 	// Reclaimable names the slab caches whose objects the kernel reclaims
 	// under memory pressure (SLAB_RECLAIM_ACCOUNT), when the backend knows.
 	Reclaimable map[string]bool
+	// UntracedFrees counts, per slab cache, the allocations found at the
+	// address of a tracked one: objects freed through a path without a hook
+	// (kmem_cache_free_bulk where neither fentry nor kprobes exist). Objects
+	// of these caches may show as outstanding although they were freed.
+	UntracedFrees map[string]uint64
 	// SampleEvery, when above 1, says one allocation in SampleEvery was
 	// recorded: every value is scaled by it.
 	SampleEvery uint64

@@ -1,6 +1,8 @@
 package tracer
 
 import (
+	"slices"
+	"cmp"
 	"fmt"
 	"math"
 	"strconv"
@@ -33,6 +35,7 @@ const (
 	LabelTag       = "tag"         // Windows pool tag (pool samples carry it instead of cache)
 	LabelDriver    = "driver"      // Windows: the first driver in the stack past the kernel image
 	LabelReclaim   = "reclaimable" // "true" for slab caches the kernel reclaims under pressure
+	LabelUntraced  = "frees_untraced" // "true" for slab caches some of whose frees were not seen
 	LabelOrder     = "order"       // page allocations: 2^order pages
 	LabelGFP       = "gfp"         // page allocations: GFP flags
 	LabelMigrate   = "migratetype" // page allocations: migrate type
@@ -284,6 +287,7 @@ type labelSet struct {
 	pool      string
 	driver    string
 	reclaim   bool
+	untraced  bool
 	detail    uint64
 }
 
@@ -294,7 +298,7 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 	if s.Kind == KindPool {
 		driver = firstDriver(s.Frames)
 	}
-	ls := labelSet{s.Kind, s.Accounted, s.PID, s.CgroupID, s.Cache, s.Comm, s.CgroupPath, s.Pool, driver, s.Reclaimable, keyDetail(&s.Key)}
+	ls := labelSet{s.Kind, s.Accounted, s.PID, s.CgroupID, s.Cache, s.Comm, s.CgroupPath, s.Pool, driver, s.Reclaimable, s.FreesUntraced, keyDetail(&s.Key)}
 	if l, ok := b.labelSets[ls]; ok {
 		return l
 	}
@@ -311,6 +315,9 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 	}
 	if s.Reclaimable {
 		l[LabelReclaim] = []string{"true"}
+	}
+	if s.FreesUntraced {
+		l[LabelUntraced] = []string{"true"}
 	}
 	if s.Kind == KindPage {
 		l[LabelOrder] = []string{strconv.Itoa(int(s.Order))}
@@ -458,8 +465,41 @@ func (a *Aggregation) comments() []string {
 		c = append(c, "losses: "+strings.Join(losses, " "))
 	}
 	c = append(c, explain...)
+	if line := untracedLine(a.UntracedFrees); line != "" {
+		c = append(c, line)
+	}
 	c = append(c, m.Comments...)
 	return c
+}
+
+// untracedLine lists the caches some of whose frees were not seen, most
+// first; "" when there are none.
+func untracedLine(untraced map[string]uint64) string {
+	if len(untraced) == 0 {
+		return ""
+	}
+	type kv struct {
+		name string
+		n    uint64
+	}
+	var all []kv
+	for name, n := range untraced {
+		all = append(all, kv{name, n})
+	}
+	slices.SortFunc(all, func(x, y kv) int { return cmp.Or(cmp.Compare(y.n, x.n), cmp.Compare(x.name, y.name)) })
+	var parts []string
+	for i, e := range all {
+		if i == 8 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(all)-i))
+			break
+		}
+		name := e.name
+		if name == "" {
+			name = "[unknown cache]"
+		}
+		parts = append(parts, fmt.Sprintf("%s %d", name, e.n))
+	}
+	return "frees untraced (objects reused while still tracked; in-use counts of these caches may include freed objects): " + strings.Join(parts, ", ")
 }
 
 // counterGroups are the counters as the summary and the comments show them:

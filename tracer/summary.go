@@ -92,6 +92,7 @@ type summaryRow struct {
 	growthObjects, growthSpace uint64
 	steadiness                 float64
 	reclaimable                bool
+	untraced                   bool
 }
 
 type rowKey struct {
@@ -136,6 +137,7 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name strin
 		rows[ri].growthSpace += s.GrowthSpace
 		rows[ri].steadiness = s.Steadiness
 		rows[ri].reclaimable = s.Reclaimable
+		rows[ri].untraced = s.FreesUntraced
 	}
 	slices.SortStableFunc(rows, func(x, y summaryRow) int {
 		return cmp.Or(cmp.Compare(y.space, x.space), cmp.Compare(y.objects, x.objects))
@@ -157,10 +159,7 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name strin
 	}
 	cw, kw := len(cacheHead), len("KIND")
 	for i := range rows {
-		name := rows[i].cacheName()
-		if rows[i].reclaimable {
-			name += " (reclaimable)"
-		}
+		name := rows[i].cacheLabel()
 		cw = max(cw, len(name))
 		kw = max(kw, len(rows[i].kindName()))
 	}
@@ -183,10 +182,7 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name strin
 			if a.HasGrowth {
 				growth = HumanBytes(r.growthSpace) + "\t" + strconv.FormatFloat(100*r.steadiness, 'f', 0, 64) + "%\t"
 			}
-			cache := r.cacheName()
-			if r.reclaimable {
-				cache += " (reclaimable)"
-			}
+			cache := r.cacheLabel()
 			fmt.Fprintf(tw, "%s%s\t%d\t%s\t%s\t  %-*s  %-*s  %s\n", growth, HumanBytes(r.space), r.objects, pct, r.reqPercent(),
 				cw, cache, kw, r.kindName(), where(r.frames, skipFrame))
 		}
@@ -209,6 +205,9 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name strin
 	}
 	if a.SampleEvery > 1 {
 		fmt.Fprintf(w, "sampled: 1 allocation in %d recorded; the numbers above are scaled by %d (estimates)\n", a.SampleEvery, a.SampleEvery)
+	}
+	if line := untracedLine(a.UntracedFrees); line != "" {
+		fmt.Fprintln(w, line)
 	}
 	return a.writeCounters(w)
 }
@@ -237,6 +236,18 @@ func (a *Aggregation) writeCounters(w io.Writer) error {
 		fmt.Fprintf(tw, "! %s\t%d\t%s\n", c.Name, c.Value, c.Help)
 	}
 	return tw.Flush()
+}
+
+// cacheLabel is the CACHE cell: the name, and what qualifies it.
+func (r *summaryRow) cacheLabel() string {
+	name := r.cacheName()
+	if r.reclaimable {
+		name += " (reclaimable)"
+	}
+	if r.untraced {
+		name += " (frees untraced)"
+	}
+	return name
 }
 
 func (r *summaryRow) cacheName() string {

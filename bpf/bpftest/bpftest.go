@@ -56,6 +56,13 @@ func HelperMain() {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	case "mmap":
+		n, _ := strconv.Atoi(os.Getenv(helperEnv + "_N"))
+		if err := mmapChurn(n, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	case "tree":
 		n, _ := strconv.Atoi(os.Getenv(helperEnv + "_N"))
 		if err := treeWalker(os.Getenv(helperEnv+"_DIR"), n, os.Stdin, os.Stdout); err != nil {
@@ -162,6 +169,15 @@ type Child struct {
 func startChild(t testing.TB, env ...string) *Child {
 	t.Helper()
 	return startChildIn(t, "", env...)
+}
+
+// StartMmapChurn starts a child that maps and unmaps n times a few
+// interleaved regions, so that the maple tree that indexes its address space
+// allocates and frees nodes, which the kernel frees in bulk
+// (kmem_cache_free_bulk: no tracepoint); call Walk to run it.
+func StartMmapChurn(t testing.TB, n int) *Child {
+	t.Helper()
+	return startChild(t, helperEnv+"=mmap", helperEnv+"_N="+strconv.Itoa(n))
 }
 
 // Stdin returns the child's standard input (closing it ends the helpers).

@@ -131,3 +131,32 @@ func pipeFiller(n int, in io.Reader, out io.Writer) error {
 	}
 	return nil
 }
+
+// mmapChurn maps n times eight regions with gaps between them and unmaps
+// them in another order: each region is a VMA in the process's maple tree,
+// whose nodes are allocated and freed (in bulk) as the tree changes.
+func mmapChurn(n int, in io.Reader, out io.Writer) error {
+	sc := bufio.NewScanner(in)
+	if !sc.Scan() {
+		return nil
+	}
+	page := unix.Getpagesize()
+	for i := 0; i < n; i++ {
+		var regions [8][]byte
+		for j := range regions {
+			b, err := unix.Mmap(-1, 0, (j+1)*page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+			if err != nil {
+				return fmt.Errorf("mmap: %w", err)
+			}
+			regions[j] = b
+		}
+		for _, j := range []int{3, 0, 6, 1, 7, 2, 5, 4} {
+			if err := unix.Munmap(regions[j]); err != nil {
+				return fmt.Errorf("munmap: %w", err)
+			}
+		}
+	}
+	fmt.Fprintf(out, "walked %d\n", n)
+	sc.Scan()
+	return nil
+}

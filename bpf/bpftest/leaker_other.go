@@ -27,3 +27,7 @@ func treeWalker(string, int, io.Reader, io.Writer) error {
 func pipeFiller(int, io.Reader, io.Writer) error {
 	return errors.New("the pipe filler is only used on Linux")
 }
+
+func mmapChurn(int, io.Reader, io.Writer) error {
+	return errors.New("the mmap churner is only used on Linux")
+}

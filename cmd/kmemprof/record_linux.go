@@ -132,6 +132,7 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 
 	fmt.Fprintf(stderr, "tracing %s via %s for %s (Ctrl-C to stop early)\n",
 		strings.Join(tr.Hooks(), ","), tr.Mode(), o.duration)
+	fmt.Fprintf(stderr, "%s\n", tr.Choice())
 	for _, n := range tr.Notes() {
 		fmt.Fprintf(stderr, "note: %s\n", n)
 	}
