@@ -20,23 +20,23 @@ import (
 // the programs and frees the maps; it must be called on every exit path (the
 // kernel also detaches them when the process exits, since nothing is pinned).
 type Tracer struct {
-	cfg      Config
-	coll     *ebpf.Collection
-	links    []link.Link
-	progs    []*ebpf.Program // attached programs, for stats
+	cfg   Config
+	coll  *ebpf.Collection
+	links []link.Link
+	progs []*ebpf.Program // attached programs, for stats
 	// progRoles says, for each of progs, whether it is a free hook's
 	// primary program with a backup, the backup, or neither.
 	progRoles []progRole
-	mode     Mode
-	hooks    []string
-	start    time.Time
-	stop     time.Time // when Detach ran; zero while tracing
-	notes    []string  // what the attach chose or skipped, for the profile
-	cgroupFD *os.File
-	clock    *ebpf.Variable
-	stopTick chan struct{}
-	tickDone chan struct{}
-	sites    *siteCooler // adaptive mode only
+	mode      Mode
+	hooks     []string
+	start     time.Time
+	stop      time.Time // when Detach ran; zero while tracing
+	notes     []string  // what the attach chose or skipped, for the profile
+	cgroupFD  *os.File
+	clock     *ebpf.Variable
+	stopTick  chan struct{}
+	tickDone  chan struct{}
+	sites     *siteCooler // adaptive mode only
 	// hashTable: the outstanding table is table_hash (kernels without BPF
 	// atomics) instead of table_keys/table_recs.
 	hashTable bool

@@ -1,10 +1,10 @@
 package tracer
 
 import (
-	"slices"
 	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,13 +32,13 @@ const (
 	LabelPID       = "pid"
 	LabelCgroup    = "cgroup"
 	LabelPool      = "pool"
-	LabelTag       = "tag"         // Windows pool tag (pool samples carry it instead of cache)
-	LabelDriver    = "driver"      // Windows: the first driver in the stack past the kernel image
-	LabelReclaim   = "reclaimable" // "true" for slab caches the kernel reclaims under pressure
+	LabelTag       = "tag"            // Windows pool tag (pool samples carry it instead of cache)
+	LabelDriver    = "driver"         // Windows: the first driver in the stack past the kernel image
+	LabelReclaim   = "reclaimable"    // "true" for slab caches the kernel reclaims under pressure
 	LabelUntraced  = "frees_untraced" // "true" for slab caches some of whose frees were not seen
-	LabelOrder     = "order"       // page allocations: 2^order pages
-	LabelGFP       = "gfp"         // page allocations: GFP flags
-	LabelMigrate   = "migratetype" // page allocations: migrate type
+	LabelOrder     = "order"          // page allocations: 2^order pages
+	LabelGFP       = "gfp"            // page allocations: GFP flags
+	LabelMigrate   = "migratetype"    // page allocations: migrate type
 	LabelAccounted = "accounted"
 	LabelContainer = "container" // runtime:short id from the cgroup path (ContainerID), e.g. "docker:3f4e5a6b7c8d"
 	LabelPod       = "pod"       // Kubernetes pod uid from the cgroup path (PodUID)
