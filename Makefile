@@ -1,20 +1,24 @@
 # kmemprof: build, capture, test.
-#   make build      build ./kmemprof (no clang needed: the BPF object is committed)
+#   make build      build ./kmemprof, static (no clang needed: the BPF object is committed)
 #   make run        build, then a real 10 s capture to kmem.pb.gz and its top stacks (root)
 #   make test       every test; the kernel tests load real BPF programs (root)
 #   make generate   rebuild the BPF object from bpf/kmemprof.bpf.c (needs clang, llvm-strip)
 #   make bench      Go benchmarks, then the overhead harness: kmemprof's modes beside
 #                   bpftrace and BCC memleak on the same workload (root, several minutes)
+#   make test-kernels  the selftests and kernel tests inside Debian's own kernels
+#                   (5.10, 6.1, 6.12, sid, arm64) under qemu, a table kernel x check
+#                   (root, downloads the kernels, about 11 minutes); KERNELS="6.12 sid"
+#                   picks some; see .ci/kernels/README.md
 
 GO      ?= go
 BIN     ?= kmemprof
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 DURATION ?= 10s
 
-.PHONY: build run test generate bench bench-go bench-overhead tracefs vet cross check-generated fuzz
+.PHONY: build run test generate bench bench-go bench-overhead tracefs vet cross check-generated fuzz test-kernels
 
 build:
-	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/kmemprof
+	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/kmemprof
 
 # tracefs is needed by --attach tracepoint; raw_tp and tp_btf work without it.
 tracefs:
@@ -52,9 +56,11 @@ check-generated: generate
 vet:
 	$(GO) vet ./...
 	GOOS=windows GOARCH=amd64 $(GO) vet ./...
+	GOARCH=arm64 $(GO) vet ./...
 
 cross:
 	GOOS=windows GOARCH=amd64 $(GO) build ./...
+	CGO_ENABLED=0 GOARCH=arm64 $(GO) build ./...
 
 bench: bench-go bench-overhead
 
@@ -75,3 +81,10 @@ bench-overhead: build tracefs
 		'kmemprof-full::$(KMEMPROF_CMD) --mode full' \
 		'kmemprof-adaptive::$(KMEMPROF_CMD)' \
 		'kmemprof-sample64::$(KMEMPROF_CMD) --sample 64'
+
+# Fetches the newest kernel of each (cached in /var/cache/kmemprof-kernels),
+# builds the binaries for each arch, boots each under qemu (software
+# emulation) and runs .ci/kernels/guest-checks.sh; logs in /tmp/kmemprof-kernels.
+KERNELS ?=
+test-kernels:
+	bash .ci/kernels/kernels.sh all $(KERNELS)

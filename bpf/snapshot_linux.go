@@ -577,7 +577,7 @@ func (t *Tracer) meta(c [nrCounters]uint64) tracer.Meta {
 		if c[i] != 0 || t.hooked(i) {
 			m.Counters = append(m.Counters, tracer.Counter{
 				Name: "events_" + hookShort(i), Value: c[i],
-				Help: "events seen on " + hookNames[i],
+				Help: hookHelp(i),
 			})
 		}
 	}
@@ -640,6 +640,13 @@ func (t *Tracer) hooked(i int) bool {
 		}
 	}
 	return false
+}
+
+func hookHelp(i int) string {
+	if i == hookFreeBulk {
+		return "objects freed by kmem_cache_free_bulk (which has no tracepoint)"
+	}
+	return "events seen on " + hookNames[i]
 }
 
 func hookShort(i int) string {
