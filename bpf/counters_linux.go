@@ -13,6 +13,7 @@ const (
 	hookPercpuAlloc     = int(kmemprofHookHOOK_PERCPU_ALLOC)
 	hookPercpuFree      = int(kmemprofHookHOOK_PERCPU_FREE)
 	hookFreeBulk        = int(kmemprofHookHOOK_FREE_BULK)
+	hookFreeRCU         = int(kmemprofHookHOOK_FREE_RCU)
 	nrHooks             = int(kmemprofHookNR_HOOKS)
 )
 
@@ -61,6 +62,7 @@ var hookNames = [nrHooks]string{
 	hookPercpuAlloc:     "percpu:percpu_alloc_percpu",
 	hookPercpuFree:      "percpu:percpu_free_percpu",
 	hookFreeBulk:        "kmem_cache_free_bulk",
+	hookFreeRCU:         "kvfree_call_rcu",
 }
 
 // counterInfo describes each non-hook counter for the summary and the profile.

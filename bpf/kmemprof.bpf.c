@@ -68,6 +68,7 @@ enum hook {
 	HOOK_PERCPU_ALLOC,
 	HOOK_PERCPU_FREE,
 	HOOK_FREE_BULK,
+	HOOK_FREE_RCU,
 	NR_HOOKS,
 };
 
@@ -490,6 +491,8 @@ const volatile struct fn_layout fn_alloc[NR_FN_SLOTS] = {};
 const volatile __u64 fn_addr[NR_FN_SLOTS] = {};
 /* kprobe and fentry modes: recognise an allocator called by another hooked one. */
 const volatile __u8 dedupe_nested = 0;
+/* kvfree_call_rcu(head, ptr) passes the object (6.12+); before, (head, func). */
+const volatile __u8 rcu_ptr_arg = 1;
 
 /*
  * The linear map, calibrated by the loader after load: the struct page of a
@@ -1952,6 +1955,23 @@ static __always_inline int free_bulk(__u64 n, __u64 p, const int A, const int ro
 	return 0;
 }
 
+/*
+ * kvfree_call_rcu: kfree_rcu() and kvfree_rcu() hand an object over to be
+ * freed after an RCU grace period, and no one may use it from then on: that
+ * is its free. Later kernels free such objects in batches that no hook sees
+ * (RCU sheaves, 6.18+; kfree_bulk before). From 6.12 the object is the second
+ * argument; before, kfree_rcu(ptr, field) passes the rcu_head and the
+ * field's offset, and kvfree_rcu(ptr) no head and the object.
+ */
+static __always_inline __u64 rcu_obj(__u64 head, __u64 arg2)
+{
+	if (rcu_ptr_arg || !head)
+		return arg2;
+	if (arg2 < 4096)
+		return head - arg2;
+	return 0;
+}
+
 #define FX_SLOT(K, SFX, A)                                                                         \
 	SEC("fexit") int fx_alloc_##K##SFX(__u64 *ctx) { return fx_alloc(ctx, K, A); }             \
 	SEC("kprobe") int kp_alloc_##K##SFX(struct pt_regs *ctx) { return kp_alloc(ctx, K, A); }
@@ -1962,7 +1982,12 @@ static __always_inline int free_bulk(__u64 n, __u64 p, const int A, const int ro
 	SEC("fentry/kfree")                                                                        \
 	int fe_kfree##SFX(__u64 *ctx) { return fn_free(ctx_ptr(ctx, 1), HOOK_KFREE, A, R); }      \
 	SEC("fentry/kmem_cache_free_bulk")                                                         \
-	int fe_free_bulk##SFX(__u64 *ctx) { return free_bulk(ctx_arg(ctx, 2), ctx_copy(ctx, 3), A, R); }
+	int fe_free_bulk##SFX(__u64 *ctx) { return free_bulk(ctx_arg(ctx, 2), ctx_copy(ctx, 3), A, R); } \
+	SEC("fentry/kvfree_call_rcu")                                                              \
+	int fe_free_rcu##SFX(__u64 *ctx)                                                           \
+	{                                                                                          \
+		return fn_free(rcu_obj(ctx_copy(ctx, 1), ctx_copy(ctx, 2)), HOOK_FREE_RCU, A, R);   \
+	}
 
 #define FN_PROGRAMS(SFX, A)                                                                        \
 	FX_SLOT(0, SFX, A)                                                                         \
@@ -1987,7 +2012,12 @@ static __always_inline int free_bulk(__u64 n, __u64 p, const int A, const int ro
 	SEC("kprobe/kfree")                                                                        \
 	int kp_kfree##SFX(struct pt_regs *ctx) { return fn_free(PT_REGS_PARM1(ctx), HOOK_KFREE, A, ROLE_PRIMARY); } \
 	SEC("kprobe/kmem_cache_free_bulk")                                                         \
-	int kp_free_bulk##SFX(struct pt_regs *ctx) { return free_bulk(PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx), A, ROLE_PRIMARY); }
+	int kp_free_bulk##SFX(struct pt_regs *ctx) { return free_bulk(PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx), A, ROLE_PRIMARY); } \
+	SEC("kprobe/kvfree_call_rcu")                                                              \
+	int kp_free_rcu##SFX(struct pt_regs *ctx)                                                  \
+	{                                                                                          \
+		return fn_free(rcu_obj(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx)), HOOK_FREE_RCU, A, ROLE_PRIMARY); \
+	}
 
 FN_PROGRAMS(, 1)
 FN_PROGRAMS(_na, 0)

@@ -59,34 +59,34 @@ type kmemprofCacheStat struct {
 type kmemprofCounter uint32
 
 const (
-	kmemprofCounterC_TRACKED               kmemprofCounter = 10
-	kmemprofCounterC_FREED                 kmemprofCounter = 11
-	kmemprofCounterC_FREE_UNTRACKED_SLAB   kmemprofCounter = 12
-	kmemprofCounterC_FREE_UNTRACKED_PAGE   kmemprofCounter = 13
-	kmemprofCounterC_FREE_UNTRACKED_PERCPU kmemprofCounter = 14
-	kmemprofCounterC_ALLOC_TRACKED         kmemprofCounter = 15
-	kmemprofCounterC_MAP_FULL              kmemprofCounter = 16
-	kmemprofCounterC_STACK_COLLISION       kmemprofCounter = 17
-	kmemprofCounterC_STACK_FULL            kmemprofCounter = 18
-	kmemprofCounterC_STACK_FAULT           kmemprofCounter = 19
-	kmemprofCounterC_TOTALS_FULL           kmemprofCounter = 20
-	kmemprofCounterC_CACHES_FULL           kmemprofCounter = 21
-	kmemprofCounterC_FILTERED              kmemprofCounter = 22
-	kmemprofCounterC_SELF                  kmemprofCounter = 23
-	kmemprofCounterC_NULL                  kmemprofCounter = 24
-	kmemprofCounterC_RETURN_MISSED         kmemprofCounter = 25
-	kmemprofCounterC_SAMPLED_OUT           kmemprofCounter = 26
-	kmemprofCounterC_WALKED                kmemprofCounter = 27
-	kmemprofCounterC_HOT_SITES             kmemprofCounter = 28
-	kmemprofCounterC_FREE_NULL             kmemprofCounter = 29
-	kmemprofCounterC_SITES_CHURN           kmemprofCounter = 30
-	kmemprofCounterC_STACK_RECOVERED       kmemprofCounter = 31
-	kmemprofCounterC_CACHE_UNRESOLVED      kmemprofCounter = 32
-	kmemprofCounterC_NESTED                kmemprofCounter = 33
-	kmemprofCounterC_BULK_TRUNCATED        kmemprofCounter = 34
-	kmemprofCounterC_RETURN_NO_ENTRY       kmemprofCounter = 35
-	kmemprofCounterC_RESCUED               kmemprofCounter = 36
-	kmemprofCounterNR_COUNTERS             kmemprofCounter = 37
+	kmemprofCounterC_TRACKED               kmemprofCounter = 11
+	kmemprofCounterC_FREED                 kmemprofCounter = 12
+	kmemprofCounterC_FREE_UNTRACKED_SLAB   kmemprofCounter = 13
+	kmemprofCounterC_FREE_UNTRACKED_PAGE   kmemprofCounter = 14
+	kmemprofCounterC_FREE_UNTRACKED_PERCPU kmemprofCounter = 15
+	kmemprofCounterC_ALLOC_TRACKED         kmemprofCounter = 16
+	kmemprofCounterC_MAP_FULL              kmemprofCounter = 17
+	kmemprofCounterC_STACK_COLLISION       kmemprofCounter = 18
+	kmemprofCounterC_STACK_FULL            kmemprofCounter = 19
+	kmemprofCounterC_STACK_FAULT           kmemprofCounter = 20
+	kmemprofCounterC_TOTALS_FULL           kmemprofCounter = 21
+	kmemprofCounterC_CACHES_FULL           kmemprofCounter = 22
+	kmemprofCounterC_FILTERED              kmemprofCounter = 23
+	kmemprofCounterC_SELF                  kmemprofCounter = 24
+	kmemprofCounterC_NULL                  kmemprofCounter = 25
+	kmemprofCounterC_RETURN_MISSED         kmemprofCounter = 26
+	kmemprofCounterC_SAMPLED_OUT           kmemprofCounter = 27
+	kmemprofCounterC_WALKED                kmemprofCounter = 28
+	kmemprofCounterC_HOT_SITES             kmemprofCounter = 29
+	kmemprofCounterC_FREE_NULL             kmemprofCounter = 30
+	kmemprofCounterC_SITES_CHURN           kmemprofCounter = 31
+	kmemprofCounterC_STACK_RECOVERED       kmemprofCounter = 32
+	kmemprofCounterC_CACHE_UNRESOLVED      kmemprofCounter = 33
+	kmemprofCounterC_NESTED                kmemprofCounter = 34
+	kmemprofCounterC_BULK_TRUNCATED        kmemprofCounter = 35
+	kmemprofCounterC_RETURN_NO_ENTRY       kmemprofCounter = 36
+	kmemprofCounterC_RESCUED               kmemprofCounter = 37
+	kmemprofCounterNR_COUNTERS             kmemprofCounter = 38
 )
 
 type kmemprofField uint32
@@ -129,7 +129,8 @@ const (
 	kmemprofHookHOOK_PERCPU_ALLOC      kmemprofHook = 7
 	kmemprofHookHOOK_PERCPU_FREE       kmemprofHook = 8
 	kmemprofHookHOOK_FREE_BULK         kmemprofHook = 9
-	kmemprofHookNR_HOOKS               kmemprofHook = 10
+	kmemprofHookHOOK_FREE_RCU          kmemprofHook = 10
+	kmemprofHookNR_HOOKS               kmemprofHook = 11
 )
 
 type kmemprofKpArgs struct {
@@ -244,6 +245,10 @@ type kmemprofProgramSpecs struct {
 	FeFreeBulkB    *ebpf.ProgramSpec `ebpf:"fe_free_bulk_b"`
 	FeFreeBulkNa   *ebpf.ProgramSpec `ebpf:"fe_free_bulk_na"`
 	FeFreeBulkNaB  *ebpf.ProgramSpec `ebpf:"fe_free_bulk_na_b"`
+	FeFreeRcu      *ebpf.ProgramSpec `ebpf:"fe_free_rcu"`
+	FeFreeRcuB     *ebpf.ProgramSpec `ebpf:"fe_free_rcu_b"`
+	FeFreeRcuNa    *ebpf.ProgramSpec `ebpf:"fe_free_rcu_na"`
+	FeFreeRcuNaB   *ebpf.ProgramSpec `ebpf:"fe_free_rcu_na_b"`
 	FeKfree        *ebpf.ProgramSpec `ebpf:"fe_kfree"`
 	FeKfreeB       *ebpf.ProgramSpec `ebpf:"fe_kfree_b"`
 	FeKfreeNa      *ebpf.ProgramSpec `ebpf:"fe_kfree_na"`
@@ -308,6 +313,8 @@ type kmemprofProgramSpecs struct {
 	KpCacheFreeNa  *ebpf.ProgramSpec `ebpf:"kp_cache_free_na"`
 	KpFreeBulk     *ebpf.ProgramSpec `ebpf:"kp_free_bulk"`
 	KpFreeBulkNa   *ebpf.ProgramSpec `ebpf:"kp_free_bulk_na"`
+	KpFreeRcu      *ebpf.ProgramSpec `ebpf:"kp_free_rcu"`
+	KpFreeRcuNa    *ebpf.ProgramSpec `ebpf:"kp_free_rcu_na"`
 	KpKfree        *ebpf.ProgramSpec `ebpf:"kp_kfree"`
 	KpKfreeNa      *ebpf.ProgramSpec `ebpf:"kp_kfree_na"`
 	KrAlloc        *ebpf.ProgramSpec `ebpf:"kr_alloc"`
@@ -414,6 +421,7 @@ type kmemprofVariableSpecs struct {
 	NrCpus       *ebpf.VariableSpec `ebpf:"nr_cpus"`
 	PageShift    *ebpf.VariableSpec `ebpf:"page_shift"`
 	ProbeResult  *ebpf.VariableSpec `ebpf:"probe_result"`
+	RcuPtrArg    *ebpf.VariableSpec `ebpf:"rcu_ptr_arg"`
 	SampleEvery  *ebpf.VariableSpec `ebpf:"sample_every"`
 	SelfTgid     *ebpf.VariableSpec `ebpf:"self_tgid"`
 	StackBase    *ebpf.VariableSpec `ebpf:"stack_base"`
@@ -516,6 +524,7 @@ type kmemprofVariables struct {
 	NrCpus       *ebpf.Variable `ebpf:"nr_cpus"`
 	PageShift    *ebpf.Variable `ebpf:"page_shift"`
 	ProbeResult  *ebpf.Variable `ebpf:"probe_result"`
+	RcuPtrArg    *ebpf.Variable `ebpf:"rcu_ptr_arg"`
 	SampleEvery  *ebpf.Variable `ebpf:"sample_every"`
 	SelfTgid     *ebpf.Variable `ebpf:"self_tgid"`
 	StackBase    *ebpf.Variable `ebpf:"stack_base"`
@@ -542,6 +551,10 @@ type kmemprofPrograms struct {
 	FeFreeBulkB    *ebpf.Program `ebpf:"fe_free_bulk_b"`
 	FeFreeBulkNa   *ebpf.Program `ebpf:"fe_free_bulk_na"`
 	FeFreeBulkNaB  *ebpf.Program `ebpf:"fe_free_bulk_na_b"`
+	FeFreeRcu      *ebpf.Program `ebpf:"fe_free_rcu"`
+	FeFreeRcuB     *ebpf.Program `ebpf:"fe_free_rcu_b"`
+	FeFreeRcuNa    *ebpf.Program `ebpf:"fe_free_rcu_na"`
+	FeFreeRcuNaB   *ebpf.Program `ebpf:"fe_free_rcu_na_b"`
 	FeKfree        *ebpf.Program `ebpf:"fe_kfree"`
 	FeKfreeB       *ebpf.Program `ebpf:"fe_kfree_b"`
 	FeKfreeNa      *ebpf.Program `ebpf:"fe_kfree_na"`
@@ -606,6 +619,8 @@ type kmemprofPrograms struct {
 	KpCacheFreeNa  *ebpf.Program `ebpf:"kp_cache_free_na"`
 	KpFreeBulk     *ebpf.Program `ebpf:"kp_free_bulk"`
 	KpFreeBulkNa   *ebpf.Program `ebpf:"kp_free_bulk_na"`
+	KpFreeRcu      *ebpf.Program `ebpf:"kp_free_rcu"`
+	KpFreeRcuNa    *ebpf.Program `ebpf:"kp_free_rcu_na"`
 	KpKfree        *ebpf.Program `ebpf:"kp_kfree"`
 	KpKfreeNa      *ebpf.Program `ebpf:"kp_kfree_na"`
 	KrAlloc        *ebpf.Program `ebpf:"kr_alloc"`
@@ -672,6 +687,10 @@ func (p *kmemprofPrograms) Close() error {
 		p.FeFreeBulkB,
 		p.FeFreeBulkNa,
 		p.FeFreeBulkNaB,
+		p.FeFreeRcu,
+		p.FeFreeRcuB,
+		p.FeFreeRcuNa,
+		p.FeFreeRcuNaB,
 		p.FeKfree,
 		p.FeKfreeB,
 		p.FeKfreeNa,
@@ -736,6 +755,8 @@ func (p *kmemprofPrograms) Close() error {
 		p.KpCacheFreeNa,
 		p.KpFreeBulk,
 		p.KpFreeBulkNa,
+		p.KpFreeRcu,
+		p.KpFreeRcuNa,
 		p.KpKfree,
 		p.KpKfreeNa,
 		p.KrAlloc,

@@ -36,8 +36,11 @@ type plan struct {
 	// needsObjCache: some allocations' cache is read from the object.
 	needsObjCache bool
 	notes         []string
-	// bulkWhy says why kmem_cache_free_bulk is not hooked, if it is not.
+	// bulkWhy says why the free functions without a tracepoint
+	// (untracedFrees) are not hooked, if they are not.
 	bulkWhy string
+	// rcuPtrArg: kvfree_call_rcu passes the object as its second argument.
+	rcuPtrArg bool
 	// loadOnly: the programs are loaded to be verified, not attached.
 	loadOnly bool
 }
@@ -401,73 +404,91 @@ func (p *plan) planFunctions(cfg Config, sfx string) error {
 				attachment{how: attachKprobe, prog: key, target: s.name, label: kind + s.name, optional: optional})
 		}
 	}
-	frees := []struct {
-		prog, fn string
-		bulk     bool
-	}{
-		{"cache_free", "kmem_cache_free", false},
-		{"kfree", "kfree", false},
-		{"free_bulk", "kmem_cache_free_bulk", true},
+	frees := []struct{ prog, fn string }{
+		{"cache_free", "kmem_cache_free"},
+		{"kfree", "kfree"},
 	}
 	// kprobes miss the frees that interrupt another kprobe's program (a free
 	// in a softirq during an allocation's stack walk): take the frees from
 	// raw tracepoints where the kernel has them. Trampolines have no such
 	// limit.
 	if !fentry && p.rawFrees(cfg, sfx) {
-		frees = frees[2:]
+		frees = nil
 	}
 	for _, f := range frees {
-		if f.bulk {
-			var fn *btf.Func
-			if spec.TypeByName(f.fn, &fn) != nil {
-				p.bulkWhy = "this kernel has no kmem_cache_free_bulk"
-				continue
-			}
-		}
 		if fentry {
-			p.addFentry("fe_"+f.prog+sfx, f.fn, f.bulk)
+			p.addFentry("fe_"+f.prog+sfx, f.fn, false)
 		} else {
 			key := "kp_" + f.prog + sfx
 			p.addProg(progLoad{key: key, from: key})
-			p.attach = append(p.attach, attachment{how: attachKprobe, prog: key, target: f.fn, label: "kprobe:" + f.fn, optional: f.bulk, bulk: f.bulk})
+			p.attach = append(p.attach, attachment{how: attachKprobe, prog: key, target: f.fn, label: "kprobe:" + f.fn})
 		}
 	}
-	if p.bulkWhy == "" {
-		p.bulkWhy = "its hook failed to attach"
+	how := attachKprobe
+	if fentry {
+		how = attachTracing
 	}
+	p.planUntracedFrees(cfg, sfx, how)
 	return nil
 }
 
-// planBulk adds, to a tracepoint mode, the hook of kmem_cache_free_bulk:
-// fentry where the kernel allows it, else a kprobe.
+// untracedFrees are the kernel functions that free slab objects without a
+// tracepoint: kmem_cache_free_bulk (kfree_bulk, the maple tree, batched
+// kfree_rcu before 6.18) and kvfree_call_rcu (kfree_rcu and kvfree_rcu:
+// freed after a grace period in batches no hook sees, RCU sheaves from
+// 6.18). They are hooked wherever fentry or kprobes exist.
+var untracedFrees = []struct{ prog, fn string }{
+	{"free_bulk", "kmem_cache_free_bulk"},
+	{"free_rcu", "kvfree_call_rcu"},
+}
+
+// planBulk adds to a tracepoint mode the hooks of the free functions that
+// have no tracepoint: fentry where the kernel allows it, else kprobes.
 func (p *plan) planBulk(cfg Config, sfx string) {
-	const fn = "kmem_cache_free_bulk"
 	if cfg.BulkFrees == BulkOff {
 		p.bulkWhy = "it was turned off"
 		return
 	}
+	fentryErr := probeFentry("kfree")
+	switch {
+	case fentryErr == nil:
+		p.planUntracedFrees(cfg, sfx, attachTracing)
+	case kprobeHint() == "":
+		p.planUntracedFrees(cfg, sfx, attachKprobe)
+	default:
+		p.bulkWhy = "this kernel allows neither fentry (" + firstLine(fentryErr) + ") nor kprobes"
+	}
+}
+
+// planUntracedFrees hooks the functions of untracedFrees the kernel has, with
+// fentry (how = attachTracing) or kprobes.
+func (p *plan) planUntracedFrees(cfg Config, sfx string, how attachHow) {
 	spec, err := kernelBTF()
 	if err != nil {
 		p.bulkWhy = "the kernel has no BTF"
 		return
 	}
-	var f *btf.Func
-	if spec.TypeByName(fn, &f) != nil {
-		p.bulkWhy = "this kernel has no kmem_cache_free_bulk"
-		return
-	}
-	fentryErr := probeFentry(fn)
-	if fentryErr == nil {
-		p.addFentry("fe_free_bulk"+sfx, fn, true)
-		return
-	}
-	if kprobeHint() == "" {
-		key := "kp_free_bulk" + sfx
+	for _, f := range untracedFrees {
+		var fn *btf.Func
+		if spec.TypeByName(f.fn, &fn) != nil {
+			continue
+		}
+		if f.fn == "kvfree_call_rcu" {
+			// (head, ptr) from 6.12; (head, func) before.
+			proto, _ := fn.Type.(*btf.FuncProto)
+			p.rcuPtrArg = proto != nil && len(proto.Params) == 2 && proto.Params[1].Name == "ptr"
+		}
+		if how == attachTracing {
+			p.addFentry("fe_"+f.prog+sfx, f.fn, true)
+			continue
+		}
+		key := "kp_" + f.prog + sfx
 		p.addProg(progLoad{key: key, from: key})
-		p.attach = append(p.attach, attachment{how: attachKprobe, prog: key, target: fn, label: "kprobe:" + fn, optional: true, bulk: true})
-		return
+		p.attach = append(p.attach, attachment{how: attachKprobe, prog: key, target: f.fn, label: "kprobe:" + f.fn, optional: true, bulk: true})
 	}
-	p.bulkWhy = "this kernel allows neither fentry (" + firstLine(fentryErr) + ") nor kprobes"
+	if p.bulkWhy == "" {
+		p.bulkWhy = "its hooks failed to attach"
+	}
 }
 
 // addFentry adds a free function's fentry program and its backup.

@@ -643,8 +643,11 @@ func (t *Tracer) hooked(i int) bool {
 }
 
 func hookHelp(i int) string {
-	if i == hookFreeBulk {
+	switch i {
+	case hookFreeBulk:
 		return "objects freed by kmem_cache_free_bulk (which has no tracepoint)"
+	case hookFreeRCU:
+		return "objects handed to kfree_rcu/kvfree_rcu (kvfree_call_rcu), freed after a grace period in batches no tracepoint sees"
 	}
 	return "events seen on " + hookNames[i]
 }

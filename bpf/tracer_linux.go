@@ -313,6 +313,7 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, p *plan) (*ebpf.Colle
 		{"fn_alloc", fnLayouts},
 		{"fn_addr", fnAddrs},
 		{"dedupe_nested", boolByte(p.fn)},
+		{"rcu_ptr_arg", boolByte(p.rcuPtrArg)},
 	} {
 		if err := set(kv.name, kv.v); err != nil {
 			return nil, err
@@ -383,6 +384,7 @@ func open(spec *ebpf.CollectionSpec, cfg Config, mode Mode) (_ *Tracer, err erro
 // attach makes the plan's links, needed ones first; a needed link that fails
 // fails the mode, an optional one is skipped with a note.
 func (t *Tracer) attach(p *plan) error {
+	var bulkWanted, bulkAttached int
 	for _, a := range p.attach {
 		prog := t.coll.Programs[a.prog]
 		if prog == nil {
@@ -405,9 +407,6 @@ func (t *Tracer) attach(p *plan) error {
 		if err != nil {
 			if a.optional {
 				t.notes = append(t.notes, fmt.Sprintf("%s not attached (%v)", a.label, err))
-				if a.bulk {
-					t.bulkHooked = false
-				}
 				continue
 			}
 			return fmt.Errorf("%w: %s %s: %v%s", ErrAttach, t.mode, a.label, err, attachHint(t.mode, a.how, err))
@@ -419,13 +418,19 @@ func (t *Tracer) attach(p *plan) error {
 			t.hooks = append(t.hooks, a.label)
 		}
 		if a.bulk {
-			t.bulkHooked = true
+			bulkAttached++
 		}
 	}
+	for _, a := range p.attach {
+		if a.bulk {
+			bulkWanted++
+		}
+	}
+	t.bulkHooked = bulkWanted > 0 && bulkAttached == bulkWanted
 	if !t.bulkHooked && t.cfg.has(tracer.KindSlab) {
-		t.notes = append(t.notes, "kmem_cache_free_bulk is not hooked (it has no tracepoint, and "+p.bulkWhy+
-			"): objects it frees (kfree_bulk, batched kfree_rcu, maple tree nodes) stay outstanding; "+
-			"caches where that happened are marked (frees_untraced)")
+		t.notes = append(t.notes, "the free functions without a tracepoint (kmem_cache_free_bulk, kvfree_call_rcu) are not all hooked ("+p.bulkWhy+
+			"): objects they free (kfree_bulk, kfree_rcu, maple tree nodes) stay outstanding until their memory is reused; "+
+			"caches where that happened are marked \"frees untraced\"")
 	}
 	return nil
 }
@@ -560,15 +565,18 @@ func (t *Tracer) Choice() string {
 	if t.cfg.has(tracer.KindSlab) {
 		switch {
 		case t.bulkHooked:
-			b.WriteString("; every slab free path is hooked (kmem_cache_free_bulk")
+			b.WriteString("; every slab free path is hooked (")
+			var extra []string
 			for _, h := range t.hooks {
-				if strings.HasSuffix(h, ":kmem_cache_free_bulk") {
-					b.WriteString(" by " + strings.TrimSuffix(h, ":kmem_cache_free_bulk"))
+				for _, f := range untracedFrees {
+					if strings.HasSuffix(h, ":"+f.fn) {
+						extra = append(extra, f.fn+" by "+strings.TrimSuffix(h, ":"+f.fn))
+					}
 				}
 			}
-			b.WriteString(")")
+			b.WriteString(strings.Join(extra, ", ") + ")")
 		default:
-			b.WriteString("; frees through kmem_cache_free_bulk are not seen (see the note), caches they affect are marked \"frees untraced\"")
+			b.WriteString("; frees through kmem_cache_free_bulk and kfree_rcu are not all seen (see the note), caches they affect are marked \"frees untraced\"")
 		}
 	}
 	return b.String()

@@ -499,7 +499,7 @@ func checkAccounting(t *testing.T, snap *tracer.Snapshot) {
 	c := func(name string) uint64 { return counter(snap, name) }
 	allocs := c("events_kmem_cache_alloc") + c("events_kmalloc") + c("events_mm_page_alloc") + c("events_percpu_alloc_percpu")
 	frees := c("events_kmem_cache_free") + c("events_kfree") + c("events_mm_page_free") + c("events_mm_page_free_batched") +
-		c("events_percpu_free_percpu") + c("events_kmem_cache_free_bulk")
+		c("events_percpu_free_percpu") + c("events_kmem_cache_free_bulk") + c("events_kvfree_call_rcu")
 	outcomes := c("tracked") + c("outstanding_map_full") + c("filtered") + c("self") + c("failed_allocs") + c("sampled_out") + c("nested_allocs")
 	if allocs == 0 || allocs != outcomes {
 		t.Errorf("allocation events %d, but tracked+map_full+filtered+self+failed+sampled_out+nested = %d", allocs, outcomes)
@@ -617,11 +617,12 @@ func TestStackCollisionsRecovered(t *testing.T) {
 	}
 }
 
-// TestUntracedFreesVisible makes the kernel free maple tree nodes in bulk
-// (kmem_cache_free_bulk, which has no tracepoint). Where the bulk free is
-// hooked (fentry or kprobes), those frees must be matched; where it is not
-// (no fentry or kprobes), the caches whose objects were freed unseen must be
-// reported per cache instead of showing silent false leaks.
+// TestUntracedFreesVisible makes the kernel free maple tree nodes through
+// paths without a tracepoint (kmem_cache_free_bulk; kfree_rcu into RCU
+// sheaves from 6.18). Where those are hooked (fentry or kprobes), the frees
+// must be matched; where not (no fentry or kprobes), the caches whose
+// objects were freed unseen must be reported per cache instead of showing
+// silent false leaks.
 func TestUntracedFreesVisible(t *testing.T) {
 	bpftest.Require(t)
 	tr, err := Open(Config{Tracking: TrackFull, MaxOutstanding: 1 << 18, MaxStacks: 1 << 14})
@@ -644,14 +645,14 @@ func TestUntracedFreesVisible(t *testing.T) {
 		switch k.Name {
 		case "alloc_at_tracked_ptr":
 			replaced = k.Value
-		case "events_kmem_cache_free_bulk":
-			bulkEvents = k.Value
+		case "events_kmem_cache_free_bulk", "events_kvfree_call_rcu":
+			bulkEvents += k.Value
 		}
 	}
-	t.Logf("bulk free hooked: %v (%d bulk frees); alloc_at_tracked_ptr %d; untraced per cache %v", tr.BulkFreesHooked(), bulkEvents, replaced, snap.UntracedFrees)
+	t.Logf("untraced free paths hooked: %v (%d objects freed through them); alloc_at_tracked_ptr %d; untraced per cache %v", tr.BulkFreesHooked(), bulkEvents, replaced, snap.UntracedFrees)
 	if tr.BulkFreesHooked() {
 		if bulkEvents == 0 {
-			t.Errorf("kmem_cache_free_bulk hooked but never seen during 20000 mmap/munmap rounds")
+			t.Errorf("kmem_cache_free_bulk and kvfree_call_rcu hooked but never seen during 20000 mmap/munmap rounds")
 		}
 		if n := snap.UntracedFrees["maple_node"]; n > 100 {
 			t.Errorf("maple_node: %d objects reused while tracked although bulk frees are hooked", n)
