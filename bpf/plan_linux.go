@@ -361,7 +361,7 @@ func (p *plan) planFunctions(cfg Config, sfx string) error {
 	case p.loadOnly:
 	case fentry:
 		if err := probeFentry("kfree"); err != nil {
-			return fmt.Errorf("%w: fentry: this kernel cannot attach BPF trampolines (%v): use --attach raw_tp or kprobe", ErrAttach, firstLine(err))
+			return fmt.Errorf("%w: fentry: this kernel cannot attach BPF trampolines (%s): use --attach raw_tp or kprobe", ErrAttach, loadErrString(err))
 		}
 	default:
 		if hint := kprobeHint(); hint != "" {
@@ -456,7 +456,7 @@ func (p *plan) planBulk(cfg Config, sfx string) {
 	case kprobeHint() == "":
 		p.planUntracedFrees(cfg, sfx, attachKprobe)
 	default:
-		p.bulkWhy = "this kernel allows neither fentry (" + firstLine(fentryErr) + ") nor kprobes"
+		p.bulkWhy = "this kernel allows neither fentry (" + loadErrString(fentryErr) + ") nor kprobes"
 	}
 }
 
@@ -501,6 +501,13 @@ func (p *plan) addFentry(prog, fn string, bulk bool) {
 		}
 		p.attach = append(p.attach, a)
 	}
+}
+
+// loadErrString is a load or attach error's first line without cilium/ebpf's
+// memlock hint, which is wrong here: kmemprof lifts the limit first, and a
+// kernel that forbids a program type also answers EPERM.
+func loadErrString(err error) string {
+	return strings.TrimSpace(strings.Replace(firstLine(err), "(MEMLOCK may be too low, consider rlimit.RemoveMemlock)", "", 1))
 }
 
 // probeFentry loads and attaches an empty fentry program to a kernel

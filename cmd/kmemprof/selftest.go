@@ -20,7 +20,8 @@ for each check and exits 0 only when all pass. Needs root.
 
 Options:
       --attach MODE   attach mode to test: auto (default), raw_tp, tp_btf,
-                      tracepoint or kprobe
+                      tracepoint, fentry or kprobe; a mode the kernel cannot
+                      offer fails the attach check with the reason
   -n N                eventfds the child holds (default 5000, at most 16000)
   -h, --help          show this help
 `

@@ -29,7 +29,7 @@ Options:
       --sort KEY     diff, bytes, allocs, frees or growth (default diff)
   -n N               rows shown (default 20)
   -d, --duration D   stop after D (default: run until q or Ctrl-C)
-      --attach MODE  auto (default), raw_tp, tp_btf or tracepoint
+      --attach MODE  auto (default), raw_tp, tp_btf, tracepoint, fentry or kprobe
   -h, --help         show this help
 
 Only allocations made since top started are counted (frees of older objects
@@ -86,9 +86,6 @@ func parseTop(args []string, stdout io.Writer) (*topOptions, error) {
 	}
 	if o.mode, err = bpf.ParseMode(attach); err != nil {
 		return nil, usagef("bad --attach: %v", err)
-	}
-	if o.mode == bpf.ModeKprobe {
-		return nil, usagef("--attach kprobe is not supported by top")
 	}
 	return o, nil
 }
