@@ -523,11 +523,15 @@ func TestRecordGrowthRanksTheLeak(t *testing.T) {
 	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("2"), 0); err != nil {
 		t.Fatalf("dropping the dentry and inode caches: %v", err)
 	}
-	r := startRecord(t, "-d", "8s", "--interval", "500ms")
+	// The capture ends by Ctrl-C once the leak is whole, not after a fixed
+	// time: under emulation (the kernel matrix) the walk and the leak take
+	// longer than any fixed duration a fast machine would pick.
+	r := startRecord(t, "-d", "10m", "--interval", "500ms")
 	walker.Walk(t)
 	leaker := bpftest.StartSteadyLeaker(t, 5000, 6*time.Second)
 	leaker.Wait(t, "held")
-	r.wait(t)
+	time.Sleep(time.Second) // two more intervals with the leak held
+	r.stop(t, syscall.SIGINT)
 	p := readProfile(t, r.out)
 
 	growth := sampleIndex(t, p, "growth_space")
