@@ -403,9 +403,12 @@ struct {
  * fentry program on a CPU where that same program is already running: an
  * interrupt that frees (an RCU callback freeing files, dentries or maple
  * nodes, say) while the free program runs in process context would be
- * lost, and the object would look leaked. So each free hook has two
- * programs, called one after the other for every event: the primary, and a
- * backup for the events the kernel did not run the primary for. The primary
+ * lost, and the object would look leaked. So each free hook has a second,
+ * backup program for the events the kernel did not run the primary for.
+ * A second program on a tracepoint costs every event a second dispatch
+ * (about 60 ns here, as much as the primary's whole work), so user space
+ * attaches it only once the kernel reports a miss of the primary
+ * (backups_armed); from then on both run for every event. The primary
  * notes the key it handles (last_frees); the backup skips an event whose key
  * its primary noted, and handles any other: one nested inside the primary.
  * On kernels that do run nested programs, the backup then finds the key
@@ -513,6 +516,13 @@ volatile __u64 clock_ns = 0;
  */
 __u8 fx_site_word[NR_FN_SLOTS] = {};
 
+/*
+ * Set by user space before it attaches the first backup program (backups
+ * are attached only once the kernel reports a nested free): from then on
+ * the primaries note the key they handle.
+ */
+volatile __u32 backups_armed = 0;
+
 /* Test-run programs leave their results here. */
 __u64 probe_result = 0;
 
@@ -557,6 +567,8 @@ static __always_inline void count_n(__u32 idx, __u64 n)
  */
 static __always_inline bool backup_skips(__u32 hook, __u64 key, const int role)
 {
+	if (role == ROLE_PRIMARY && !backups_armed)
+		return false;
 	__u64 *last = bpf_map_lookup_elem(&last_frees, &hook);
 	if (!last)
 		return false;
@@ -1155,12 +1167,25 @@ static __always_inline struct alloc_info *table_claim(__u64 key)
 	return v;
 }
 
-static __always_inline void fill_record(struct alloc_info *v, struct alloc_ev *ev, __u32 tgid, __s64 stack_id)
+/* The cgroup v2 id of a task, as bpf_get_current_cgroup_id gives it, without the call. */
+static __always_inline __u64 task_cgroup_id(struct task_struct *task)
+{
+	if (!bpf_core_field_exists(task->cgroups))
+		return 0;
+	return task->cgroups->dfl_cgrp->kn->id;
+}
+
+/*
+ * fill_record writes an allocation's record. task is the current task
+ * (kernels with bpf_get_current_task_btf) or NULL: its fields are plain
+ * loads, cheaper than a helper call each.
+ */
+static __always_inline void fill_record(struct alloc_info *v, struct alloc_ev *ev, __u32 tgid, __s64 stack_id,
+					struct task_struct *task)
 {
 	/* User space ticks clock_ns every CLOCK_TICK; reading it costs one load. */
 	v->ts = clock_ns;
 	v->cache = ev->cache;
-	v->cgroup = bpf_get_current_cgroup_id();
 	v->site = ev->site;
 	v->stack_id = stack_id;
 	v->tgid = tgid;
@@ -1172,10 +1197,12 @@ static __always_inline void fill_record(struct alloc_info *v, struct alloc_ev *e
 	v->accounted = ev->accounted;
 	v->order = ev->order;
 	if (have_task_btf) {
-		/* Two loads from the task, cheaper than bpf_get_current_comm's copy. */
-		struct task_struct *task = bpf_get_current_task_btf();
+		if (!task)
+			task = bpf_get_current_task_btf();
+		v->cgroup = task_cgroup_id(task);
 		__builtin_memcpy(v->comm, task->comm, sizeof(v->comm));
 	} else {
+		v->cgroup = bpf_get_current_cgroup_id();
 		bpf_get_current_comm(v->comm, sizeof(v->comm));
 	}
 }
@@ -1217,7 +1244,8 @@ static __always_inline void add_totals(struct alloc_info *v)
  * store_alloc inserts one admitted allocation and walks its stack unless the
  * hook walked it (ev->stack_id != STACK_UNSET).
  */
-static __always_inline void store_alloc(void *ctx, struct alloc_ev *ev, __u32 tgid, const int A)
+static __always_inline void store_alloc(void *ctx, struct alloc_ev *ev, __u32 tgid, struct task_struct *task,
+					const int A)
 {
 	__u64 key = (ev->ptr << 2) | ev->kind;
 	__s64 stack_id = ev->stack_id;
@@ -1227,7 +1255,7 @@ static __always_inline void store_alloc(void *ctx, struct alloc_ev *ev, __u32 tg
 			return;
 		if (stack_id == STACK_UNSET)
 			stack_id = decide_stack(ctx, ev->site, A);
-		fill_record(v, ev, tgid, stack_id);
+		fill_record(v, ev, tgid, stack_id, task);
 		if (count_caches)
 			cache_stat_add(ev->cache, 1, ev->alloc);
 		if (keep_totals)
@@ -1237,7 +1265,7 @@ static __always_inline void store_alloc(void *ctx, struct alloc_ev *ev, __u32 tg
 	if (stack_id == STACK_UNSET)
 		stack_id = decide_stack(ctx, ev->site, A);
 	struct alloc_info rec = {};
-	fill_record(&rec, ev, tgid, stack_id);
+	fill_record(&rec, ev, tgid, stack_id, task);
 	struct alloc_info *old = bpf_map_lookup_elem(&table_hash, &key);
 	if (old)
 		missed_free(old);
@@ -1259,12 +1287,18 @@ static __always_inline void store_alloc(void *ctx, struct alloc_ev *ev, __u32 tg
  */
 static __always_inline void record_alloc(void *ctx, struct alloc_ev *ev, const int A)
 {
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	__u32 tgid = pid_tgid >> 32;
+	struct task_struct *task = NULL;
+	__u32 tgid;
+	if (have_task_btf) {
+		task = bpf_get_current_task_btf();
+		tgid = task->tgid;
+	} else {
+		tgid = bpf_get_current_pid_tgid() >> 32;
+	}
 	if (!admit(tgid))
 		return;
 	ev->stack_id = STACK_UNSET;
-	store_alloc(ctx, ev, tgid, A);
+	store_alloc(ctx, ev, tgid, task, A);
 }
 
 /*
@@ -1809,7 +1843,7 @@ static __always_inline int fx_alloc(__u64 *ctx, const int slot, const int A)
 	if (trace_mode == MODE_ADAPTIVE)
 		ev.site = fx_site(ctx, slot);
 	ev.stack_id = STACK_UNSET;
-	store_alloc(ctx, &ev, tgid, A);
+	store_alloc(ctx, &ev, tgid, NULL, A);
 	return 0;
 }
 
@@ -1887,7 +1921,7 @@ static __always_inline int do_kr_alloc(struct pt_regs *ctx, const int A)
 		site_freed(a.ev.site);
 		return 0;
 	}
-	store_alloc(ctx, &a.ev, pid_tgid >> 32, A);
+	store_alloc(ctx, &a.ev, pid_tgid >> 32, NULL, A);
 	return 0;
 }
 

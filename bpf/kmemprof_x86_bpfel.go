@@ -401,6 +401,7 @@ type kmemprofVariableSpecs struct {
 	FieldEnum    *ebpf.VariableSpec `ebpf:"_field_enum"`
 	HookEnum     *ebpf.VariableSpec `ebpf:"_hook_enum"`
 	ArgIdx       *ebpf.VariableSpec `ebpf:"arg_idx"`
+	BackupsArmed *ebpf.VariableSpec `ebpf:"backups_armed"`
 	CacheFilter  *ebpf.VariableSpec `ebpf:"cache_filter"`
 	CacheFilterN *ebpf.VariableSpec `ebpf:"cache_filter_n"`
 	CalibNames   *ebpf.VariableSpec `ebpf:"calib_names"`
@@ -504,6 +505,7 @@ type kmemprofVariables struct {
 	FieldEnum    *ebpf.Variable `ebpf:"_field_enum"`
 	HookEnum     *ebpf.Variable `ebpf:"_hook_enum"`
 	ArgIdx       *ebpf.Variable `ebpf:"arg_idx"`
+	BackupsArmed *ebpf.Variable `ebpf:"backups_armed"`
 	CacheFilter  *ebpf.Variable `ebpf:"cache_filter"`
 	CacheFilterN *ebpf.Variable `ebpf:"cache_filter_n"`
 	CalibNames   *ebpf.Variable `ebpf:"calib_names"`

@@ -194,6 +194,17 @@ func (p *plan) addTracing(ev hookEvent, prog string, typed bool) {
 // backupName is the name of a program's backup: kt_kfree_b, kt_kfree_na_b.
 func backupName(prog string) string { return prog + "_b" }
 
+// primaryOf is the key of the primary program of a backup's key:
+// kt_kfree_b -> kt_kfree, kt_kfree_b@kfree -> kt_kfree@kfree.
+func (p *plan) primaryOf(key string) string {
+	name, at, typed := strings.Cut(key, "@")
+	name = strings.TrimSuffix(name, "_b")
+	if typed {
+		return name + "@" + at
+	}
+	return name
+}
+
 type progRole int
 
 const (

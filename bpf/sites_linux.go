@@ -3,12 +3,13 @@ package bpf
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/cilium/ebpf"
 )
 
-// coolEvery is how many clock ticks pass between two cooling rounds (1 s).
-const coolEvery = 100
+// coolEvery is the time between two cooling rounds.
+const coolEvery = time.Second
 
 // siteStateSize is sizeof(struct site_state): allocs, frees, hot, arm,
 // w_allocs, w_frees.

@@ -604,6 +604,8 @@ func (t *Tracer) meta(c [nrCounters]uint64) tracer.Meta {
 	// primary handled. What is lost is every other program's misses, and
 	// the primaries' misses that no backup made up for.
 	var misses, primaryMisses uint64
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	for i, p := range t.progs {
 		st, err := p.Stats()
 		if err != nil {
@@ -622,7 +624,7 @@ func (t *Tracer) meta(c [nrCounters]uint64) tracer.Meta {
 	}
 	m.Counters = append(m.Counters, tracer.Counter{
 		Name: "prog_recursion_misses", Value: misses, Loss: true,
-		Help: "events the kernel did not deliver because their BPF program was already running on that CPU (an interrupt's allocations during an allocation's stack walk), and no backup program handled",
+		Help: "events the kernel did not deliver because their BPF program was already running on that CPU (an interrupt's allocations during an allocation's stack walk; frees nested in a free program before its backup was attached), and no backup program handled",
 	})
 	if t.mode == ModeKprobe || t.kprobeMissed != 0 {
 		m.Counters = append(m.Counters, tracer.Counter{

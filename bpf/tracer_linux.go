@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -20,13 +21,21 @@ import (
 // the programs and frees the maps; it must be called on every exit path (the
 // kernel also detaches them when the process exits, since nothing is pinned).
 type Tracer struct {
-	cfg   Config
-	coll  *ebpf.Collection
+	cfg  Config
+	coll *ebpf.Collection
+	// mu guards links, progs, progRoles, notes, pending and detached: the
+	// clock goroutine attaches backup programs while the capture runs.
+	mu    sync.Mutex
 	links []link.Link
 	progs []*ebpf.Program // attached programs, for stats
 	// progRoles says, for each of progs, whether it is a free hook's
 	// primary program with a backup, the backup, or neither.
 	progRoles []progRole
+	// pending are the free hooks' backup programs not attached yet: each is
+	// attached the first time the kernel reports a free it did not run the
+	// hook's primary program for (see armBackups).
+	pending  []pendingBackup
+	detached bool
 	mode      Mode
 	hooks     []string
 	start     time.Time
@@ -73,13 +82,17 @@ func (t *Tracer) startClock() error {
 		defer close(t.tickDone)
 		tick := time.NewTicker(clockTick)
 		defer tick.Stop()
-		for n := 1; ; n++ {
+		// Rounds go by time, not by ticks: a busy machine drops ticks.
+		lastCool := time.Now()
+		for {
 			select {
 			case <-t.stopTick:
 				return
-			case <-tick.C:
+			case now := <-tick.C:
 				t.setClock()
-				if t.sites != nil && n%coolEvery == 0 {
+				t.armBackups()
+				if t.sites != nil && now.Sub(lastCool) >= coolEvery {
+					lastCool = now
 					t.sites.cool()
 				}
 			}
@@ -126,7 +139,9 @@ func Open(cfg Config) (*Tracer, error) {
 		t, err := open(spec, cfg, m)
 		if err == nil {
 			if len(errs) > 0 {
+				t.mu.Lock()
 				t.notes = append(t.notes, "attach auto: "+strings.Join(errs, "; "))
+				t.mu.Unlock()
 			}
 			return t, nil
 		}
@@ -377,33 +392,31 @@ func open(spec *ebpf.CollectionSpec, cfg Config, mode Mode) (_ *Tracer, err erro
 	if err := t.attach(p); err != nil {
 		return nil, err
 	}
+	t.mu.Lock()
 	t.start = time.Now()
+	t.mu.Unlock()
 	return t, nil
 }
 
 // attach makes the plan's links, needed ones first; a needed link that fails
 // fails the mode, an optional one is skipped with a note.
 func (t *Tracer) attach(p *plan) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	var bulkWanted, bulkAttached int
+	attached := map[string]*ebpf.Program{}
 	for _, a := range p.attach {
 		prog := t.coll.Programs[a.prog]
 		if prog == nil {
 			return fmt.Errorf("program %s was not loaded", a.prog)
 		}
-		var l link.Link
-		var err error
-		switch a.how {
-		case attachRawTP:
-			l, err = link.AttachRawTracepoint(link.RawTracepointOptions{Name: a.target, Program: prog})
-		case attachTracing:
-			l, err = link.AttachTracing(link.TracingOptions{Program: prog})
-		case attachTracepoint:
-			l, err = link.Tracepoint(a.group, a.target, prog, nil)
-		case attachKprobe:
-			l, err = link.Kprobe(a.target, prog, nil)
-		case attachKretprobe:
-			l, err = link.Kretprobe(a.target, prog, nil)
+		if p.role(a.prog) == roleBackup {
+			if primary := attached[p.primaryOf(a.prog)]; primary != nil {
+				t.pending = append(t.pending, pendingBackup{a: a, prog: prog, primary: primary})
+			}
+			continue
 		}
+		l, err := attachOne(a, prog)
 		if err != nil {
 			if a.optional {
 				t.notes = append(t.notes, fmt.Sprintf("%s not attached (%v)", a.label, err))
@@ -414,6 +427,7 @@ func (t *Tracer) attach(p *plan) error {
 		t.links = append(t.links, l)
 		t.progs = append(t.progs, prog)
 		t.progRoles = append(t.progRoles, p.role(a.prog))
+		attached[a.prog] = prog
 		if a.label != "" && !contains(t.hooks, a.label) {
 			t.hooks = append(t.hooks, a.label)
 		}
@@ -433,6 +447,77 @@ func (t *Tracer) attach(p *plan) error {
 			"caches where that happened are marked \"frees untraced\"")
 	}
 	return nil
+}
+
+// attachOne makes one attachment's link.
+func attachOne(a attachment, prog *ebpf.Program) (link.Link, error) {
+	switch a.how {
+	case attachRawTP:
+		return link.AttachRawTracepoint(link.RawTracepointOptions{Name: a.target, Program: prog})
+	case attachTracing:
+		return link.AttachTracing(link.TracingOptions{Program: prog})
+	case attachTracepoint:
+		return link.Tracepoint(a.group, a.target, prog, nil)
+	case attachKprobe:
+		return link.Kprobe(a.target, prog, nil)
+	case attachKretprobe:
+		return link.Kretprobe(a.target, prog, nil)
+	}
+	return nil, fmt.Errorf("unknown attachment kind %d", a.how)
+}
+
+// pendingBackup is a free hook's backup program, attached once its primary
+// misses a nested free.
+type pendingBackup struct {
+	a       attachment
+	prog    *ebpf.Program
+	primary *ebpf.Program
+}
+
+// armBackups attaches the backup of every free hook whose primary program
+// the kernel has skipped for a nested event (its recursion_misses count,
+// Linux 6.1+). A second program on a tracepoint costs every event a second
+// dispatch, about as much as the primary's whole work, so it is only paid
+// where frees do arrive inside the free program (interrupts that free:
+// RCU callbacks, network and block completions). The frees missed before
+// it is attached, at most one clock tick's worth, are counted as lost
+// (prog_recursion_misses), and their objects stay outstanding until their
+// memory is allocated again (alloc_at_tracked_ptr).
+func (t *Tracer) armBackups() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.detached || len(t.pending) == 0 {
+		return
+	}
+	rest := t.pending[:0]
+	for _, pb := range t.pending {
+		st, err := pb.primary.Stats()
+		if err != nil || st.RecursionMisses == 0 {
+			rest = append(rest, pb)
+			continue
+		}
+		if v := t.coll.Variables["backups_armed"]; v != nil {
+			if err := v.Set(uint32(1)); err != nil {
+				rest = append(rest, pb)
+				continue
+			}
+		}
+		l, err := attachOne(pb.a, pb.prog)
+		if err != nil {
+			t.notes = append(t.notes, fmt.Sprintf("the backup program of a free hook (%s) failed to attach (%v): frees nested in its primary program are lost (prog_recursion_misses)", pb.a.target, err))
+			continue
+		}
+		t.links = append(t.links, l)
+		t.progs = append(t.progs, pb.prog)
+		t.progRoles = append(t.progRoles, roleBackup)
+		at := time.Duration(0)
+		if !t.start.IsZero() {
+			at = time.Since(t.start).Round(time.Millisecond)
+		}
+		t.notes = append(t.notes, fmt.Sprintf("%s: frees nested in the free program seen after %v; its backup program handles them from then on (%d missed before: prog_recursion_misses)",
+			pb.a.target, at, st.RecursionMisses))
+	}
+	t.pending = rest
 }
 
 func contains(ss []string, s string) bool {
@@ -547,7 +632,11 @@ func (t *Tracer) Mode() Mode { return t.mode }
 func (t *Tracer) Hooks() []string { return append([]string(nil), t.hooks...) }
 
 // Notes returns what the attach skipped or chose, for the user and the profile.
-func (t *Tracer) Notes() []string { return append([]string(nil), t.notes...) }
+func (t *Tracer) Notes() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.notes...)
+}
 
 // BulkFreesHooked reports whether kmem_cache_free_bulk is hooked, so that
 // no slab free path goes unseen.
@@ -598,6 +687,8 @@ func (t *Tracer) ProgramIDs() []ebpf.ProgramID {
 // Detach stops tracing: it closes every link so no program runs any more,
 // while the maps stay readable for Snapshot. It is safe to call twice.
 func (t *Tracer) Detach() error {
+	t.mu.Lock()
+	t.detached = true
 	var errs []error
 	for _, l := range t.links {
 		if info, err := l.Info(); err == nil {
@@ -612,6 +703,8 @@ func (t *Tracer) Detach() error {
 		}
 	}
 	t.links = nil
+	t.mu.Unlock()
+	// The clock goroutine takes mu (armBackups): stopped outside it.
 	if t.stopTick != nil {
 		close(t.stopTick)
 		<-t.tickDone

@@ -97,7 +97,23 @@ struct cred;
 struct signal_struct;
 struct sighand_struct;
 
+/* The task's cgroup v2 (default hierarchy) id: task->cgroups->dfl_cgrp->kn->id. */
+struct kernfs_node {
+	u64 id;
+};
+
+struct cgroup {
+	struct kernfs_node *kn;
+};
+
+struct css_set {
+	struct cgroup *dfl_cgrp;
+};
+
 struct task_struct {
+	int pid;
+	int tgid;
+	struct css_set *cgroups;
 	char comm[16];
 	struct mm_struct *mm;
 	struct files_struct *files;
