@@ -36,16 +36,16 @@ type Tracer struct {
 	// hook's primary program for (see armBackups).
 	pending  []pendingBackup
 	detached bool
-	mode      Mode
-	hooks     []string
-	start     time.Time
-	stop      time.Time // when Detach ran; zero while tracing
-	notes     []string  // what the attach chose or skipped, for the profile
-	cgroupFD  *os.File
-	clock     *ebpf.Variable
-	stopTick  chan struct{}
-	tickDone  chan struct{}
-	sites     *siteCooler // adaptive mode only
+	mode     Mode
+	hooks    []string
+	start    time.Time
+	stop     time.Time // when Detach ran; zero while tracing
+	notes    []string  // what the attach chose or skipped, for the profile
+	cgroupFD *os.File
+	clock    *ebpf.Variable
+	stopTick chan struct{}
+	tickDone chan struct{}
+	sites    *siteCooler // adaptive mode only
 	// hashTable: the outstanding table is table_hash (kernels without BPF
 	// atomics) instead of table_keys/table_recs.
 	hashTable bool
