@@ -63,6 +63,15 @@ func HelperMain() {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	case "openclose":
+		n, _ := strconv.Atoi(os.Getenv(helperEnv + "_N"))
+		ns, err := openCloseLoop(n)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		fmt.Printf("ns/iter %f\n", ns)
+		os.Exit(0)
 	case "tree":
 		n, _ := strconv.Atoi(os.Getenv(helperEnv + "_N"))
 		if err := treeWalker(os.Getenv(helperEnv+"_DIR"), n, os.Stdin, os.Stdout); err != nil {
@@ -249,6 +258,21 @@ func (c *Child) Wait(t testing.TB, prefix string) string {
 func StartSteadyLeaker(t testing.TB, n int, d time.Duration) *Child {
 	t.Helper()
 	return startChild(t, helperEnv+"=steady", helperEnv+"_N="+strconv.Itoa(n), helperEnv+"_D="+d.String())
+}
+
+// OpenClose runs a child that opens and closes /dev/null n times (after a
+// tenth of that to warm up) and returns the time per iteration it measured.
+// A child, so that its allocations are not the tracer's own (which the
+// tracer skips).
+func OpenClose(t testing.TB, n int) float64 {
+	t.Helper()
+	c := startChild(t, helperEnv+"=openclose", helperEnv+"_N="+strconv.Itoa(n))
+	line := c.Wait(t, "ns/iter ")
+	ns, err := strconv.ParseFloat(strings.TrimPrefix(line, "ns/iter "), 64)
+	if err != nil {
+		t.Fatalf("helper printed %q: %v", line, err)
+	}
+	return ns
 }
 
 // StartTreeWalker starts a child that makes n files under dir and prints

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -159,4 +160,26 @@ func mmapChurn(n int, in io.Reader, out io.Writer) error {
 	fmt.Fprintf(out, "walked %d\n", n)
 	sc.Scan()
 	return nil
+}
+
+func openCloseLoop(n int) (float64, error) {
+	runtime.LockOSThread()
+	loop := func(n int) error {
+		for range n {
+			fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			unix.Close(fd)
+		}
+		return nil
+	}
+	if err := loop(n / 10); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if err := loop(n); err != nil {
+		return 0, err
+	}
+	return float64(time.Since(start).Nanoseconds()) / float64(max(n, 1)), nil
 }

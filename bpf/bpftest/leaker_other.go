@@ -31,3 +31,7 @@ func pipeFiller(int, io.Reader, io.Writer) error {
 func mmapChurn(int, io.Reader, io.Writer) error {
 	return errors.New("the mmap churner is only used on Linux")
 }
+
+func openCloseLoop(int) (float64, error) {
+	return 0, errors.New("the open/close loop is only used on Linux")
+}
