@@ -113,6 +113,9 @@ type Config struct {
 	Kinds []tracer.Kind
 	// PID, if non-zero, traces only allocations by this process (thread group).
 	PID uint32
+	// Follow traces only the process tree of the processes given to
+	// Tracer.Follow, children included as they are forked (in the kernel).
+	Follow bool
 	// CgroupPath, if set, traces only allocations by tasks in this cgroup v2
 	// directory or below it (an absolute path under the cgroup2 mount).
 	CgroupPath string

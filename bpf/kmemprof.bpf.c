@@ -170,9 +170,12 @@ struct bucket {
  * outstanding count reaches arm (hot_threshold while arm is 0). While hot it
  * checks, every CHURN_WINDOW allocations, how many of the window's
  * allocations were freed: a site that frees nearly all it allocates (15/16)
- * is churn with a backlog (RCU-deferred frees, in-flight buffers), not a
- * leak, and cools itself with arm at twice its outstanding count. User space
- * also cools hot sites that stopped growing (sites_linux.go).
+ * and has not grown by hot_threshold since it turned hot is churn with a
+ * backlog (RCU-deferred frees, in-flight buffers), not a leak, and cools
+ * itself with arm at twice its outstanding count. A site that grew is left
+ * hot even in a window of churn: a leak at a call site that many other
+ * callers churn through (files, say) keeps its stacks. User space cools
+ * hot sites that stopped growing (sites_linux.go).
  */
 struct site_state {
 	__s64 allocs;   /* allocations at this site tracked since the start */
@@ -181,6 +184,7 @@ struct site_state {
 	__s64 arm;      /* outstanding count that turns it hot; 0: hot_threshold */
 	__s64 w_allocs; /* allocs and frees when the current window began */
 	__s64 w_frees;
+	__s64 hot_out;  /* outstanding count when it turned hot */
 };
 
 /*
@@ -431,6 +435,18 @@ struct {
 	__uint(max_entries, 1);
 } cgroup_filter SEC(".maps");
 
+/*
+ * --follow: the process tree of a command. Its tgid is put here before it
+ * runs; tree_fork adds every child of a member, tree_exit removes a member
+ * whose last thread exits (so that a reused pid is not traced).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(max_entries, 65536);
+} tree SEC(".maps");
+
 /* Per-cache allocation and free counts for `kmemprof top` (count_caches). */
 struct cache_stat {
 	__u64 allocs;
@@ -450,6 +466,8 @@ struct {
 const volatile __u32 self_tgid = 0;
 const volatile __u32 filter_tgid = 0;
 const volatile __u8 filter_cgroup = 0;
+/* --follow: only tasks whose tgid is in tree. */
+const volatile __u8 filter_tree = 0;
 const volatile __u64 min_size = 0;
 const volatile __u32 cache_filter_n = 0;
 const volatile char cache_filter[MAX_CACHE_FILTERS][CACHE_NAME_LEN] = {};
@@ -853,6 +871,10 @@ static __always_inline bool pass_task_filters(__u32 tgid)
 			return false;
 		}
 	}
+	if (filter_tree && !bpf_map_lookup_elem(&tree, &tgid)) {
+		count(C_FILTERED);
+		return false;
+	}
 	return true;
 }
 
@@ -864,6 +886,8 @@ static __always_inline bool task_passes(__u32 tgid)
 	if (filter_tgid && tgid != filter_tgid)
 		return false;
 	if (filter_cgroup && bpf_current_task_under_cgroup(&cgroup_filter, 0) != 1)
+		return false;
+	if (filter_tree && !bpf_map_lookup_elem(&tree, &tgid))
 		return false;
 	return true;
 }
@@ -1024,7 +1048,7 @@ static __always_inline __s64 decide_stack(void *ctx, __u64 site, const int A)
 			__s64 wf = frees - st->w_frees;
 			st->w_allocs = allocs;
 			st->w_frees = frees;
-			if (wf * 16 >= wa * 15) {
+			if (wf * 16 >= wa * 15 && out < st->hot_out + hot_threshold) {
 				/* churn: cool, and stay cold until it doubles */
 				st->hot = 0;
 				st->arm = out * 2 > out + hot_threshold ? out * 2 : out + hot_threshold;
@@ -1047,6 +1071,7 @@ static __always_inline __s64 decide_stack(void *ctx, __u64 site, const int A)
 		count(C_HOT_SITES);
 		st->w_allocs = allocs;
 		st->w_frees = frees;
+		st->hot_out = out;
 	}
 	return walk_stack(ctx, A);
 }
@@ -2063,6 +2088,37 @@ FN_PROGRAMS(_na, 0)
  * resolve_cache records a cache's name, sizes and flags in the caches map;
  * user space runs it once per kmem_cache pointer found in the records.
  */
+/*
+ * --follow. sched_process_fork(parent, child) and sched_process_exit(p, ...)
+ * have passed the task first since they exist; read with CO-RE.
+ */
+SEC("raw_tp/sched_process_fork")
+int tree_fork(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *parent = (struct task_struct *)ctx->args[0];
+	struct task_struct *child = (struct task_struct *)ctx->args[1];
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	if (!bpf_map_lookup_elem(&tree, &ptgid))
+		return 0;
+	__u32 ctgid = BPF_CORE_READ(child, tgid);
+	__u8 one = 1;
+	bpf_map_update_elem(&tree, &ctgid, &one, BPF_ANY);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_exit")
+int tree_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct task_struct *p = (struct task_struct *)ctx->args[0];
+	__u32 tgid = BPF_CORE_READ(p, tgid);
+	if (!bpf_map_lookup_elem(&tree, &tgid))
+		return 0;
+	/* do_exit counts the thread out of signal->live before this event. */
+	if (BPF_CORE_READ(p, signal, live.counter) == 0)
+		bpf_map_delete_elem(&tree, &tgid);
+	return 0;
+}
+
 SEC("raw_tp")
 int resolve_cache(struct bpf_raw_tracepoint_args *ctx)
 {

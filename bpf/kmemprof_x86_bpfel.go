@@ -169,6 +169,7 @@ type kmemprofSiteState struct {
 	Arm      int64
 	W_allocs int64
 	W_frees  int64
+	HotOut   int64
 }
 
 type kmemprofStackBuf struct {
@@ -368,6 +369,8 @@ type kmemprofProgramSpecs struct {
 	TpPcpuAllocNa  *ebpf.ProgramSpec `ebpf:"tp_pcpu_alloc_na"`
 	TpPcpuFree     *ebpf.ProgramSpec `ebpf:"tp_pcpu_free"`
 	TpPcpuFreeNa   *ebpf.ProgramSpec `ebpf:"tp_pcpu_free_na"`
+	TreeExit       *ebpf.ProgramSpec `ebpf:"tree_exit"`
+	TreeFork       *ebpf.ProgramSpec `ebpf:"tree_fork"`
 }
 
 // kmemprofMapSpecs contains maps before they are loaded into the kernel.
@@ -391,6 +394,7 @@ type kmemprofMapSpecs struct {
 	TableKeys    *ebpf.MapSpec `ebpf:"table_keys"`
 	TableRecs    *ebpf.MapSpec `ebpf:"table_recs"`
 	Totals       *ebpf.MapSpec `ebpf:"totals"`
+	Tree         *ebpf.MapSpec `ebpf:"tree"`
 }
 
 // kmemprofVariableSpecs contains global variables before they are loaded into the kernel.
@@ -411,6 +415,7 @@ type kmemprofVariableSpecs struct {
 	DedupeNested *ebpf.VariableSpec `ebpf:"dedupe_nested"`
 	FilterCgroup *ebpf.VariableSpec `ebpf:"filter_cgroup"`
 	FilterTgid   *ebpf.VariableSpec `ebpf:"filter_tgid"`
+	FilterTree   *ebpf.VariableSpec `ebpf:"filter_tree"`
 	FnAddr       *ebpf.VariableSpec `ebpf:"fn_addr"`
 	FnAlloc      *ebpf.VariableSpec `ebpf:"fn_alloc"`
 	FxSiteWord   *ebpf.VariableSpec `ebpf:"fx_site_word"`
@@ -473,6 +478,7 @@ type kmemprofMaps struct {
 	TableKeys    *ebpf.Map `ebpf:"table_keys"`
 	TableRecs    *ebpf.Map `ebpf:"table_recs"`
 	Totals       *ebpf.Map `ebpf:"totals"`
+	Tree         *ebpf.Map `ebpf:"tree"`
 }
 
 func (m *kmemprofMaps) Close() error {
@@ -494,6 +500,7 @@ func (m *kmemprofMaps) Close() error {
 		m.TableKeys,
 		m.TableRecs,
 		m.Totals,
+		m.Tree,
 	)
 }
 
@@ -515,6 +522,7 @@ type kmemprofVariables struct {
 	DedupeNested *ebpf.Variable `ebpf:"dedupe_nested"`
 	FilterCgroup *ebpf.Variable `ebpf:"filter_cgroup"`
 	FilterTgid   *ebpf.Variable `ebpf:"filter_tgid"`
+	FilterTree   *ebpf.Variable `ebpf:"filter_tree"`
 	FnAddr       *ebpf.Variable `ebpf:"fn_addr"`
 	FnAlloc      *ebpf.Variable `ebpf:"fn_alloc"`
 	FxSiteWord   *ebpf.Variable `ebpf:"fx_site_word"`
@@ -676,6 +684,8 @@ type kmemprofPrograms struct {
 	TpPcpuAllocNa  *ebpf.Program `ebpf:"tp_pcpu_alloc_na"`
 	TpPcpuFree     *ebpf.Program `ebpf:"tp_pcpu_free"`
 	TpPcpuFreeNa   *ebpf.Program `ebpf:"tp_pcpu_free_na"`
+	TreeExit       *ebpf.Program `ebpf:"tree_exit"`
+	TreeFork       *ebpf.Program `ebpf:"tree_fork"`
 }
 
 func (p *kmemprofPrograms) Close() error {
@@ -812,6 +822,8 @@ func (p *kmemprofPrograms) Close() error {
 		p.TpPcpuAllocNa,
 		p.TpPcpuFree,
 		p.TpPcpuFreeNa,
+		p.TreeExit,
+		p.TreeFork,
 	)
 }
 

@@ -114,6 +114,13 @@ func makePlan(cfg Config, mode Mode, loadOnly bool) (*plan, error) {
 	if !p.fn && cfg.has(tracer.KindSlab) && !loadOnly {
 		p.planBulk(cfg, sfx)
 	}
+	if cfg.Follow {
+		// The followed tree grows with every fork of a member.
+		for _, ev := range []struct{ prog, event string }{{"tree_fork", "sched_process_fork"}, {"tree_exit", "sched_process_exit"}} {
+			p.addProg(progLoad{key: ev.prog, from: ev.prog})
+			p.attach = append(p.attach, attachment{how: attachRawTP, prog: ev.prog, target: ev.event})
+		}
+	}
 	// Programs run from user space (BPF_PROG_TEST_RUN), never attached.
 	for _, name := range []string{"resolve_cache", "read_word", "calib_probe", "obj_cache_probe"} {
 		p.addProg(progLoad{key: name, from: name})

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 )
@@ -11,9 +12,16 @@ import (
 // coolEvery is the time between two cooling rounds.
 const coolEvery = time.Second
 
-// siteStateSize is sizeof(struct site_state): allocs, frees, hot, arm,
-// w_allocs, w_frees.
-const siteStateSize = 48
+// siteStateSize is sizeof(struct site_state); the cooler reads allocs,
+// frees and hot and writes hot and arm at their offsets.
+const siteStateSize = int(unsafe.Sizeof(kmemprofSiteState{}))
+
+const (
+	offAllocs = int(unsafe.Offsetof(kmemprofSiteState{}.Allocs))
+	offFrees  = int(unsafe.Offsetof(kmemprofSiteState{}.Frees))
+	offHot    = int(unsafe.Offsetof(kmemprofSiteState{}.Hot))
+	offArm    = int(unsafe.Offsetof(kmemprofSiteState{}.Arm))
+)
 
 // siteCooler turns hot call sites cold again when they stop growing, so that
 // a site which rose and plateaued (a cache filled once, a process that opened
@@ -45,22 +53,27 @@ func (c *siteCooler) cool() {
 	}
 	le := binary.LittleEndian
 	for i := 0; i+siteStateSize <= len(c.buf); i += siteStateSize {
-		if le.Uint64(c.buf[i+16:]) == 0 { // not hot
+		if le.Uint64(c.buf[i+offHot:]) == 0 { // not hot
 			continue
 		}
 		idx := uint32(i / siteStateSize)
-		out := int64(le.Uint64(c.buf[i:])) - int64(le.Uint64(c.buf[i+8:]))
+		out := int64(le.Uint64(c.buf[i+offAllocs:])) - int64(le.Uint64(c.buf[i+offFrees:]))
 		prev, seen := c.last[idx]
 		c.last[idx] = out
 		if !seen || out > prev {
 			continue // still growing (or just turned hot)
 		}
+		// hot and arm are adjacent: one write of both.
 		var upd [16]byte
-		le.PutUint64(upd[0:], 0)                               // hot
-		le.PutUint64(upd[8:], uint64(max(out, 0)+c.threshold)) // arm
-		if _, err := c.mem.WriteAt(upd[:], int64(i+16)); err == nil {
+		le.PutUint64(upd[0:], 0)                                           // hot
+		le.PutUint64(upd[offArm-offHot:], uint64(max(out, 0)+c.threshold)) // arm
+		if _, err := c.mem.WriteAt(upd[:], int64(i+offHot)); err == nil {
 			delete(c.last, idx)
 			c.cooled++
 		}
 	}
 }
+
+// The cooler writes hot and arm in one 16-byte write: a compile error if
+// they stop being adjacent.
+var _ = [1]struct{}{}[offArm-offHot-8]

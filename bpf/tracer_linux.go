@@ -304,6 +304,7 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, p *plan) (*ebpf.Colle
 	}{
 		{"self_tgid", cfg.SelfPID},
 		{"filter_tgid", cfg.PID},
+		{"filter_tree", boolByte(cfg.Follow)},
 		{"filter_cgroup", cgFilter},
 		{"min_size", cfg.MinSize},
 		{"cache_filter_n", uint32(len(cfg.Caches))},
@@ -669,6 +670,18 @@ func (t *Tracer) Choice() string {
 		}
 	}
 	return b.String()
+}
+
+// Follow adds a process to the followed tree (Config.Follow): from now on
+// its allocations and those of every process it forks are traced.
+func (t *Tracer) Follow(pid uint32) error {
+	if !t.cfg.Follow {
+		return errors.New("the tracer was not opened to follow a process tree")
+	}
+	if err := t.coll.Maps["tree"].Put(pid, uint8(1)); err != nil {
+		return fmt.Errorf("following process %d: %w", pid, err)
+	}
+	return nil
 }
 
 // ProgramIDs returns the kernel ids of the loaded programs.

@@ -63,6 +63,13 @@ func HelperMain() {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	case "hold":
+		n, _ := strconv.Atoi(os.Getenv(helperEnv + "_N"))
+		if err := holdEventfds(n, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	case "openclose":
 		n, _ := strconv.Atoi(os.Getenv(helperEnv + "_N"))
 		ns, err := openCloseLoop(n)
@@ -258,6 +265,14 @@ func (c *Child) Wait(t testing.TB, prefix string) string {
 func StartSteadyLeaker(t testing.TB, n int, d time.Duration) *Child {
 	t.Helper()
 	return startChild(t, helperEnv+"=steady", helperEnv+"_N="+strconv.Itoa(n), helperEnv+"_D="+d.String())
+}
+
+// HoldEnv is the environment that makes the test binary (os.Args[0], run
+// with -test.run=^$) open n eventfds, print "held N PID" and keep them until
+// SIGTERM or SIGINT (at most 5 minutes): a leaker that a shell can start in
+// the background, for tests of commands run under kmemprof.
+func HoldEnv(n int) []string {
+	return []string{helperEnv + "=hold", helperEnv + "_N=" + strconv.Itoa(n)}
 }
 
 // OpenClose runs a child that opens and closes /dev/null n times (after a

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -182,4 +183,20 @@ func openCloseLoop(n int) (float64, error) {
 		return 0, err
 	}
 	return float64(time.Since(start).Nanoseconds()) / float64(max(n, 1)), nil
+}
+
+func holdEventfds(n int, out io.Writer) error {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	for i := 0; i < n; i++ {
+		if _, err := unix.Eventfd(0, unix.EFD_CLOEXEC); err != nil {
+			return fmt.Errorf("eventfd: %w", err)
+		}
+	}
+	fmt.Fprintf(out, "held %d %d\n", n, os.Getpid())
+	select {
+	case <-sig:
+	case <-time.After(5 * time.Minute):
+	}
+	return nil
 }

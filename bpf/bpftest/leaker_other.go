@@ -35,3 +35,7 @@ func mmapChurn(int, io.Reader, io.Writer) error {
 func openCloseLoop(int) (float64, error) {
 	return 0, errors.New("the open/close loop is only used on Linux")
 }
+
+func holdEventfds(int, io.Writer) error {
+	return errors.New("the eventfd holder needs Linux")
+}

@@ -94,8 +94,16 @@ struct mm_struct;
 struct files_struct;
 struct fs_struct;
 struct cred;
-struct signal_struct;
 struct sighand_struct;
+
+typedef struct {
+	int counter;
+} atomic_t;
+
+/* live: the thread group's threads that have not exited. */
+struct signal_struct {
+	atomic_t live;
+};
 
 /* The task's cgroup v2 (default hierarchy) id: task->cgroups->dfl_cgrp->kn->id. */
 struct kernfs_node {

@@ -71,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runTop(args[1:], os.Stdin, stdout, stderr)
 	case selftestChildCmd:
 		return selftestChild(args[1:], stdout)
+	case execShimCmd:
+		return execShim(args[1:])
 	case "tags":
 		return runTags(args[1:], stdout, stderr)
 	case "serve":

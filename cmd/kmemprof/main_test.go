@@ -103,6 +103,10 @@ func TestBadInput(t *testing.T) {
 		{"top bad interval", []string{"top", "--interval", "1ms"}, exitUsage, "bad --interval"},
 		{"record bad interval", []string{"record", "-d", "10s", "--interval", "6s", "-o", out}, exitUsage, "more than half of --duration"},
 		{"stray argument", []string{"record", "-o", out, "30s"}, exitUsage, `unexpected argument "30s"`},
+		{"command without --", []string{"record", "-o", out, "ls", "-l"}, exitUsage, "put it after --"},
+		{"-- without command", []string{"record", "-o", out, "--"}, exitUsage, "-- needs a command"},
+		{"follow without command", []string{"record", "--follow", "-o", out}, exitUsage, "--follow follows a command"},
+		{"follow with pid", []string{"record", "--follow", "--pid", "1", "-o", out, "--", "true"}, exitUsage, "--follow and --pid"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if strings.Contains(tc.name, "linux") && runtime.GOOS != "linux" {

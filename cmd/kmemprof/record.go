@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -17,10 +20,20 @@ import (
 )
 
 const recordUsage = `Usage: kmemprof record [options]
+       kmemprof record [options] -- CMD [ARGS...]
 
 Trace kernel allocations and frees, then write the allocations still
 outstanding at the end as a pprof profile (0600, written atomically). Ctrl-C
 (SIGINT) or SIGTERM ends the capture early; the profile is still written.
+
+With a command after --, kmemprof attaches first, then runs CMD (its stdin,
+stdout, stderr and environment passed through) and traces until CMD exits, or
+until --duration (if given) or Ctrl-C ends the capture first; a CMD still
+running then gets SIGTERM once the profile is written. kmemprof exits with
+CMD's exit status (128+N if a signal N killed it; 127 if CMD is not found,
+126 if it cannot be run: nothing is traced then). The whole system is traced
+unless --follow keeps only CMD and the processes it starts:
+  sudo kmemprof record --follow -- ./reproduce.sh
 
 Once attached, kmemprof prints a line starting with "tracing" (hooks and
 attach mode) on stderr; on a terminal a progress line follows. At the end it
@@ -28,7 +41,8 @@ prints the ten heaviest in-use stacks, every loss counter, and the command
 that opens the profile.
 
 Options:
-  -d, --duration D       how long to trace (default 10s; e.g. 30s, 2m, or 45 for seconds)
+  -d, --duration D       how long to trace (default 10s, or until CMD exits;
+                         e.g. 30s, 2m, or 45 for seconds)
   -o, --output FILE      profile to write (default kmem.pb.gz)
       --mode MODE        what each allocation costs and gives (default adaptive):
                            adaptive  every allocation is tracked with its call site;
@@ -56,6 +70,9 @@ Options:
                            page    mm_page_alloc/free (page allocator)
                            percpu  percpu_alloc/free_percpu
       --pid PID          only allocations made by this process
+      --follow           with -- CMD: only allocations made by CMD and every
+                         process it starts (children, grandchildren... as they
+                         are forked; filtered in the kernel)
       --cgroup PATH      only allocations by tasks in this cgroup v2 directory
                          or below it (e.g. /sys/fs/cgroup/system.slice/foo.service)
       --cache NAMES      only these slab caches, comma-separated, up to 4
@@ -116,6 +133,12 @@ type recordOptions struct {
 	top        int
 	bpf        bpf.Config
 	cgroupFlag string
+	// command is the command after "--" (nil: none); commandPath is its
+	// resolved executable. exitStatus is what kmemprof exits with when there
+	// is a command: the command's status.
+	command     []string
+	commandPath string
+	exitStatus  int
 }
 
 // parseRecord parses the record command line. Every error is a usageError;
@@ -130,7 +153,7 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 		stackDepth, maxOutstanding, top     int
 		mode                                string
 		sample, hot                         int
-		help                                bool
+		help, follow                        bool
 	)
 	fs.StringVar(&duration, "duration", "10s", "")
 	fs.StringVar(&duration, "d", "10s", "")
@@ -139,6 +162,7 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 	fs.StringVar(&minAge, "min-age", "0s", "")
 	fs.StringVar(&kinds, "kinds", "slab", "")
 	fs.StringVar(&pid, "pid", "", "")
+	fs.BoolVar(&follow, "follow", false, "")
 	fs.StringVar(&cgrp, "cgroup", "", "")
 	fs.StringVar(&caches, "cache", "", "")
 	fs.StringVar(&minSize, "min-size", "0", "")
@@ -165,10 +189,22 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 		fmt.Fprint(stdout, recordUsage)
 		return nil, flag.ErrHelp
 	}
-	if fs.NArg() > 0 {
-		return nil, usagef("unexpected argument %q (options start with -)", fs.Arg(0))
-	}
 	o := &recordOptions{output: output, top: top, pooltag: pooltag, http: httpAddr}
+	if consumed := len(args) - fs.NArg(); consumed > 0 && args[consumed-1] == "--" {
+		if fs.NArg() == 0 {
+			return nil, usagef("-- needs a command after it: kmemprof record [options] -- CMD [ARGS...]")
+		}
+		o.command = fs.Args()
+	} else if fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q (options start with -; to trace a command, put it after --: kmemprof record -- CMD)", fs.Arg(0))
+	}
+	if follow && o.command == nil {
+		return nil, usagef("--follow follows a command: kmemprof record --follow -- CMD [ARGS...]")
+	}
+	if follow && pid != "" {
+		return nil, usagef("--follow and --pid both choose the processes to trace: give one")
+	}
+	o.bpf.Follow = follow
 	if httpAddr != "" {
 		if err := checkHTTPAddr(httpAddr, allowRemote); err != nil {
 			return nil, err
@@ -194,11 +230,14 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 	if o.duration, err = parseDuration(duration); err != nil || o.duration <= 0 {
 		return nil, usagef("bad --duration %q: want a positive duration such as 30s or 2m", duration)
 	}
+	if o.command != nil && !set["duration"] && !set["d"] {
+		o.duration = 0 // until the command exits
+	}
 	if interval != "" {
 		if o.interval, err = parseDuration(interval); err != nil || o.interval < 100*time.Millisecond {
 			return nil, usagef("bad --interval %q: want a duration of at least 100ms, such as 5s", interval)
 		}
-		if o.interval > o.duration/2 {
+		if o.duration > 0 && o.interval > o.duration/2 {
 			return nil, usagef("--interval %s is more than half of --duration %s: growth needs at least two intervals", o.interval, o.duration)
 		}
 	}
@@ -301,11 +340,23 @@ func runRecord(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return report(stderr, "record", err)
 	}
+	if o.command != nil {
+		// Checked before anything is attached or written.
+		path, status, err := resolveCommand(o.command[0])
+		if err != nil {
+			fmt.Fprintf(stderr, "kmemprof record: %v\n", err)
+			return status
+		}
+		o.commandPath = path
+	}
 	if err := tracer.CheckWritable(o.output); err != nil {
 		return report(stderr, "record", err)
 	}
 	if err := record(o, stdout, stderr); err != nil {
 		return report(stderr, "record", err)
+	}
+	if o.command != nil && o.http == "" {
+		return o.exitStatus
 	}
 	if o.http != "" {
 		// A fresh context: a Ctrl-C that ended the capture must not also end
@@ -319,7 +370,33 @@ func runRecord(args []string, stdout, stderr io.Writer) int {
 			return report(stderr, "record", err)
 		}
 	}
+	if o.command != nil {
+		return o.exitStatus
+	}
 	return exitOK
+}
+
+// resolveCommand finds a command's executable as a shell would, or says
+// why it cannot be run, with the exit status timeout(1) and shells use:
+// 127 not found, 126 found but not runnable.
+func resolveCommand(name string) (string, int, error) {
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path, 0, nil
+	}
+	if errors.Is(err, exec.ErrNotFound) {
+		return "", 127, fmt.Errorf("%s: command not found", name)
+	}
+	if st, serr := os.Stat(name); serr == nil {
+		if st.IsDir() {
+			return "", 126, fmt.Errorf("%s: is a directory", name)
+		}
+		return "", 126, fmt.Errorf("%s: not executable (permission denied)", name)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", 127, fmt.Errorf("%s: no such file", name)
+	}
+	return "", 126, fmt.Errorf("%s: %v", name, err)
 }
 
 // writeOutputs builds the profile from agg, writes it (0600, atomically),

@@ -130,18 +130,51 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "note: %v\n", sysErr)
 	}
 
-	fmt.Fprintf(stderr, "tracing %s via %s for %s (Ctrl-C to stop early)\n",
-		strings.Join(tr.Hooks(), ","), tr.Mode(), o.duration)
+	how := "for " + o.duration.String()
+	if o.command != nil {
+		who := "the whole system"
+		if o.bpf.Follow {
+			who = "its process tree"
+		}
+		how = fmt.Sprintf("while %s runs (%s)", o.command[0], who)
+		if o.duration > 0 {
+			how += ", at most " + o.duration.String()
+		}
+	}
+	fmt.Fprintf(stderr, "tracing %s via %s %s (Ctrl-C to stop early)\n",
+		strings.Join(tr.Hooks(), ","), tr.Mode(), how)
 	fmt.Fprintf(stderr, "%s\n", tr.Choice())
 	for _, n := range tr.Notes() {
 		fmt.Fprintf(stderr, "note: %s\n", n)
+	}
+
+	var child *command
+	var childDone <-chan struct{}
+	if o.command != nil {
+		if child, err = startCommand(o.commandPath, o.command); err != nil {
+			return err
+		}
+		if o.bpf.Follow {
+			if err := tr.Follow(child.pid()); err != nil {
+				child.abort()
+				return err
+			}
+		}
+		if err := child.release(); err != nil {
+			child.abort()
+			return fmt.Errorf("starting %s: %w", o.command[0], err)
+		}
+		childDone = child.done
+		// Whatever ends the capture, kmemprof exits with the command's
+		// status, once the command has ended.
+		defer func() { o.exitStatus = child.finish(5*time.Second, stderr) }()
 	}
 
 	var series *tracer.Series
 	if o.interval > 0 {
 		series = &tracer.Series{Start: time.Now()}
 	}
-	interrupted := wait(ctx, tr, o.duration, o.interval, series, stderr)
+	interrupted := wait(ctx, tr, o.duration, o.interval, series, childDone, stderr)
 	if series != nil {
 		// The last point is the end of the capture.
 		if u, err := tr.Usage(); err == nil {
@@ -199,10 +232,14 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 // wait traces until d has passed or ctx is cancelled (a signal), showing a
 // progress line when stderr is a terminal, and adding a point to series every
 // interval when series is set. It reports whether it was cancelled.
-func wait(ctx context.Context, tr *bpf.Tracer, d, interval time.Duration, series *tracer.Series, stderr io.Writer) bool {
+func wait(ctx context.Context, tr *bpf.Tracer, d, interval time.Duration, series *tracer.Series, childDone <-chan struct{}, stderr io.Writer) bool {
 	start := time.Now()
-	timer := time.NewTimer(d)
-	defer timer.Stop()
+	var timeUp <-chan time.Time
+	if d > 0 {
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		timeUp = timer.C
+	}
 	var measure <-chan time.Time
 	if series != nil {
 		t := time.NewTicker(interval)
@@ -223,7 +260,9 @@ func wait(ctx context.Context, tr *bpf.Tracer, d, interval time.Duration, series
 		select {
 		case <-ctx.Done():
 			return true
-		case <-timer.C:
+		case <-timeUp:
+			return false
+		case <-childDone:
 			return false
 		case now := <-measure:
 			if u, err := tr.Usage(); err == nil {
@@ -237,8 +276,12 @@ func wait(ctx context.Context, tr *bpf.Tracer, d, interval time.Duration, series
 			rate := float64(st.Events-lastEvents) / now.Sub(lastAt).Seconds()
 			lastEvents, lastAt = st.Events, now
 			el := now.Sub(start).Round(time.Second)
-			fmt.Fprintf(stderr, "\r\033[K  %s elapsed, %s left  %s events/s  %d outstanding  %d lost",
-				el, (d - el).Round(time.Second), humanCount(rate), st.Outstanding, st.Losses)
+			left := ""
+			if d > 0 {
+				left = fmt.Sprintf(", %s left", (d - el).Round(time.Second))
+			}
+			fmt.Fprintf(stderr, "\r\033[K  %s elapsed%s  %s events/s  %d outstanding  %d lost",
+				el, left, humanCount(rate), st.Outstanding, st.Losses)
 		}
 	}
 }

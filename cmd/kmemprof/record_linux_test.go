@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,9 +18,11 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/google/pprof/profile"
+	"golang.org/x/sys/unix"
 
 	"github.com/kmemprof/kmemprof/bpf"
 	"github.com/kmemprof/kmemprof/bpf/bpftest"
+	"github.com/kmemprof/kmemprof/tracer"
 )
 
 // recorder is a `kmemprof record` process started by a test.
@@ -35,6 +38,12 @@ type recorder struct {
 type lockedBuffer struct {
 	ch  chan struct{}
 	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.ch <- struct{}{}
+	defer func() { <-b.ch }()
+	return b.buf.Write(p)
 }
 
 func (b *lockedBuffer) String() string {
@@ -691,4 +700,180 @@ func TestRecordContainerCgroup(t *testing.T) {
 	if !found {
 		t.Fatal("no do_eventfd sample of the leaking child")
 	}
+}
+
+// TestRecordCommand: `record -- CMD` attaches, then runs CMD, and traces
+// until it exits; a grandchild CMD left in the background holds n eventfds,
+// which the profile shows with their count; kmemprof exits with CMD's status.
+// A leaker outside CMD's tree leaks while CMD runs: it is in the profile
+// of the whole system, and with --follow nothing outside the tree is.
+func TestRecordCommand(t *testing.T) {
+	bpftest.Require(t)
+	const n = 1000
+	for _, follow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("follow=%v", follow), func(t *testing.T) {
+			dir := t.TempDir()
+			held, proceed := filepath.Join(dir, "held"), filepath.Join(dir, "proceed")
+			for _, f := range []string{held, proceed} {
+				if err := unix.Mkfifo(f, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pids := filepath.Join(dir, "pids")
+			out := filepath.Join(dir, "kmem.pb.gz")
+			// The grandchild is this test binary as the eventfd holder; the
+			// shell waits until it holds them, says who is who, waits for
+			// the test, and exits 7.
+			// (Not on kmemprof's stderr: the test waits for that pipe to close.)
+			script := `KMEMPROF_TEST_RUN_MAIN= "$0" -test.run='^$' > "$1" 2>/dev/null &
+read line < "$1"
+echo "$$ $line" > "$2"
+read go < "$3"
+exit 7`
+			args := []string{"record", "-o", out, "--top", "0"}
+			if follow {
+				args = append(args, "--follow")
+			}
+			args = append(args, "--", "sh", "-c", script, os.Args[0], held, pids, proceed)
+			cmd := kmemprofCmd(args...)
+			cmd.Env = append(cmd.Env, bpftest.HoldEnv(n)...)
+			var stdout, stderr lockedBuffer
+			stderr.ch, stdout.ch = make(chan struct{}, 1), make(chan struct{}, 1)
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- cmd.Wait() }()
+			var shPID, holderPID int
+			deadline := time.Now().Add(60 * time.Second)
+			for {
+				b, err := os.ReadFile(pids)
+				if err == nil {
+					// "SHPID held N HOLDERPID"
+					if f := strings.Fields(string(b)); len(f) == 4 && strings.HasSuffix(string(b), "\n") {
+						shPID, _ = strconv.Atoi(f[0])
+						holderPID, _ = strconv.Atoi(f[3])
+						break
+					}
+				}
+				select {
+				case err := <-done:
+					t.Fatalf("kmemprof exited before the command's child held its eventfds: %v\n%s", err, stderr.String())
+				default:
+				}
+				if time.Now().After(deadline) {
+					cmd.Process.Kill()
+					t.Fatalf("the command's child never held its eventfds:\n%s", stderr.String())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			t.Cleanup(func() { syscall.Kill(holderPID, syscall.SIGTERM) })
+			outside := bpftest.StartLeaker(t, 300)
+			if err := os.WriteFile(proceed, []byte("go\n"), 0); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-done:
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) || ee.ExitCode() != 7 {
+					t.Fatalf("kmemprof record -- CMD exited with %v, want CMD's status 7\nstderr:\n%s", err, stderr.String())
+				}
+			case <-time.After(60 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("kmemprof did not exit after the command did:\n%s", stderr.String())
+			}
+			p := readProfile(t, out)
+			objects := sampleIndex(t, p, "inuse_objects")
+			var holderCtx int64
+			pidsSeen := map[string]int64{}
+			for _, s := range p.Sample {
+				pid := ""
+				if len(s.Label["pid"]) == 1 {
+					pid = s.Label["pid"][0]
+				}
+				pidsSeen[pid] += s.Value[objects]
+				// One eventfd context per eventfd, allocated by do_eventfd
+				// itself (other allocations on its path: fd tables, ids).
+				if pid == strconv.Itoa(holderPID) && callerOf(s) == "do_eventfd" {
+					holderCtx += s.Value[objects]
+				}
+			}
+			// Its n, and any the Go runtime made for itself (netpoll).
+			if held := eventfdsOf(t, holderPID); held < n || holderCtx != int64(held) {
+				t.Errorf("the command's grandchild holds %d eventfds (%d made by the test); the profile shows %d of their contexts", held, n, holderCtx)
+			}
+			outsideObjects := pidsSeen[strconv.Itoa(outside.PID)]
+			if follow {
+				for pid, objs := range pidsSeen {
+					if pid != strconv.Itoa(shPID) && pid != strconv.Itoa(holderPID) {
+						t.Errorf("--follow recorded %d objects of pid %q, outside the command's tree (%d, %d)", objs, pid, shPID, holderPID)
+					}
+				}
+			} else if outsideObjects < 300 {
+				t.Errorf("the whole system was to be traced, but the profile holds %d objects of the leaker outside the command (pid %d), which held 300 eventfds", outsideObjects, outside.PID)
+			}
+			if !strings.Contains(stderr.String(), "while sh runs") {
+				t.Errorf("the tracing line does not say it traces while the command runs:\n%s", stderr.String())
+			}
+		})
+	}
+}
+
+// TestRecordBadCommand: a command that cannot run is reported with the
+// shell's status (127 not found, 126 not executable), before anything is
+// attached, and no profile is written.
+func TestRecordBadCommand(t *testing.T) {
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "script")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		cmd  string
+		code int
+		msg  string
+	}{
+		{"no-such-command-kmemprof", 127, "command not found"},
+		{filepath.Join(dir, "missing"), 127, "no such file"},
+		{notExec, 126, "not executable"},
+		{dir, 126, "is a directory"},
+	} {
+		out := filepath.Join(dir, "kmem.pb.gz")
+		code, _, stderr := runInProcess("record", "-o", out, "--", c.cmd, "arg")
+		if code != c.code || !strings.Contains(stderr, c.msg) {
+			t.Errorf("record -- %s: exit %d, stderr %q; want %d and %q", c.cmd, code, stderr, c.code, c.msg)
+		}
+		if _, err := os.Stat(out); err == nil {
+			t.Errorf("record -- %s wrote a profile", c.cmd)
+		}
+	}
+}
+
+// callerOf is the function that called the allocator: the first frame that
+// is not an allocator function.
+func callerOf(s *profile.Sample) string {
+	for _, f := range funcs(s) {
+		if !tracer.IsAllocatorFrame(f) {
+			return f
+		}
+	}
+	return ""
+}
+
+// eventfdsOf counts the eventfds process pid holds.
+func eventfdsOf(t *testing.T, pid int) int {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("reading %s: %v", dir, err)
+	}
+	var n int
+	for _, e := range ents {
+		if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && l == "anon_inode:[eventfd]" {
+			n++
+		}
+	}
+	return n
 }

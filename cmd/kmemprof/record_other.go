@@ -11,5 +11,8 @@ import (
 )
 
 func record(o *recordOptions, stdout, stderr io.Writer) error {
+	if o.command != nil {
+		return usagef("%v", commandUnsupported())
+	}
 	return fmt.Errorf("recording on %s: %w", runtime.GOOS, bpf.ErrNotSupported)
 }

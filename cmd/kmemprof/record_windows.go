@@ -20,6 +20,9 @@ import (
 
 // record traces kernel pool allocations through ETW.
 func record(o *recordOptions, stdout, stderr io.Writer) error {
+	if o.command != nil {
+		return usagef("%v", commandUnsupported())
+	}
 	var tags *symbolize.PoolTags
 	if o.pooltag != "" {
 		f, err := os.Open(o.pooltag)
