@@ -170,12 +170,9 @@ struct bucket {
  * outstanding count reaches arm (hot_threshold while arm is 0). While hot it
  * checks, every CHURN_WINDOW allocations, how many of the window's
  * allocations were freed: a site that frees nearly all it allocates (15/16)
- * and has not grown by hot_threshold since it turned hot is churn with a
- * backlog (RCU-deferred frees, in-flight buffers), not a leak, and cools
- * itself with arm at twice its outstanding count. A site that grew is left
- * hot even in a window of churn: a leak at a call site that many other
- * callers churn through (files, say) keeps its stacks. User space cools
- * hot sites that stopped growing (sites_linux.go).
+ * is churn with a backlog (RCU-deferred frees, in-flight buffers), not a
+ * leak, and cools itself with arm at twice its outstanding count. User space
+ * also cools hot sites that stopped growing (sites_linux.go).
  */
 struct site_state {
 	__s64 allocs;   /* allocations at this site tracked since the start */
@@ -184,7 +181,6 @@ struct site_state {
 	__s64 arm;      /* outstanding count that turns it hot; 0: hot_threshold */
 	__s64 w_allocs; /* allocs and frees when the current window began */
 	__s64 w_frees;
-	__s64 hot_out;  /* outstanding count when it turned hot */
 };
 
 /*
@@ -1048,7 +1044,7 @@ static __always_inline __s64 decide_stack(void *ctx, __u64 site, const int A)
 			__s64 wf = frees - st->w_frees;
 			st->w_allocs = allocs;
 			st->w_frees = frees;
-			if (wf * 16 >= wa * 15 && out < st->hot_out + hot_threshold) {
+			if (wf * 16 >= wa * 15) {
 				/* churn: cool, and stay cold until it doubles */
 				st->hot = 0;
 				st->arm = out * 2 > out + hot_threshold ? out * 2 : out + hot_threshold;
@@ -1071,7 +1067,6 @@ static __always_inline __s64 decide_stack(void *ctx, __u64 site, const int A)
 		count(C_HOT_SITES);
 		st->w_allocs = allocs;
 		st->w_frees = frees;
-		st->hot_out = out;
 	}
 	return walk_stack(ctx, A);
 }

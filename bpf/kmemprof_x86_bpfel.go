@@ -169,7 +169,6 @@ type kmemprofSiteState struct {
 	Arm      int64
 	W_allocs int64
 	W_frees  int64
-	HotOut   int64
 }
 
 type kmemprofStackBuf struct {

@@ -62,18 +62,21 @@ func setCgroup(cmd *exec.Cmd, f *os.File) {
 }
 
 func steadyLeaker(n int, d time.Duration, in io.Reader, out io.Writer) error {
-	const steps = 50
-	per := max(n/steps, 1)
+	// One at a time, evenly: in bursts, the gaps between them would be
+	// windows of pure churn at the call sites the leak shares with others
+	// (every file open allocates its file at the leak's filp call site),
+	// which the adaptive mode cools as churn.
+	start := time.Now()
 	var fds []int
 	for len(fds) < n {
-		for i := 0; i < per && len(fds) < n; i++ {
-			fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
-			if err != nil {
-				return fmt.Errorf("eventfd: %w", err)
-			}
-			fds = append(fds, fd)
+		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("eventfd: %w", err)
 		}
-		time.Sleep(d / steps)
+		fds = append(fds, fd)
+		if ahead := time.Duration(len(fds))*d/time.Duration(n) - time.Since(start); ahead > 0 {
+			time.Sleep(ahead)
+		}
 	}
 	fmt.Fprintf(out, "held %d\n", n)
 	bufio.NewScanner(in).Scan() // until the parent closes stdin
