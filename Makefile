@@ -5,6 +5,9 @@
 #   make generate   rebuild the BPF object from bpf/kmemprof.bpf.c (needs clang, llvm-strip)
 #   make bench      Go benchmarks, then the overhead harness: kmemprof's modes beside
 #                   bpftrace and BCC memleak on the same workload (root, several minutes)
+#   make release    static binaries for linux/amd64, linux/arm64 and windows/amd64,
+#                   packed with README, LICENSE and NOTICE into dist/ (tar.gz, zip,
+#                   .deb), SHA256SUMS; every archive is read back and checked
 #   make test-kernels  the selftests and kernel tests inside Debian's own kernels
 #                   (5.10, 6.1, 6.12, sid, arm64) under qemu, a table kernel x check
 #                   (root, downloads the kernels, about 11 minutes); KERNELS="6.12 sid"
@@ -12,13 +15,14 @@
 
 GO      ?= go
 BIN     ?= kmemprof
-VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 DURATION ?= 10s
 
-.PHONY: build run test generate bench bench-go bench-overhead tracefs vet cross check-generated fuzz test-kernels
+.PHONY: build run test generate bench bench-go bench-overhead tracefs vet cross check-generated fuzz test-kernels release
 
 build:
-	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/kmemprof
+	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/kmemprof
 
 # tracefs is needed by --attach tracepoint; raw_tp and tp_btf work without it.
 tracefs:
@@ -61,6 +65,19 @@ vet:
 cross:
 	GOOS=windows GOARCH=amd64 $(GO) build ./...
 	CGO_ENABLED=0 GOARCH=arm64 $(GO) build ./...
+
+# Release archives in $(DIST). The Windows build links golang-etw (GPL-3.0,
+# see NOTICE): its zip carries the GPL text from the module.
+DIST ?= dist
+RELEASE_LDFLAGS = -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+release:
+	rm -rf $(DIST)
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "$(RELEASE_LDFLAGS)" -o $(DIST)/linux-amd64/kmemprof ./cmd/kmemprof
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags "$(RELEASE_LDFLAGS)" -o $(DIST)/linux-arm64/kmemprof ./cmd/kmemprof
+	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags "$(RELEASE_LDFLAGS)" -o $(DIST)/windows-amd64/kmemprof.exe ./cmd/kmemprof
+	GOOS=windows $(GO) mod download github.com/0xrawsec/golang-etw
+	$(GO) run ./cmd/mkrelease -version $(VERSION) -dist $(DIST) \
+		-gpl "$$(GOOS=windows $(GO) list -m -f '{{.Dir}}' github.com/0xrawsec/golang-etw)/LICENSE"
 
 bench: bench-go bench-overhead
 

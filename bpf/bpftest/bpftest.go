@@ -291,7 +291,7 @@ func OpenClose(t testing.TB, n int) float64 {
 }
 
 // StartTreeWalker starts a child that makes n files under dir and prints
-// "made N"; after Walk it walks the tree again and again (stat of every
+// "made N"; after Walk it walks the tree, then again every second (stat of every
 // entry: with the caches dropped, that fills the dentry and inode caches)
 // until stdin closes.
 func StartTreeWalker(t testing.TB, dir string, n int) *Child {

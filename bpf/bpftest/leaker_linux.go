@@ -111,8 +111,15 @@ func treeWalker(dir string, n int, in io.Reader, out io.Writer) error {
 			return nil
 		default:
 		}
+		// The first walk fills the caches; later ones only keep them
+		// warm, once a second, not to take the CPU from the other
+		// processes of the test.
 		filepath.WalkDir(dir, func(string, fs.DirEntry, error) error { return nil })
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-stop:
+			return nil
+		case <-time.After(time.Second):
+		}
 	}
 }
 

@@ -12,11 +12,17 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strings"
 )
 
-// version is set by the Makefile (-ldflags "-X main.version=...").
-var version = "dev"
+// version and commit are set by the Makefile (-ldflags "-X main.version=...
+// -X main.commit=..."); commit falls back to what go build stamped.
+var (
+	version = "dev"
+	commit  = ""
+)
 
 const mainUsage = `kmemprof - find kernel memory leaks by call stack
 
@@ -78,7 +84,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "serve":
 		return runServe(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "kmemprof", version)
+		fmt.Fprintln(stdout, versionString())
 		return exitOK
 	case "help", "-h", "--help", "-help":
 		if len(args) > 1 {
@@ -139,4 +145,31 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		rest = left[1:]
 	}
 	return pos, nil
+}
+
+// versionString is the version (from git describe, set at build time), the
+// commit it was built from and the toolchain.
+func versionString() string {
+	commit := commit
+	if bi, ok := debug.ReadBuildInfo(); ok && commit == "" {
+		var rev, modified string
+		for _, st := range bi.Settings {
+			switch st.Key {
+			case "vcs.revision":
+				rev = st.Value
+			case "vcs.modified":
+				modified = st.Value
+			}
+		}
+		if rev != "" {
+			commit = rev
+			if modified == "true" {
+				commit += " (modified)"
+			}
+		}
+	}
+	if commit == "" {
+		commit = "unknown"
+	}
+	return fmt.Sprintf("kmemprof %s\ncommit %s\n%s %s/%s", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
