@@ -113,6 +113,15 @@ type Config struct {
 	Kinds []tracer.Kind
 	// PID, if non-zero, traces only allocations by this process (thread group).
 	PID uint32
+	// LazyBackups attaches a free hook's backup program only once the kernel
+	// reports a free it did not run the hook's primary for (a free in an
+	// interrupt nested in the free program, Linux 6.1+), instead of from the
+	// start. A second program on a tracepoint costs every event a second
+	// dispatch; lazily, workloads whose frees never nest do not pay it, but
+	// the frees of the first nested interrupt are lost (counted in
+	// prog_recursion_misses) and their objects look outstanding until their
+	// memory is reused.
+	LazyBackups bool
 	// Follow traces only the process tree of the processes given to
 	// Tracer.Follow, children included as they are forked (in the kernel).
 	Follow bool

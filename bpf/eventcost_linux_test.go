@@ -18,9 +18,10 @@ import (
 // iteration) untraced; with an empty raw_tp program on each of the four slab
 // tracepoints the default mode hooks (the kernel's dispatch alone: the floor
 // any raw tracepoint tool pays); with a second empty program on each (what a
-// free hook's backup program costs while attached); and with kmemprof in the
-// default and full modes. It reports the medians in ns per iteration and as
-// ratios to the untraced loop. Run it with -benchtime Nx for N rounds.
+// free hook's backup program costs); and with kmemprof in the default mode
+// (backups from the start, and lazily) and in full mode. It reports the
+// medians in ns per iteration and as ratios to the untraced loop. Run it
+// with -benchtime Nx for N rounds.
 func BenchmarkEventCost(b *testing.B) {
 	bpftest.Require(b)
 	const iters = 100000
@@ -32,6 +33,7 @@ func BenchmarkEventCost(b *testing.B) {
 		{"floor", func(tb testing.TB) func() { return attachEmpty(tb, 1) }},
 		{"floor2", func(tb testing.TB) func() { return attachEmpty(tb, 2) }},
 		{"adaptive", func(tb testing.TB) func() { return openTracer(tb, Config{}) }},
+		{"lazy", func(tb testing.TB) func() { return openTracer(tb, Config{LazyBackups: true}) }},
 		{"full", func(tb testing.TB) func() { return openTracer(tb, Config{Tracking: TrackFull}) }},
 	}
 	times := map[string][]float64{}

@@ -406,9 +406,10 @@ struct {
  * lost, and the object would look leaked. So each free hook has a second,
  * backup program for the events the kernel did not run the primary for.
  * A second program on a tracepoint costs every event a second dispatch
- * (about 60 ns here, as much as the primary's whole work), so user space
- * attaches it only once the kernel reports a miss of the primary
- * (backups_armed); from then on both run for every event. The primary
+ * (about 60 ns here, as much as the primary's whole work); with
+ * --nested-frees lazy, user space attaches it only once the kernel reports
+ * a miss of the primary. Before the first backup is attached, user space
+ * sets backups_armed; from then on both run for every event. The primary
  * notes the key it handles (last_frees); the backup skips an event whose key
  * its primary noted, and handles any other: one nested inside the primary.
  * On kernels that do run nested programs, the backup then finds the key
@@ -531,9 +532,8 @@ volatile __u64 clock_ns = 0;
 __u8 fx_site_word[NR_FN_SLOTS] = {};
 
 /*
- * Set by user space before it attaches the first backup program (backups
- * are attached only once the kernel reports a nested free): from then on
- * the primaries note the key they handle.
+ * Set by user space before it attaches the first backup program: from then
+ * on the primaries note the key they handle.
  */
 volatile __u32 backups_armed = 0;
 

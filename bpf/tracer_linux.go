@@ -412,10 +412,18 @@ func (t *Tracer) attach(p *plan) error {
 			return fmt.Errorf("program %s was not loaded", a.prog)
 		}
 		if p.role(a.prog) == roleBackup {
-			if primary := attached[p.primaryOf(a.prog)]; primary != nil {
-				t.pending = append(t.pending, pendingBackup{a: a, prog: prog, primary: primary})
+			primary := attached[p.primaryOf(a.prog)]
+			if primary == nil {
+				continue
 			}
-			continue
+			if t.cfg.LazyBackups {
+				t.pending = append(t.pending, pendingBackup{a: a, prog: prog, primary: primary})
+				continue
+			}
+			// The primaries note their keys from before the backup runs.
+			if err := t.armBackupsVar(); err != nil {
+				return err
+			}
 		}
 		l, err := attachOne(a, prog)
 		if err != nil {
@@ -467,6 +475,19 @@ func attachOne(a attachment, prog *ebpf.Program) (link.Link, error) {
 	return nil, fmt.Errorf("unknown attachment kind %d", a.how)
 }
 
+// armBackupsVar tells the primaries to note the keys they handle, which a
+// backup needs; set before a backup is attached.
+func (t *Tracer) armBackupsVar() error {
+	v := t.coll.Variables["backups_armed"]
+	if v == nil {
+		return errors.New("BPF object has no variable backups_armed")
+	}
+	if err := v.Set(uint32(1)); err != nil {
+		return fmt.Errorf("arming the backup programs: %w", err)
+	}
+	return nil
+}
+
 // pendingBackup is a free hook's backup program, attached once its primary
 // misses a nested free.
 type pendingBackup struct {
@@ -475,15 +496,16 @@ type pendingBackup struct {
 	primary *ebpf.Program
 }
 
-// armBackups attaches the backup of every free hook whose primary program
-// the kernel has skipped for a nested event (its recursion_misses count,
-// Linux 6.1+). A second program on a tracepoint costs every event a second
-// dispatch, about as much as the primary's whole work, so it is only paid
-// where frees do arrive inside the free program (interrupts that free:
-// RCU callbacks, network and block completions). The frees missed before
-// it is attached, at most one clock tick's worth, are counted as lost
-// (prog_recursion_misses), and their objects stay outstanding until their
-// memory is allocated again (alloc_at_tracked_ptr).
+// armBackups (Config.LazyBackups) attaches the backup of every free hook
+// whose primary program the kernel has skipped for a nested event (its
+// recursion_misses count, Linux 6.1+). A second program on a tracepoint
+// costs every event a second dispatch, about as much as the primary's whole
+// work, so lazily it is only paid where frees do arrive inside the free
+// program (interrupts that free: RCU callbacks, network and block
+// completions). The frees missed before it is attached (those of the first
+// such interrupt) are counted as lost (prog_recursion_misses), and their
+// objects stay outstanding until their memory is allocated again
+// (alloc_at_tracked_ptr).
 func (t *Tracer) armBackups() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -497,11 +519,9 @@ func (t *Tracer) armBackups() {
 			rest = append(rest, pb)
 			continue
 		}
-		if v := t.coll.Variables["backups_armed"]; v != nil {
-			if err := v.Set(uint32(1)); err != nil {
-				rest = append(rest, pb)
-				continue
-			}
+		if err := t.armBackupsVar(); err != nil {
+			rest = append(rest, pb)
+			continue
 		}
 		l, err := attachOne(pb.a, pb.prog)
 		if err != nil {

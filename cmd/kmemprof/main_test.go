@@ -106,6 +106,7 @@ func TestBadInput(t *testing.T) {
 		{"command without --", []string{"record", "-o", out, "ls", "-l"}, exitUsage, "put it after --"},
 		{"-- without command", []string{"record", "-o", out, "--"}, exitUsage, "-- needs a command"},
 		{"follow without command", []string{"record", "--follow", "-o", out}, exitUsage, "--follow follows a command"},
+		{"bad nested-frees", []string{"record", "--nested-frees", "none", "-o", out}, exitUsage, "bad --nested-frees"},
 		{"follow with pid", []string{"record", "--follow", "--pid", "1", "-o", out, "--", "true"}, exitUsage, "--follow and --pid"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

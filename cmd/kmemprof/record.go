@@ -78,6 +78,16 @@ Options:
       --cache NAMES      only these slab caches, comma-separated, up to 4
                          (e.g. filp,kmalloc-64; kmalloc-N matches its cg/rcl variants)
       --min-size BYTES   only allocations of at least BYTES allocated bytes
+      --nested-frees MODE
+                         exact (default) or lazy. From Linux 6.1 the kernel does
+                         not run a program nested in itself: a free in an
+                         interrupt during the free program (RCU callbacks) is
+                         caught by a second, backup program on each free hook.
+                         exact attaches it from the start; lazy only once the
+                         kernel reports such a free: cheaper where frees never
+                         nest (0.07-0.10x less on open/close), but the frees of
+                         that first interrupt are lost (counted) and look
+                         outstanding until their memory is reused
       --attach MODE      auto (default), raw_tp, tp_btf, tracepoint, fentry or
                          kprobe; auto picks the first that works, cheapest first.
                          The tracepoint modes also hook kmem_cache_free_bulk
@@ -99,7 +109,8 @@ Options:
 
 On Windows, record traces kernel pool allocations (ETW PoolAlloc/PoolFree with
 kernel stacks) instead; --kinds, --cgroup, --cache, --attach, --mode, --sample,
---hot-threshold, --min-size, --stack-depth and --max-outstanding are Linux-only.
+--hot-threshold, --min-size, --stack-depth, --max-outstanding, --nested-frees,
+--follow and -- CMD are Linux-only.
 
 Filters run in the kernel before the stack walk, so they also cut overhead.
 Frees are always matched, whoever frees.
@@ -163,6 +174,8 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 	fs.StringVar(&kinds, "kinds", "slab", "")
 	fs.StringVar(&pid, "pid", "", "")
 	fs.BoolVar(&follow, "follow", false, "")
+	var nestedFrees string
+	fs.StringVar(&nestedFrees, "nested-frees", "exact", "")
 	fs.StringVar(&cgrp, "cgroup", "", "")
 	fs.StringVar(&caches, "cache", "", "")
 	fs.StringVar(&minSize, "min-size", "0", "")
@@ -205,6 +218,13 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 		return nil, usagef("--follow and --pid both choose the processes to trace: give one")
 	}
 	o.bpf.Follow = follow
+	switch nestedFrees {
+	case "exact":
+	case "lazy":
+		o.bpf.LazyBackups = true
+	default:
+		return nil, usagef("bad --nested-frees %q: want exact or lazy", nestedFrees)
+	}
 	if httpAddr != "" {
 		if err := checkHTTPAddr(httpAddr, allowRemote); err != nil {
 			return nil, err
