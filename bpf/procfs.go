@@ -532,3 +532,49 @@ func TrackedByCache(agg *tracer.Aggregation) map[string]uint64 {
 	}
 	return m
 }
+
+// SlabAliases reads which slab caches the allocator merged into one (SLUB,
+// sysfs at dir, normally /sys/kernel/slab). There every mergeable cache's
+// name is a symlink to the directory of the cache it lives in, so names
+// that point to the same directory share one cache: its objects carry the
+// name of the first (the one allocations report), and users look for the
+// others (damon_region objects show as ftrace_event_field). It returns,
+// for each name in a group of two or more, the other names, sorted; an
+// empty map where the directory is missing (SLAB, no sysfs).
+func SlabAliases(fsys fs.FS) (map[string][]string, error) {
+	ents, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return map[string][]string{}, nil
+		}
+		return nil, fmt.Errorf("reading the slab caches in sysfs: %w", err)
+	}
+	groups := map[string][]string{}
+	for _, e := range ents {
+		if e.Type()&fs.ModeSymlink == 0 {
+			continue
+		}
+		target, err := fs.ReadLink(fsys, e.Name())
+		if err != nil {
+			continue
+		}
+		groups[target] = append(groups[target], e.Name())
+	}
+	out := map[string][]string{}
+	for _, names := range groups {
+		if len(names) < 2 {
+			continue
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			others := make([]string, 0, len(names)-1)
+			for _, o := range names {
+				if o != n {
+					others = append(others, o)
+				}
+			}
+			out[n] = others
+		}
+	}
+	return out, nil
+}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -624,5 +625,40 @@ func TestTrackedByCache(t *testing.T) {
 	want := map[string]uint64{"kmalloc-192": 384, "dentry": 192, "filp": 0}
 	if got := TrackedByCache(agg); !maps.Equal(got, want) {
 		t.Errorf("TrackedByCache = %v, want %v", got, want)
+	}
+}
+
+// TestSlabAliases reads merged caches from a sysfs-like directory: names
+// that link to one cache directory are merged; a lone link or a real
+// directory is not.
+func TestSlabAliases(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{":0000056", ":A-0000064", "kmalloc-64"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, target := range map[string]string{
+		"ftrace_event_field": ":0000056", "damon_region": ":0000056", "zz_region": ":0000056",
+		"fs_cache": ":A-0000064",
+	} {
+		if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := SlabAliases(os.DirFS(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		"damon_region":       {"ftrace_event_field", "zz_region"},
+		"ftrace_event_field": {"damon_region", "zz_region"},
+		"zz_region":          {"damon_region", "ftrace_event_field"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("SlabAliases = %v, want %v", got, want)
+	}
+	if got, err := SlabAliases(os.DirFS(filepath.Join(dir, "missing"))); err != nil || len(got) != 0 {
+		t.Errorf("missing directory: %v, %v; want an empty map", got, err)
 	}
 }

@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"os"
 	"errors"
 	"fmt"
 	"time"
@@ -121,6 +122,8 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 		}
 		snap.UntracedFrees[caches.name(id)] += n
 	}
+	// Missing on kernels without SLUB's sysfs: no cache is named as merged.
+	snap.MergedCaches, _ = SlabAliases(os.DirFS("/sys/kernel/slab"))
 	snap.Reclaimable = map[string]bool{}
 	for _, d := range caches {
 		if d.reclaim {

@@ -152,6 +152,8 @@ type Aggregation struct {
 	// allocations are shown under the StackLostNotFound placeholder.
 	MissingStacks uint64
 	// UntracedFrees is Snapshot.UntracedFrees.
+	// MergedCaches: see Snapshot.MergedCaches.
+	MergedCaches map[string][]string
 	UntracedFrees map[string]uint64
 	// UnresolvedFrames counts the distinct addresses in the referenced
 	// stacks that the Symbolizer could not name (Frame.Function == "").
@@ -515,6 +517,7 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 		a.Samples[i].FreesUntraced = c != "" && snap.UntracedFrees[c] > 0
 	}
 	a.UntracedFrees = snap.UntracedFrees
+	a.MergedCaches = snap.MergedCaches
 	a.gfpName, a.migrateName = opt.GFPName, opt.MigrateName
 	if opt.Growth != nil {
 		a.HasGrowth = true

@@ -164,6 +164,10 @@ type Snapshot struct {
 	// Reclaimable names the slab caches whose objects the kernel reclaims
 	// under memory pressure (SLAB_RECLAIM_ACCOUNT), when the backend knows.
 	Reclaimable map[string]bool
+	// MergedCaches gives, for a slab cache the allocator merged others into,
+	// their names (and for each of those, the others): objects of all of
+	// them carry one name, which users may not recognise.
+	MergedCaches map[string][]string
 	// UntracedFrees counts, per slab cache, the allocations found at the
 	// address of a tracked one: objects freed through a path without a hook
 	// (kmem_cache_free_bulk where neither fentry nor kprobes exist). Objects

@@ -36,6 +36,7 @@ const (
 	LabelDriver    = "driver"         // Windows: the first driver in the stack past the kernel image
 	LabelReclaim   = "reclaimable"    // "true" for slab caches the kernel reclaims under pressure
 	LabelUntraced  = "frees_untraced" // "true" for slab caches some of whose frees were not seen
+	LabelMerged    = "merged_with"    // slab caches merged into this one, comma-separated
 	LabelOrder     = "order"          // page allocations: 2^order pages
 	LabelGFP       = "gfp"            // page allocations: GFP flags
 	LabelMigrate   = "migratetype"    // page allocations: migrate type
@@ -88,6 +89,7 @@ func (a *Aggregation) Profile() (*profile.Profile, error) {
 
 	b := newProfileBuilder(p, a.Samples, a.Meta.Platform)
 	b.gfpName, b.migrateName = a.gfpName, a.migrateName
+	b.merged = a.MergedCaches
 	p.Sample = make([]*profile.Sample, len(a.Samples))
 	// One allocation for all samples and one for all values: at a million
 	// records there can be hundreds of thousands of samples.
@@ -154,6 +156,7 @@ type profileBuilder struct {
 	p           *profile.Profile
 	gfpName     func(uint32) string
 	migrateName func(uint8) string
+	merged      map[string][]string // slab cache aliases (a function of the cache label)
 	kernel      *profile.Mapping
 	funcs       map[funcKey]*profile.Function
 	locs        map[locKey]*profile.Location
@@ -309,6 +312,9 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 		l[LabelTag] = []string{s.Cache}
 	case s.Cache != "":
 		l[LabelCache] = []string{s.Cache}
+		if m := b.merged[s.Cache]; len(m) > 0 && s.Kind == KindSlab {
+			l[LabelMerged] = []string{strings.Join(m, ",")}
+		}
 	}
 	if driver != "" {
 		l[LabelDriver] = []string{driver}

@@ -93,6 +93,7 @@ type summaryRow struct {
 	steadiness                 float64
 	reclaimable                bool
 	untraced                   bool
+	merged                     []string // slab caches merged into this one
 }
 
 type rowKey struct {
@@ -138,6 +139,9 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name strin
 		rows[ri].steadiness = s.Steadiness
 		rows[ri].reclaimable = s.Reclaimable
 		rows[ri].untraced = s.FreesUntraced
+		if s.Kind == KindSlab {
+			rows[ri].merged = a.MergedCaches[s.Cache]
+		}
 	}
 	slices.SortStableFunc(rows, func(x, y summaryRow) int {
 		return cmp.Or(cmp.Compare(y.space, x.space), cmp.Compare(y.objects, x.objects))
@@ -247,7 +251,20 @@ func (r *summaryRow) cacheLabel() string {
 	if r.untraced {
 		name += " (frees untraced)"
 	}
+	if len(r.merged) > 0 {
+		name += " " + MergedNote(r.merged)
+	}
 	return name
+}
+
+// MergedNote says which slab caches share a cache's objects, at most three
+// by name: "(merged: damon_region, ...)".
+func MergedNote(names []string) string {
+	const show = 3
+	if len(names) <= show {
+		return "(merged: " + strings.Join(names, ", ") + ")"
+	}
+	return fmt.Sprintf("(merged: %s +%d)", strings.Join(names[:show], ", "), len(names)-show)
 }
 
 func (r *summaryRow) cacheName() string {

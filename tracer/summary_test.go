@@ -215,3 +215,38 @@ func TestHumanBytes(t *testing.T) {
 		})
 	}
 }
+
+// TestMergedCaches: a slab cache others were merged into is named with them
+// in the summary (at most three, then a count) and labelled in the profile.
+func TestMergedCaches(t *testing.T) {
+	agg, _, _ := buildFixture(t)
+	agg.MergedCaches = map[string][]string{"kmalloc-64": {"damon_region", "ftrace_event_field"}}
+	var buf bytes.Buffer
+	if err := agg.WriteSummary(&buf, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "kmalloc-64 (merged: damon_region, ftrace_event_field)") {
+		t.Errorf("summary does not name the merged caches:\n%s", buf.String())
+	}
+	p, err := agg.Profile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var labelled int
+	for _, s := range p.Sample {
+		if c := s.Label[tracer.LabelCache]; len(c) == 1 && c[0] == "kmalloc-64" {
+			if got := s.Label[tracer.LabelMerged]; len(got) != 1 || got[0] != "damon_region,ftrace_event_field" {
+				t.Errorf("kmalloc-64 sample labelled %s=%v", tracer.LabelMerged, got)
+			}
+			labelled++
+		} else if len(s.Label[tracer.LabelMerged]) != 0 {
+			t.Errorf("sample of cache %v labelled %s", c, tracer.LabelMerged)
+		}
+	}
+	if labelled == 0 {
+		t.Error("no kmalloc-64 sample in the fixture")
+	}
+	if got := tracer.MergedNote([]string{"a", "b", "c", "d", "e"}); got != "(merged: a, b, c +2)" {
+		t.Errorf("MergedNote of five = %q", got)
+	}
+}

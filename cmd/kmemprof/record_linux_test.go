@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -876,4 +877,54 @@ func eventfdsOf(t *testing.T, pid int) int {
 		}
 	}
 	return n
+}
+
+// TestRecordMergedCacheNames: objects of a slab cache the allocator merged
+// others into carry the other names (merged_with), as /sys/kernel/slab
+// lists them. Children held during the capture allocate struct pid, a cache
+// SLUB merges on most kernels.
+func TestRecordMergedCacheNames(t *testing.T) {
+	bpftest.Require(t)
+	aliases, err := bpf.SlabAliases(os.DirFS("/sys/kernel/slab"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(aliases["pid"]) == 0 {
+		t.Skip("this kernel did not merge the pid cache with another (no alias in /sys/kernel/slab)")
+	}
+	r := startRecord(t, "-d", "5m", "--top", "0")
+	var children []*exec.Cmd
+	for range 100 {
+		c := exec.Command("sleep", "60")
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		children = append(children, c)
+	}
+	t.Cleanup(func() {
+		for _, c := range children {
+			c.Process.Kill()
+			c.Wait()
+		}
+	})
+	r.stop(t, syscall.SIGINT)
+	p := readProfile(t, r.out)
+	var pidGroup int
+	for _, s := range p.Sample {
+		c := s.Label[tracer.LabelCache]
+		if len(c) != 1 || len(s.Label[tracer.LabelKind]) != 1 || s.Label[tracer.LabelKind][0] != "slab" {
+			continue
+		}
+		want := strings.Join(aliases[c[0]], ",")
+		got := strings.Join(s.Label[tracer.LabelMerged], ",")
+		if got != want {
+			t.Errorf("cache %s: %s=%q, want %q", c[0], tracer.LabelMerged, got, want)
+		}
+		if c[0] == "pid" || slices.Contains(aliases[c[0]], "pid") {
+			pidGroup++
+		}
+	}
+	if pidGroup == 0 {
+		t.Errorf("no sample of the cache pid was merged into (%v), although 100 children were forked", aliases["pid"])
+	}
 }

@@ -76,6 +76,8 @@ func top(o *topOptions, stdin io.Reader, stdout, stderr io.Writer) error {
 
 	start := time.Now()
 	prev := map[string]uint64{}
+	// Caches the allocator merged: a row shows the names users look for.
+	merged, _ := bpf.SlabAliases(os.DirFS("/sys/kernel/slab"))
 	last := start
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
@@ -94,12 +96,18 @@ func top(o *topOptions, stdin io.Reader, stdout, stderr io.Writer) error {
 		b.WriteString(nl)
 		shown := rows[:min(o.rows, len(rows))]
 		w := len("CACHE")
+		name := func(r topRow) string {
+			if m := merged[r.Name]; len(m) > 0 {
+				return r.Name + " " + tracer.MergedNote(m)
+			}
+			return r.Name
+		}
 		for _, r := range shown {
-			w = max(w, len(r.Name))
+			w = max(w, len(name(r)))
 		}
 		fmt.Fprintf(&b, "%-*s %10s %10s %10s %11s %10s%s", w, "CACHE", "ALLOCS", "FREES", "DIFF", "IN-USE", "GROWTH/s", nl)
 		for _, r := range shown {
-			fmt.Fprintf(&b, "%-*s %10d %10d %10d %11s %+10.0f%s", w, r.Name, r.Allocs, r.Frees, r.Diff(), tracer.HumanBytes(r.InUse()), r.growth, nl)
+			fmt.Fprintf(&b, "%-*s %10d %10d %10d %11s %+10.0f%s", w, name(r), r.Allocs, r.Frees, r.Diff(), tracer.HumanBytes(r.InUse()), r.growth, nl)
 		}
 		if len(rows) == 0 {
 			b.WriteString("(no slab allocations yet)" + nl)
