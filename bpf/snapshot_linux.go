@@ -1,9 +1,9 @@
 package bpf
 
 import (
-	"os"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 	"unsafe"
 

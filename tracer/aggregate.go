@@ -153,7 +153,7 @@ type Aggregation struct {
 	MissingStacks uint64
 	// UntracedFrees is Snapshot.UntracedFrees.
 	// MergedCaches: see Snapshot.MergedCaches.
-	MergedCaches map[string][]string
+	MergedCaches  map[string][]string
 	UntracedFrees map[string]uint64
 	// UnresolvedFrames counts the distinct addresses in the referenced
 	// stacks that the Symbolizer could not name (Frame.Function == "").
