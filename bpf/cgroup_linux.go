@@ -37,6 +37,35 @@ func Cgroup2Mount() string {
 	return ""
 }
 
+// cgroupV1Mount returns where the cgroup v1 hierarchy of controller is
+// mounted, or "".
+func cgroupV1Mount(controller string) string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// 35 25 0:31 / /sys/fs/cgroup/memory rw,... - cgroup cgroup rw,memory
+		line := sc.Text()
+		sep := strings.Index(line, " - ")
+		if sep < 0 {
+			continue
+		}
+		post := strings.Fields(line[sep+3:])
+		pre := strings.Fields(line[:sep])
+		if len(post) >= 3 && post[0] == "cgroup" && len(pre) >= 5 && pre[3] == "/" {
+			for _, o := range strings.Split(post[2], ",") {
+				if o == controller {
+					return pre[4]
+				}
+			}
+		}
+	}
+	return ""
+}
+
 // CgroupResolver turns cgroup v2 ids (what bpf_get_current_cgroup_id returns:
 // the inode number of the cgroup directory) into paths relative to the
 // cgroup2 mount, such as "/system.slice/docker-1234.scope". It is not safe for

@@ -283,6 +283,8 @@ type SystemView struct {
 	Caches []SlabCache
 	// PageSize is the size of a page in bytes (0: DefaultPageSize).
 	PageSize uint64
+	// Memcg counts the memory cgroups, dying ones apart (Source "": unknown).
+	Memcg MemcgCount
 }
 
 // readSystemView reads meminfo and slabinfo from procfs, the /proc
@@ -461,8 +463,26 @@ func FormatSystemView(w io.Writer, start, end SystemView, tracked map[string]uin
 			b.WriteString("  TRACKED: outstanding bytes kmemprof recorded in the cache; growth beyond it was not traced\n")
 		}
 	}
+	if line := memcgLine(start.Memcg, end.Memcg); line != "" {
+		b.WriteString(line + "\n")
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// memcgLine is the system view's line on memory cgroups, "" when unknown.
+func memcgLine(start, end MemcgCount) string {
+	if start.Source == "" || end.Source == "" {
+		return ""
+	}
+	line := fmt.Sprintf("memory cgroups (%s): %d -> %d", end.Source, start.Total, end.Total)
+	if start.DyingKnown && end.DyingKnown {
+		line += fmt.Sprintf(", removed but not freed (dying): %d -> %d", start.Dying, end.Dying)
+		if end.Dying > start.Dying {
+			line += "\n  hint: removed cgroups are held by kernel objects charged to them (slab, page cache)"
+		}
+	}
+	return line
 }
 
 // writeColumns writes rows as a table indented by two spaces, the first left
@@ -505,6 +525,9 @@ func SystemViewComments(start, end SystemView) []string {
 		line += " over " + end.Taken.Sub(start.Taken).Round(time.Second).String()
 	}
 	c := []string{line}
+	if l := memcgLine(start.Memcg, end.Memcg); l != "" {
+		c = append(c, strings.SplitN(l, "\n", 2)[0])
+	}
 	gs := topGrowth(start, end)
 	switch {
 	case len(start.Caches) == 0 || len(end.Caches) == 0:
@@ -577,4 +600,112 @@ func SlabAliases(fsys fs.FS) (map[string][]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// MemcgCount is how many memory cgroups the kernel holds, and how many of
+// them were removed but are not freed yet (dying): a removed container's
+// memcg lives on while kernel objects charged to it do (slab, page cache).
+type MemcgCount struct {
+	// Source says where the counts come from; "" when unknown.
+	Source string
+	// Total counts memory cgroups, the root and dying ones included.
+	Total uint64
+	// Dying counts removed memory cgroups not freed yet; DyingKnown is
+	// false where the kernel does not tell them apart.
+	Dying      uint64
+	DyingKnown bool
+}
+
+// ParseProcCgroups parses /proc/cgroups: for each controller, its hierarchy
+// id (0: cgroup v2) and its number of cgroups.
+func ParseProcCgroups(r io.Reader) (map[string][2]uint64, error) {
+	out := map[string][2]uint64{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 3 {
+			return nil, fmt.Errorf("bad /proc/cgroups line %q", line)
+		}
+		h, err1 := strconv.ParseUint(f[1], 10, 64)
+		n, err2 := strconv.ParseUint(f[2], 10, 64)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("bad /proc/cgroups line %q", line)
+		}
+		out[f[0]] = [2]uint64{h, n}
+	}
+	return out, sc.Err()
+}
+
+// ParseCgroupStat parses a cgroup v2 cgroup.stat file ("key value" lines).
+func ParseCgroupStat(r io.Reader) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			continue
+		}
+		v, err := strconv.ParseUint(f[1], 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("bad cgroup.stat line %q", sc.Text())
+		}
+		out[f[0]] = v
+	}
+	return out, sc.Err()
+}
+
+// memcgCount counts memory cgroups. On cgroup v1 (the memory controller has
+// a hierarchy of its own), /proc/cgroups counts them dying ones included,
+// and the directories of the memory hierarchy (v1, nil if not mounted) are
+// the live ones. On cgroup v2, the root's cgroup.stat (v2, nil if not
+// mounted) counts live and dying memory controllers (Linux 6.11+), or else
+// cgroups of every kind.
+func memcgCount(procfs, v1, v2 fs.FS) MemcgCount {
+	cg, err := readProcFile(procfs, "cgroups", ParseProcCgroups)
+	if err != nil {
+		return MemcgCount{}
+	}
+	mem, ok := cg["memory"]
+	if !ok {
+		return MemcgCount{}
+	}
+	if mem[0] != 0 {
+		c := MemcgCount{Source: "cgroup v1 memory hierarchy, /proc/cgroups", Total: mem[1]}
+		if v1 != nil {
+			var live uint64
+			err := fs.WalkDir(v1, ".", func(_ string, d fs.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					live++
+				}
+				return nil
+			})
+			if err == nil && live > 0 && live <= c.Total {
+				c.Dying, c.DyingKnown = c.Total-live, true
+			}
+		}
+		return c
+	}
+	if v2 == nil {
+		return MemcgCount{}
+	}
+	f, err := v2.Open("cgroup.stat")
+	if err != nil {
+		return MemcgCount{}
+	}
+	defer f.Close()
+	st, err := ParseCgroupStat(f)
+	if err != nil {
+		return MemcgCount{}
+	}
+	if live, ok := st["nr_subsys_memory"]; ok {
+		dying := st["nr_dying_subsys_memory"]
+		return MemcgCount{Source: "cgroup v2 cgroup.stat", Total: live + dying, Dying: dying, DyingKnown: true}
+	}
+	// Before 6.11: every cgroup, the root included, memory controller or not.
+	return MemcgCount{Source: "cgroup v2 cgroup.stat, cgroups of every controller", Total: st["nr_descendants"] + st["nr_dying_descendants"] + 1,
+		Dying: st["nr_dying_descendants"], DyingKnown: true}
 }

@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"io/fs"
 	"os"
 	"time"
 )
@@ -13,5 +14,17 @@ import (
 // part. It returns an empty view and an error when /proc/meminfo cannot be
 // read or parsed.
 func ReadSystemView() (SystemView, error) {
-	return readSystemView(os.DirFS("/proc"), time.Now(), uint64(os.Getpagesize()))
+	v, err := readSystemView(os.DirFS("/proc"), time.Now(), uint64(os.Getpagesize()))
+	if v.Taken.IsZero() {
+		return v, err
+	}
+	var v1, v2 fs.FS
+	if m := cgroupV1Mount("memory"); m != "" {
+		v1 = os.DirFS(m)
+	}
+	if m := Cgroup2Mount(); m != "" {
+		v2 = os.DirFS(m)
+	}
+	v.Memcg = memcgCount(os.DirFS("/proc"), v1, v2)
+	return v, err
 }

@@ -2,11 +2,15 @@ package bpf
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/kmemprof/kmemprof/bpf/bpftest"
 )
@@ -95,4 +99,65 @@ func TestCgroupResolverDead(t *testing.T) {
 			t.Errorf("Path(%d) = %q for a removed cgroup", id, r.Path(id))
 		}
 	})
+}
+
+// TestDyingMemcgCounted: a memory cgroup removed while page cache charged to
+// it lives on is counted as dying, on cgroup v1 (this machine) and v2 (the
+// kernel matrix).
+func TestDyingMemcgCounted(t *testing.T) {
+	bpftest.Require(t)
+	count := func() MemcgCount {
+		var v1, v2 fs.FS
+		if m := cgroupV1Mount("memory"); m != "" {
+			v1 = os.DirFS(m)
+		}
+		if m := Cgroup2Mount(); m != "" {
+			v2 = os.DirFS(m)
+		}
+		return memcgCount(os.DirFS("/proc"), v1, v2)
+	}
+	parent := cgroupV1Mount("memory")
+	if parent == "" {
+		parent = Cgroup2Mount()
+		if parent == "" {
+			t.Skip("no memory cgroup hierarchy is mounted")
+		}
+		// Children of the v2 root get the memory controller once the root
+		// hands it down.
+		if err := os.WriteFile(filepath.Join(parent, "cgroup.subtree_control"), []byte("+memory"), 0); err != nil {
+			t.Skipf("cannot enable the memory controller for the v2 root's children: %v", err)
+		}
+	}
+	before := count()
+	if before.Source == "" || !before.DyingKnown {
+		t.Fatalf("memory cgroups not counted: %+v", before)
+	}
+	dir := filepath.Join(parent, fmt.Sprintf("kmemprof-dying-%d", os.Getpid()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "charged")
+	// The shell joins the cgroup, writes 4 MiB of page cache charged to it,
+	// and exits; the pages stay.
+	out, err := exec.Command("sh", "-c", `echo $$ > "$1/cgroup.procs" && dd if=/dev/zero of="$2" bs=64k count=64 2>/dev/null`, "sh", dir, file).CombinedOutput()
+	if err != nil {
+		os.Remove(dir)
+		t.Fatalf("charging the cgroup: %v %s", err, out)
+	}
+	t.Cleanup(func() { os.Remove(file) })
+	var rmErr error
+	for range 50 {
+		if rmErr = os.Remove(dir); rmErr == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if rmErr != nil {
+		t.Fatalf("removing the cgroup: %v", rmErr)
+	}
+	after := count()
+	t.Logf("%s: before %+v, after %+v", after.Source, before, after)
+	if after.Dying < before.Dying+1 {
+		t.Errorf("a removed memory cgroup with 4 MiB charged to it is not counted as dying: %d -> %d", before.Dying, after.Dying)
+	}
 }

@@ -662,3 +662,39 @@ func TestSlabAliases(t *testing.T) {
 		t.Errorf("missing directory: %v, %v; want an empty map", got, err)
 	}
 }
+
+// TestMemcgCount counts memory cgroups on v1 (/proc/cgroups less the live
+// directories of the memory hierarchy are dying) and on v2 (cgroup.stat,
+// per controller from 6.11, else every cgroup).
+func TestMemcgCount(t *testing.T) {
+	procV1 := fstest.MapFS{"cgroups": {Data: []byte("#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t1\t1\t1\nmemory\t4\t9\t1\n")}}
+	tree := fstest.MapFS{
+		"a/memory.limit_in_bytes": {Data: []byte("1")}, "a/b/x": {}, "c/x": {}, "d/x": {}, "e/x": {}, "f/x": {},
+	}
+	// Directories: the root, a, a/b, c, d, e, f: 7 live of 9.
+	got := memcgCount(procV1, tree, nil)
+	if got.Total != 9 || !got.DyingKnown || got.Dying != 2 || !strings.Contains(got.Source, "v1") {
+		t.Errorf("v1: %+v, want 9 with 2 dying", got)
+	}
+	procV2 := fstest.MapFS{"cgroups": {Data: []byte("#subsys_name\thierarchy\tnum_cgroups\tenabled\nmemory\t0\t40\t1\n")}}
+	v2 := fstest.MapFS{"cgroup.stat": {Data: []byte("nr_descendants 30\nnr_subsys_memory 25\nnr_dying_descendants 7\nnr_dying_subsys_memory 5\n")}}
+	if got := memcgCount(procV2, nil, v2); got.Total != 30 || got.Dying != 5 || !got.DyingKnown {
+		t.Errorf("v2: %+v, want 30 with 5 dying", got)
+	}
+	old := fstest.MapFS{"cgroup.stat": {Data: []byte("nr_descendants 30\nnr_dying_descendants 7\n")}}
+	if got := memcgCount(procV2, nil, old); got.Total != 38 || got.Dying != 7 || !strings.Contains(got.Source, "every controller") {
+		t.Errorf("v2 before 6.11: %+v, want 38 with 7 dying, of every controller", got)
+	}
+	if got := memcgCount(fstest.MapFS{}, nil, nil); got.Source != "" {
+		t.Errorf("without /proc/cgroups: %+v, want unknown", got)
+	}
+	var b strings.Builder
+	start := SystemView{Memcg: MemcgCount{Source: "s", Total: 9, Dying: 0, DyingKnown: true}}
+	end := SystemView{Memcg: MemcgCount{Source: "s", Total: 29, Dying: 20, DyingKnown: true}}
+	if err := FormatSystemView(&b, start, end, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "memory cgroups (s): 9 -> 29, removed but not freed (dying): 0 -> 20") {
+		t.Errorf("system view:\n%s", b.String())
+	}
+}
