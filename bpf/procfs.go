@@ -665,15 +665,9 @@ func ParseCgroupStat(r io.Reader) (map[string]uint64, error) {
 // mounted) counts live and dying memory controllers (Linux 6.11+), or else
 // cgroups of every kind.
 func memcgCount(procfs, v1, v2 fs.FS) MemcgCount {
-	cg, err := readProcFile(procfs, "cgroups", ParseProcCgroups)
-	if err != nil {
-		return MemcgCount{}
-	}
-	mem, ok := cg["memory"]
-	if !ok {
-		return MemcgCount{}
-	}
-	if mem[0] != 0 {
+	// From 6.15 /proc/cgroups lists only the controllers bound to v1.
+	cg, _ := readProcFile(procfs, "cgroups", ParseProcCgroups)
+	if mem, ok := cg["memory"]; ok && mem[0] != 0 {
 		c := MemcgCount{Source: "cgroup v1 memory hierarchy, /proc/cgroups", Total: mem[1]}
 		if v1 != nil {
 			var live uint64

@@ -686,7 +686,12 @@ func TestMemcgCount(t *testing.T) {
 		t.Errorf("v2 before 6.11: %+v, want 38 with 7 dying, of every controller", got)
 	}
 	if got := memcgCount(fstest.MapFS{}, nil, nil); got.Source != "" {
-		t.Errorf("without /proc/cgroups: %+v, want unknown", got)
+		t.Errorf("without /proc/cgroups or cgroup2: %+v, want unknown", got)
+	}
+	// 6.15+: /proc/cgroups lists v1 controllers only.
+	v1only := fstest.MapFS{"cgroups": {Data: []byte("#subsys_name\thierarchy\tnum_cgroups\tenabled\n")}}
+	if got := memcgCount(v1only, nil, v2); got.Total != 30 || got.Dying != 5 {
+		t.Errorf("v2 where /proc/cgroups does not list memory: %+v, want 30 with 5 dying", got)
 	}
 	var b strings.Builder
 	start := SystemView{Memcg: MemcgCount{Source: "s", Total: 9, Dying: 0, DyingKnown: true}}
