@@ -31,9 +31,10 @@ type Tracer struct {
 	// progRoles says, for each of progs, whether it is a free hook's
 	// primary program with a backup, the backup, or neither.
 	progRoles []progRole
-	// pending are the free hooks' backup programs not attached yet: each is
-	// attached the first time the kernel reports a free it did not run the
-	// hook's primary program for (see armBackups).
+	// pending are the free hooks' backup programs not attached yet
+	// (Config.LazyBackups): each is attached the first time the kernel
+	// reports a free it did not run the hook's primary program for (see
+	// armBackups).
 	pending  []pendingBackup
 	detached bool
 	mode     Mode
