@@ -104,8 +104,9 @@ func TestCgroupResolverDead(t *testing.T) {
 // TestDyingMemcgCounted: memory cgroups are counted on cgroup v1 (this
 // machine) and v2 (the kernel matrix): one made is one more, and once it is
 // removed the live ones are as before, whether the kernel frees it at once
-// or keeps it dying while page cache charged to it lives on (kernels
-// differ: 6.1 in the matrix freed it at once, 5.10 and 6.12 kept it).
+// or keeps it dying while page cache charged to it lives on (which one
+// differs between kernels and runs: 6.1 freed it in one matrix run and kept
+// it in the next).
 func TestDyingMemcgCounted(t *testing.T) {
 	bpftest.Require(t)
 	count := func() MemcgCount {
