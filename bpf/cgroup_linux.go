@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,6 +16,21 @@ import (
 // (/sys/fs/cgroup on unified systems, /sys/fs/cgroup/unified on hybrid ones),
 // or "" when it is not mounted.
 func Cgroup2Mount() string {
+	return findMount(func(fstype, superOpts string) bool { return fstype == "cgroup2" })
+}
+
+// cgroupV1Mount returns where the cgroup v1 hierarchy of controller is
+// mounted, or "".
+func cgroupV1Mount(controller string) string {
+	return findMount(func(fstype, superOpts string) bool {
+		return fstype == "cgroup" && slices.Contains(strings.Split(superOpts, ","), controller)
+	})
+}
+
+// findMount returns the mount point of the first mount of a file system's
+// root (not a bind mount of a subdirectory) that match accepts, from
+// /proc/self/mountinfo, or "".
+func findMount(match func(fstype, superOpts string) bool) string {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return ""
@@ -23,30 +39,6 @@ func Cgroup2Mount() string {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// 36 35 0:30 / /sys/fs/cgroup/unified rw,... shared:9 - cgroup2 cgroup2 rw
-		line := sc.Text()
-		sep := strings.Index(line, " - ")
-		if sep < 0 {
-			continue
-		}
-		post := strings.Fields(line[sep+3:])
-		pre := strings.Fields(line[:sep])
-		if len(post) > 0 && post[0] == "cgroup2" && len(pre) >= 5 && pre[3] == "/" {
-			return pre[4]
-		}
-	}
-	return ""
-}
-
-// cgroupV1Mount returns where the cgroup v1 hierarchy of controller is
-// mounted, or "".
-func cgroupV1Mount(controller string) string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
 		// 35 25 0:31 / /sys/fs/cgroup/memory rw,... - cgroup cgroup rw,memory
 		line := sc.Text()
 		sep := strings.Index(line, " - ")
@@ -55,12 +47,15 @@ func cgroupV1Mount(controller string) string {
 		}
 		post := strings.Fields(line[sep+3:])
 		pre := strings.Fields(line[:sep])
-		if len(post) >= 3 && post[0] == "cgroup" && len(pre) >= 5 && pre[3] == "/" {
-			for _, o := range strings.Split(post[2], ",") {
-				if o == controller {
-					return pre[4]
-				}
-			}
+		if len(post) < 1 || len(pre) < 5 || pre[3] != "/" {
+			continue
+		}
+		opts := ""
+		if len(post) >= 3 {
+			opts = post[2]
+		}
+		if match(post[0], opts) {
+			return pre[4]
 		}
 	}
 	return ""

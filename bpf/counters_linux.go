@@ -45,6 +45,7 @@ const (
 	cBulkTruncated       = int(kmemprofCounterC_BULK_TRUNCATED)
 	cReturnNoEntry       = int(kmemprofCounterC_RETURN_NO_ENTRY)
 	cRescued             = int(kmemprofCounterC_RESCUED)
+	cTreeFull            = int(kmemprofCounterC_TREE_FULL)
 	nrCounters           = int(kmemprofCounterNR_COUNTERS)
 )
 
@@ -83,7 +84,7 @@ var counterInfo = [nrCounters]struct {
 	cStackFault:          {"stack_lost_walk", "stack walks that failed in the kernel", true},
 	cTotalsFull:          {"totals_map_full", "allocations missing from alloc_objects/alloc_space because the totals map was full", true},
 	cCachesFull:          {"cache_map_full", "slab caches whose name could not be recorded", true},
-	cFiltered:            {"filtered", "allocations skipped by --pid, --cgroup, --cache or --min-size", false},
+	cFiltered:            {"filtered", "allocations skipped by --pid, --follow, --cgroup, --cache or --min-size", false},
 	cSelf:                {"self", "allocations by kmemprof itself, skipped", false},
 	cNull:                {"failed_allocs", "failed allocations (NULL result), skipped", false},
 	cReturnMissed:        {"kretprobe_missed", "allocator calls whose return the kretprobe never saw (kprobe mode): not recorded", true},
@@ -98,4 +99,5 @@ var counterInfo = [nrCounters]struct {
 	cBulkTruncated:       {"bulk_free_truncated", "objects of kmem_cache_free_bulk calls beyond the first 512, not looked up (they stay outstanding)", true},
 	cReturnNoEntry:       {"kretprobe_no_entry", "allocator returns seen without their entry (kprobe mode): not recorded", true},
 	cRescued:             {"nested_rescued", "events nested in their own hook's program (an interrupt's frees during a free), which the kernel does not run it for: handled by the hook's backup program", false},
+	cTreeFull:            {"follow_map_full", "--follow: processes forked in the followed tree that could not be added to it (65,536 at most): their allocations were filtered out", true},
 }

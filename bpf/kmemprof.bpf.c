@@ -105,6 +105,7 @@ enum counter {
 	C_BULK_TRUNCATED,       /* objects of a bulk free beyond MAX_BULK, not looked up */
 	C_RETURN_NO_ENTRY,      /* kprobe mode: an allocator return without its entry */
 	C_RESCUED,              /* events handled by a hook's backup program: the kernel did not rerun the busy primary */
+	C_TREE_FULL,            /* --follow: children of the followed tree not added, the tree map being full */
 	NR_COUNTERS,
 };
 
@@ -2080,10 +2081,6 @@ FN_PROGRAMS(_na, 0)
 /* Test-run programs (BPF_PROG_TEST_RUN from user space, never attached) */
 
 /*
- * resolve_cache records a cache's name, sizes and flags in the caches map;
- * user space runs it once per kmem_cache pointer found in the records.
- */
-/*
  * --follow. sched_process_fork(parent, child) and sched_process_exit(p, ...)
  * have passed the task first since they exist; read with CO-RE.
  */
@@ -2097,7 +2094,8 @@ int tree_fork(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 	__u32 ctgid = BPF_CORE_READ(child, tgid);
 	__u8 one = 1;
-	bpf_map_update_elem(&tree, &ctgid, &one, BPF_ANY);
+	if (bpf_map_update_elem(&tree, &ctgid, &one, BPF_ANY))
+		count(C_TREE_FULL);
 	return 0;
 }
 
@@ -2114,6 +2112,10 @@ int tree_exit(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+/*
+ * resolve_cache records a cache's name, sizes and flags in the caches map;
+ * user space runs it once per kmem_cache pointer found in the records.
+ */
 SEC("raw_tp")
 int resolve_cache(struct bpf_raw_tracepoint_args *ctx)
 {

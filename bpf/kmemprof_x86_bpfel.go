@@ -86,7 +86,8 @@ const (
 	kmemprofCounterC_BULK_TRUNCATED        kmemprofCounter = 35
 	kmemprofCounterC_RETURN_NO_ENTRY       kmemprofCounter = 36
 	kmemprofCounterC_RESCUED               kmemprofCounter = 37
-	kmemprofCounterNR_COUNTERS             kmemprofCounter = 38
+	kmemprofCounterC_TREE_FULL             kmemprofCounter = 38
+	kmemprofCounterNR_COUNTERS             kmemprofCounter = 39
 )
 
 type kmemprofField uint32

@@ -590,6 +590,7 @@ func (t *Tracer) meta(c [nrCounters]uint64) tracer.Meta {
 		case (i == cReturnMissed || i == cReturnNoEntry) && t.mode != ModeKprobe,
 			i == cNested && !fn,
 			i == cBulkTruncated && !t.bulkHooked,
+			i == cTreeFull && !t.cfg.Follow,
 			i == cCacheUnresolved && c[i] == 0 && !t.objCache:
 			continue
 		}

@@ -181,30 +181,17 @@ var (
 	zipEpoch = time.Date(1980, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
+// tarFiles is a release tarball: files under prefix, exe executable.
 func tarFiles(prefix string, files map[string][]byte, exe string) ([]byte, error) {
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
+	var entries []tarEntry
 	for _, n := range sortedNames(files) {
 		mode := int64(0o644)
 		if n == exe {
 			mode = 0o755
 		}
-		b := files[n]
-		if err := tw.WriteHeader(&tar.Header{Name: prefix + n, Mode: mode, Size: int64(len(b)), ModTime: epoch, Format: tar.FormatPAX}); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(b); err != nil {
-			return nil, err
-		}
+		entries = append(entries, tarEntry{prefix + n, files[n], mode})
 	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return tarGz(entries, false)
 }
 
 func zipFiles(files map[string][]byte) ([]byte, error) {
@@ -259,15 +246,15 @@ Description: kernel memory leak profiler (eBPF, pprof output)
  with eBPF and writes the allocations still outstanding, by kernel call
  stack, as a pprof profile.
 `, debVersion(version), arch)
-	ctl, err := tarTree([]tarEntry{{"./control", []byte(control), 0o644}})
+	ctl, err := tarGz([]tarEntry{{"./control", []byte(control), 0o644}}, true)
 	if err != nil {
 		return nil, err
 	}
-	data, err := tarTree([]tarEntry{
+	data, err := tarGz([]tarEntry{
 		{"./usr/bin/kmemprof", bin, 0o755},
 		{"./usr/share/doc/kmemprof/README.md", files["README.md"], 0o644},
 		{"./usr/share/doc/kmemprof/copyright", append(append([]byte{}, files["NOTICE"]...), append([]byte("\n"), files["LICENSE"]...)...), 0o644},
-	})
+	}, true)
 	if err != nil {
 		return nil, err
 	}
@@ -292,24 +279,25 @@ type tarEntry struct {
 	mode int64
 }
 
-// tarTree writes entries with their parent directories, owned by root.
-func tarTree(entries []tarEntry) ([]byte, error) {
+// tarGz writes entries as a gzipped tar, owned by root, with fixed times;
+// with dirs, each entry's parent directories come first (as dpkg wants).
+func tarGz(entries []tarEntry, dirs bool) ([]byte, error) {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(zw)
-	dirs := map[string]bool{}
+	written := map[string]bool{}
 	for _, e := range entries {
 		var parents []string
-		for d := filepath.Dir(strings.TrimPrefix(e.name, "./")); d != "." && d != "/" && !dirs[d]; d = filepath.Dir(d) {
+		for d := filepath.Dir(strings.TrimPrefix(e.name, "./")); dirs && d != "." && d != "/" && !written[d]; d = filepath.Dir(d) {
 			parents = append([]string{d}, parents...)
-			dirs[d] = true
+			written[d] = true
 		}
 		for _, d := range parents {
-			if err := tw.WriteHeader(&tar.Header{Name: "./" + d + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch, Uname: "root", Gname: "root"}); err != nil {
+			if err := tw.WriteHeader(&tar.Header{Name: "./" + d + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: epoch, Uname: "root", Gname: "root", Format: tar.FormatPAX}); err != nil {
 				return nil, err
 			}
 		}
-		if err := tw.WriteHeader(&tar.Header{Name: e.name, Mode: e.mode, Size: int64(len(e.b)), ModTime: epoch, Uname: "root", Gname: "root"}); err != nil {
+		if err := tw.WriteHeader(&tar.Header{Name: e.name, Mode: e.mode, Size: int64(len(e.b)), ModTime: epoch, Uname: "root", Gname: "root", Format: tar.FormatPAX}); err != nil {
 			return nil, err
 		}
 		if _, err := tw.Write(e.b); err != nil {
