@@ -2,6 +2,7 @@ package bpf
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -10,6 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/kmemprof/kmemprof/tracer"
 )
 
 // Cgroup2Mount returns where the cgroup v2 hierarchy is mounted
@@ -83,6 +88,17 @@ type CgroupResolver struct {
 // resolves nothing when cgroup2 is not mounted.
 func NewCgroupResolver() *CgroupResolver {
 	return &CgroupResolver{mount: Cgroup2Mount(), paths: map[uint64]string{}, missing: map[uint64]bool{}}
+}
+
+// Learn adds paths known from elsewhere (Tracer.CgroupV2Names: cgroups made
+// and perhaps removed during a capture), so that a removed cgroup's objects
+// keep its path, marked " (deleted)".
+func (r *CgroupResolver) Learn(paths map[uint64]string) {
+	for id, p := range paths {
+		if _, ok := r.paths[id]; !ok {
+			r.paths[id] = p
+		}
+	}
 }
 
 // Path returns the cgroup path of id, or "" when it is unknown (for example
@@ -178,4 +194,108 @@ func (r *CgroupResolver) walk() {
 		r.paths[st.Ino] = rel
 		return nil
 	})
+}
+
+// findMemcgHierarchy finds the memory controller's hierarchy.
+func findMemcgHierarchy() memcgHierarchy {
+	// From 6.15 /proc/cgroups lists only the controllers bound to v1.
+	cg, _ := readProcFile(os.DirFS("/proc"), "cgroups", ParseProcCgroups)
+	if mem, ok := cg["memory"]; ok && mem[0] != 0 {
+		return memcgHierarchy{mount: cgroupV1Mount("memory"), id: uint32(mem[0])}
+	}
+	return memcgHierarchy{mount: Cgroup2Mount()}
+}
+
+func (h memcgHierarchy) String() string {
+	if h.id != 0 {
+		return "the cgroup v1 memory hierarchy"
+	}
+	return "cgroup v2"
+}
+
+// filterID returns the id of the memory cgroup --memcg names: a directory
+// of the memory controller's hierarchy, given as a path under its mount or
+// relative to the hierarchy's root ("/docker/3f4e...").
+func (h memcgHierarchy) filterID(path string) (uint64, error) {
+	if h.mount == "" {
+		return 0, fmt.Errorf("--memcg %s: the memory controller's hierarchy (%s) is not mounted", path, h)
+	}
+	full := path
+	if rel, err := filepath.Rel(h.mount, path); err != nil || strings.HasPrefix(rel, "..") || !filepath.IsAbs(path) {
+		full = filepath.Join(h.mount, path)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(full, &st); err != nil {
+		return 0, fmt.Errorf("--memcg %s: %w (give a memory cgroup's path under %s, or relative to it)", path, err, h.mount)
+	}
+	if st.Type != unix.CGROUP_SUPER_MAGIC && st.Type != unix.CGROUP2_SUPER_MAGIC {
+		return 0, fmt.Errorf("--memcg %s: %s is not a cgroup directory (the memory controller is on %s, mounted at %s)", path, full, h, h.mount)
+	}
+	var fi syscall.Stat_t
+	if err := syscall.Stat(full, &fi); err != nil {
+		return 0, fmt.Errorf("--memcg %s: %w", path, err)
+	}
+	if fi.Mode&syscall.S_IFMT != syscall.S_IFDIR {
+		return 0, fmt.Errorf("--memcg %s: %s is not a cgroup directory", path, full)
+	}
+	return fi.Ino, nil
+}
+
+// cgroupNames maps the ids of one cgroup hierarchy's directories (their
+// inode numbers, which the kernel calls kernfs ids) to their paths relative
+// to the hierarchy's root.
+type cgroupNames struct {
+	mount string
+	paths map[uint64]string
+}
+
+func newCgroupNames(mount string) *cgroupNames {
+	return &cgroupNames{mount: mount, paths: map[uint64]string{}}
+}
+
+// walk adds every cgroup of the hierarchy as it is now.
+func (n *cgroupNames) walk() {
+	if n.mount == "" {
+		return
+	}
+	_ = filepath.WalkDir(n.mount, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil // a cgroup removed while walking
+		}
+		var st syscall.Stat_t
+		if syscall.Lstat(p, &st) != nil {
+			return nil
+		}
+		rel, err := filepath.Rel(n.mount, p)
+		if err != nil {
+			return nil
+		}
+		n.paths[st.Ino] = "/" + strings.TrimPrefix(filepath.ToSlash(rel), ".")
+		return nil
+	})
+}
+
+// memcg describes id: its path (from a walk or cgroup_mkdir), and whether
+// the cgroup is gone: no directory has that id any more. walked says
+// whether a walk since the last snapshot found what exists now.
+func (n *cgroupNames) memcg(id uint64, walked *bool) tracer.Memcg {
+	p, ok := n.paths[id]
+	if !ok && !*walked {
+		n.walk()
+		*walked = true
+		p, ok = n.paths[id]
+	}
+	if !ok {
+		return tracer.Memcg{Removed: true}
+	}
+	var st syscall.Stat_t
+	err := syscall.Stat(filepath.Join(n.mount, p), &st)
+	return tracer.Memcg{Path: p, Removed: errors.Is(err, fs.ErrNotExist) || (err == nil && st.Ino != id)}
+}
+
+// MemcgMount returns where the memory controller's hierarchy is mounted
+// ("" when it is not), and whether it is a cgroup v1 hierarchy.
+func MemcgMount() (mount string, v1 bool) {
+	h := findMemcgHierarchy()
+	return h.mount, h.id != 0
 }

@@ -128,6 +128,16 @@ type Config struct {
 	// CgroupPath, if set, traces only allocations by tasks in this cgroup v2
 	// directory or below it (an absolute path under the cgroup2 mount).
 	CgroupPath string
+	// MemcgPath, if set, traces only allocations charged to this memory
+	// cgroup or one below it: a directory of the hierarchy the memory
+	// controller is on (cgroup v1 or v2), as a path under its mount or
+	// relative to its root.
+	MemcgPath string
+
+	// Set by Open: the memory controller's hierarchy, and the id of
+	// MemcgPath (0: no filter).
+	memcg       memcgHierarchy
+	memcgFilter uint64
 	// Caches, if set, traces only these slab caches (at most MaxCacheFilters
 	// names, e.g. "dentry", "kmalloc-64"). kmalloc names match every kmalloc
 	// variant of that size class (kmalloc-cg-64, kmalloc-rcl-64...).
@@ -224,4 +234,11 @@ func (c *Config) has(k tracer.Kind) bool {
 		}
 	}
 	return false
+}
+
+// memcgHierarchy is where the memory controller is: a cgroup v1 hierarchy
+// of its own (id > 0), or cgroup v2 (id 0).
+type memcgHierarchy struct {
+	mount string // where it is mounted; "" when it is not
+	id    uint32 // the v1 hierarchy's id (/proc/cgroups); 0 for v2
 }

@@ -46,6 +46,7 @@ const (
 	cReturnNoEntry       = int(kmemprofCounterC_RETURN_NO_ENTRY)
 	cRescued             = int(kmemprofCounterC_RESCUED)
 	cTreeFull            = int(kmemprofCounterC_TREE_FULL)
+	cCgroupNamesFull     = int(kmemprofCounterC_CGROUP_NAMES_FULL)
 	nrCounters           = int(kmemprofCounterNR_COUNTERS)
 )
 
@@ -100,4 +101,5 @@ var counterInfo = [nrCounters]struct {
 	cReturnNoEntry:       {"kretprobe_no_entry", "allocator returns seen without their entry (kprobe mode): not recorded", true},
 	cRescued:             {"nested_rescued", "events nested in their own hook's program (an interrupt's frees during a free), which the kernel does not run it for: handled by the hook's backup program", false},
 	cTreeFull:            {"follow_map_full", "--follow: processes forked in the followed tree that could not be added to it (65,536 at most): their allocations were filtered out", true},
+	cCgroupNamesFull:     {"cgroup_names_full", "cgroups made during the capture whose path could not be kept (65,536 between snapshots): if removed, their objects are labelled memcg=id:N", true},
 }

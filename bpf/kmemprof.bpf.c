@@ -106,6 +106,7 @@ enum counter {
 	C_RETURN_NO_ENTRY,      /* kprobe mode: an allocator return without its entry */
 	C_RESCUED,              /* events handled by a hook's backup program: the kernel did not rerun the busy primary */
 	C_TREE_FULL,            /* --follow: children of the followed tree not added, the tree map being full */
+	C_CGROUP_NAMES_FULL,    /* cgroups made during the capture whose path could not be kept (cgroup_names full) */
 	NR_COUNTERS,
 };
 
@@ -140,6 +141,7 @@ struct alloc_info {
 	__u64 ts;          /* allocation clock (clock_ns) at allocation */
 	__u64 cache;       /* cache id, see struct cache_info */
 	__u64 cgroup;      /* cgroup v2 id of the allocating task */
+	__u64 memcg;       /* id of the memory cgroup charged (task_memcg_id) */
 	__u64 site;        /* call site: return address into the allocator's caller (0: unknown) */
 	__s32 stack_id;    /* >= 0: id in stacks; < 0: STACK_LOST_* or STACK_NOT_WALKED */
 	__u32 tgid;
@@ -217,6 +219,7 @@ struct totals_key {
 	__s64 stack_id;
 	__u64 cache;
 	__u64 cgroup;
+	__u64 memcg;
 	__u32 tgid;
 	__u8 kind;
 	__u8 fn; /* kprobe and fentry modes: the allocator function's slot + 1 */
@@ -445,6 +448,39 @@ struct {
 	__uint(max_entries, 65536);
 } tree SEC(".maps");
 
+/*
+ * Paths of the cgroups made during the capture, from cgroup_mkdir, for the
+ * v2 hierarchy and the one the memory controller is on: user space cannot
+ * name a cgroup removed before it looked (a container that lived for
+ * seconds), but the allocations that outlive it keep its id. User space
+ * drains the map at every snapshot.
+ */
+#define CGROUP_PATH_LEN 512
+struct cgroup_name_key {
+	__u64 id;        /* kernfs id: the inode number of the cgroup's directory */
+	__u32 hierarchy; /* 0: cgroup v2; else the v1 hierarchy's id */
+	__u32 pad;
+};
+
+struct cgroup_name {
+	char path[CGROUP_PATH_LEN]; /* relative to the hierarchy's root: "/docker/3f4e..." */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct cgroup_name_key);
+	__type(value, struct cgroup_name);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+} cgroup_names SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, struct cgroup_name);
+	__uint(max_entries, 1);
+} cgroup_name_buf SEC(".maps");
+
 /* Per-cache allocation and free counts for `kmemprof top` (count_caches). */
 struct cache_stat {
 	__u64 allocs;
@@ -466,6 +502,10 @@ const volatile __u32 filter_tgid = 0;
 const volatile __u8 filter_cgroup = 0;
 /* --follow: only tasks whose tgid is in tree. */
 const volatile __u8 filter_tree = 0;
+/* --memcg: only allocations charged to this memory cgroup (its id) or below. */
+const volatile __u64 filter_memcg = 0;
+/* The v1 hierarchy the memory controller is on; 0: cgroup v2. */
+const volatile __u32 memcg_hierarchy = 0;
 const volatile __u64 min_size = 0;
 const volatile __u32 cache_filter_n = 0;
 const volatile char cache_filter[MAX_CACHE_FILTERS][CACHE_NAME_LEN] = {};
@@ -851,6 +891,62 @@ static __always_inline __u64 large_bytes(__u64 size)
 /* ------------------------------------------------------------------ */
 /* Filters and stacks                                                  */
 
+/*
+ * The memory cgroup the current task's kernel allocations are charged to,
+ * as the kernel picks it (get_mem_cgroup_from_current, current_obj_cgroup):
+ * the memcg the kernel made active for a section (set_active_memcg), else
+ * the task's own. Its css->cgroup is the cgroup in the hierarchy the memory
+ * controller is on, v1 or v2. NULL without a memory controller (CONFIG_MEMCG
+ * off). Probe reads: for kernels without bpf_get_current_task_btf, and for
+ * --memcg.
+ */
+static __always_inline struct cgroup_subsys_state *current_memcg_css(void)
+{
+	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
+		return NULL;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	if (bpf_core_field_exists(task->active_memcg)) {
+		struct mem_cgroup *m = BPF_CORE_READ(task, active_memcg);
+		if (m)
+			return (struct cgroup_subsys_state *)__builtin_preserve_access_index(&m->css);
+	}
+	struct css_set *cs = BPF_CORE_READ(task, cgroups);
+	struct cgroup_subsys_state *css = NULL;
+	int id = bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id);
+	if (id < 0 || id >= 64)
+		return NULL;
+	bpf_core_read(&css, sizeof(css), &cs->subsys[id]);
+	return css;
+}
+
+/* task_memcg_id is the id of the memory cgroup current_memcg_css names, read with plain loads. */
+static __always_inline __u64 task_memcg_id(struct task_struct *task)
+{
+	if (!bpf_core_enum_value_exists(enum cgroup_subsys_id, memory_cgrp_id))
+		return 0;
+	if (bpf_core_field_exists(task->active_memcg)) {
+		struct mem_cgroup *m = task->active_memcg;
+		if (m)
+			return m->css.cgroup->kn->id;
+	}
+	return task->cgroups->subsys[bpf_core_enum_value(enum cgroup_subsys_id, memory_cgrp_id)]->cgroup->kn->id;
+}
+
+/* Deeper memory cgroups than this are not matched by --memcg. */
+#define MEMCG_MAX_DEPTH 32
+
+/* memcg_passes: --memcg's filter: the charged memcg is filter_memcg or below it. */
+static __always_inline bool memcg_passes(void)
+{
+	struct cgroup_subsys_state *css = current_memcg_css();
+	for (int i = 0; i < MEMCG_MAX_DEPTH && css; i++) {
+		if (BPF_CORE_READ(css, cgroup, kn, id) == filter_memcg)
+			return true;
+		css = BPF_CORE_READ(css, parent);
+	}
+	return false;
+}
+
 /* Filters that need the task. Returns false to skip (counted). */
 static __always_inline bool pass_task_filters(__u32 tgid)
 {
@@ -872,6 +968,10 @@ static __always_inline bool pass_task_filters(__u32 tgid)
 		count(C_FILTERED);
 		return false;
 	}
+	if (filter_memcg && !memcg_passes()) {
+		count(C_FILTERED);
+		return false;
+	}
 	return true;
 }
 
@@ -885,6 +985,8 @@ static __always_inline bool task_passes(__u32 tgid)
 	if (filter_cgroup && bpf_current_task_under_cgroup(&cgroup_filter, 0) != 1)
 		return false;
 	if (filter_tree && !bpf_map_lookup_elem(&tree, &tgid))
+		return false;
+	if (filter_memcg && !memcg_passes())
 		return false;
 	return true;
 }
@@ -1221,9 +1323,11 @@ static __always_inline void fill_record(struct alloc_info *v, struct alloc_ev *e
 		if (!task)
 			task = bpf_get_current_task_btf();
 		v->cgroup = task_cgroup_id(task);
+		v->memcg = task_memcg_id(task);
 		__builtin_memcpy(v->comm, task->comm, sizeof(v->comm));
 	} else {
 		v->cgroup = bpf_get_current_cgroup_id();
+		v->memcg = BPF_CORE_READ(current_memcg_css(), cgroup, kn, id);
 		bpf_get_current_comm(v->comm, sizeof(v->comm));
 	}
 }
@@ -1234,6 +1338,7 @@ static __always_inline void add_totals(struct alloc_info *v)
 	tk.stack_id = v->stack_id;
 	tk.cache = v->cache;
 	tk.cgroup = v->cgroup;
+	tk.memcg = v->memcg;
 	tk.tgid = v->tgid;
 	tk.kind = v->kind;
 	if (v->kind == KIND_SLAB)
@@ -2109,6 +2214,30 @@ int tree_exit(struct bpf_raw_tracepoint_args *ctx)
 	/* do_exit counts the thread out of signal->live before this event. */
 	if (BPF_CORE_READ(p, signal, live.counter) == 0)
 		bpf_map_delete_elem(&tree, &tgid);
+	return 0;
+}
+
+/*
+ * cgroup_mkdir keeps the path of every cgroup made in the v2 hierarchy or
+ * the memory controller's v1 one, keyed by its id (cgroup_names).
+ */
+SEC("raw_tp/cgroup_mkdir")
+int cgroup_mkdir(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct cgroup *cgrp = (struct cgroup *)ctx->args[0];
+	struct cgroup_name_key k = {};
+	k.hierarchy = BPF_CORE_READ(cgrp, root, hierarchy_id);
+	if (k.hierarchy != 0 && k.hierarchy != memcg_hierarchy)
+		return 0;
+	k.id = BPF_CORE_READ(cgrp, kn, id);
+	__u32 zero = 0;
+	struct cgroup_name *n = bpf_map_lookup_elem(&cgroup_name_buf, &zero);
+	if (!n)
+		return 0;
+	if (bpf_probe_read_kernel_str(n->path, sizeof(n->path), (const char *)ctx->args[1]) <= 0)
+		return 0;
+	if (bpf_map_update_elem(&cgroup_names, &k, n, BPF_ANY))
+		count(C_CGROUP_NAMES_FULL);
 	return 0;
 }
 

@@ -18,6 +18,7 @@ type kmemprofAllocInfo struct {
 	Ts         uint64
 	Cache      uint64
 	Cgroup     uint64
+	Memcg      uint64
 	Site       uint64
 	StackId    int32
 	Tgid       uint32
@@ -56,6 +57,18 @@ type kmemprofCacheStat struct {
 	FreedBytes uint64
 }
 
+type kmemprofCgroupName struct {
+	_    structs.HostLayout
+	Path [512]int8
+}
+
+type kmemprofCgroupNameKey struct {
+	_         structs.HostLayout
+	Id        uint64
+	Hierarchy uint32
+	Pad       uint32
+}
+
 type kmemprofCounter uint32
 
 const (
@@ -87,7 +100,8 @@ const (
 	kmemprofCounterC_RETURN_NO_ENTRY       kmemprofCounter = 36
 	kmemprofCounterC_RESCUED               kmemprofCounter = 37
 	kmemprofCounterC_TREE_FULL             kmemprofCounter = 38
-	kmemprofCounterNR_COUNTERS             kmemprofCounter = 39
+	kmemprofCounterC_CGROUP_NAMES_FULL     kmemprofCounter = 39
+	kmemprofCounterNR_COUNTERS             kmemprofCounter = 40
 )
 
 type kmemprofField uint32
@@ -182,6 +196,7 @@ type kmemprofTotalsKey struct {
 	StackId int64
 	Cache   uint64
 	Cgroup  uint64
+	Memcg   uint64
 	Tgid    uint32
 	Kind    uint8
 	Fn      uint8
@@ -238,6 +253,7 @@ type kmemprofSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type kmemprofProgramSpecs struct {
 	CalibProbe     *ebpf.ProgramSpec `ebpf:"calib_probe"`
+	CgroupMkdir    *ebpf.ProgramSpec `ebpf:"cgroup_mkdir"`
 	FeCacheFree    *ebpf.ProgramSpec `ebpf:"fe_cache_free"`
 	FeCacheFreeB   *ebpf.ProgramSpec `ebpf:"fe_cache_free_b"`
 	FeCacheFreeNa  *ebpf.ProgramSpec `ebpf:"fe_cache_free_na"`
@@ -377,68 +393,72 @@ type kmemprofProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kmemprofMapSpecs struct {
-	CacheStats   *ebpf.MapSpec `ebpf:"cache_stats"`
-	Caches       *ebpf.MapSpec `ebpf:"caches"`
-	CgroupFilter *ebpf.MapSpec `ebpf:"cgroup_filter"`
-	Counters     *ebpf.MapSpec `ebpf:"counters"`
-	KpPending    *ebpf.MapSpec `ebpf:"kp_pending"`
-	LastAllocs   *ebpf.MapSpec `ebpf:"last_allocs"`
-	LastFrees    *ebpf.MapSpec `ebpf:"last_frees"`
-	MissedFrees  *ebpf.MapSpec `ebpf:"missed_frees"`
-	Sites        *ebpf.MapSpec `ebpf:"sites"`
-	StackScratch *ebpf.MapSpec `ebpf:"stack_scratch"`
-	Stacks       *ebpf.MapSpec `ebpf:"stacks"`
-	Stacks2      *ebpf.MapSpec `ebpf:"stacks2"`
-	Stacks2Index *ebpf.MapSpec `ebpf:"stacks2_index"`
-	TableHash    *ebpf.MapSpec `ebpf:"table_hash"`
-	TableKeys    *ebpf.MapSpec `ebpf:"table_keys"`
-	TableRecs    *ebpf.MapSpec `ebpf:"table_recs"`
-	Totals       *ebpf.MapSpec `ebpf:"totals"`
-	Tree         *ebpf.MapSpec `ebpf:"tree"`
+	CacheStats    *ebpf.MapSpec `ebpf:"cache_stats"`
+	Caches        *ebpf.MapSpec `ebpf:"caches"`
+	CgroupFilter  *ebpf.MapSpec `ebpf:"cgroup_filter"`
+	CgroupNameBuf *ebpf.MapSpec `ebpf:"cgroup_name_buf"`
+	CgroupNames   *ebpf.MapSpec `ebpf:"cgroup_names"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	KpPending     *ebpf.MapSpec `ebpf:"kp_pending"`
+	LastAllocs    *ebpf.MapSpec `ebpf:"last_allocs"`
+	LastFrees     *ebpf.MapSpec `ebpf:"last_frees"`
+	MissedFrees   *ebpf.MapSpec `ebpf:"missed_frees"`
+	Sites         *ebpf.MapSpec `ebpf:"sites"`
+	StackScratch  *ebpf.MapSpec `ebpf:"stack_scratch"`
+	Stacks        *ebpf.MapSpec `ebpf:"stacks"`
+	Stacks2       *ebpf.MapSpec `ebpf:"stacks2"`
+	Stacks2Index  *ebpf.MapSpec `ebpf:"stacks2_index"`
+	TableHash     *ebpf.MapSpec `ebpf:"table_hash"`
+	TableKeys     *ebpf.MapSpec `ebpf:"table_keys"`
+	TableRecs     *ebpf.MapSpec `ebpf:"table_recs"`
+	Totals        *ebpf.MapSpec `ebpf:"totals"`
+	Tree          *ebpf.MapSpec `ebpf:"tree"`
 }
 
 // kmemprofVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kmemprofVariableSpecs struct {
-	CounterEnum  *ebpf.VariableSpec `ebpf:"_counter_enum"`
-	FieldEnum    *ebpf.VariableSpec `ebpf:"_field_enum"`
-	HookEnum     *ebpf.VariableSpec `ebpf:"_hook_enum"`
-	ArgIdx       *ebpf.VariableSpec `ebpf:"arg_idx"`
-	BackupsArmed *ebpf.VariableSpec `ebpf:"backups_armed"`
-	CacheFilter  *ebpf.VariableSpec `ebpf:"cache_filter"`
-	CacheFilterN *ebpf.VariableSpec `ebpf:"cache_filter_n"`
-	CalibNames   *ebpf.VariableSpec `ebpf:"calib_names"`
-	ClockNs      *ebpf.VariableSpec `ebpf:"clock_ns"`
-	CountCaches  *ebpf.VariableSpec `ebpf:"count_caches"`
-	CtxDirect    *ebpf.VariableSpec `ebpf:"ctx_direct"`
-	DedupeNested *ebpf.VariableSpec `ebpf:"dedupe_nested"`
-	FilterCgroup *ebpf.VariableSpec `ebpf:"filter_cgroup"`
-	FilterTgid   *ebpf.VariableSpec `ebpf:"filter_tgid"`
-	FilterTree   *ebpf.VariableSpec `ebpf:"filter_tree"`
-	FnAddr       *ebpf.VariableSpec `ebpf:"fn_addr"`
-	FnAlloc      *ebpf.VariableSpec `ebpf:"fn_alloc"`
-	FxSiteWord   *ebpf.VariableSpec `ebpf:"fx_site_word"`
-	HaveTaskBtf  *ebpf.VariableSpec `ebpf:"have_task_btf"`
-	HotThreshold *ebpf.VariableSpec `ebpf:"hot_threshold"`
-	KeepTotals   *ebpf.VariableSpec `ebpf:"keep_totals"`
-	KmallocMax   *ebpf.VariableSpec `ebpf:"kmalloc_max"`
-	MinSize      *ebpf.VariableSpec `ebpf:"min_size"`
-	NrCpus       *ebpf.VariableSpec `ebpf:"nr_cpus"`
-	PageShift    *ebpf.VariableSpec `ebpf:"page_shift"`
-	ProbeResult  *ebpf.VariableSpec `ebpf:"probe_result"`
-	RcuPtrArg    *ebpf.VariableSpec `ebpf:"rcu_ptr_arg"`
-	SampleEvery  *ebpf.VariableSpec `ebpf:"sample_every"`
-	SelfTgid     *ebpf.VariableSpec `ebpf:"self_tgid"`
-	StackBase    *ebpf.VariableSpec `ebpf:"stack_base"`
-	StackFlags   *ebpf.VariableSpec `ebpf:"stack_flags"`
-	Stacks2Next  *ebpf.VariableSpec `ebpf:"stacks2_next"`
-	Stacks2Size  *ebpf.VariableSpec `ebpf:"stacks2_size"`
-	TableBits    *ebpf.VariableSpec `ebpf:"table_bits"`
-	TpOff        *ebpf.VariableSpec `ebpf:"tp_off"`
-	TpSize       *ebpf.VariableSpec `ebpf:"tp_size"`
-	TraceMode    *ebpf.VariableSpec `ebpf:"trace_mode"`
-	VmPageC      *ebpf.VariableSpec `ebpf:"vm_page_c"`
+	CounterEnum    *ebpf.VariableSpec `ebpf:"_counter_enum"`
+	FieldEnum      *ebpf.VariableSpec `ebpf:"_field_enum"`
+	HookEnum       *ebpf.VariableSpec `ebpf:"_hook_enum"`
+	ArgIdx         *ebpf.VariableSpec `ebpf:"arg_idx"`
+	BackupsArmed   *ebpf.VariableSpec `ebpf:"backups_armed"`
+	CacheFilter    *ebpf.VariableSpec `ebpf:"cache_filter"`
+	CacheFilterN   *ebpf.VariableSpec `ebpf:"cache_filter_n"`
+	CalibNames     *ebpf.VariableSpec `ebpf:"calib_names"`
+	ClockNs        *ebpf.VariableSpec `ebpf:"clock_ns"`
+	CountCaches    *ebpf.VariableSpec `ebpf:"count_caches"`
+	CtxDirect      *ebpf.VariableSpec `ebpf:"ctx_direct"`
+	DedupeNested   *ebpf.VariableSpec `ebpf:"dedupe_nested"`
+	FilterCgroup   *ebpf.VariableSpec `ebpf:"filter_cgroup"`
+	FilterMemcg    *ebpf.VariableSpec `ebpf:"filter_memcg"`
+	FilterTgid     *ebpf.VariableSpec `ebpf:"filter_tgid"`
+	FilterTree     *ebpf.VariableSpec `ebpf:"filter_tree"`
+	FnAddr         *ebpf.VariableSpec `ebpf:"fn_addr"`
+	FnAlloc        *ebpf.VariableSpec `ebpf:"fn_alloc"`
+	FxSiteWord     *ebpf.VariableSpec `ebpf:"fx_site_word"`
+	HaveTaskBtf    *ebpf.VariableSpec `ebpf:"have_task_btf"`
+	HotThreshold   *ebpf.VariableSpec `ebpf:"hot_threshold"`
+	KeepTotals     *ebpf.VariableSpec `ebpf:"keep_totals"`
+	KmallocMax     *ebpf.VariableSpec `ebpf:"kmalloc_max"`
+	MemcgHierarchy *ebpf.VariableSpec `ebpf:"memcg_hierarchy"`
+	MinSize        *ebpf.VariableSpec `ebpf:"min_size"`
+	NrCpus         *ebpf.VariableSpec `ebpf:"nr_cpus"`
+	PageShift      *ebpf.VariableSpec `ebpf:"page_shift"`
+	ProbeResult    *ebpf.VariableSpec `ebpf:"probe_result"`
+	RcuPtrArg      *ebpf.VariableSpec `ebpf:"rcu_ptr_arg"`
+	SampleEvery    *ebpf.VariableSpec `ebpf:"sample_every"`
+	SelfTgid       *ebpf.VariableSpec `ebpf:"self_tgid"`
+	StackBase      *ebpf.VariableSpec `ebpf:"stack_base"`
+	StackFlags     *ebpf.VariableSpec `ebpf:"stack_flags"`
+	Stacks2Next    *ebpf.VariableSpec `ebpf:"stacks2_next"`
+	Stacks2Size    *ebpf.VariableSpec `ebpf:"stacks2_size"`
+	TableBits      *ebpf.VariableSpec `ebpf:"table_bits"`
+	TpOff          *ebpf.VariableSpec `ebpf:"tp_off"`
+	TpSize         *ebpf.VariableSpec `ebpf:"tp_size"`
+	TraceMode      *ebpf.VariableSpec `ebpf:"trace_mode"`
+	VmPageC        *ebpf.VariableSpec `ebpf:"vm_page_c"`
 }
 
 // kmemprofObjects contains all objects after they have been loaded into the kernel.
@@ -461,24 +481,26 @@ func (o *kmemprofObjects) Close() error {
 //
 // It can be passed to loadKmemprofObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kmemprofMaps struct {
-	CacheStats   *ebpf.Map `ebpf:"cache_stats"`
-	Caches       *ebpf.Map `ebpf:"caches"`
-	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
-	Counters     *ebpf.Map `ebpf:"counters"`
-	KpPending    *ebpf.Map `ebpf:"kp_pending"`
-	LastAllocs   *ebpf.Map `ebpf:"last_allocs"`
-	LastFrees    *ebpf.Map `ebpf:"last_frees"`
-	MissedFrees  *ebpf.Map `ebpf:"missed_frees"`
-	Sites        *ebpf.Map `ebpf:"sites"`
-	StackScratch *ebpf.Map `ebpf:"stack_scratch"`
-	Stacks       *ebpf.Map `ebpf:"stacks"`
-	Stacks2      *ebpf.Map `ebpf:"stacks2"`
-	Stacks2Index *ebpf.Map `ebpf:"stacks2_index"`
-	TableHash    *ebpf.Map `ebpf:"table_hash"`
-	TableKeys    *ebpf.Map `ebpf:"table_keys"`
-	TableRecs    *ebpf.Map `ebpf:"table_recs"`
-	Totals       *ebpf.Map `ebpf:"totals"`
-	Tree         *ebpf.Map `ebpf:"tree"`
+	CacheStats    *ebpf.Map `ebpf:"cache_stats"`
+	Caches        *ebpf.Map `ebpf:"caches"`
+	CgroupFilter  *ebpf.Map `ebpf:"cgroup_filter"`
+	CgroupNameBuf *ebpf.Map `ebpf:"cgroup_name_buf"`
+	CgroupNames   *ebpf.Map `ebpf:"cgroup_names"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	KpPending     *ebpf.Map `ebpf:"kp_pending"`
+	LastAllocs    *ebpf.Map `ebpf:"last_allocs"`
+	LastFrees     *ebpf.Map `ebpf:"last_frees"`
+	MissedFrees   *ebpf.Map `ebpf:"missed_frees"`
+	Sites         *ebpf.Map `ebpf:"sites"`
+	StackScratch  *ebpf.Map `ebpf:"stack_scratch"`
+	Stacks        *ebpf.Map `ebpf:"stacks"`
+	Stacks2       *ebpf.Map `ebpf:"stacks2"`
+	Stacks2Index  *ebpf.Map `ebpf:"stacks2_index"`
+	TableHash     *ebpf.Map `ebpf:"table_hash"`
+	TableKeys     *ebpf.Map `ebpf:"table_keys"`
+	TableRecs     *ebpf.Map `ebpf:"table_recs"`
+	Totals        *ebpf.Map `ebpf:"totals"`
+	Tree          *ebpf.Map `ebpf:"tree"`
 }
 
 func (m *kmemprofMaps) Close() error {
@@ -486,6 +508,8 @@ func (m *kmemprofMaps) Close() error {
 		m.CacheStats,
 		m.Caches,
 		m.CgroupFilter,
+		m.CgroupNameBuf,
+		m.CgroupNames,
 		m.Counters,
 		m.KpPending,
 		m.LastAllocs,
@@ -508,44 +532,46 @@ func (m *kmemprofMaps) Close() error {
 //
 // It can be passed to loadKmemprofObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kmemprofVariables struct {
-	CounterEnum  *ebpf.Variable `ebpf:"_counter_enum"`
-	FieldEnum    *ebpf.Variable `ebpf:"_field_enum"`
-	HookEnum     *ebpf.Variable `ebpf:"_hook_enum"`
-	ArgIdx       *ebpf.Variable `ebpf:"arg_idx"`
-	BackupsArmed *ebpf.Variable `ebpf:"backups_armed"`
-	CacheFilter  *ebpf.Variable `ebpf:"cache_filter"`
-	CacheFilterN *ebpf.Variable `ebpf:"cache_filter_n"`
-	CalibNames   *ebpf.Variable `ebpf:"calib_names"`
-	ClockNs      *ebpf.Variable `ebpf:"clock_ns"`
-	CountCaches  *ebpf.Variable `ebpf:"count_caches"`
-	CtxDirect    *ebpf.Variable `ebpf:"ctx_direct"`
-	DedupeNested *ebpf.Variable `ebpf:"dedupe_nested"`
-	FilterCgroup *ebpf.Variable `ebpf:"filter_cgroup"`
-	FilterTgid   *ebpf.Variable `ebpf:"filter_tgid"`
-	FilterTree   *ebpf.Variable `ebpf:"filter_tree"`
-	FnAddr       *ebpf.Variable `ebpf:"fn_addr"`
-	FnAlloc      *ebpf.Variable `ebpf:"fn_alloc"`
-	FxSiteWord   *ebpf.Variable `ebpf:"fx_site_word"`
-	HaveTaskBtf  *ebpf.Variable `ebpf:"have_task_btf"`
-	HotThreshold *ebpf.Variable `ebpf:"hot_threshold"`
-	KeepTotals   *ebpf.Variable `ebpf:"keep_totals"`
-	KmallocMax   *ebpf.Variable `ebpf:"kmalloc_max"`
-	MinSize      *ebpf.Variable `ebpf:"min_size"`
-	NrCpus       *ebpf.Variable `ebpf:"nr_cpus"`
-	PageShift    *ebpf.Variable `ebpf:"page_shift"`
-	ProbeResult  *ebpf.Variable `ebpf:"probe_result"`
-	RcuPtrArg    *ebpf.Variable `ebpf:"rcu_ptr_arg"`
-	SampleEvery  *ebpf.Variable `ebpf:"sample_every"`
-	SelfTgid     *ebpf.Variable `ebpf:"self_tgid"`
-	StackBase    *ebpf.Variable `ebpf:"stack_base"`
-	StackFlags   *ebpf.Variable `ebpf:"stack_flags"`
-	Stacks2Next  *ebpf.Variable `ebpf:"stacks2_next"`
-	Stacks2Size  *ebpf.Variable `ebpf:"stacks2_size"`
-	TableBits    *ebpf.Variable `ebpf:"table_bits"`
-	TpOff        *ebpf.Variable `ebpf:"tp_off"`
-	TpSize       *ebpf.Variable `ebpf:"tp_size"`
-	TraceMode    *ebpf.Variable `ebpf:"trace_mode"`
-	VmPageC      *ebpf.Variable `ebpf:"vm_page_c"`
+	CounterEnum    *ebpf.Variable `ebpf:"_counter_enum"`
+	FieldEnum      *ebpf.Variable `ebpf:"_field_enum"`
+	HookEnum       *ebpf.Variable `ebpf:"_hook_enum"`
+	ArgIdx         *ebpf.Variable `ebpf:"arg_idx"`
+	BackupsArmed   *ebpf.Variable `ebpf:"backups_armed"`
+	CacheFilter    *ebpf.Variable `ebpf:"cache_filter"`
+	CacheFilterN   *ebpf.Variable `ebpf:"cache_filter_n"`
+	CalibNames     *ebpf.Variable `ebpf:"calib_names"`
+	ClockNs        *ebpf.Variable `ebpf:"clock_ns"`
+	CountCaches    *ebpf.Variable `ebpf:"count_caches"`
+	CtxDirect      *ebpf.Variable `ebpf:"ctx_direct"`
+	DedupeNested   *ebpf.Variable `ebpf:"dedupe_nested"`
+	FilterCgroup   *ebpf.Variable `ebpf:"filter_cgroup"`
+	FilterMemcg    *ebpf.Variable `ebpf:"filter_memcg"`
+	FilterTgid     *ebpf.Variable `ebpf:"filter_tgid"`
+	FilterTree     *ebpf.Variable `ebpf:"filter_tree"`
+	FnAddr         *ebpf.Variable `ebpf:"fn_addr"`
+	FnAlloc        *ebpf.Variable `ebpf:"fn_alloc"`
+	FxSiteWord     *ebpf.Variable `ebpf:"fx_site_word"`
+	HaveTaskBtf    *ebpf.Variable `ebpf:"have_task_btf"`
+	HotThreshold   *ebpf.Variable `ebpf:"hot_threshold"`
+	KeepTotals     *ebpf.Variable `ebpf:"keep_totals"`
+	KmallocMax     *ebpf.Variable `ebpf:"kmalloc_max"`
+	MemcgHierarchy *ebpf.Variable `ebpf:"memcg_hierarchy"`
+	MinSize        *ebpf.Variable `ebpf:"min_size"`
+	NrCpus         *ebpf.Variable `ebpf:"nr_cpus"`
+	PageShift      *ebpf.Variable `ebpf:"page_shift"`
+	ProbeResult    *ebpf.Variable `ebpf:"probe_result"`
+	RcuPtrArg      *ebpf.Variable `ebpf:"rcu_ptr_arg"`
+	SampleEvery    *ebpf.Variable `ebpf:"sample_every"`
+	SelfTgid       *ebpf.Variable `ebpf:"self_tgid"`
+	StackBase      *ebpf.Variable `ebpf:"stack_base"`
+	StackFlags     *ebpf.Variable `ebpf:"stack_flags"`
+	Stacks2Next    *ebpf.Variable `ebpf:"stacks2_next"`
+	Stacks2Size    *ebpf.Variable `ebpf:"stacks2_size"`
+	TableBits      *ebpf.Variable `ebpf:"table_bits"`
+	TpOff          *ebpf.Variable `ebpf:"tp_off"`
+	TpSize         *ebpf.Variable `ebpf:"tp_size"`
+	TraceMode      *ebpf.Variable `ebpf:"trace_mode"`
+	VmPageC        *ebpf.Variable `ebpf:"vm_page_c"`
 }
 
 // kmemprofPrograms contains all programs after they have been loaded into the kernel.
@@ -553,6 +579,7 @@ type kmemprofVariables struct {
 // It can be passed to loadKmemprofObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kmemprofPrograms struct {
 	CalibProbe     *ebpf.Program `ebpf:"calib_probe"`
+	CgroupMkdir    *ebpf.Program `ebpf:"cgroup_mkdir"`
 	FeCacheFree    *ebpf.Program `ebpf:"fe_cache_free"`
 	FeCacheFreeB   *ebpf.Program `ebpf:"fe_cache_free_b"`
 	FeCacheFreeNa  *ebpf.Program `ebpf:"fe_cache_free_na"`
@@ -691,6 +718,7 @@ type kmemprofPrograms struct {
 func (p *kmemprofPrograms) Close() error {
 	return _KmemprofClose(
 		p.CalibProbe,
+		p.CgroupMkdir,
 		p.FeCacheFree,
 		p.FeCacheFreeB,
 		p.FeCacheFreeNa,

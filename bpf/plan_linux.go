@@ -121,6 +121,10 @@ func makePlan(cfg Config, mode Mode, loadOnly bool) (*plan, error) {
 			p.attach = append(p.attach, attachment{how: attachRawTP, prog: ev.prog, target: ev.event})
 		}
 	}
+	// The paths of cgroups made during the capture, for the memcg and cgroup
+	// labels of objects that outlive their cgroup.
+	p.addProg(progLoad{key: "cgroup_mkdir", from: "cgroup_mkdir"})
+	p.attach = append(p.attach, attachment{how: attachRawTP, prog: "cgroup_mkdir", target: "cgroup_mkdir", label: "cgroup_mkdir", optional: true})
 	// Programs run from user space (BPF_PROG_TEST_RUN), never attached.
 	for _, name := range []string{"resolve_cache", "read_word", "calib_probe", "obj_cache_probe"} {
 		p.addProg(progLoad{key: name, from: name})

@@ -58,6 +58,7 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 				Comm:     commString(comms, v.Comm),
 				PID:      v.Tgid,
 				CgroupID: v.Cgroup,
+				MemcgID:  v.Memcg,
 			},
 			Addr:       keyAddr(key),
 			BytesReq:   uint64(v.BytesReq),
@@ -87,6 +88,7 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 			Comm:     commString(comms, key.Comm),
 			PID:      key.Tgid,
 			CgroupID: key.Cgroup,
+			MemcgID:  key.Memcg,
 		}}
 		for _, v := range vals {
 			tot.Count += v.Count
@@ -121,6 +123,9 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 			snap.UntracedFrees = map[string]uint64{}
 		}
 		snap.UntracedFrees[caches.name(id)] += n
+	}
+	if snap.Memcgs, err = t.memcgs(snap); err != nil {
+		return nil, err
 	}
 	// Missing on kernels without SLUB's sysfs: no cache is named as merged.
 	snap.MergedCaches, _ = SlabAliases(os.DirFS("/sys/kernel/slab"))
@@ -576,6 +581,9 @@ func (t *Tracer) meta(c [nrCounters]uint64) tracer.Meta {
 	if t.cfg.MinSize != 0 {
 		m.Filters = append(m.Filters, fmt.Sprintf("min-size=%d", t.cfg.MinSize))
 	}
+	if t.cfg.MemcgPath != "" {
+		m.Filters = append(m.Filters, "memcg="+t.cfg.MemcgPath)
+	}
 	for i := 0; i < nrHooks; i++ {
 		if c[i] != 0 || t.hooked(i) {
 			m.Counters = append(m.Counters, tracer.Counter{
@@ -666,4 +674,70 @@ func hookShort(i int) string {
 		}
 	}
 	return n
+}
+
+// memcgs names the memory cgroups the snapshot's records and totals point
+// to, and says which were removed.
+func (t *Tracer) memcgs(snap *tracer.Snapshot) (map[uint64]tracer.Memcg, error) {
+	if err := t.drainCgroupNames(); err != nil {
+		return nil, err
+	}
+	out := map[uint64]tracer.Memcg{}
+	walked := false
+	add := func(id uint64) {
+		if _, ok := out[id]; !ok && id != 0 {
+			out[id] = t.memcgNames.memcg(id, &walked)
+		}
+	}
+	for i := range snap.Records {
+		add(snap.Records[i].MemcgID)
+	}
+	for i := range snap.Totals {
+		add(snap.Totals[i].MemcgID)
+	}
+	return out, nil
+}
+
+// drainCgroupNames moves the paths cgroup_mkdir kept into memcgNames and
+// v2Names, emptying the map for the cgroups made from now on.
+func (t *Tracer) drainCgroupNames() error {
+	m := t.coll.Maps["cgroup_names"]
+	var (
+		k    kmemprofCgroupNameKey
+		v    kmemprofCgroupName
+		keys []kmemprofCgroupNameKey
+	)
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		b := make([]byte, 0, 64)
+		for _, c := range v.Path {
+			if c == 0 {
+				break
+			}
+			b = append(b, byte(c))
+		}
+		switch k.Hierarchy {
+		case t.cfg.memcg.id:
+			t.memcgNames.paths[k.Id] = string(b)
+		case 0:
+			t.v2Names.paths[k.Id] = string(b)
+		}
+		keys = append(keys, k)
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("reading the cgroup paths: %w", err)
+	}
+	for i := range keys {
+		if err := m.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("clearing the cgroup paths: %w", err)
+		}
+	}
+	return nil
+}
+
+// CgroupV2Names returns the cgroup v2 paths the tracer learnt, by id: those
+// of the cgroups that existed at the start, and of those made since up to
+// the last Snapshot, removed ones included. The caller must not modify it.
+func (t *Tracer) CgroupV2Names() map[uint64]string {
+	return t.v2Names.paths
 }

@@ -62,6 +62,10 @@ type Tracer struct {
 	partialIDs map[uint64]tracer.StackID
 	// leafBase maps the stack ids withLeaf made to the walked stack's id.
 	leafBase map[tracer.StackID]tracer.StackID
+	// memcgNames names the memory cgroups of the memory controller's
+	// hierarchy, v2Names those of cgroup v2 (the same when memory is on
+	// v2): walked at the start, then learnt from cgroup_mkdir.
+	memcgNames, v2Names *cgroupNames
 }
 
 // clockTick is how often the allocation clock (clock_ns in the BPF program)
@@ -123,6 +127,14 @@ func Open(cfg Config) (*Tracer, error) {
 	}
 	if cfg.SelfPID == 0 {
 		cfg.SelfPID = uint32(os.Getpid())
+	}
+	cfg.memcg = findMemcgHierarchy()
+	if cfg.MemcgPath != "" {
+		id, err := cfg.memcg.filterID(cfg.MemcgPath)
+		if err != nil {
+			return nil, err
+		}
+		cfg.memcgFilter = id
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("raising RLIMIT_MEMLOCK: %w", err)
@@ -307,6 +319,8 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, p *plan) (*ebpf.Colle
 		{"filter_tgid", cfg.PID},
 		{"filter_tree", boolByte(cfg.Follow)},
 		{"filter_cgroup", cgFilter},
+		{"filter_memcg", cfg.memcgFilter},
+		{"memcg_hierarchy", cfg.memcg.id},
 		{"min_size", cfg.MinSize},
 		{"cache_filter_n", uint32(len(cfg.Caches))},
 		{"cache_filter", filters},
@@ -393,6 +407,14 @@ func open(spec *ebpf.CollectionSpec, cfg Config, mode Mode) (_ *Tracer, err erro
 	}
 	if err := t.attach(p); err != nil {
 		return nil, err
+	}
+	// After attaching: a cgroup made from now on is named by cgroup_mkdir.
+	t.memcgNames = newCgroupNames(cfg.memcg.mount)
+	t.memcgNames.walk()
+	t.v2Names = t.memcgNames
+	if cfg.memcg.id != 0 {
+		t.v2Names = newCgroupNames(Cgroup2Mount())
+		t.v2Names.walk()
 	}
 	t.mu.Lock()
 	t.start = time.Now()

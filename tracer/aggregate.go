@@ -102,6 +102,13 @@ type AggSample struct {
 	Accounted bool
 	// CgroupPath is the label value for Key.CgroupID ("" when the id is 0).
 	CgroupPath string
+	// MemcgPath is the label value for Key.MemcgID: its path in the memory
+	// controller's hierarchy (Snapshot.Memcgs), "id:N" when the path is not
+	// known, "" when the id is 0.
+	MemcgPath string
+	// MemcgRemoved is true when that memory cgroup was removed while these
+	// objects, charged to it, live on (Memcg.Removed).
+	MemcgRemoved bool
 	// GrowthObjects and GrowthSpace are the stack's growth figure (see
 	// GrowthFigure), shared among its samples by in-use objects; zero
 	// without Options.Growth.
@@ -179,6 +186,7 @@ const (
 type groupKey struct {
 	stack    StackID
 	cgroup   uint64
+	memcg    uint64
 	detail   uint64 // page allocations: gfp | order << 32 | migrate << 40
 	pid      uint32
 	cache    uint32
@@ -294,6 +302,7 @@ func (gr *grouper) lookupBatch(n int, key func(j int) *Key, src func(j int) int3
 		gks[j] = groupKey{
 			stack:    k.Stack,
 			cgroup:   k.CgroupID,
+			memcg:    k.MemcgID,
 			detail:   keyDetail(k),
 			pid:      k.PID,
 			cache:    gr.strs[0].id(k.Cache),
@@ -452,6 +461,7 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 			inuseObjects: g.inuseObjects,
 			stack:        gk.stack,
 			cgroup:       gk.cgroup,
+			memcg:        gk.memcg,
 			detail:       gk.detail,
 			pid:          gk.pid,
 			cache:        ranks[0][gk.cache],
@@ -504,6 +514,13 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 			}
 			s.CgroupPath = p
 		}
+		if id := key.MemcgID; id != 0 {
+			m := snap.Memcgs[id]
+			s.MemcgPath, s.MemcgRemoved = m.Path, m.Removed
+			if m.Path == "" {
+				s.MemcgPath = "id:" + strconv.FormatUint(id, 10)
+			}
+		}
 		a.AllocObjects += s.AllocObjects
 		a.AllocSpace += s.AllocSpace
 		a.InuseObjects += s.InuseObjects
@@ -553,7 +570,7 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 type order struct {
 	inuseSpace, allocSpace, inuseObjects uint64
 	stack                                StackID
-	cgroup, detail                       uint64
+	cgroup, memcg, detail                uint64
 	pid, cache, comm, pool               uint32
 	kind                                 Kind
 	i                                    int32
@@ -561,7 +578,7 @@ type order struct {
 
 // compareOrders orders samples by decreasing in-use space, allocated space
 // and in-use objects, then by Key field by field (kind, stack, cache, comm,
-// pid, cgroup, pool) so that the output does not depend on record order.
+// pid, cgroup, memcg, pool) so that the output does not depend on record order.
 func compareOrders(x, y order) int {
 	if c := cmp.Compare(y.inuseSpace, x.inuseSpace); c != 0 {
 		return c
@@ -579,6 +596,7 @@ func compareOrders(x, y order) int {
 		cmp.Compare(x.comm, y.comm),
 		cmp.Compare(x.pid, y.pid),
 		cmp.Compare(x.cgroup, y.cgroup),
+		cmp.Compare(x.memcg, y.memcg),
 		cmp.Compare(x.pool, y.pool),
 		cmp.Compare(x.detail, y.detail),
 	)

@@ -90,10 +90,15 @@ type Key struct {
 	// million records.
 	Stack    StackID
 	CgroupID uint64 // cgroup v2 id of the allocating task (0 when not known)
-	Cache    string // slab cache or pool tag ("" when not known)
-	Comm     string // process name of the allocating task
-	Pool     string // Windows pool type ("NonPaged", "Paged", ...); "" on Linux
-	PID      uint32 // process (thread-group) id of the allocating task
+	// MemcgID is the id of the memory cgroup the allocation is charged to
+	// (the task's, or the one the kernel made active), in the hierarchy the
+	// memory controller is on, v1 or v2; 0 when not known. Snapshot.Memcgs
+	// names it.
+	MemcgID uint64
+	Cache   string // slab cache or pool tag ("" when not known)
+	Comm    string // process name of the allocating task
+	Pool    string // Windows pool type ("NonPaged", "Paged", ...); "" on Linux
+	PID     uint32 // process (thread-group) id of the allocating task
 	// GFP, Order and Migrate describe page allocations (KindPage; zero for
 	// other kinds): the GFP flags, the order (2^order pages) and the migrate
 	// type plus one (0: unknown).
@@ -176,6 +181,9 @@ type Snapshot struct {
 	// SampleEvery, when above 1, says one allocation in SampleEvery was
 	// recorded: every value is scaled by it.
 	SampleEvery uint64
+	// Memcgs describes the memory cgroups the records and totals point to
+	// (Key.MemcgID), when the backend knows them.
+	Memcgs map[uint64]Memcg
 	// Taken is when the snapshot was read.
 	Taken time.Time
 }
@@ -196,4 +204,15 @@ type Symbolizer interface {
 	// the return address; implementations should resolve addr-1 in that case
 	// (leaf=false) so that a call at the end of a function is attributed to it.
 	Symbolize(addr uint64, leaf bool) Frame
+}
+
+// Memcg is a memory cgroup as the snapshot found it.
+type Memcg struct {
+	// Path is the cgroup's path in the memory controller's hierarchy, such
+	// as "/docker/3f4e..." (v1) or "/system.slice/foo.service" (v2); "" when
+	// not known (a cgroup removed before the capture started).
+	Path string
+	// Removed is true when the cgroup was removed (rmdir) while objects
+	// charged to it live on: a dead container's memcg, offline or dying.
+	Removed bool
 }

@@ -43,7 +43,14 @@ const (
 	LabelAccounted = "accounted"
 	LabelContainer = "container" // runtime:short id from the cgroup path (ContainerID), e.g. "docker:3f4e5a6b7c8d"
 	LabelPod       = "pod"       // Kubernetes pod uid from the cgroup path (PodUID)
-	LabelBytes     = "bytes"     // numeric: average allocation size in the sample
+	// LabelMemcg is the memory cgroup charged, by its path in the memory
+	// controller's hierarchy (v1 or v2); "id:N" when it was removed before
+	// it could be named.
+	LabelMemcg = "memcg"
+	// LabelMemcgRemoved is "true" on samples whose memory cgroup was
+	// removed while they live on: `-tagfocus memcg_removed=true`.
+	LabelMemcgRemoved = "memcg_removed"
+	LabelBytes        = "bytes" // numeric: average allocation size in the sample
 )
 
 // Profile builds a heap-shaped pprof profile from the aggregation: the sample
@@ -287,6 +294,8 @@ type labelSet struct {
 	cache     string
 	comm      string
 	cgroup    string
+	memcg     string
+	memcgGone bool
 	pool      string
 	driver    string
 	reclaim   bool
@@ -301,7 +310,7 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 	if s.Kind == KindPool {
 		driver = firstDriver(s.Frames)
 	}
-	ls := labelSet{s.Kind, s.Accounted, s.PID, s.CgroupID, s.Cache, s.Comm, s.CgroupPath, s.Pool, driver, s.Reclaimable, s.FreesUntraced, keyDetail(&s.Key)}
+	ls := labelSet{s.Kind, s.Accounted, s.PID, s.CgroupID, s.Cache, s.Comm, s.CgroupPath, s.MemcgPath, s.MemcgRemoved, s.Pool, driver, s.Reclaimable, s.FreesUntraced, keyDetail(&s.Key)}
 	if l, ok := b.labelSets[ls]; ok {
 		return l
 	}
@@ -349,17 +358,33 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 	if s.PID != 0 {
 		l[LabelPID] = []string{strconv.FormatUint(uint64(s.PID), 10)}
 	}
+	// Containers and pods are named by the v2 cgroup path, or on cgroup v1
+	// systems, where that is "/", by the memory cgroup's.
+	var paths []string
 	if s.CgroupID != 0 {
 		path := s.CgroupPath
 		if path == "" {
 			path = strconv.FormatUint(s.CgroupID, 10)
 		}
 		l[LabelCgroup] = []string{path}
+		paths = append(paths, path)
+	}
+	if s.MemcgPath != "" {
+		l[LabelMemcg] = []string{s.MemcgPath}
+		paths = append(paths, s.MemcgPath)
+		if s.MemcgRemoved {
+			l[LabelMemcgRemoved] = []string{"true"}
+		}
+	}
+	for _, path := range paths {
 		if rt, id := ContainerID(path); id != "" {
 			l[LabelContainer] = []string{rt + ":" + id}
 		}
 		if uid := PodUID(path); uid != "" {
 			l[LabelPod] = []string{uid}
+		}
+		if l[LabelContainer] != nil || l[LabelPod] != nil {
+			break
 		}
 	}
 	if s.Pool != "" {

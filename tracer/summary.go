@@ -213,7 +213,86 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name strin
 	if line := untracedLine(a.UntracedFrees); line != "" {
 		fmt.Fprintln(w, line)
 	}
+	if err := a.writeRemovedMemcgs(w, skipFrame); err != nil {
+		return err
+	}
 	return a.writeCounters(w)
+}
+
+// removedMemcgRows is how many removed memory cgroups the summary lists.
+const removedMemcgRows = 5
+
+// writeRemovedMemcgs lists the memory cgroups that were removed while
+// objects charged to them live on (a container gone, its kernel memory
+// not): how many, their objects and bytes, and the largest with the stack
+// holding most of their bytes. It writes nothing when there are none.
+func (a *Aggregation) writeRemovedMemcgs(w io.Writer, skipFrame func(string) bool) error {
+	type site struct {
+		cache  string
+		frames []Frame
+		space  uint64
+	}
+	type memcgRow struct {
+		path           string
+		objects, space uint64
+		sites          map[rowKey]*site
+	}
+	byPath := map[string]*memcgRow{}
+	var objects, space uint64
+	for i := range a.Samples {
+		s := &a.Samples[i]
+		if !s.MemcgRemoved || s.InuseObjects == 0 {
+			continue
+		}
+		r := byPath[s.MemcgPath]
+		if r == nil {
+			r = &memcgRow{path: s.MemcgPath, sites: map[rowKey]*site{}}
+			byPath[s.MemcgPath] = r
+		}
+		r.objects += s.InuseObjects
+		r.space += s.InuseSpace
+		objects += s.InuseObjects
+		space += s.InuseSpace
+		k := rowKey{s.Kind, s.Stack, s.Cache, s.Pool}
+		st := r.sites[k]
+		if st == nil {
+			st = &site{cache: s.Cache, frames: s.Frames}
+			r.sites[k] = st
+		}
+		st.space += s.InuseSpace
+	}
+	if len(byPath) == 0 {
+		return nil
+	}
+	rows := make([]*memcgRow, 0, len(byPath))
+	for _, r := range byPath {
+		rows = append(rows, r)
+	}
+	slices.SortFunc(rows, func(x, y *memcgRow) int {
+		return cmp.Or(cmp.Compare(y.space, x.space), cmp.Compare(y.objects, x.objects), cmp.Compare(x.path, y.path))
+	})
+	fmt.Fprintf(w, "memory cgroups removed, objects charged to them still live: %d memcgs, %d objects, %s (profile label memcg_removed=true)\n",
+		len(rows), objects, HumanBytes(space))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "IN-USE\tOBJECTS\t  %s\n", "MEMCG  (top call site: cache, where)")
+	for _, r := range rows[:min(len(rows), removedMemcgRows)] {
+		var top *site
+		for _, st := range r.sites {
+			if top == nil || st.space > top.space || (st.space == top.space && st.cache < top.cache) {
+				top = st
+			}
+		}
+		cache := top.cache
+		if cache == "" {
+			cache = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t  %s  (%s, %s: %s)\n", HumanBytes(r.space), r.objects, r.path,
+			HumanBytes(top.space), cache, where(top.frames, skipFrame))
+	}
+	if len(rows) > removedMemcgRows {
+		fmt.Fprintf(tw, "\t\t  ... and %d more removed memcgs\n", len(rows)-removedMemcgRows)
+	}
+	return tw.Flush()
 }
 
 // writeCounters prints the counters compactly: events per hook, the other

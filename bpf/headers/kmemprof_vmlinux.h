@@ -110,11 +110,33 @@ struct kernfs_node {
 	u64 id;
 };
 
-struct cgroup {
-	struct kernfs_node *kn;
+/* hierarchy_id: 0 for cgroup v2, the v1 hierarchy's number otherwise. */
+struct cgroup_root {
+	int hierarchy_id;
 };
 
+struct cgroup {
+	struct kernfs_node *kn;
+	struct cgroup_root *root;
+};
+
+/*
+ * A controller's state in one cgroup. The memory controller's
+ * (struct mem_cgroup) starts with it; cgroup is the cgroup it belongs to, in
+ * the hierarchy the controller is mounted on (v1 or v2).
+ */
+struct cgroup_subsys_state {
+	struct cgroup *cgroup;
+	struct cgroup_subsys_state *parent;
+};
+
+struct mem_cgroup {
+	struct cgroup_subsys_state css;
+};
+
+/* subsys is indexed by enum cgroup_subsys_id; its length is the kernel's. */
 struct css_set {
+	struct cgroup_subsys_state *subsys[16];
 	struct cgroup *dfl_cgrp;
 };
 
@@ -122,6 +144,8 @@ struct task_struct {
 	int pid;
 	int tgid;
 	struct css_set *cgroups;
+	/* set_active_memcg: the memcg kernel allocations are charged to instead of the task's (CONFIG_MEMCG). */
+	struct mem_cgroup *active_memcg;
 	char comm[16];
 	struct mm_struct *mm;
 	struct files_struct *files;
@@ -184,6 +208,11 @@ struct pt_regs {
 enum _slab_flag_bits {
 	_SLAB_ACCOUNT = 13,
 	_SLAB_RECLAIM_ACCOUNT = 15,
+};
+
+/* Controller ids (CONFIG_* dependent): read with bpf_core_enum_value. */
+enum cgroup_subsys_id {
+	memory_cgrp_id = 4,
 };
 
 #endif /* __KMEMPROF_VMLINUX_H__ */

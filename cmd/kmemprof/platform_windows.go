@@ -15,7 +15,7 @@ func processExists(pid uint32) bool {
 }
 
 // linuxOnly are the record flags that have no meaning for pool tracing.
-var linuxOnly = []string{"kinds", "cgroup", "cache", "attach", "mode", "sample", "hot-threshold", "min-size", "stack-depth", "max-outstanding", "nested-frees", "follow"}
+var linuxOnly = []string{"kinds", "cgroup", "memcg", "cache", "attach", "mode", "sample", "hot-threshold", "min-size", "stack-depth", "max-outstanding", "nested-frees", "follow"}
 
 // checkPlatformFlags rejects Linux-only flags.
 func checkPlatformFlags(set map[string]bool) error {

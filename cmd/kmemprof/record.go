@@ -75,6 +75,10 @@ Options:
                          are forked; filtered in the kernel)
       --cgroup PATH      only allocations by tasks in this cgroup v2 directory
                          or below it (e.g. /sys/fs/cgroup/system.slice/foo.service)
+      --memcg PATH       only allocations charged to this memory cgroup or one
+                         below it, on cgroup v1 or v2: its path under the memory
+                         controller's mount (e.g. /sys/fs/cgroup/memory/docker)
+                         or relative to it (/docker)
       --cache NAMES      only these slab caches, comma-separated, up to 4
                          (e.g. filp,kmalloc-64; kmalloc-N matches its cg/rcl variants)
       --min-size BYTES   only allocations of at least BYTES allocated bytes
@@ -108,7 +112,7 @@ Options:
   -h, --help             show this help
 
 On Windows, record traces kernel pool allocations (ETW PoolAlloc/PoolFree with
-kernel stacks) instead; --kinds, --cgroup, --cache, --attach, --mode, --sample,
+kernel stacks) instead; --kinds, --cgroup, --memcg, --cache, --attach, --mode, --sample,
 --hot-threshold, --min-size, --stack-depth, --max-outstanding, --nested-frees,
 --follow and -- CMD are Linux-only.
 
@@ -126,7 +130,10 @@ Reading the output:
 Sample types: inuse_space (default), inuse_objects, alloc_space,
 alloc_objects (with --mode full or sample, alloc_* count every allocation made
 during the capture, freed or not; in the default mode they equal inuse_*).
-Labels: kind, cache, comm, pid, cgroup, accounted; numeric label bytes.
+Labels: kind, cache, comm, pid, cgroup, memcg (the memory cgroup charged, v1
+or v2), memcg_removed=true (its memcg was removed while the objects live on:
+a dead container's kernel memory), container, pod, accounted; numeric label
+bytes. The summary lists removed memcgs whose objects live on.
 
 Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYSLOG (or CAP_SYS_ADMIN), and a
 kernel with BTF (/sys/kernel/btf/vmlinux).
@@ -177,6 +184,8 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 	var nestedFrees string
 	fs.StringVar(&nestedFrees, "nested-frees", "exact", "")
 	fs.StringVar(&cgrp, "cgroup", "", "")
+	var memcg string
+	fs.StringVar(&memcg, "memcg", "", "")
 	fs.StringVar(&caches, "cache", "", "")
 	fs.StringVar(&minSize, "min-size", "0", "")
 	fs.StringVar(&attach, "attach", "auto", "")
@@ -317,6 +326,7 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 		}
 		o.bpf.CgroupPath = cgrp
 	}
+	o.bpf.MemcgPath = memcg
 	if caches != "" {
 		for _, c := range strings.Split(caches, ",") {
 			if c = strings.TrimSpace(c); c != "" {

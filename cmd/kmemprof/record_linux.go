@@ -201,6 +201,7 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 	}
 	sysEnd, _ := bpf.ReadSystemView()
 	cg := bpf.NewCgroupResolver()
+	cg.Learn(tr.CgroupV2Names())
 	cgroupPath := func(id uint64) string {
 		// Allocations of cgroups removed before the end are marked: the
 		// memcg leak of BACKGROUND.md is slab held by dead containers.

@@ -928,3 +928,208 @@ func TestRecordMergedCacheNames(t *testing.T) {
 		t.Errorf("no sample of the cache pid was merged into (%v), although 100 children were forked", aliases["pid"])
 	}
 }
+
+// memcgParent makes a memory cgroup for a test under the memory
+// controller's hierarchy (v1 here, v2 in the kernel matrix), with the
+// controller handed down to its children on v2. It returns its directory
+// and its path relative to the hierarchy's root.
+func memcgParent(t *testing.T) (dir, rel string) {
+	t.Helper()
+	mount, v1 := bpf.MemcgMount()
+	if mount == "" {
+		t.Skip("the memory cgroup controller is not mounted")
+	}
+	enable := func(d string) {
+		if err := os.WriteFile(filepath.Join(d, "cgroup.subtree_control"), []byte("+memory"), 0); err != nil {
+			t.Skipf("cannot enable the memory controller below %s: %v", d, err)
+		}
+	}
+	if !v1 {
+		enable(mount)
+	}
+	rel = fmt.Sprintf("/kmemprof-memcg-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_"))
+	dir = filepath.Join(mount, rel)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rmdirRetry(dir) })
+	if !v1 {
+		enable(dir)
+	}
+	return dir, rel
+}
+
+// rmdirRetry removes a cgroup directory, retrying while the processes that
+// just left it are being reaped.
+func rmdirRetry(dir string) error {
+	var err error
+	for range 50 {
+		if err = os.Remove(dir); err == nil || os.IsNotExist(err) {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
+}
+
+// tmpfsDir mounts a tmpfs for a test: its files' inodes and dentries live
+// in slab until it is unmounted, whoever made them.
+func tmpfsDir(t *testing.T) string {
+	t.Helper()
+	d := t.TempDir()
+	if err := syscall.Mount("tmpfs", d, "tmpfs", 0, "size=64m"); err != nil {
+		t.Fatalf("mounting a tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(d, syscall.MNT_DETACH) })
+	return d
+}
+
+// fillInMemcg runs a shell that joins the memory cgroup dir, creates n
+// empty files in files (its slab objects outlive the shell) and exits. It
+// returns the shell's pid.
+func fillInMemcg(t *testing.T, dir, files string, n int) uint32 {
+	t.Helper()
+	if err := os.MkdirAll(files, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-c", `echo $$ > "$1/cgroup.procs" || exit 1
+i=0; while [ $i -lt $3 ]; do : > "$2/f$i"; i=$((i+1)); done`, "sh", dir, files, strconv.Itoa(n))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("filling %s from memory cgroup %s: %v %s", files, dir, err, out)
+	}
+	return uint32(cmd.Process.Pid)
+}
+
+// fileCaches are the slab caches of a tmpfs file's inode and dentry.
+var fileCaches = []string{"shmem_inode_cache", "dentry"}
+
+// memcgShare returns, over the in-use objects of the samples whose pid
+// label is pid and whose cache is one of caches (any when nil), the share
+// whose memcg label is want and whose memcg_removed label is "true" exactly
+// when removed, and their count.
+//
+// The files' objects are what the shells make once in their memory cgroup;
+// others of the same pid can be older, from before it joined (the maple
+// nodes of its exec, the dentry of cgroup.procs), and are rightly charged
+// to the memcg it was in then.
+func memcgShare(t *testing.T, p *profile.Profile, pid uint32, caches []string, want string, removed bool) (float64, int64) {
+	t.Helper()
+	idx := sampleIndex(t, p, "inuse_objects")
+	var all, good int64
+	for _, s := range p.Sample {
+		if pl := s.Label[tracer.LabelPID]; len(pl) != 1 || pl[0] != strconv.FormatUint(uint64(pid), 10) {
+			continue
+		}
+		if c := s.Label[tracer.LabelCache]; caches != nil && (len(c) != 1 || !slices.Contains(caches, c[0])) {
+			continue
+		}
+		n := s.Value[idx]
+		all += n
+		m := s.Label[tracer.LabelMemcg]
+		gone := len(s.Label[tracer.LabelMemcgRemoved]) == 1 && s.Label[tracer.LabelMemcgRemoved][0] == "true"
+		if len(m) == 1 && m[0] == want && gone == removed {
+			good += n
+		}
+	}
+	if all == 0 {
+		return 0, 0
+	}
+	return float64(good) / float64(all), all
+}
+
+// TestRecordRemovedMemcgs: memory cgroups are made during a capture, a
+// shell in each makes tmpfs files, and all but one are removed while the
+// files (dentries, inodes) live on. At least 95% of each shell's outstanding
+// objects carry their memcg's path, with memcg_removed=true exactly for the
+// removed ones; the summary names every removed memcg. On cgroup v1 here,
+// v2 in the kernel matrix.
+func TestRecordRemovedMemcgs(t *testing.T) {
+	bpftest.Require(t)
+	parent, rel := memcgParent(t)
+	files := tmpfsDir(t)
+	r := startRecord(t, "-d", "10m")
+	const nMemcgs, nFiles = 4, 300
+	type made struct {
+		path    string
+		pid     uint32
+		removed bool
+	}
+	var ms []made
+	for i := range nMemcgs + 1 {
+		name := fmt.Sprintf("c%d", i)
+		removed := i < nMemcgs
+		if !removed {
+			name = "live"
+		}
+		dir := filepath.Join(parent, name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		pid := fillInMemcg(t, dir, filepath.Join(files, name), nFiles)
+		if removed {
+			if err := rmdirRetry(dir); err != nil {
+				t.Fatalf("removing memory cgroup %s: %v", dir, err)
+			}
+		} else {
+			t.Cleanup(func() { rmdirRetry(dir) })
+		}
+		ms = append(ms, made{path: rel + "/" + name, pid: pid, removed: removed})
+	}
+	r.stop(t, syscall.SIGINT)
+	p := readProfile(t, r.out)
+	out := r.stdout.String()
+	for _, m := range ms {
+		allShare, all := memcgShare(t, p, m.pid, nil, m.path, m.removed)
+		share, n := memcgShare(t, p, m.pid, fileCaches, m.path, m.removed)
+		t.Logf("%s (pid %d, removed %v): %d file objects, %.1f%% labelled so; of all its %d objects %.1f%%", m.path, m.pid, m.removed, n, 100*share, all, 100*allShare)
+		if n < 2*nFiles {
+			t.Errorf("%s: %d outstanding objects of pid %d in %v, want at least %d (an inode and a dentry per file)", m.path, n, m.pid, fileCaches, 2*nFiles)
+		}
+		if share < 0.95 {
+			t.Errorf("%s: %.1f%% of pid %d's file objects labelled memcg=%s with memcg_removed=%v, want 95%% or more", m.path, 100*share, m.pid, m.path, m.removed)
+		}
+		inSummary := strings.Contains(out, "  "+m.path+"  (")
+		if inSummary != m.removed {
+			t.Errorf("summary lists %s among removed memcgs: %v, want %v", m.path, inSummary, m.removed)
+		}
+	}
+	if !strings.Contains(out, "memory cgroups removed, objects charged to them still live:") {
+		t.Errorf("no removed-memcg section in the summary")
+	}
+	if t.Failed() {
+		t.Logf("summary:\n%s", out)
+	}
+}
+
+// TestRecordMemcgFilter: --memcg keeps the allocations charged to a memory
+// cgroup and those below it, and only those.
+func TestRecordMemcgFilter(t *testing.T) {
+	bpftest.Require(t)
+	parent, rel := memcgParent(t)
+	files := tmpfsDir(t)
+	r := startRecord(t, "-d", "10m", "--memcg", parent)
+	child := filepath.Join(parent, "inside")
+	if err := os.Mkdir(child, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rmdirRetry(child) })
+	inside := fillInMemcg(t, child, filepath.Join(files, "inside"), 200)
+	// A shell outside the filter, in the hierarchy's root.
+	mount, _ := bpf.MemcgMount()
+	outside := fillInMemcg(t, mount, filepath.Join(files, "outside"), 200)
+	r.stop(t, syscall.SIGINT)
+	p := readProfile(t, r.out)
+	share, n := memcgShare(t, p, inside, fileCaches, rel+"/inside", false)
+	if n < 400 || share < 0.95 {
+		t.Errorf("--memcg %s: %d file objects of the shell inside, %.1f%% labelled %s/inside; want 400 or more, 95%% or more", parent, n, 100*share, rel)
+	}
+	for _, s := range p.Sample {
+		if m := s.Label[tracer.LabelMemcg]; len(m) != 1 || !strings.HasPrefix(m[0], rel) {
+			t.Errorf("--memcg %s: sample with memcg=%v (pid %v)", parent, m, s.Label[tracer.LabelPID])
+			break
+		}
+	}
+	if _, n := memcgShare(t, p, outside, nil, "/", false); n != 0 {
+		t.Errorf("--memcg %s: %d objects of a shell outside it were recorded", parent, n)
+	}
+}
