@@ -274,7 +274,7 @@ func (a *Aggregation) writeRemovedMemcgs(w io.Writer, skipFrame func(string) boo
 	fmt.Fprintf(w, "memory cgroups removed, objects charged to them still live: %d memcgs, %d objects, %s (profile label memcg_removed=true)\n",
 		len(rows), objects, HumanBytes(space))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "IN-USE\tOBJECTS\t  %s\n", "MEMCG  (top call site: cache, where)")
+	fmt.Fprintf(tw, "IN-USE\tOBJECTS\t  %s\n", "MEMCG (then the call site holding most of its bytes)")
 	for _, r := range rows[:min(len(rows), removedMemcgRows)] {
 		var top *site
 		for _, st := range r.sites {
@@ -286,8 +286,8 @@ func (a *Aggregation) writeRemovedMemcgs(w io.Writer, skipFrame func(string) boo
 		if cache == "" {
 			cache = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t  %s  (%s, %s: %s)\n", HumanBytes(r.space), r.objects, r.path,
-			HumanBytes(top.space), cache, where(top.frames, skipFrame))
+		fmt.Fprintf(tw, "%s\t%d\t  %s\n", HumanBytes(r.space), r.objects, r.path)
+		fmt.Fprintf(tw, "\t\t    %s %s  %s\n", HumanBytes(top.space), cache, where(top.frames, skipFrame))
 	}
 	if len(rows) > removedMemcgRows {
 		fmt.Fprintf(tw, "\t\t  ... and %d more removed memcgs\n", len(rows)-removedMemcgRows)

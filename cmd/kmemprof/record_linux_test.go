@@ -592,8 +592,11 @@ func TestRecordGrowthRanksTheLeak(t *testing.T) {
 	}
 	// The top row is one of the leak's objects per eventfd (its call path
 	// differs between kernels): 5000 of them, less the first allocations of
-	// each call site, which the adaptive mode keeps under the call site.
-	if n := summaryObjects(t, lines[0], lines[1]); n < 5000-2*64 || n > 5000 {
+	// each call site, which the adaptive mode keeps under the call site. Rows
+	// merge processes, and where that path is one every anonymous file takes
+	// (alloc_file on 5.10: pipes and sockets too), a few files that other
+	// processes opened during the capture may share it.
+	if n := summaryObjects(t, lines[0], lines[1]); n < 5000-2*64 || n > 5000+64 {
 		t.Errorf("summary's top row holds %d objects, not the 5000 of the eventfd leak:\n%s", n, r.stdout.String())
 	}
 	if strings.Contains(lines[1], "(reclaimable)") {
@@ -1088,7 +1091,7 @@ func TestRecordRemovedMemcgs(t *testing.T) {
 		if share < 0.95 {
 			t.Errorf("%s: %.1f%% of pid %d's file objects labelled memcg=%s with memcg_removed=%v, want 95%% or more", m.path, 100*share, m.pid, m.path, m.removed)
 		}
-		inSummary := strings.Contains(out, "  "+m.path+"  (")
+		inSummary := strings.Contains(out, "  "+m.path+"\n")
 		if inSummary != m.removed {
 			t.Errorf("summary lists %s among removed memcgs: %v, want %v", m.path, inSummary, m.removed)
 		}
