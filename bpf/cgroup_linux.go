@@ -275,6 +275,20 @@ func (n *cgroupNames) walk() {
 	})
 }
 
+// prune keeps the paths of the cgroups that exist now and of those in keep.
+func (n *cgroupNames) prune(keep map[uint64]bool) {
+	old := n.paths
+	n.paths = map[uint64]string{}
+	n.walk()
+	for id := range keep {
+		if p, ok := old[id]; ok {
+			if _, live := n.paths[id]; !live {
+				n.paths[id] = p
+			}
+		}
+	}
+}
+
 // memcg describes id: its path (from a walk or cgroup_mkdir), and whether
 // the cgroup is gone: no directory has that id any more. walked says
 // whether a walk since the last snapshot found what exists now.

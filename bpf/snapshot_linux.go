@@ -695,8 +695,30 @@ func (t *Tracer) memcgs(snap *tracer.Snapshot) (map[uint64]tracer.Memcg, error) 
 	for i := range snap.Totals {
 		add(snap.Totals[i].MemcgID)
 	}
+	// A long run (an agent) on a host that makes containers all day: forget
+	// the removed cgroups no record points to any more.
+	if len(t.memcgNames.paths) > maxCgroupNames || len(t.v2Names.paths) > maxCgroupNames {
+		keep := map[uint64]bool{}
+		for id := range out {
+			keep[id] = true
+		}
+		for i := range snap.Records {
+			keep[snap.Records[i].CgroupID] = true
+		}
+		for i := range snap.Totals {
+			keep[snap.Totals[i].CgroupID] = true
+		}
+		t.memcgNames.prune(keep)
+		if t.v2Names != t.memcgNames {
+			t.v2Names.prune(keep)
+		}
+	}
 	return out, nil
 }
+
+// maxCgroupNames is how many cgroup paths a tracer keeps before it forgets
+// those of removed cgroups.
+const maxCgroupNames = 65536
 
 // drainCgroupNames moves the paths cgroup_mkdir kept into memcgNames and
 // v2Names, emptying the map for the cgroups made from now on.
