@@ -220,3 +220,31 @@ func hexDigit(c byte) (byte, bool) {
 	}
 	return 0, false
 }
+
+// LostEventGUID is the RT_LostEvent class: a real-time session's notices
+// of what it could not deliver (opcodes OpRTLostEvent, OpRTLostBuffer,
+// OpRTLostFile).
+var LostEventGUID = GUID{0x6a399ae0, 0x4bc6, 0x4de9, [8]byte{0x87, 0x0b, 0x36, 0x57, 0xf8, 0x94, 0x7e, 0x7e}}
+
+// RT_LostEvent opcodes.
+const (
+	OpRTLostEvent  uint8 = 32 // events lost
+	OpRTLostBuffer uint8 = 33 // a buffer lost
+	OpRTLostFile   uint8 = 34 // the backing file lost
+)
+
+// PoolTrace opcodes past the allocations and frees: pool page additions,
+// big pool pages and the pool snapshot rundown (0x24 to 0x2F). Nothing
+// kmemprof matches.
+const (
+	opPoolOtherFirst uint8 = 0x24
+	opPoolOtherLast  uint8 = 0x2f
+)
+
+// StackWalk opcodes of cached stacks: key creation, deletion, rundown and
+// the kernel and user stack key events (34 to 38); they carry no frame
+// list.
+const (
+	opStackKeyFirst uint8 = 34
+	opStackKeyLast  uint8 = 38
+)

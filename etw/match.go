@@ -87,7 +87,25 @@ type MatcherConfig struct {
 	// Clock returns the current time (Snapshot.Taken, and the time of
 	// events with raw stamps when Time is nil). Nil means time.Now.
 	Clock func() time.Time
+
+	// ReorderWindow bounds how many frees delivered without their
+	// allocation (and allocations delivered after a newer one at their
+	// address) are kept to be matched by time stamp when the other event
+	// arrives late. 0 means DefaultReorderWindow.
+	ReorderWindow int
+
+	// SelfTag and SelfSize, when SelfSize is not 0, describe the pool
+	// allocations of the tracing session's own buffers, which are left out
+	// (counted as "self"): they are allocated while the session runs and
+	// freed when it stops, after the last event.
+	SelfTag  string
+	SelfSize uint64
 }
+
+// DefaultReorderWindow is MatcherConfig.ReorderWindow when left zero: at a
+// few hundred thousand pool frees a second, a second or more of delivery
+// skew between CPUs.
+const DefaultReorderWindow = 1 << 18
 
 // Names of the counters a Matcher reports, in Snapshot.Meta.Counters order.
 const (
@@ -101,6 +119,11 @@ const (
 	CounterFreed                  = "freed"
 	CounterFreeUntracked          = "free_untracked"
 	CounterFreeCrossVariant       = "free_cross_variant"
+	CounterOutOfOrder             = "out_of_order"
+	CounterEventsPoolOther        = "events_pool_other"
+	CounterStackKeyEvents         = "events_stack_key"
+	CounterStackUserHalves        = "stack_user_halves"
+	CounterSelf                   = "self"
 	CounterFiltered               = "filtered"
 	CounterStacksDiscarded        = "stacks_discarded"
 	CounterOversizedPayloads      = "oversized_payloads"
@@ -110,6 +133,9 @@ const (
 	CounterStackLostWalk          = "stack_lost_walk"
 	CounterStackOrphans           = "stack_orphans"
 	CounterEventsLost             = "events_lost"
+	CounterBuffersLost            = "buffers_lost"
+	CounterRealtimeBuffersLost    = "realtime_buffers_lost"
+	CounterLogBuffersLost         = "log_buffers_lost"
 	CounterDecodeErrors           = "decode_errors"
 )
 
@@ -128,6 +154,11 @@ var counterInfo = [...]struct {
 	{CounterFreed, "recorded allocations freed during the capture", false},
 	{CounterFreeUntracked, "frees of addresses not tracked (most were allocated before the capture)", false},
 	{CounterFreeCrossVariant, "frees matched to an allocation of the other variant (session pool freed by a plain PoolFree, or the reverse)", false},
+	{CounterOutOfOrder, "allocations and frees delivered after a later event of their address (ETW hands each CPU's buffer over on its own), paired by time stamp", false},
+	{CounterEventsPoolOther, "other PoolTrace events (pool pages, big pool pages, pool snapshots), not needed", false},
+	{CounterStackKeyEvents, "StackWalk key events (cached stacks, key rundown and delete), not needed", false},
+	{CounterStackUserHalves, "StackWalk events with only the user-mode part of a stack, logged apart from the kernel part, not needed", false},
+	{CounterSelf, "allocations of the tracing session's own buffers (pool tag EtwB of the session's buffer size), left out", false},
 	{CounterFiltered, "allocations skipped by the tag filter, and frees of untracked addresses with a tag it keeps out", false},
 	{CounterStacksDiscarded, "stacks of frees and filtered events, not needed", false},
 	{CounterOversizedPayloads, "pool events with more payload than the documented layout (a newer Windows; the extra bytes were ignored)", false},
@@ -136,7 +167,10 @@ var counterInfo = [...]struct {
 	{CounterStackLostNone, "allocations whose StackWalk event never arrived; shown as " + tracer.StackLostName(tracer.StackLostNone), true},
 	{CounterStackLostWalk, "allocations whose StackWalk event held no frame; shown as " + tracer.StackLostName(tracer.StackLostWalk), true},
 	{CounterStackOrphans, "StackWalk events whose pool event never arrived (lost, or not a pool event)", true},
-	{CounterEventsLost, "events the ETW session reported lost (buffers full: raise the buffer count or size)", true},
+	{CounterEventsLost, "events the ETW session reported lost (EventsLost, and RT_LostEvent notices): buffers were full", true},
+	{CounterBuffersLost, "buffers of events the real-time consumer never got (RT_LostEvent RTLostBuffer notices)", true},
+	{CounterRealtimeBuffersLost, "buffers the session failed to deliver in real time (RealTimeBuffersLost)", true},
+	{CounterLogBuffersLost, "buffers the session failed to write (LogBuffersLost)", true},
 	{CounterDecodeErrors, "events whose payload could not be decoded", true},
 }
 
@@ -152,6 +186,11 @@ const (
 	cFreed
 	cFreeUntracked
 	cFreeCrossVariant
+	cOutOfOrder
+	cEventsPoolOther
+	cStackKeyEvents
+	cStackUserHalves
+	cSelf
 	cFiltered
 	cStacksDiscarded
 	cOversized
@@ -161,6 +200,9 @@ const (
 	cStackLostWalk
 	cStackOrphans
 	cEventsLost
+	cBuffersLost
+	cRealtimeBuffersLost
+	cLogBuffersLost
 	cDecodeErrors
 	nCounters
 )
@@ -188,6 +230,7 @@ type allocKey struct {
 // known; then it is added to the totals.
 type allocation struct {
 	entry, size   uint64
+	ts            int64  // Header.TimeStamp: orders it against frees delivered out of order
 	time          int64  // wall clock, Unix ns
 	seq           uint64 // allocation order
 	tag, poolType uint32
@@ -254,10 +297,9 @@ type Matcher struct {
 	tags        map[uint32]bool // nil: no filter
 	kernelStart uint64
 
-	outstanding map[allocKey]*allocation
-	// sessionAt lists the sessions holding a session-pool allocation at an
-	// address, to match a plain PoolFree of session pool.
-	sessionAt map[uint64][]uint32
+	// outstanding holds the allocations and frees not paired yet, by
+	// address (see history).
+	outstanding history
 	seq       uint64
 
 	threads map[uint64]*threadState // by eventKey
@@ -292,8 +334,7 @@ func NewMatcher(cfg MatcherConfig) *Matcher {
 	m := &Matcher{
 		cfg:         cfg,
 		kernelStart: 0xffff800000000000,
-		outstanding: make(map[allocKey]*allocation),
-		sessionAt:   make(map[uint64][]uint32),
+		outstanding: newHistory(cfg.ReorderWindow),
 		threads:     make(map[uint64]*threadState),
 		pendingByTS: make(map[int64]uint64),
 		earlyByTS:   make(map[uint64]uint64),
@@ -303,6 +344,7 @@ func NewMatcher(cfg MatcherConfig) *Matcher {
 	if cfg.PtrSize == 4 {
 		m.kernelStart = 0x80000000
 	}
+
 	if len(cfg.Tags) > 0 {
 		m.tags = make(map[uint32]bool, len(cfg.Tags))
 		for _, t := range cfg.Tags {
@@ -340,6 +382,8 @@ func (m *Matcher) Pool(h Header, ev PoolEvent) {
 	filtered := m.tags != nil && !m.tags[ev.Tag]
 	var a *allocation
 	switch {
+	case ev.Alloc && m.self(ev):
+		m.counts[cSelf]++
 	case ev.Alloc && filtered:
 		m.counts[cFiltered]++
 	case ev.Alloc:
@@ -347,7 +391,7 @@ func (m *Matcher) Pool(h Header, ev PoolEvent) {
 	default:
 		// A free is matched by address whatever its tag, so that a free
 		// that reports another tag (or none) cannot leave a leak behind.
-		m.free(ev, filtered)
+		m.free(ev, h.TimeStamp, filtered)
 	}
 	p := pendingEvent{ts: h.TimeStamp, alloc: a}
 	if e, ok := m.takeEarly(key, t, h.TimeStamp); ok {
@@ -361,12 +405,30 @@ func (m *Matcher) Pool(h Header, ev PoolEvent) {
 	m.release(key, t)
 }
 
-// alloc records an allocation and returns it.
+// self reports whether an allocation is one of the session's own buffers.
+func (m *Matcher) self(ev PoolEvent) bool {
+	return m.cfg.SelfSize != 0 && ev.Size == m.cfg.SelfSize && ev.Tag == TagValue(m.cfg.SelfTag)
+}
+
+// keyOf returns the outstanding-table key of a pool event.
+func keyOf(ev PoolEvent) allocKey {
+	k := allocKey{entry: ev.Entry}
+	if ev.Session {
+		k.session, k.inSession = ev.SessionID, true
+	}
+	return k
+}
+
+// alloc records an allocation and returns it. An allocation that a free
+// delivered earlier releases (logged at or after it, at its address), or
+// that arrives after a newer allocation at its address, was freed during
+// the capture: it is counted, not tracked.
 func (m *Matcher) alloc(h Header, ev PoolEvent) *allocation {
 	m.seq++
 	a := &allocation{
 		entry:    ev.Entry,
 		size:     ev.Size,
+		ts:       h.TimeStamp,
 		time:     m.wallTime(h.TimeStamp),
 		seq:      m.seq,
 		tag:      ev.Tag,
@@ -374,82 +436,52 @@ func (m *Matcher) alloc(h Header, ev PoolEvent) *allocation {
 		pid:      h.ProcessID,
 		stack:    tracer.StackLostNone,
 	}
-	k := allocKey{entry: ev.Entry}
-	if ev.Session {
-		k.session, k.inSession = ev.SessionID, true
-	}
-	if _, ok := m.outstanding[k]; ok {
-		m.counts[cAllocAtTracked]++
-		m.untrack(k)
-	}
-	if len(m.outstanding) >= m.cfg.MaxOutstanding {
+	k := keyOf(ev)
+	if m.outstanding.allocs >= m.cfg.MaxOutstanding {
 		m.counts[cOutstandingFull]++
 		return a
 	}
-	m.outstanding[k] = a
-	if k.inSession {
-		m.sessionAt[k.entry] = append(m.sessionAt[k.entry], k.session)
-	}
 	m.counts[cTracked]++
+	if m.outstanding.add(k, addrEvent{ts: a.ts, alloc: a}) {
+		m.counts[cOutOfOrder]++
+	}
+	m.outstanding.evict()
 	return a
 }
 
-// free removes the allocation a free event releases. A free of an address
-// not tracked counts as free_untracked, or as filtered when its tag is one
-// the filter keeps out.
-func (m *Matcher) free(ev PoolEvent, filtered bool) {
-	untracked := cFreeUntracked
-	if filtered {
-		untracked = cFiltered
+// free files a free logged at ts at its address: it releases the
+// allocation logged just before it there (see history), which may arrive
+// later. A free of an address with no allocation before it freed what was
+// allocated before the capture: it counts as free_untracked, or as
+// filtered when its tag is one the filter keeps out.
+func (m *Matcher) free(ev PoolEvent, ts int64, filtered bool) {
+	k := keyOf(ev)
+	if m.outstanding.lastAllocBefore(k, ts) == nil {
+		// Whether Windows ever logs the free of a session allocation as a
+		// plain PoolFree (or the reverse) is not documented. Session pool
+		// and system pool never share addresses, so matching across the
+		// variants cannot free the wrong allocation, as long as only one
+		// session holds the address; it is counted to show whether it
+		// happens.
+		var other allocKey
+		cross := true
+		switch sessions := m.outstanding.sessions[ev.Entry]; {
+		case ev.Session:
+			other = allocKey{entry: ev.Entry}
+		case len(sessions) == 1:
+			other = allocKey{entry: ev.Entry, session: sessions[0], inSession: true}
+		default:
+			cross = false
+		}
+		if cross && m.outstanding.lastAllocBefore(other, ts) != nil {
+			k = other
+			m.counts[cFreeCrossVariant]++
+		}
 	}
-	k := allocKey{entry: ev.Entry}
-	if ev.Session {
-		k.session, k.inSession = ev.SessionID, true
+	if m.outstanding.add(k, addrEvent{ts: ts, filtered: filtered}) {
+		m.counts[cOutOfOrder]++
 	}
-	if _, ok := m.outstanding[k]; ok {
-		m.untrack(k)
-		m.counts[cFreed]++
-		return
-	}
-	// Whether Windows ever logs the free of a session allocation as a plain
-	// PoolFree (or the reverse) is not documented. Session pool and system
-	// pool never share addresses, so matching across the variants cannot
-	// free the wrong allocation, as long as only one session holds the
-	// address; it is counted to show whether it happens.
-	var other allocKey
-	switch sessions := m.sessionAt[ev.Entry]; {
-	case ev.Session:
-		other = allocKey{entry: ev.Entry}
-	case len(sessions) == 1:
-		other = allocKey{entry: ev.Entry, session: sessions[0], inSession: true}
-	default:
-		m.counts[untracked]++
-		return
-	}
-	if _, ok := m.outstanding[other]; ok {
-		m.untrack(other)
-		m.counts[cFreed]++
-		m.counts[cFreeCrossVariant]++
-		return
-	}
-	m.counts[untracked]++
-}
-
-// untrack removes the allocation under k from the outstanding table.
-func (m *Matcher) untrack(k allocKey) {
-	delete(m.outstanding, k)
-	if !k.inSession {
-		return
-	}
-	sessions := m.sessionAt[k.entry]
-	if i := slices.Index(sessions, k.session); i >= 0 {
-		sessions = slices.Delete(sessions, i, i+1)
-	}
-	if len(sessions) == 0 {
-		delete(m.sessionAt, k.entry)
-	} else {
-		m.sessionAt[k.entry] = sessions
-	}
+	m.outstanding.evict()
 }
 
 // Stack takes a decoded StackWalk event and joins it to the pool event it
@@ -458,6 +490,13 @@ func (m *Matcher) untrack(k allocKey) {
 // event of its thread proves it an orphan.
 func (m *Matcher) Stack(h Header, ev StackEvent) {
 	m.counts[cEventsStack]++
+	if len(ev.Frames) > 0 && ev.Frames[0] < m.kernelStart {
+		// The user-mode part of a stack, which the kernel logs apart from
+		// (and after) the kernel part with the same EventTimeStamp when it
+		// walks the user stack on the way back to user mode.
+		m.counts[cStackUserHalves]++
+		return
+	}
 	id := m.intern(ev.Frames)
 	if m.cfg.RawTimestamps {
 		ts := int64(ev.EventTimeStamp)
@@ -684,10 +723,35 @@ func (m *Matcher) Image(h Header, ev ImageEvent) {
 	}
 }
 
-// Lost counts n events the session reported lost (EVENT_TRACE_PROPERTIES
-// EventsLost, or RT_LostEvent events).
-func (m *Matcher) Lost(n uint64) {
-	m.counts[cEventsLost] += n
+// Loss is a unit of loss an ETW session reports.
+type Loss uint8
+
+const (
+	// LostEvents are events (EVENT_TRACE_PROPERTIES.EventsLost, and one per
+	// RT_LostEvent RTLostEvent notice).
+	LostEvents Loss = iota
+	// LostBuffers are buffers the real-time consumer never got (one per
+	// RT_LostEvent RTLostBuffer notice).
+	LostBuffers
+	// LostRealtimeBuffers are EVENT_TRACE_PROPERTIES.RealTimeBuffersLost.
+	LostRealtimeBuffers
+	// LostLogBuffers are EVENT_TRACE_PROPERTIES.LogBuffersLost.
+	LostLogBuffers
+)
+
+// Lost counts n units of a loss the session reported. Each unit has its
+// own counter: events and buffers do not add up.
+func (m *Matcher) Lost(unit Loss, n uint64) {
+	switch unit {
+	case LostEvents:
+		m.counts[cEventsLost] += n
+	case LostBuffers:
+		m.counts[cBuffersLost] += n
+	case LostRealtimeBuffers:
+		m.counts[cRealtimeBuffersLost] += n
+	case LostLogBuffers:
+		m.counts[cLogBuffersLost] += n
+	}
 }
 
 // DecodeError counts an event whose payload failed to decode. The first
@@ -701,14 +765,25 @@ func (m *Matcher) DecodeError(err error) {
 
 // Outstanding returns how many allocations the outstanding table holds.
 func (m *Matcher) Outstanding() int {
-	return len(m.outstanding)
+	return m.outstanding.allocs
 }
 
 // Counters returns the Matcher's counters as they stand, in display order.
+//
+// Frees still waiting for an allocation delivered late count as
+// free_untracked (or filtered) here, and allocations followed by another at
+// their address as alloc_at_tracked_addr, though the events that pair them
+// may yet arrive.
 func (m *Matcher) Counters() []tracer.Counter {
+	counts := m.counts
+	p := m.outstanding.pairing()
+	counts[cFreed] += p.freed
+	counts[cFreeUntracked] += p.freeUntracked
+	counts[cFiltered] += p.filtered
+	counts[cAllocAtTracked] += p.allocLostFree
 	cs := make([]tracer.Counter, len(counterInfo))
 	for i, ci := range counterInfo {
-		cs[i] = tracer.Counter{Name: ci.name, Value: m.counts[i], Help: ci.help, Loss: ci.loss}
+		cs[i] = tracer.Counter{Name: ci.name, Value: counts[i], Help: ci.help, Loss: ci.loss}
 	}
 	return cs
 }
@@ -735,10 +810,14 @@ func (m *Matcher) Snapshot(meta tracer.Meta) *tracer.Snapshot {
 
 	names := snapshotNames{m: m, tags: map[uint32]string{}, pools: map[uint32]string{}, comms: map[uint32]string{}}
 	used := map[tracer.StackID]bool{}
-	allocs := make([]*allocation, 0, len(m.outstanding))
-	for _, a := range m.outstanding {
-		allocs = append(allocs, a)
-	}
+	// At each address the newest allocation is outstanding; any before it
+	// lost its free (see Counters).
+	allocs := make([]*allocation, 0, m.outstanding.allocs)
+	m.outstanding.each(func(_ allocKey, es []addrEvent) {
+		if outstandingAt(es) {
+			allocs = append(allocs, es[len(es)-1].alloc)
+		}
+	})
 	slices.SortFunc(allocs, func(a, b *allocation) int { return cmp.Compare(a.seq, b.seq) })
 	snap := &tracer.Snapshot{
 		Records: make([]tracer.Record, len(allocs)),

@@ -320,7 +320,7 @@ func TestMatcher(t *testing.T) {
 		{
 			name:     "lost events and decode errors",
 			cfg:      MatcherConfig{RawTimestamps: true},
-			steps:    []step{func(m *Matcher) { m.Lost(3); m.Lost(2); m.DecodeError(ErrTruncated); m.DecodeError(nil) }},
+			steps:    []step{func(m *Matcher) { m.Lost(LostEvents, 3); m.Lost(LostEvents, 2); m.DecodeError(ErrTruncated); m.DecodeError(nil) }},
 			counters: map[string]uint64{CounterEventsLost: 5, CounterDecodeErrors: 2},
 		},
 		{

@@ -86,10 +86,9 @@ func (rw *ReplayWriter) WriteLost(n uint64) error {
 }
 
 // ReadReplay reads a replay stream from r and feeds every record to m, in
-// order, as the Windows session feeds live events: payloads are decoded with
-// DecodePool, DecodeStack or DecodeImage, and a payload that fails to
-// decode, or a record of an unknown kind, is counted with m.DecodeError and
-// skipped. Only a broken stream stops it: the error then wraps ErrBadReplay
+// order, as the Windows session feeds live events (Matcher.Event): a
+// payload that fails to decode, or a record of an unknown kind, is counted
+// with m.DecodeError and skipped. Only a broken stream stops it: the error then wraps ErrBadReplay
 // (wrong magic, a record cut short) or is r's error. Header.CPU is not
 // recorded and reads 0.
 func ReadReplay(r io.Reader, m *Matcher) error {
@@ -138,32 +137,17 @@ func ReadReplay(r io.Reader, m *Matcher) error {
 func replayRecord(m *Matcher, kind RecordKind, op uint8, ptrSize int, h Header, payload []byte) {
 	switch kind {
 	case RecordPool:
-		ev, err := DecodePool(op, payload, ptrSize)
-		if err != nil {
-			m.DecodeError(err)
-			return
-		}
-		m.Pool(h, ev)
+		m.Event(PoolTraceGUID, op, h, payload, ptrSize)
 	case RecordStack:
-		ev, err := DecodeStack(payload, ptrSize)
-		if err != nil {
-			m.DecodeError(err)
-			return
-		}
-		m.Stack(h, ev)
+		m.Event(StackWalkGUID, op, h, payload, ptrSize)
 	case RecordImage:
-		ev, err := DecodeImage(op, payload, ptrSize)
-		if err != nil {
-			m.DecodeError(err)
-			return
-		}
-		m.Image(h, ev)
+		m.Event(ImageGUID, op, h, payload, ptrSize)
 	case RecordLost:
 		if len(payload) != 8 {
 			m.DecodeError(fmt.Errorf("decoding lost-events record: %d-byte payload, 8 needed: %w", len(payload), ErrMalformed))
 			return
 		}
-		m.Lost(binary.LittleEndian.Uint64(payload))
+		m.Lost(LostEvents, binary.LittleEndian.Uint64(payload))
 	default:
 		m.DecodeError(fmt.Errorf("decoding replay record of kind %d: %w", kind, ErrUnknownOpcode))
 	}

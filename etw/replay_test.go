@@ -368,9 +368,16 @@ func TestReadReplayFraming(t *testing.T) {
 			counters: map[string]uint64{CounterDecodeErrors: 1},
 		},
 		{
+			// As live: Image opcodes kmemprof does not use are skipped.
 			name:     "image with unknown opcode",
 			input:    slices.Concat([]byte(ReplayMagic), record(RecordImage, 33, 8, imagePayload(8, ntBase, 1, 0, "x"))),
-			counters: map[string]uint64{CounterDecodeErrors: 1},
+			counters: map[string]uint64{CounterDecodeErrors: 0, CounterEventsImage: 0},
+		},
+		{
+			name: "pool page and snapshot opcodes, stack key events",
+			input: slices.Concat([]byte(ReplayMagic), record(RecordPool, 0x24, 8, le64(1)), record(RecordPool, 0x2f, 8, nil),
+				record(RecordStack, 37, 8, le64(1)), record(RecordStack, 35, 8, nil)),
+			counters: map[string]uint64{CounterDecodeErrors: 0, CounterEventsPoolOther: 2, CounterStackKeyEvents: 2, CounterEventsStack: 0},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

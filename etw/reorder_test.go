@@ -1,0 +1,201 @@
+package etw
+
+import (
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/kmemprof/kmemprof/tracer"
+)
+
+func counter(cs []tracer.Counter, name string) uint64 {
+	for _, c := range cs {
+		if c.Name == name {
+			return c.Value
+		}
+	}
+	return 1<<64 - 1
+}
+
+func outstandingAddrs(m *Matcher) []uint64 {
+	snap := m.Snapshot(tracer.Meta{})
+	var addrs []uint64
+	for _, r := range snap.Records {
+		addrs = append(addrs, r.Addr)
+	}
+	slices.Sort(addrs)
+	return addrs
+}
+
+// TestMatcherReorderPermutations: an allocation at t1, its free at t2 and
+// a new allocation of the same address at t3, logged on three CPUs and
+// delivered in every order: only the t3 allocation is outstanding, and no
+// loss is counted.
+func TestMatcherReorderPermutations(t *testing.T) {
+	const addr = 0xffffa00012340000
+	type ev struct {
+		alloc bool
+		ts    int64
+		cpu   uint16
+	}
+	evs := []ev{{true, 100, 0}, {false, 200, 1}, {true, 300, 2}}
+	perms := [][]int{{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}}
+	for _, p := range perms {
+		m := NewMatcher(MatcherConfig{RawTimestamps: true})
+		for _, i := range p {
+			e := evs[i]
+			op := OpPoolFree
+			if e.alloc {
+				op = OpPoolAlloc
+			}
+			m.Event(PoolTraceGUID, op, Header{ThreadID: uint32(10 + e.cpu), ProcessID: 4, TimeStamp: e.ts, CPU: e.cpu},
+				poolPayload(op, 8, 512, TagValue("Leak"), 64, addr, 0), 8)
+		}
+		snap := m.Snapshot(tracer.Meta{})
+		if len(snap.Records) != 1 || snap.Records[0].Addr != addr {
+			t.Errorf("order %v: outstanding %+v, want the one allocation at t3", p, snap.Records)
+			continue
+		}
+		cs := m.Counters()
+		for _, name := range []string{CounterAllocAtTrackedAddr, CounterFreeUntracked} {
+			if v := counter(cs, name); v != 0 {
+				t.Errorf("order %v: %s = %d, want 0", p, name, v)
+			}
+		}
+		if v := counter(cs, CounterFreed); v != 1 {
+			t.Errorf("order %v: freed = %d, want 1", p, v)
+		}
+	}
+}
+
+// TestMatcherPerCPUDelivery: a random workload of allocations and frees on
+// a few addresses (reused at once), logged on 4 CPUs, each CPU's events
+// delivered in order in buffers, the CPUs' buffers interleaved at random,
+// as a real-time ETW consumer gets them. The outstanding allocations are
+// exactly those never freed, with no false leak and no loss counted.
+func TestMatcherPerCPUDelivery(t *testing.T) {
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		type ev struct {
+			alloc bool
+			addr  uint64
+			ts    int64
+		}
+		const cpus, addrs = 4, 40
+		var perCPU [cpus][]ev
+		live := map[uint64]bool{}
+		for i := range 4000 {
+			a := 0xffffb00000000000 + uint64(rng.IntN(addrs))*0x100
+			e := ev{alloc: !live[a], addr: a, ts: int64(1000 + i)}
+			live[a] = e.alloc
+			c := rng.IntN(cpus)
+			perCPU[c] = append(perCPU[c], e)
+		}
+		m := NewMatcher(MatcherConfig{RawTimestamps: true})
+		next := [cpus]int{}
+		for {
+			var open []int
+			for c := range cpus {
+				if next[c] < len(perCPU[c]) {
+					open = append(open, c)
+				}
+			}
+			if len(open) == 0 {
+				break
+			}
+			c := open[rng.IntN(len(open))]
+			n := min(1+rng.IntN(300), len(perCPU[c])-next[c]) // one buffer
+			for _, e := range perCPU[c][next[c] : next[c]+n] {
+				op := OpPoolFree
+				if e.alloc {
+					op = OpPoolAlloc
+				}
+				m.Event(PoolTraceGUID, op, Header{ThreadID: uint32(100 + c), ProcessID: 4, TimeStamp: e.ts, CPU: uint16(c)},
+					poolPayload(op, 8, 512, TagValue("Leak"), 32, e.addr, 0), 8)
+			}
+			next[c] += n
+		}
+		var want []uint64
+		for a, l := range live {
+			if l {
+				want = append(want, a)
+			}
+		}
+		slices.Sort(want)
+		cs := m.Counters()
+		got := outstandingAddrs(m)
+		if !slices.Equal(got, want) {
+			t.Errorf("seed %d: %d outstanding, want %d (never freed)", seed, len(got), len(want))
+		}
+		for _, name := range []string{CounterAllocAtTrackedAddr, CounterFreeUntracked} {
+			if v := counter(cs, name); v != 0 {
+				t.Errorf("seed %d: %s = %d, want 0", seed, name, v)
+			}
+		}
+	}
+}
+
+// TestMatcherReorderWindowBound: frees of allocations made before the
+// capture wait in the window only up to its size; the ones pushed out count
+// as free_untracked, as do those still waiting.
+func TestMatcherReorderWindowBound(t *testing.T) {
+	m := NewMatcher(MatcherConfig{RawTimestamps: true, ReorderWindow: 16})
+	for i := range 100 {
+		m.Event(PoolTraceGUID, OpPoolFree, Header{ThreadID: 1, TimeStamp: int64(i)}, poolPayload(OpPoolFree, 8, 0, TagValue("Old "), 8, 0xffffc00000000000+uint64(i)*8, 0), 8)
+	}
+	if n := m.outstanding.n; n != 16 {
+		t.Errorf("window holds %d frees, want 16", n)
+	}
+	if v := counter(m.Counters(), CounterFreeUntracked); v != 100 {
+		t.Errorf("free_untracked = %d, want 100", v)
+	}
+	// A late allocation whose free was pushed out is a (counted) leak; one
+	// whose free still waits is matched.
+	m.Event(PoolTraceGUID, OpPoolAlloc, Header{ThreadID: 2, TimeStamp: -1}, poolPayload(OpPoolAlloc, 8, 0, TagValue("Old "), 8, 0xffffc00000000000, 0), 8)
+	m.Event(PoolTraceGUID, OpPoolAlloc, Header{ThreadID: 2, TimeStamp: -1}, poolPayload(OpPoolAlloc, 8, 0, TagValue("Old "), 8, 0xffffc00000000000+99*8, 0), 8)
+	if got := outstandingAddrs(m); !slices.Equal(got, []uint64{0xffffc00000000000}) {
+		t.Errorf("outstanding %x, want only the allocation whose free left the window", got)
+	}
+}
+
+// TestMatcherEventRules: the events a real session delivers besides
+// allocations and frees: other PoolTrace opcodes, StackWalk key events,
+// user-mode stack halves, RT_LostEvent notices in their units.
+func TestMatcherEventRules(t *testing.T) {
+	m := NewMatcher(MatcherConfig{RawTimestamps: true})
+	kstack := []uint64{0xfffff80000001000, 0xfffff80000002000}
+	m.Event(PoolTraceGUID, OpPoolAlloc, Header{ThreadID: 5, ProcessID: 9, TimeStamp: 10}, poolPayload(OpPoolAlloc, 8, 0, TagValue("Leak"), 100, 0xffffd00000000000, 0), 8)
+	m.Event(StackWalkGUID, OpStackWalk, Header{ThreadID: 5, TimeStamp: 11}, stackPayload(8, 10, 9, 5, kstack...), 8)
+	// The user half of the same stack, logged on the way back to user mode.
+	m.Event(StackWalkGUID, OpStackWalk, Header{ThreadID: 5, TimeStamp: 50}, stackPayload(8, 10, 9, 5, 0x7ff600001000, 0x7ff600002000), 8)
+	for op := uint8(0x24); op <= 0x2f; op++ {
+		m.Event(PoolTraceGUID, op, Header{ThreadID: 5, TimeStamp: 60}, []byte{1, 2, 3}, 8)
+	}
+	for op := uint8(34); op <= 38; op++ {
+		m.Event(StackWalkGUID, op, Header{ThreadID: 5, TimeStamp: 61}, []byte{1}, 8)
+	}
+	m.Event(LostEventGUID, OpRTLostEvent, Header{}, nil, 8)
+	m.Event(LostEventGUID, OpRTLostBuffer, Header{}, nil, 8)
+	m.Event(LostEventGUID, OpRTLostBuffer, Header{}, nil, 8)
+	m.Lost(LostEvents, 5)
+	m.Lost(LostRealtimeBuffers, 3)
+	m.Lost(LostLogBuffers, 1)
+	snap := m.Snapshot(tracer.Meta{})
+	if len(snap.Records) != 1 || !slices.Equal(snap.Stacks[snap.Records[0].Stack], kstack) {
+		t.Fatalf("the allocation and its kernel stack: %+v, stacks %v", snap.Records, snap.Stacks)
+	}
+	want := map[string]uint64{
+		CounterEventsPoolOther: 12, CounterStackKeyEvents: 5, CounterStackUserHalves: 1, CounterStackOrphans: 0,
+		CounterDecodeErrors: 0, CounterEventsLost: 6, CounterBuffersLost: 2, CounterRealtimeBuffersLost: 3, CounterLogBuffersLost: 1,
+		CounterStackLostNone: 0,
+	}
+	cs := m.Counters()
+	for name, v := range want {
+		if got := counter(cs, name); got != v {
+			t.Errorf("%s = %d, want %d", name, got, v)
+		}
+	}
+	if len(counterInfo) != nCounters {
+		t.Errorf("%d counters described, %d counted", len(counterInfo), nCounters)
+	}
+}
