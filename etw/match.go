@@ -300,7 +300,7 @@ type Matcher struct {
 	// outstanding holds the allocations and frees not paired yet, by
 	// address (see history).
 	outstanding history
-	seq       uint64
+	seq         uint64
 
 	threads map[uint64]*threadState // by eventKey
 	spare   []*threadState

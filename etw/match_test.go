@@ -318,9 +318,14 @@ func TestMatcher(t *testing.T) {
 			counters: map[string]uint64{CounterOutstandingFull: 1, CounterTracked: 1, CounterFreeUntracked: 1},
 		},
 		{
-			name:     "lost events and decode errors",
-			cfg:      MatcherConfig{RawTimestamps: true},
-			steps:    []step{func(m *Matcher) { m.Lost(LostEvents, 3); m.Lost(LostEvents, 2); m.DecodeError(ErrTruncated); m.DecodeError(nil) }},
+			name: "lost events and decode errors",
+			cfg:  MatcherConfig{RawTimestamps: true},
+			steps: []step{func(m *Matcher) {
+				m.Lost(LostEvents, 3)
+				m.Lost(LostEvents, 2)
+				m.DecodeError(ErrTruncated)
+				m.DecodeError(nil)
+			}},
 			counters: map[string]uint64{CounterEventsLost: 5, CounterDecodeErrors: 2},
 		},
 		{
