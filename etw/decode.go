@@ -18,7 +18,8 @@ import (
 type PoolEvent struct {
 	Alloc     bool   // PoolAlloc or PoolAllocSession; false for the frees
 	Session   bool   // a session-pool variant (PoolAllocSession, PoolFreeSession)
-	PoolType  uint32 // POOL_TYPE; see PoolTypeName
+	Big       bool   // a big pool allocation (the BIGPOOL bit of the logged PoolType)
+	PoolType  uint32 // POOL_TYPE, without the BIGPOOL bit; see PoolTypeName
 	Tag       uint32 // pool tag; see TagString
 	Size      uint64 // NumberOfBytes: the size asked for (see DecodePool for frees)
 	Entry     uint64 // the address of the allocation
@@ -93,6 +94,8 @@ func DecodePool(opcode uint8, payload []byte, ptrSize int) (PoolEvent, error) {
 		return PoolEvent{}, fmt.Errorf("decoding %s: %d-byte payload, %d needed: %w", name, len(payload), need, ErrTruncated)
 	}
 	ev.PoolType = binary.LittleEndian.Uint32(payload[0:])
+	ev.Big = ev.PoolType&PoolTypeBigPool != 0
+	ev.PoolType &^= PoolTypeBigPool
 	ev.Tag = binary.LittleEndian.Uint32(payload[4:])
 	ev.Size = readPtr(payload[8:], ptrSize)
 	ev.Entry = readPtr(payload[8+ptrSize:], ptrSize)

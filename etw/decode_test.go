@@ -385,3 +385,19 @@ func FuzzDecodeImage(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodePoolBigPool: the BIGPOOL bit of PoolType is a flag, not part of
+// the pool type the "pool" label names.
+func TestDecodePoolBigPool(t *testing.T) {
+	ev, err := DecodePool(OpPoolAlloc, poolPayload(OpPoolAlloc, 8, PoolTypeBigPool|512, TagValue("Big "), 1<<20, 0xffffe00000000000, 0), 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !ev.Big || ev.PoolType != 512 || PoolTypeName(ev.PoolType) != "NonPagedNx" {
+		t.Errorf("big NonPagedNx allocation decoded as Big=%v PoolType=%#x (%s)", ev.Big, ev.PoolType, PoolTypeName(ev.PoolType))
+	}
+	ev, err = DecodePool(OpPoolFree, poolPayload(OpPoolFree, 4, 1, TagValue("Small"), 64, 0x80001000, 0), 4)
+	if err != nil || ev.Big || ev.PoolType != 1 {
+		t.Errorf("small Paged free: %+v, %v", ev, err)
+	}
+}

@@ -81,6 +81,11 @@ const (
 	TraceStackTracingInfo = 3
 )
 
+// PoolTypeBigPool is the bit the kernel sets in a PoolTrace event's
+// PoolType for big pool allocations (ETW_POOLTRACE_BIGPOOL_MASK in ntwmi.h,
+// as phnt transcribes it); it is not part of the POOL_TYPE value.
+const PoolTypeBigPool = 0x10000000
+
 // poolTypeNames are the values of the POOL_TYPE enumeration (wdm.h) under
 // the names pprof labels show, without the "Pool" infix: NonPagedPoolNx is
 // "NonPagedNx".

@@ -199,3 +199,23 @@ func TestMatcherEventRules(t *testing.T) {
 		t.Errorf("%d counters described, %d counted", len(counterInfo), nCounters)
 	}
 }
+
+// TestMatcherSelfBuffers: the session's own buffers (pool tag EtwB of its
+// buffer size) are left out; other EtwB allocations are not.
+func TestMatcherSelfBuffers(t *testing.T) {
+	m := NewMatcher(MatcherConfig{RawTimestamps: true, SelfTag: SelfTag, SelfSize: SessionBufferKB * 1024})
+	m.Event(PoolTraceGUID, OpPoolAlloc, Header{ThreadID: 1, TimeStamp: 1}, poolPayload(OpPoolAlloc, 8, 0, TagValue("EtwB"), SessionBufferKB*1024, 0xffffa00000010000, 0), 8)
+	m.Event(PoolTraceGUID, OpPoolAlloc, Header{ThreadID: 1, TimeStamp: 2}, poolPayload(OpPoolAlloc, 8, 0, TagValue("EtwB"), 4096, 0xffffa00000020000, 0), 8)
+	if got := outstandingAddrs(m); !slices.Equal(got, []uint64{0xffffa00000020000}) {
+		t.Errorf("outstanding %x, want only the EtwB allocation of another size", got)
+	}
+	if v := counter(m.Counters(), CounterSelf); v != 1 {
+		t.Errorf("self = %d, want 1", v)
+	}
+	if lo, hi := sessionBuffers(4); lo != 1024 || hi != 1290 {
+		t.Errorf("buffers for 4 CPUs: %d..%d, want 1024..1290 (64 MB of 64 KB buffers)", lo, hi)
+	}
+	if lo, _ := sessionBuffers(64); lo != 2048 {
+		t.Errorf("buffers for 64 CPUs: %d, want 2048 (2 MB per CPU)", lo)
+	}
+}

@@ -15,3 +15,23 @@ type SessionConfig struct {
 	// Notef receives notes for the user (session restarted, filter refused...).
 	Notef func(format string, args ...any)
 }
+
+// SessionBufferKB is the size of the session's buffers, in KB (PerfView's
+// for real-time kernel sessions).
+const SessionBufferKB = 64
+
+// SelfTag is the pool tag of ETW's buffers. The session's own buffers are
+// pool allocations made while it runs (it adds buffers under load) and
+// freed when it stops, after the last event: MatcherConfig.SelfTag and
+// SelfSize leave them out.
+const SelfTag = "EtwB"
+
+// sessionBuffers returns the session's minimum and maximum buffer counts
+// for a machine with cpus CPUs: as PerfView sizes them, max(64 MB, 2 MB per
+// CPU) of SessionBufferKB buffers at least, and a quarter more (plus 10)
+// at most.
+func sessionBuffers(cpus int) (minBuffers, maxBuffers uint32) {
+	mb := max(64, 2*cpus)
+	minBuffers = uint32(mb * 1024 / SessionBufferKB)
+	return minBuffers, minBuffers*5/4 + 10
+}

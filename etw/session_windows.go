@@ -5,9 +5,11 @@ package etw
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	goetw "github.com/0xrawsec/golang-etw/etw"
@@ -22,16 +24,6 @@ const SessionName = "kmemprof Pool Logger"
 // kmemprofSessionGUID identifies kmemprof's private system logger.
 var kmemprofSessionGUID = goetw.MustParseGUIDFromString("{6c0f3a6e-1f5e-4c1b-9b6d-6b6d70726f66}")
 
-// systemTraceControlGUID is the NT Kernel Logger's session GUID.
-var systemTraceControlGUID = goetw.MustParseGUIDFromString("{9e814aad-3204-11d2-9a82-006008a86939}")
-
-var (
-	winPoolGUID      = goetw.MustParseGUIDFromString("{0268a8b6-74fd-4302-9dd0-6e8f1795c0cf}")
-	winStackWalkGUID = goetw.MustParseGUIDFromString("{def2fe46-7bd6-4b80-bd94-f57fe20d0ce3}")
-	winImageGUID     = goetw.MustParseGUIDFromString("{2cb15d1d-5fc1-11d2-abe1-00a0c911f518}")
-	winLostEventGUID = goetw.MustParseGUIDFromString("{6a399ae0-4bc6-4de9-870b-3657f8947e7e}")
-)
-
 // Windows error codes StartTrace returns.
 const (
 	errorAlreadyExists    = syscall.Errno(183)
@@ -40,20 +32,67 @@ const (
 	errorNoSystemResource = syscall.Errno(1450)
 )
 
+// wnodeFlagTracedGUID is WNODE_FLAG_TRACED_GUID, which the documentation of
+// EVENT_TRACE_PROPERTIES says Wnode.Flags must contain.
+const wnodeFlagTracedGUID = 0x00020000
+
+// eventHeaderFlagProcessorIndex is EVENT_HEADER_FLAG_PROCESSOR_INDEX: the
+// buffer context holds the 16-bit ProcessorIndex, not ProcessorNumber.
+const eventHeaderFlagProcessorIndex = 0x0200
+
 var (
-	advapi32                = windows.NewLazySystemDLL("advapi32.dll")
-	procTraceSetInformation = advapi32.NewProc("TraceSetInformation")
+	advapi32                  = windows.NewLazySystemDLL("advapi32.dll")
+	procTraceSetInformation   = advapi32.NewProc("TraceSetInformation")
+	procAdjustTokenPrivileges = advapi32.NewProc("AdjustTokenPrivileges")
+	ntdll                     = windows.NewLazySystemDLL("ntdll.dll")
+	procNtSetSystemInfo       = ntdll.NewProc("NtSetSystemInformation")
 )
 
 // traceSetInformation calls advapi32!TraceSetInformation, which golang-etw
 // does not wrap.
 func traceSetInformation(h syscall.Handle, class uint32, info unsafe.Pointer, size uint32) error {
 	if err := procTraceSetInformation.Find(); err != nil {
-		return fmt.Errorf("TraceSetInformation is not available (Windows 8 or later is needed): %w", err)
+		return fmt.Errorf("TraceSetInformation is not available: %w", err)
 	}
 	r, _, _ := procTraceSetInformation.Call(uintptr(h), uintptr(class), uintptr(info), uintptr(size))
 	if r != 0 {
 		return syscall.Errno(r)
+	}
+	return nil
+}
+
+// The kernel's pool tag filter for a trace session: NtSetSystemInformation
+// with SystemPerformanceTraceInformation and an
+// EVENT_TRACE_TAG_FILTER_INFORMATION of class
+// EventTracePoolTagFilterInformation (phnt's ntexapi.h).
+const (
+	systemPerformanceTraceInformation  = 31
+	eventTracePoolTagFilterInformation = 10
+	maxPoolTagFilters                  = 4 // ETW_MAX_TAG_FILTER
+)
+
+// eventTraceTagFilterInformation is EVENT_TRACE_TAG_FILTER_INFORMATION with
+// room for every tag: the class, 4 bytes of padding, the session's
+// TRACEHANDLE, then the tags.
+type eventTraceTagFilterInformation struct {
+	Class       uint32
+	_           uint32
+	TraceHandle uint64
+	Filter      [maxPoolTagFilters]uint32
+}
+
+// setPoolTagFilter asks the kernel to log only the pool events of tags.
+func setPoolTagFilter(h syscall.Handle, tags []uint32) error {
+	if err := procNtSetSystemInfo.Find(); err != nil {
+		return err
+	}
+	info := eventTraceTagFilterInformation{Class: eventTracePoolTagFilterInformation, TraceHandle: uint64(h)}
+	n := copy(info.Filter[:], tags)
+	size := unsafe.Offsetof(info.Filter) + uintptr(4*n)
+	status, _, _ := procNtSetSystemInfo.Call(systemPerformanceTraceInformation, uintptr(unsafe.Pointer(&info)), size)
+	runtime.KeepAlive(&info)
+	if status != 0 {
+		return fmt.Errorf("NTSTATUS %#x", uint32(status))
 	}
 	return nil
 }
@@ -72,12 +111,6 @@ type perfinfoGroupMask struct {
 	Masks [8]uint32
 }
 
-// traceInfoPoolTagFilter is TRACE_INFO_CLASS 15, "TraceInfoReserved15" in
-// today's SDK and TracePoolTagFilter in the Windows 8 one: up to four ULONG
-// pool tags the kernel filters pool events by. It is undocumented, so a
-// refusal only means the filter runs in kmemprof instead.
-const traceInfoPoolTagFilter = 15
-
 // Session is a running kernel pool tracing session and its real-time
 // consumer. Stop it on every exit path; a session left running by a crash
 // is stopped by the next StartSession.
@@ -89,10 +122,9 @@ type Session struct {
 	trace    syscall.Handle // consumer handle (OpenTrace)
 	done     chan error
 	events   atomic.Uint64
-	rtLost   atomic.Uint64 // RT_LostEvent events: buffers the consumer never got
 	stopOnce sync.Once
-	stopErr  error
-	// Kernel is "private system logger" or "NT Kernel Logger".
+	lock     windows.Handle // the named mutex that says a kmemprof traces
+	// Kernel is "private system logger".
 	Kernel string
 }
 
@@ -129,48 +161,92 @@ func StartSession(cfg SessionConfig) (*Session, error) {
 			"run from an elevated prompt of an account that holds it (Administrators do by default)", err)
 	}
 	s := &Session{cfg: cfg, done: make(chan error, 1)}
+	lock, err := takeSessionLock()
+	if err != nil {
+		return nil, err
+	}
+	s.lock = lock
 	if err := s.startController(); err != nil {
+		s.releaseLock()
 		return nil, err
 	}
 	if err := s.configure(); err != nil {
-		s.stopController()
+		s.stopSession()
+		s.releaseLock()
 		return nil, err
 	}
 	if err := s.startConsumer(); err != nil {
-		s.stopController()
+		s.stopSession()
+		s.releaseLock()
 		return nil, err
 	}
 	return s, nil
 }
 
+// sessionLockName names the mutex a running kmemprof holds while it traces,
+// so that another one does not take its session for a leftover and stop it.
+const sessionLockName = `Global\kmemprof-pool-logger`
+
+// takeSessionLock takes the mutex, or says that another kmemprof traces.
+// A mutex abandoned by a kmemprof that died is taken over.
+func takeSessionLock() (windows.Handle, error) {
+	name, err := windows.UTF16PtrFromString(sessionLockName)
+	if err != nil {
+		return 0, err
+	}
+	h, err := windows.CreateMutex(nil, false, name)
+	if h == 0 {
+		return 0, fmt.Errorf("creating the mutex %s: %w", sessionLockName, err)
+	}
+	ev, err := windows.WaitForSingleObject(h, 0)
+	switch {
+	case err != nil:
+		windows.CloseHandle(h)
+		return 0, fmt.Errorf("taking the mutex %s: %w", sessionLockName, err)
+	case ev == uint32(windows.WAIT_TIMEOUT):
+		windows.CloseHandle(h)
+		return 0, errors.New("another kmemprof is tracing pool allocations on this machine: wait for it to finish (one ETW pool session at a time)")
+	}
+	return h, nil
+}
+
+func (s *Session) releaseLock() {
+	if s.lock != 0 {
+		windows.ReleaseMutex(s.lock)
+		windows.CloseHandle(s.lock)
+		s.lock = 0
+	}
+}
+
 const flags = goetw.EVENT_TRACE_FLAG_PROCESS | goetw.EVENT_TRACE_FLAG_THREAD | goetw.EVENT_TRACE_FLAG_IMAGE_LOAD
 
+// startController starts kmemprof's private system logger session, which
+// does not collide with the NT Kernel Logger other tools use (xperf, WPR,
+// Process Monitor). Go binaries need Windows 10 or Server 2016, where
+// private system loggers exist (since Windows 8).
 func (s *Session) startController() error {
-	// A private system logger (Windows 8+) does not collide with other tools
-	// that use the NT Kernel Logger (xperf, WPR, Process Monitor...).
 	err := s.start(SessionName, kmemprofSessionGUID, goetw.EVENT_TRACE_SYSTEM_LOGGER_MODE)
 	if errors.Is(err, errorAlreadyExists) {
+		// This process holds the session lock, so no other kmemprof runs:
+		// the session is a leftover of one that did not exit cleanly.
+		// Stopping it takes effect after a moment; retry as PerfView does
+		// (it waits 100 ms), a little longer.
 		s.cfg.Notef("a %q session left by an earlier kmemprof was running: stopped and started again", SessionName)
 		s.stopByName(SessionName, kmemprofSessionGUID)
-		err = s.start(SessionName, kmemprofSessionGUID, goetw.EVENT_TRACE_SYSTEM_LOGGER_MODE)
+		for wait := 100 * time.Millisecond; wait <= 1600*time.Millisecond; wait *= 2 {
+			time.Sleep(wait)
+			if err = s.start(SessionName, kmemprofSessionGUID, goetw.EVENT_TRACE_SYSTEM_LOGGER_MODE); !errors.Is(err, errorAlreadyExists) {
+				break
+			}
+		}
 	}
-	if err == nil {
-		s.Kernel = "private system logger"
-		return nil
-	}
-	if !errors.Is(err, errorInvalidParameter) {
-		return startError(SessionName, err)
-	}
-	// Before Windows 8 only the NT Kernel Logger carries kernel events.
-	err = s.start(goetw.NtKernelLogger, systemTraceControlGUID, 0)
-	if errors.Is(err, errorAlreadyExists) {
-		return fmt.Errorf("the NT Kernel Logger is in use by another tool (xperf, WPR, Process Monitor, ...): " +
-			"stop it (e.g. 'xperf -stop' or 'logman stop \"NT Kernel Logger\" -ets') and try again")
+	if errors.Is(err, errorInvalidParameter) {
+		return fmt.Errorf("starting ETW session %q: the kernel refused a private system logger (%w): kmemprof needs Windows 10 or Windows Server 2016 or later", SessionName, err)
 	}
 	if err != nil {
-		return startError(goetw.NtKernelLogger, err)
+		return startError(SessionName, err)
 	}
-	s.Kernel = "NT Kernel Logger"
+	s.Kernel = "private system logger"
 	return nil
 }
 
@@ -187,12 +263,16 @@ func startError(name string, err error) error {
 func (s *Session) start(name string, guid *goetw.GUID, mode uint32) error {
 	props := goetw.NewRealTimeEventTraceSessionProperties(name)
 	props.Wnode.Guid = *guid
+	props.Wnode.Flags |= wnodeFlagTracedGUID
 	props.Wnode.ClientContext = 1 // QPC timestamps: StackWalk's EventTimeStamp is raw QPC too
 	props.LogFileMode |= mode
 	props.EnableFlags = flags
-	props.BufferSize = 1024 // KB: pool events come in bursts
-	props.MinimumBuffers = 64
-	props.MaximumBuffers = 256
+	// Small buffers flushed every second, as PerfView sizes real-time
+	// kernel sessions: each CPU's buffer reaches the consumer soon, which
+	// keeps the events of different CPUs close in arrival.
+	props.BufferSize = SessionBufferKB
+	props.MinimumBuffers, props.MaximumBuffers = sessionBuffers(runtime.NumCPU())
+	props.FlushTimer = 1
 	u16, err := syscall.UTF16PtrFromString(name)
 	if err != nil {
 		return err
@@ -215,19 +295,15 @@ func (s *Session) stopByName(name string, guid *goetw.GUID) {
 	goetw.ControlTrace(0, u16, props, goetw.EVENT_TRACE_CONTROL_STOP)
 }
 
-// configure turns on the pool group and kernel stacks for pool events.
+// configure turns on kernel stacks for pool allocations, then the pool
+// group: the other way round, the first allocations would come without
+// stacks.
 func (s *Session) configure() error {
-	var mask perfinfoGroupMask
-	mask.Masks[0] = flags
-	mask.Masks[PerfPoolGroupMask>>29] |= PerfPoolGroupMask & 0x1fffffff
-	if err := traceSetInformation(s.handle, TraceSystemTraceEnableFlagsInfo, unsafe.Pointer(&mask), uint32(unsafe.Sizeof(mask))); err != nil {
-		return fmt.Errorf("enabling pool events (PERF_POOL group mask): %w", err)
-	}
 	var ids []classicEventID
 	// Frees need no stack (they are joined to their allocation by address):
 	// walking stacks for allocations only halves the kernel's stack cost.
 	for _, op := range []uint8{OpPoolAlloc, OpPoolAllocSession} {
-		ids = append(ids, classicEventID{EventGUID: *winPoolGUID, Type: op})
+		ids = append(ids, classicEventID{EventGUID: goetw.GUID(PoolTraceGUID), Type: op})
 	}
 	if err := traceSetInformation(s.handle, TraceStackTracingInfo, unsafe.Pointer(&ids[0]), uint32(len(ids))*uint32(unsafe.Sizeof(ids[0]))); err != nil {
 		return fmt.Errorf("enabling kernel stacks for pool events: %w", err)
@@ -237,9 +313,15 @@ func (s *Session) configure() error {
 		for i, t := range s.cfg.Tags {
 			tags[i] = TagValue(t)
 		}
-		if err := traceSetInformation(s.handle, traceInfoPoolTagFilter, unsafe.Pointer(&tags[0]), uint32(4*len(tags))); err != nil {
+		if err := setPoolTagFilter(s.handle, tags); err != nil {
 			s.cfg.Notef("the kernel refused the pool tag filter (%v): filtering in kmemprof instead", err)
 		}
+	}
+	var mask perfinfoGroupMask
+	mask.Masks[0] = flags
+	mask.Masks[PerfPoolGroupMask>>29] |= PerfPoolGroupMask & 0x1fffffff
+	if err := traceSetInformation(s.handle, TraceSystemTraceEnableFlagsInfo, unsafe.Pointer(&mask), uint32(unsafe.Sizeof(mask))); err != nil {
+		return fmt.Errorf("enabling pool events (PERF_POOL group mask): %w", err)
 	}
 	return nil
 }
@@ -305,78 +387,65 @@ func onEvent(er *goetw.EventRecord) uintptr {
 		data := *(*unsafe.Pointer)(unsafe.Pointer(&er.UserData))
 		payload = unsafe.Slice((*byte)(data), er.UserDataLength)
 	}
-	h := Header{ThreadID: hd.ThreadId, ProcessID: hd.ProcessId, TimeStamp: hd.TimeStamp, CPU: uint16(er.BufferContext.Union & 0xff)}
-	op := hd.EventDescriptor.Opcode
-	switch {
-	case hd.ProviderId.Equals(winPoolGUID):
-		ev, err := DecodePool(op, payload, ptrSize)
-		if err != nil {
-			m.DecodeError(err)
-			return 0
-		}
-		m.Pool(h, ev)
-	case hd.ProviderId.Equals(winStackWalkGUID):
-		ev, err := DecodeStack(payload, ptrSize)
-		if err != nil {
-			m.DecodeError(err)
-			return 0
-		}
-		m.Stack(h, ev)
-	case hd.ProviderId.Equals(winImageGUID):
-		ev, err := DecodeImage(op, payload, ptrSize)
-		if errors.Is(err, ErrUnknownOpcode) {
-			return 0 // image opcodes kmemprof does not use
-		}
-		if err != nil {
-			m.DecodeError(err)
-			return 0
-		}
-		m.Image(h, ev)
-	case hd.ProviderId.Equals(winLostEventGUID):
-		s.rtLost.Add(1)
+	cpu := er.BufferContext.Union & 0xff // ProcessorNumber
+	if hd.Flags&eventHeaderFlagProcessorIndex != 0 {
+		cpu = er.BufferContext.Union // ProcessorIndex: more than 256 CPUs
 	}
+	h := Header{ThreadID: hd.ThreadId, ProcessID: hd.ProcessId, TimeStamp: hd.TimeStamp, CPU: cpu}
+	m.Event(GUID(hd.ProviderId), hd.EventDescriptor.Opcode, h, payload, ptrSize)
 	return 0
 }
 
 // Events returns how many events the consumer has seen.
 func (s *Session) Events() uint64 { return s.events.Load() }
 
-// Stop stops the kernel session, waits for the consumer to deliver what was
-// buffered, and adds the events the session reports lost to the matcher. It
-// is safe to call more than once.
+// Stop stops the kernel session, waits (up to DrainTimeout) for the
+// consumer to deliver what the session flushed, and adds what the session
+// reports lost to the matcher. A session that cannot be stopped, or a
+// consumer that does not finish, is a note, not an error: the Matcher
+// keeps what was delivered. It is safe to call more than once.
 func (s *Session) Stop() error {
 	s.stopOnce.Do(func() {
-		lost := s.stopController()
-		if s.trace != 0 {
-			goetw.CloseTrace(s.trace)
-			if err := <-s.done; err != nil && !errors.Is(err, syscall.Errno(1223) /* ERROR_CANCELLED */) {
-				s.stopErr = fmt.Errorf("consuming ETW events: %w", err)
-			}
+		if s.trace == 0 {
+			s.stopSession()
+		} else {
+			stopAndDrain(s, s.done, DrainTimeout, s.cfg.Matcher, s.cfg.Notef)
 		}
 		current.CompareAndSwap(s, nil)
-		// EventsLost (the session's count) and the RT_LostEvent events (lost
-		// real-time buffers) can describe the same loss: report the larger,
-		// never the sum.
-		if n := max(uint64(lost), s.rtLost.Load()); n > 0 {
-			s.cfg.Matcher.Lost(n)
-		}
+		s.releaseLock()
 	})
-	return s.stopErr
+	return nil
 }
 
-// stopController stops the kernel session and returns its EventsLost.
-func (s *Session) stopController() uint32 {
+// stopSession stops the kernel session and returns what it reports lost.
+func (s *Session) stopSession() (SessionLosses, error) {
 	if s.handle == 0 {
-		return 0
+		return SessionLosses{}, nil
 	}
 	err := goetw.ControlTrace(s.handle, nil, s.props, goetw.EVENT_TRACE_CONTROL_STOP)
 	s.handle = 0
 	if err != nil {
-		s.stopErr = fmt.Errorf("stopping ETW session %q: %w", s.name, err)
-		return 0
+		return SessionLosses{}, fmt.Errorf("stopping ETW session %q: %w", s.name, err)
 	}
-	return s.props.EventsLost
+	return SessionLosses{
+		Events:          uint64(s.props.EventsLost),
+		RealtimeBuffers: uint64(s.props.RealTimeBuffersLost),
+		LogBuffers:      uint64(s.props.LogBuffersLost),
+	}, nil
 }
+
+// closeConsumer closes the real-time consumer.
+func (s *Session) closeConsumer() error {
+	if s.trace == 0 {
+		return nil
+	}
+	err := goetw.CloseTrace(s.trace)
+	s.trace = 0
+	return err
+}
+
+// detach stops the callbacks from feeding the matcher.
+func (s *Session) detach() { current.CompareAndSwap(s, nil) }
 
 // enablePrivilege enables a privilege the process token holds.
 func enablePrivilege(name string) error {
@@ -391,12 +460,17 @@ func enablePrivilege(name string) error {
 	defer token.Close()
 	tp := windows.Tokenprivileges{PrivilegeCount: 1}
 	tp.Privileges[0] = windows.LUIDAndAttributes{Luid: luid, Attributes: windows.SE_PRIVILEGE_ENABLED}
-	if err := windows.AdjustTokenPrivileges(token, false, &tp, 0, nil, nil); err != nil {
-		return err
+	// AdjustTokenPrivileges succeeds, and sets the last error to
+	// ERROR_NOT_ALL_ASSIGNED, when the token does not hold the privilege.
+	// x/sys/windows's wrapper drops the last error of a successful call,
+	// and Go may clear it before a later GetLastError: read it from this
+	// call's own result.
+	r, _, lastErr := procAdjustTokenPrivileges.Call(uintptr(token), 0, uintptr(unsafe.Pointer(&tp)), 0, 0, 0)
+	runtime.KeepAlive(&tp)
+	if r == 0 {
+		return fmt.Errorf("AdjustTokenPrivileges: %w", lastErr)
 	}
-	// AdjustTokenPrivileges succeeds with ERROR_NOT_ALL_ASSIGNED when the
-	// token does not hold the privilege.
-	if errno := windows.GetLastError(); errno == windows.ERROR_NOT_ALL_ASSIGNED {
+	if errors.Is(lastErr, windows.ERROR_NOT_ALL_ASSIGNED) {
 		return fmt.Errorf("the account does not hold %s", name)
 	}
 	return nil

@@ -24,10 +24,11 @@ type DriverMap struct {
 	sorted  bool
 }
 
-// driverRange is one loaded image: [base, end).
+// driverRange is one image: [base, end).
 type driverRange struct {
 	base, end uint64
 	name      string
+	unloaded  bool
 }
 
 // NewDriverMap returns an empty map.
@@ -62,19 +63,34 @@ func (m *DriverMap) Load(base, size uint64, path string) {
 	m.drivers = append(m.drivers, driverRange{base: base, end: end, name: driverBaseName(path)})
 }
 
-// Unload removes the image loaded at base, if any.
+// Unload marks the image loaded at base, if any, as unloaded. It keeps
+// resolving addresses: stacks are symbolized after the capture, and a
+// driver that leaks and is then unloaded (the classic case) must keep its
+// name in the stacks walked while it was loaded. An image loaded later
+// over any part of its range replaces it.
 func (m *DriverMap) Unload(base uint64) {
-	m.drivers = slices.DeleteFunc(m.drivers, func(d driverRange) bool { return d.base == base })
+	for i := range m.drivers {
+		if m.drivers[i].base == base {
+			m.drivers[i].unloaded = true
+		}
+	}
 }
 
-// Len returns how many images are loaded.
+// Len returns how many images are loaded (unloaded ones not counted).
 func (m *DriverMap) Len() int {
-	return len(m.drivers)
+	n := 0
+	for _, d := range m.drivers {
+		if !d.unloaded {
+			n++
+		}
+	}
+	return n
 }
 
 // Lookup returns the base name of the image that addr lies in and addr's
-// offset from the image's base. It reports ok=false, with "" and 0, when no
-// loaded image covers addr. Like Kallsyms.Lookup it resolves addr as given:
+// offset from the image's base, whether the image is still loaded or was
+// unloaded since. It reports ok=false, with "" and 0, when no image covers
+// addr. Like Kallsyms.Lookup it resolves addr as given:
 // for a return address from a stack walk, look up addr-1.
 func (m *DriverMap) Lookup(addr uint64) (name string, offset uint64, ok bool) {
 	if !m.sorted {

@@ -10,14 +10,15 @@ import (
 type driverLoad struct {
 	base, size uint64
 	path       string
+	unloaded   bool
 }
 
 func TestDriverMapLookup(t *testing.T) {
 	const nt, ndis, leak = 0xfffff80000000000, 0xfffff80002000000, 0xfffff80003000000
 	loads := []driverLoad{
-		{leak, 0x10000, `\??\C:\drivers\myleak.sys`},
-		{nt, 0x1000000, `\SystemRoot\system32\ntoskrnl.exe`},
-		{ndis, 0x100000, `\SystemRoot\system32\drivers\ndis.sys`},
+		{leak, 0x10000, `\??\C:\drivers\myleak.sys`, false},
+		{nt, 0x1000000, `\SystemRoot\system32\ntoskrnl.exe`, false},
+		{ndis, 0x100000, `\SystemRoot\system32\drivers\ndis.sys`, false},
 	}
 	m := NewDriverMap()
 	for _, l := range loads {
@@ -61,7 +62,9 @@ func TestDriverMapChanges(t *testing.T) {
 		want   string // "" for no match
 		len    int
 	}{
-		{"unload", func(m *DriverMap) { m.Unload(0x2000) }, 0x2010, "", 2},
+		// Unloaded images keep their names for stacks walked while loaded.
+		{"unload", func(m *DriverMap) { m.Unload(0x2000) }, 0x2010, "b.sys", 2},
+		{"load over an unloaded range replaces it", func(m *DriverMap) { m.Unload(0x2000); m.Load(0x2800, 0x100, "n.sys") }, 0x2010, "", 3},
 		{"unload unknown base", func(m *DriverMap) { m.Unload(0x2001) }, 0x2010, "b.sys", 3},
 		{"load over a range replaces it", func(m *DriverMap) { m.Load(0x2000, 0x1000, `C:\new.sys`) }, 0x2010, "new.sys", 3},
 		{"load overlapping two ranges replaces both", func(m *DriverMap) { m.Load(0x1800, 0x1000, `new.sys`) }, 0x1100, "", 2},
@@ -108,16 +111,25 @@ func TestDriverBaseName(t *testing.T) {
 }
 
 // TestDriverMapRandom checks Lookup against a linear scan after random
-// loads and unloads in random order.
+// loads and unloads in random order: an unloaded image keeps resolving
+// until a load overlaps it.
 func TestDriverMapRandom(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	m := NewDriverMap()
 	var live []driverLoad
+	loaded := 0
 	for i := range 2000 {
 		if len(live) > 0 && r.IntN(4) == 0 {
 			j := r.IntN(len(live))
 			m.Unload(live[j].base)
-			live = append(live[:j], live[j+1:]...)
+			if !live[j].unloaded {
+				loaded--
+			}
+			for k := range live {
+				if live[k].base == live[j].base {
+					live[k].unloaded = true
+				}
+			}
 		} else {
 			l := driverLoad{base: uint64(r.IntN(1 << 16)), size: uint64(1 + r.IntN(512)), path: fmt.Sprintf(`\d\%d.sys`, i)}
 			m.Load(l.base, l.size, l.path)
@@ -128,6 +140,15 @@ func TestDriverMapRandom(t *testing.T) {
 				}
 			}
 			live = append(kept, l)
+			loaded = 0
+			for _, o := range live {
+				if !o.unloaded {
+					loaded++
+				}
+			}
+		}
+		if m.Len() != loaded {
+			t.Fatalf("step %d: Len() = %d, want %d loaded", i, m.Len(), loaded)
 		}
 		addr := uint64(r.IntN(1<<16 + 512))
 		want, wantOff := "", uint64(0)

@@ -36,7 +36,8 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		}
 	}
 	drivers := symbolize.NewDriverMap()
-	m := etw.NewMatcher(etw.MatcherConfig{PtrSize: 8, Tags: o.tags, RawTimestamps: true, Images: drivers, ProcessName: processName})
+	m := etw.NewMatcher(etw.MatcherConfig{PtrSize: 8, Tags: o.tags, RawTimestamps: true, Images: drivers, ProcessName: processName,
+		SelfTag: etw.SelfTag, SelfSize: etw.SessionBufferKB * 1024})
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
