@@ -39,6 +39,7 @@ Commands:
   selftest  check that kmemprof finds a known leak on this kernel (needs root)
   serve     open a saved profile in the pprof web UI (flame graph, top, graph)
   tags      find the driver that owns a Windows pool tag (pooltag.txt, *.sys scan)
+  convert   turn a Windows .etl trace with pool events into a profile (any OS)
   version   print the version
   help      show help for a command: kmemprof help record
 
@@ -81,6 +82,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return execShim(args[1:])
 	case "tags":
 		return runTags(args[1:], stdout, stderr)
+	case "convert":
+		return runConvert(args[1:], stdout, stderr)
 	case "serve":
 		return runServe(args[1:], stdout, stderr)
 	case "version", "--version", "-version":

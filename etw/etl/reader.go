@@ -148,6 +148,10 @@ type Record struct {
 	CPU uint16
 	// PtrSize is the logging kernel's or process's pointer size: 4 or 8.
 	PtrSize int
+	// Version is the event's version: of kernel records the low byte of
+	// the header's version field, of EVENT_HEADER records the descriptor's,
+	// of EVENT_TRACE_HEADER records the class version.
+	Version uint8
 	// Payload is the event data after the header (and its extensions). It
 	// aliases the buffer: copy it to keep it past the callback.
 	Payload []byte
@@ -442,18 +446,18 @@ func walkBuffer(data []byte, b BufferInfo, fn func(*Record) error) error {
 		if r.Kind.is64() {
 			r.PtrSize = 8
 		}
-		r.Group, r.Opcode, r.Provider = 0, 0, GUID{}
+		r.Group, r.Opcode, r.Provider, r.Version = 0, 0, GUID{}, 0
 		r.ThreadID, r.ProcessID, r.TimeStamp = NoID, NoID, 0
 		switch r.Kind {
 		case KindSystem32, KindSystem64, KindCompact32, KindCompact64:
-			r.Opcode, r.Group = rec[6], rec[7]
+			r.Opcode, r.Group, r.Version = rec[6], rec[7], rec[0]
 			r.ThreadID, r.ProcessID = le.Uint32(rec[8:]), le.Uint32(rec[12:])
 			r.TimeStamp = int64(le.Uint64(rec[16:]))
 		case KindPerfinfo32, KindPerfinfo64:
-			r.Opcode, r.Group = rec[6], rec[7]
+			r.Opcode, r.Group, r.Version = rec[6], rec[7], rec[0]
 			r.TimeStamp = int64(le.Uint64(rec[8:]))
 		case KindFullHeader32, KindFullHeader64, KindInstance32, KindInstance64:
-			r.Opcode = rec[4] // Class.Type
+			r.Opcode, r.Version = rec[4], rec[6] // Class.Type, Class.Version
 			r.ThreadID, r.ProcessID = le.Uint32(rec[8:]), le.Uint32(rec[12:])
 			r.TimeStamp = int64(le.Uint64(rec[16:]))
 			r.Provider = readGUID(rec[24:])
@@ -461,7 +465,7 @@ func walkBuffer(data []byte, b BufferInfo, fn func(*Record) error) error {
 			r.ThreadID, r.ProcessID = le.Uint32(rec[8:]), le.Uint32(rec[12:])
 			r.TimeStamp = int64(le.Uint64(rec[16:]))
 			r.Provider = readGUID(rec[24:])
-			r.Opcode = rec[45]
+			r.Opcode, r.Version = rec[45], rec[42]
 			if le.Uint16(rec[4:])&eventHeaderFlagExtendedInfo != 0 {
 				// Extended data items: u16 reserved, u16 type (0x8000:
 				// another item follows), u16 reserved, u16 data size.

@@ -1,0 +1,182 @@
+package etw
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/kmemprof/kmemprof/etw/etl"
+	"github.com/kmemprof/kmemprof/tracer"
+)
+
+// kernelGroupGUIDs are the event classes of the kernel groups whose events
+// the Matcher takes, for records logged with classic kernel headers (which
+// name a group, not a class GUID).
+var kernelGroupGUIDs = map[uint8]GUID{
+	etl.GroupPool:      PoolTraceGUID,
+	etl.GroupStackWalk: StackWalkGUID,
+	etl.GroupImage:     ImageGUID,
+}
+
+// ETLResult is what feeding a trace file to a Matcher found.
+type ETLResult struct {
+	Stats      etl.Stats
+	PoolEvents uint64            // PoolTrace allocations and frees
+	Processes  map[uint32]string // process names from Process events, by pid
+	// Time converts the trace's raw time stamps to wall-clock time, and End
+	// is the trace's end: MatcherConfig.Time and Clock for a Matcher that
+	// ages the trace's allocations.
+	Time func(ts int64) time.Time
+	End  time.Time
+}
+
+// ScanETL reads a trace's clock facts and process names, for the
+// MatcherConfig of FeedETL: the wall-clock time of raw stamps, the end,
+// and process names.
+func ScanETL(f *etl.File) (*ETLResult, error) {
+	res := &ETLResult{Processes: map[uint32]string{}}
+	var maxTS int64
+	st, err := f.Records(func(r *etl.Record) error {
+		maxTS = max(maxTS, r.TimeStamp)
+		if r.Kind.Kernel() && r.Group == etl.GroupProcess {
+			if pid, name, ok := decodeProcessName(r); ok {
+				res.Processes[pid] = name
+			}
+		}
+		if r.Kind.Kernel() && r.Group == etl.GroupPool && r.Opcode >= OpPoolAlloc && r.Opcode <= OpPoolFreeSession {
+			res.PoolEvents++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Stats = st
+	h := f.Header
+	res.End = fileTimeToTime(h.EndTime)
+	freq := float64(h.PerfFreq)
+	switch h.ClockType {
+	case 2: // system time: FILETIME stamps
+		res.Time = func(ts int64) time.Time { return fileTimeToTime(ts) }
+		return res, nil
+	case 3: // CPU cycles
+		freq = float64(h.CPUSpeedMHz) * 1e6
+	}
+	if freq <= 0 {
+		freq = 1e7
+	}
+	end := res.End
+	res.Time = func(ts int64) time.Time {
+		return end.Add(-time.Duration(float64(maxTS-ts) / freq * 1e9))
+	}
+	return res, nil
+}
+
+func fileTimeToTime(ft int64) time.Time {
+	if ft <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, (ft-fileTimeUnixEpoch)*100)
+}
+
+// FeedETL feeds every record of a trace to m, in time-stamp order, through
+// Matcher.Event: the same decoders and rules as the live session. Losses
+// the trace records (in its logfile header and buffer flags) are counted.
+func FeedETL(f *etl.File, m *Matcher) (etl.Stats, error) {
+	st, err := f.SortedRecords(func(r *etl.Record) error {
+		var provider GUID
+		switch {
+		case r.Kind.Kernel():
+			g, ok := kernelGroupGUIDs[r.Group]
+			if !ok {
+				return nil
+			}
+			provider = g
+		case r.Provider != (etl.GUID{}):
+			provider = GUID(r.Provider)
+		default:
+			return nil
+		}
+		h := Header{ThreadID: r.ThreadID, ProcessID: r.ProcessID, TimeStamp: r.TimeStamp, CPU: r.CPU}
+		m.Event(provider, r.Opcode, h, r.Payload, r.PtrSize)
+		return nil
+	})
+	if err != nil {
+		return st, err
+	}
+	m.Lost(LostEvents, uint64(f.Header.EventsLost)+uint64(st.EventsLostFlags))
+	m.Lost(LostLogBuffers, uint64(f.Header.BuffersLost))
+	m.Lost(LostBuffers, uint64(st.BuffersLostFlag))
+	return st, nil
+}
+
+// decodeProcessName reads the process id and image name of a Process
+// event (Start, End, DCStart, DCEnd; class Process_TypeGroup1, versions 3
+// and later):
+//
+//	PTR UniqueProcessKey
+//	u32 ProcessId, ParentId, SessionId
+//	i32 ExitStatus
+//	PTR DirectoryTableBase
+//	u32 Flags                (version 4 and later)
+//	    UserSID              (TOKEN_USER then SID; one NULL pointer if none)
+//	    ImageFileName        (ANSI, NUL-terminated)
+func decodeProcessName(r *etl.Record) (uint32, string, bool) {
+	switch r.Opcode {
+	case 1, 2, 3, 4:
+	default:
+		return 0, "", false
+	}
+	if r.Version < 3 {
+		return 0, "", false
+	}
+	p, ps := r.Payload, r.PtrSize
+	off := ps + 16 + ps
+	if r.Version >= 4 {
+		off += 4
+	}
+	if len(p) < off+ps {
+		return 0, "", false
+	}
+	pid := binary.LittleEndian.Uint32(p[ps:])
+	// UserSID: a TOKEN_USER (a SID pointer and attributes, two pointers'
+	// worth), then the SID: revision, sub-authority count, 6-byte
+	// authority, 4 bytes per sub-authority. A NULL first pointer: no SID.
+	if readPtr(p[off:], ps) == 0 {
+		off += ps
+	} else {
+		off += 2 * ps
+		if len(p) < off+8 {
+			return 0, "", false
+		}
+		off += 8 + 4*int(p[off+1])
+	}
+	if off > len(p) {
+		return 0, "", false
+	}
+	name := p[off:]
+	for i, c := range name {
+		if c == 0 {
+			return pid, string(name[:i]), i > 0
+		}
+	}
+	return 0, "", false
+}
+
+// ETLMeta describes a trace for the profile.
+func ETLMeta(f *etl.File, path string) tracer.Meta {
+	h := f.Header
+	start, end := fileTimeToTime(h.StartTime), fileTimeToTime(h.EndTime)
+	m := tracer.Meta{
+		Platform:   "windows",
+		Kernel:     fmt.Sprintf("Windows build %d", h.OSBuild),
+		AttachMode: "etl file",
+		Hooks:      []string{"PoolAlloc,PoolFree,PoolAllocSession,PoolFreeSession from " + path},
+		Start:      start,
+	}
+	if end.After(start) {
+		m.Duration = end.Sub(start)
+	}
+	m.Comments = append(m.Comments, fmt.Sprintf("trace %s: logger %q, %d CPUs, %d-bit pointers, %d buffers", path, h.LoggerName, h.NumberOfProcessors, 8*h.PointerSize, len(f.Buffers)))
+	return m
+}
