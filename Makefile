@@ -47,7 +47,7 @@ generate:
 # spurious "context deadline exceeded" when a duration ends (go.dev/issue/75804).
 FUZZTIME ?= 300000x
 fuzz:
-	@for pkg in ./etw ./symbolize; do \
+	@for pkg in ./etw ./etw/etl ./symbolize; do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 			echo "fuzz $$pkg $$f"; \
 			$(GO) test $$pkg -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; \
