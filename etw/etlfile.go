@@ -28,13 +28,24 @@ type ETLResult struct {
 	// ages the trace's allocations.
 	Time func(ts int64) time.Time
 	End  time.Time
+	// StackKeys are the frames of cached stacks, by key, from the StackWalk
+	// key definition events (create, delete, rundown).
+	StackKeys map[uint64][]uint64
 }
+
+// StackWalk key definition opcodes: a cached stack's key and frames.
+const (
+	opStackKeyCreate  = 34
+	opStackKeyDelete  = 35
+	opStackKeyRundown = 36
+	opStackKeyKernel  = 37
+)
 
 // ScanETL reads a trace's clock facts and process names, for the
 // MatcherConfig of FeedETL: the wall-clock time of raw stamps, the end,
 // and process names.
 func ScanETL(f *etl.File) (*ETLResult, error) {
-	res := &ETLResult{Processes: map[uint32]string{}}
+	res := &ETLResult{Processes: map[uint32]string{}, StackKeys: map[uint64][]uint64{}}
 	var maxTS int64
 	st, err := f.Records(func(r *etl.Record) error {
 		maxTS = max(maxTS, r.TimeStamp)
@@ -45,6 +56,18 @@ func ScanETL(f *etl.File) (*ETLResult, error) {
 		}
 		if r.Kind.Kernel() && r.Group == etl.GroupPool && r.Opcode >= OpPoolAlloc && r.Opcode <= OpPoolFreeSession {
 			res.PoolEvents++
+		}
+		if r.Kind.Kernel() && r.Group == etl.GroupStackWalk && r.Opcode >= opStackKeyCreate && r.Opcode <= opStackKeyRundown {
+			// PTR StackKey, then the frames (leaf first).
+			ps := r.PtrSize
+			if len(r.Payload) >= ps && (len(r.Payload)-ps)%ps == 0 {
+				key := readPtr(r.Payload, ps)
+				frames := make([]uint64, (len(r.Payload)-ps)/ps)
+				for i := range frames {
+					frames[i] = readPtr(r.Payload[ps+i*ps:], ps)
+				}
+				res.StackKeys[key] = frames
+			}
 		}
 		return nil
 	})
@@ -80,12 +103,29 @@ func fileTimeToTime(ft int64) time.Time {
 }
 
 // FeedETL feeds every record of a trace to m, in time-stamp order, through
-// Matcher.Event: the same decoders and rules as the live session. Losses
-// the trace records (in its logfile header and buffer flags) are counted.
-func FeedETL(f *etl.File, m *Matcher) (etl.Stats, error) {
+// Matcher.Event: the same decoders and rules as the live session. A kernel
+// stack cached by the kernel (a StackKeyKernel event naming a key) joins
+// its event with the frames of the key's definition in keys (ScanETL).
+// Losses the trace records (in its logfile header and buffer flags) are
+// counted.
+func FeedETL(f *etl.File, m *Matcher, keys map[uint64][]uint64) (etl.Stats, error) {
 	st, err := f.SortedRecords(func(r *etl.Record) error {
 		var provider GUID
 		switch {
+		case r.Kind.Kernel() && r.Group == etl.GroupStackWalk && r.Opcode == opStackKeyKernel && len(r.Payload) >= 16+r.PtrSize:
+			// EventTimeStamp, StackProcess, StackThread, PTR StackKey.
+			frames, ok := keys[readPtr(r.Payload[16:], r.PtrSize)]
+			if !ok {
+				m.counts[cStackKeyUnresolved]++
+				return nil
+			}
+			m.Stack(Header{ThreadID: r.ThreadID, ProcessID: r.ProcessID, TimeStamp: r.TimeStamp, CPU: r.CPU}, StackEvent{
+				EventTimeStamp: binary.LittleEndian.Uint64(r.Payload),
+				ProcessID:      binary.LittleEndian.Uint32(r.Payload[8:]),
+				ThreadID:       binary.LittleEndian.Uint32(r.Payload[12:]),
+				Frames:         frames,
+			})
+			return nil
 		case r.Kind.Kernel():
 			g, ok := kernelGroupGUIDs[r.Group]
 			if !ok {

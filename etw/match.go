@@ -132,6 +132,7 @@ const (
 	CounterStackLostNone          = "stack_lost_none"
 	CounterStackLostWalk          = "stack_lost_walk"
 	CounterStackOrphans           = "stack_orphans"
+	CounterStackKeyUnresolved     = "stack_key_unresolved"
 	CounterEventsLost             = "events_lost"
 	CounterBuffersLost            = "buffers_lost"
 	CounterRealtimeBuffersLost    = "realtime_buffers_lost"
@@ -167,6 +168,7 @@ var counterInfo = [...]struct {
 	{CounterStackLostNone, "allocations whose StackWalk event never arrived; shown as " + tracer.StackLostName(tracer.StackLostNone), true},
 	{CounterStackLostWalk, "allocations whose StackWalk event held no frame; shown as " + tracer.StackLostName(tracer.StackLostWalk), true},
 	{CounterStackOrphans, "StackWalk events whose pool event never arrived (lost, or not a pool event)", true},
+	{CounterStackKeyUnresolved, "cached kernel stacks (StackKeyKernel events) whose key the trace never defined: their events have no stack", true},
 	{CounterEventsLost, "events the ETW session reported lost (EventsLost, and RT_LostEvent notices): buffers were full", true},
 	{CounterBuffersLost, "buffers of events the real-time consumer never got (RT_LostEvent RTLostBuffer notices)", true},
 	{CounterRealtimeBuffersLost, "buffers the session failed to deliver in real time (RealTimeBuffersLost)", true},
@@ -199,6 +201,7 @@ const (
 	cStackLostNone
 	cStackLostWalk
 	cStackOrphans
+	cStackKeyUnresolved
 	cEventsLost
 	cBuffersLost
 	cRealtimeBuffersLost

@@ -203,7 +203,7 @@ func convert(o *convertOptions, stdout, stderr io.Writer) error {
 		Time:          scan.Time,
 		Clock:         func() time.Time { return end },
 	})
-	stats, err := etw.FeedETL(f, m)
+	stats, err := etw.FeedETL(f, m, scan.StackKeys)
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.path, err)
 	}
