@@ -43,4 +43,3 @@ func keepPID(snap *tracer.Snapshot, pid uint32) {
 	}
 	snap.Totals = tots
 }
-
