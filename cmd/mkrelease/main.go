@@ -95,6 +95,10 @@ func run(version, dist, gpl, docDir string) error {
 			if files["COPYING.GPL-3.0"], err = os.ReadFile(gpl); err != nil {
 				return err
 			}
+			// The recording profile for 'kmemprof convert'.
+			if files["pool.wprp"], err = os.ReadFile(filepath.Join(docDir, "etw", "pool.wprp")); err != nil {
+				return err
+			}
 			name += ".zip"
 			out, err = zipFiles(files)
 		} else {
@@ -355,7 +359,7 @@ func check(version, dist string) error {
 		}
 		want := append([]string{t.exe}, docs...)
 		if t.goos == "windows" {
-			want = append(want, "COPYING.GPL-3.0")
+			want = append(want, "COPYING.GPL-3.0", "pool.wprp")
 		}
 		for _, w := range want {
 			if len(got[w]) == 0 {

@@ -29,7 +29,8 @@ func buildTargets(t *testing.T, dist string) {
 func docDir(t *testing.T) string {
 	t.Helper()
 	d := t.TempDir()
-	for _, f := range append(docs, "GPL") {
+	os.Mkdir(filepath.Join(d, "etw"), 0o755)
+	for _, f := range append(docs, "GPL", "etw/pool.wprp") {
 		if err := os.WriteFile(filepath.Join(d, f), []byte(f+" text\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -58,6 +59,9 @@ func TestRelease(t *testing.T) {
 	zip, err := readZip(filepath.Join(dist, "kmemprof-1.2.3-4-gabcdef-windows-amd64.zip"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if string(zip["pool.wprp"]) != "etw/pool.wprp text\n" {
+		t.Errorf("the Windows zip's pool.wprp is %q", zip["pool.wprp"])
 	}
 	if string(zip["COPYING.GPL-3.0"]) != "GPL text\n" {
 		t.Errorf("the Windows zip's GPL text is %q", zip["COPYING.GPL-3.0"])

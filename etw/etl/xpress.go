@@ -99,9 +99,14 @@ func DecompressXpress(dst, src []byte, limit int) ([]byte, error) {
 		if len(dst)-start+length > limit || length < 0 {
 			return dst, fmt.Errorf("xpress: output passes %d bytes: %w", limit, ErrCorrupt)
 		}
+		// The match may overlap what it writes (offset < length): copy in
+		// runs of at most offset bytes, each already written.
 		from := len(dst) - offset
-		for i := range length {
-			dst = append(dst, dst[from+i])
+		for length > 0 {
+			n := min(length, len(dst)-from)
+			dst = append(dst, dst[from:from+n]...)
+			from += n
+			length -= n
 		}
 	}
 }
