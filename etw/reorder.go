@@ -179,7 +179,8 @@ func (h *history) evict() {
 		h.fifo = slices.Delete(h.fifo, 0, h.head)
 		h.head = 0
 	}
-	if len(h.fifo)-h.head > 4*h.max+1024 {
+	if len(h.fifo)-h.head > 2*h.n+1024 {
+		// Most of the queue names events gone since: rebuild it.
 		h.compact()
 	}
 }

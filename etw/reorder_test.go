@@ -219,3 +219,26 @@ func TestMatcherSelfBuffers(t *testing.T) {
 		t.Errorf("buffers for 64 CPUs: %d, want 2048 (2 MB per CPU)", lo)
 	}
 }
+
+// BenchmarkMatcherManyOutstanding: a million allocations never freed, then
+// churn: the history stays linear (no rebuild of its queue per event).
+func BenchmarkMatcherManyOutstanding(b *testing.B) {
+	for b.Loop() {
+		m := NewMatcher(MatcherConfig{RawTimestamps: true, ReorderWindow: 1 << 10})
+		ts := int64(0)
+		for i := range 200000 {
+			ts++
+			m.Pool(Header{ThreadID: 1, TimeStamp: ts}, PoolEvent{Alloc: true, Tag: 1, Size: 8, Entry: 0xffffa00000000000 + uint64(i)*16})
+		}
+		for i := range 200000 {
+			ts++
+			a := 0xffffb00000000000 + uint64(i%64)*16
+			m.Pool(Header{ThreadID: 1, TimeStamp: ts}, PoolEvent{Alloc: true, Tag: 1, Size: 8, Entry: a})
+			ts++
+			m.Pool(Header{ThreadID: 1, TimeStamp: ts}, PoolEvent{Tag: 1, Entry: a})
+		}
+		if m.Outstanding() != 200000 {
+			b.Fatalf("%d outstanding", m.Outstanding())
+		}
+	}
+}
