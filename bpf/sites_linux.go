@@ -3,6 +3,7 @@ package bpf
 import (
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -33,7 +34,10 @@ type siteCooler struct {
 	threshold int64
 	buf       []byte
 	last      map[uint32]int64 // outstanding count of each hot site at the last round
-	cooled    uint64
+	// cooled counts the sites cooled; failed the rounds or updates that
+	// could not read or write the call-site state (the sites concerned stay
+	// hot, and keep paying a stack walk). Read while the cooler runs.
+	cooled, failed atomic.Uint64
 }
 
 func newSiteCooler(m *ebpf.Map, threshold int64) (*siteCooler, error) {
@@ -49,6 +53,7 @@ func newSiteCooler(m *ebpf.Map, threshold int64) (*siteCooler, error) {
 // one more or one less round of stack walks for a site.
 func (c *siteCooler) cool() {
 	if _, err := c.mem.ReadAt(c.buf, 0); err != nil {
+		c.failed.Add(1)
 		return
 	}
 	le := binary.LittleEndian
@@ -69,7 +74,9 @@ func (c *siteCooler) cool() {
 		le.PutUint64(upd[offArm-offHot:], uint64(max(out, 0)+c.threshold)) // arm
 		if _, err := c.mem.WriteAt(upd[:], int64(i+offHot)); err == nil {
 			delete(c.last, idx)
-			c.cooled++
+			c.cooled.Add(1)
+		} else {
+			c.failed.Add(1)
 		}
 	}
 }

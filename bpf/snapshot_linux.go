@@ -607,10 +607,18 @@ func (t *Tracer) meta(c [nrCounters]uint64) tracer.Meta {
 	}
 	if t.sites != nil {
 		m.Counters = append(m.Counters, tracer.Counter{
-			Name: "sites_cooled", Value: t.sites.cooled,
+			Name: "sites_cooled", Value: t.sites.cooled.Load(),
 			Help: "times a hot call site stopped growing and its stacks stopped being walked (adaptive mode)",
+		}, tracer.Counter{
+			Name: "cooling_failed", Value: t.sites.failed.Load(),
+			Help: "cooling rounds or site updates that failed: those sites stayed hot and kept walking stacks (cost, not data)",
 		})
 	}
+	clockHelp := "allocation clock updates that failed: allocations until the next update got an older time (ages, --min-age)"
+	if e := t.clockErr.Load(); e != nil {
+		clockHelp += "; first: " + (*e).Error()
+	}
+	m.Counters = append(m.Counters, tracer.Counter{Name: "clock_errors", Value: t.clockErrors.Load(), Loss: true, Help: clockHelp})
 	// A free hook's primary program misses the frees nested in it, which
 	// its backup handles (nested_rescued); a backup misses only events its
 	// primary handled. What is lost is every other program's misses, and

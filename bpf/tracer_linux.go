@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -62,6 +63,10 @@ type Tracer struct {
 	partialIDs map[uint64]tracer.StackID
 	// leafBase maps the stack ids withLeaf made to the walked stack's id.
 	leafBase map[tracer.StackID]tracer.StackID
+	// clockErrors counts the ticks whose clock update failed; clockErr is
+	// the first such error.
+	clockErrors atomic.Uint64
+	clockErr    atomic.Pointer[error]
 	// memcgNames names the memory cgroups of the memory controller's
 	// hierarchy, v2Names those of cgroup v2 (the same when memory is on
 	// v2): walked at the start, then learnt from cgroup_mkdir.
@@ -94,7 +99,12 @@ func (t *Tracer) startClock() error {
 			case <-t.stopTick:
 				return
 			case now := <-tick.C:
-				t.setClock()
+				if err := t.setClock(); err != nil {
+					// Allocations recorded until the next tick get an
+					// older time: counted, with the first error kept.
+					t.clockErrors.Add(1)
+					t.clockErr.CompareAndSwap(nil, &err)
+				}
 				t.armBackups()
 				if t.sites != nil && now.Sub(lastCool) >= coolEvery {
 					lastCool = now

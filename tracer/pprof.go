@@ -85,6 +85,12 @@ func (a *Aggregation) Profile() (*profile.Profile, error) {
 	if !a.Meta.Start.IsZero() {
 		p.TimeNanos = a.Meta.Start.UnixNano()
 	}
+	if a.SampleEvery > 1 {
+		// One allocation in SampleEvery was recorded (values are scaled by
+		// it), as runtime/pprof states its sampling rate in Period.
+		p.PeriodType = &profile.ValueType{Type: "allocations", Unit: "count"}
+		p.Period = int64(a.SampleEvery)
+	}
 	nv := 4
 	if a.HasGrowth {
 		// Growth over the capture (record --interval): see GrowthFigure.
