@@ -133,7 +133,7 @@ func FeedETL(f *etl.File, m *Matcher, keys map[uint64][]uint64) (etl.Stats, erro
 			}
 			provider = g
 		case r.Provider != (etl.GUID{}):
-			provider = GUID(r.Provider)
+			provider = r.Provider
 		default:
 			return nil
 		}

@@ -3,25 +3,15 @@ package etw
 import (
 	"fmt"
 	"strings"
+
+	"github.com/kmemprof/kmemprof/etw/etl"
 )
 
 // GUID is a Windows GUID with the field layout of windows.GUID and the C
 // GUID structure, so that code on Windows can convert it directly:
-// windows.GUID(etw.PoolTraceGUID).
-type GUID struct {
-	Data1 uint32
-	Data2 uint16
-	Data3 uint16
-	Data4 [8]byte
-}
-
-// String returns the GUID in registry format, lower case and in braces:
-// "{0268a8b6-74fd-4302-9dd0-6e8f1795c0cf}".
-func (g GUID) String() string {
-	return fmt.Sprintf("{%08x-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x}",
-		g.Data1, g.Data2, g.Data3, g.Data4[0], g.Data4[1],
-		g.Data4[2], g.Data4[3], g.Data4[4], g.Data4[5], g.Data4[6], g.Data4[7])
-}
+// windows.GUID(etw.PoolTraceGUID). It is the trace reader's type, so that
+// records of .etl files name their providers in it.
+type GUID = etl.GUID
 
 // Event classes (the ProviderId of their EVENT_RECORDs) of the kernel
 // ("MSNT_SystemTrace") events kmemprof uses. They are values, not settings:
@@ -30,16 +20,16 @@ var (
 	// PoolTraceGUID is the PoolTrace class: pool allocations and frees
 	// (opcodes OpPoolAlloc to OpPoolFreeSession), enabled by the PERF_POOL
 	// group mask.
-	PoolTraceGUID = GUID{0x0268a8b6, 0x74fd, 0x4302, [8]byte{0x9d, 0xd0, 0x6e, 0x8f, 0x17, 0x95, 0xc0, 0xcf}}
+	PoolTraceGUID = GUID{Data1: 0x0268a8b6, Data2: 0x74fd, Data3: 0x4302, Data4: [8]byte{0x9d, 0xd0, 0x6e, 0x8f, 0x17, 0x95, 0xc0, 0xcf}}
 	// StackWalkGUID is the StackWalk class: the kernel stack of an event,
 	// logged right after it (opcode OpStackWalk).
-	StackWalkGUID = GUID{0xdef2fe46, 0x7bd6, 0x4b80, [8]byte{0xbd, 0x94, 0xf5, 0x7f, 0xe2, 0x0d, 0x0c, 0xe3}}
+	StackWalkGUID = GUID{Data1: 0xdef2fe46, Data2: 0x7bd6, Data3: 0x4b80, Data4: [8]byte{0xbd, 0x94, 0xf5, 0x7f, 0xe2, 0x0d, 0x0c, 0xe3}}
 	// ImageGUID is the Image class: image (driver, DLL) loads, unloads and
 	// rundowns, enabled by EVENT_TRACE_FLAG_IMAGE_LOAD.
-	ImageGUID = GUID{0x2cb15d1d, 0x5fc1, 0x11d2, [8]byte{0xab, 0xe1, 0x00, 0xa0, 0xc9, 0x11, 0xf5, 0x18}}
+	ImageGUID = GUID{Data1: 0x2cb15d1d, Data2: 0x5fc1, Data3: 0x11d2, Data4: [8]byte{0xab, 0xe1, 0x00, 0xa0, 0xc9, 0x11, 0xf5, 0x18}}
 	// ProcessGUID is the Process class (process start, end and rundown),
 	// enabled by EVENT_TRACE_FLAG_PROCESS.
-	ProcessGUID = GUID{0x3d6fa8d0, 0xfe05, 0x11d0, [8]byte{0x9d, 0xda, 0x00, 0xc0, 0x4f, 0xd7, 0xba, 0x7c}}
+	ProcessGUID = GUID{Data1: 0x3d6fa8d0, Data2: 0xfe05, Data3: 0x11d0, Data4: [8]byte{0x9d, 0xda, 0x00, 0xc0, 0x4f, 0xd7, 0xba, 0x7c}}
 )
 
 // Opcodes (EVENT_DESCRIPTOR.Opcode, the "event type" of the MOF classes).
@@ -229,7 +219,7 @@ func hexDigit(c byte) (byte, bool) {
 // LostEventGUID is the RT_LostEvent class: a real-time session's notices
 // of what it could not deliver (opcodes OpRTLostEvent, OpRTLostBuffer,
 // OpRTLostFile).
-var LostEventGUID = GUID{0x6a399ae0, 0x4bc6, 0x4de9, [8]byte{0x87, 0x0b, 0x36, 0x57, 0xf8, 0x94, 0x7e, 0x7e}}
+var LostEventGUID = GUID{Data1: 0x6a399ae0, Data2: 0x4bc6, Data3: 0x4de9, Data4: [8]byte{0x87, 0x0b, 0x36, 0x57, 0xf8, 0x94, 0x7e, 0x7e}}
 
 // RT_LostEvent opcodes.
 const (

@@ -180,17 +180,9 @@ func convert(o *convertOptions, stdout, stderr io.Writer) error {
 	if scan.PoolEvents == 0 {
 		return fmt.Errorf("%s: %s", o.path, noPoolHelp)
 	}
-	var tags *symbolize.PoolTags
-	if o.pooltag != "" {
-		pf, err := os.Open(o.pooltag)
-		if err != nil {
-			return fmt.Errorf("reading --pooltag: %w", err)
-		}
-		tags, err = symbolize.ParsePoolTags(pf)
-		pf.Close()
-		if err != nil {
-			return fmt.Errorf("reading --pooltag %s: %w", o.pooltag, err)
-		}
+	tags, err := loadPoolTags(o.pooltag)
+	if err != nil {
+		return err
 	}
 	drivers := symbolize.NewDriverMap()
 	end := scan.End

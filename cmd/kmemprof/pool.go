@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/kmemprof/kmemprof/symbolize"
 	"github.com/kmemprof/kmemprof/tracer"
@@ -42,4 +43,21 @@ func keepPID(snap *tracer.Snapshot, pid uint32) {
 		}
 	}
 	snap.Totals = tots
+}
+
+// loadPoolTags reads --pooltag FILE, or returns nil when path is "".
+func loadPoolTags(path string) (*symbolize.PoolTags, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading --pooltag: %w", err)
+	}
+	defer f.Close()
+	tags, err := symbolize.ParsePoolTags(f)
+	if err != nil {
+		return nil, fmt.Errorf("reading --pooltag %s: %w", path, err)
+	}
+	return tags, nil
 }

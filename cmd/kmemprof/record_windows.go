@@ -23,17 +23,9 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 	if o.command != nil {
 		return usagef("%v", commandUnsupported())
 	}
-	var tags *symbolize.PoolTags
-	if o.pooltag != "" {
-		f, err := os.Open(o.pooltag)
-		if err != nil {
-			return fmt.Errorf("reading --pooltag: %w", err)
-		}
-		tags, err = symbolize.ParsePoolTags(f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("reading --pooltag %s: %w", o.pooltag, err)
-		}
+	tags, err := loadPoolTags(o.pooltag)
+	if err != nil {
+		return err
 	}
 	drivers := symbolize.NewDriverMap()
 	m := etw.NewMatcher(etw.MatcherConfig{PtrSize: 8, Tags: o.tags, RawTimestamps: true, Images: drivers, ProcessName: processName,

@@ -107,7 +107,8 @@ func (k HeaderKind) is64() bool {
 // (PERFINFO headers), as ETW consumers see it.
 const NoID = 0xffffffff
 
-// GUID is a Windows GUID as stored in a trace (little-endian fields).
+// GUID is a Windows GUID as stored in a trace (little-endian fields), with
+// the field layout of windows.GUID and the C GUID structure.
 type GUID struct {
 	Data1 uint32
 	Data2 uint16
@@ -115,7 +116,8 @@ type GUID struct {
 	Data4 [8]byte
 }
 
-// String returns the GUID in registry format.
+// String returns the GUID in registry format, lower case and in braces:
+// "{0268a8b6-74fd-4302-9dd0-6e8f1795c0cf}".
 func (g GUID) String() string {
 	return fmt.Sprintf("{%08x-%04x-%04x-%02x%02x-%02x%02x%02x%02x%02x%02x}", g.Data1, g.Data2, g.Data3,
 		g.Data4[0], g.Data4[1], g.Data4[2], g.Data4[3], g.Data4[4], g.Data4[5], g.Data4[6], g.Data4[7])
