@@ -14,9 +14,29 @@ import (
 	"testing"
 )
 
-// sharedETL is where the real traces written by Windows are, with a README
-// of what independent readers count in each.
-const sharedETL = "../../../shared/etl"
+// sharedETL returns where the real traces written by Windows are, with a
+// README of what independent readers count in each: $KMEMPROF_ETL_DIR, or
+// shared/etl beside the repository or any directory above it.
+func sharedETL() string {
+	if d := os.Getenv("KMEMPROF_ETL_DIR"); d != "" {
+		return d
+	}
+	dir, err := filepath.Abs(".")
+	if err != nil {
+		return ""
+	}
+	for {
+		cand := filepath.Join(dir, "shared", "etl")
+		if _, err := os.Stat(filepath.Join(cand, "README.md")); err == nil {
+			return cand
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "/work/shared/etl"
+		}
+		dir = parent
+	}
+}
 
 // traceFacts are the facts ../shared/etl/README.md states for one trace.
 type traceFacts struct {
@@ -28,12 +48,12 @@ type traceFacts struct {
 // readFacts parses the README's "### file" sections.
 func readFacts(t *testing.T) map[string]*traceFacts {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(sharedETL, "README.md"))
+	b, err := os.ReadFile(filepath.Join(sharedETL(), "README.md"))
 	if err != nil {
 		if os.Getenv("KMEMPROF_REQUIRE_ETL") == "1" {
 			t.Fatalf("the real traces: %v", err)
 		}
-		t.Skipf("the real traces are not here: %v", err)
+		t.Skipf("the real traces are not here (set KMEMPROF_ETL_DIR): %v", err)
 	}
 	facts := map[string]*traceFacts{}
 	var cur *traceFacts
@@ -79,7 +99,7 @@ func readFacts(t *testing.T) map[string]*traceFacts {
 // zipped.
 func openShared(t *testing.T, name string) *File {
 	t.Helper()
-	path := filepath.Join(sharedETL, name)
+	path := filepath.Join(sharedETL(), name)
 	var data []byte
 	if _, err := os.Stat(path); err != nil {
 		zr, err := zip.OpenReader(path + ".zip")
