@@ -588,9 +588,17 @@ func TestRecordGrowthRanksTheLeak(t *testing.T) {
 			walkerReclaimable = walkerReclaimable || recl
 		}
 	}
-	// Every eventfd the leaker holds is one file, whatever its stack.
-	if leakFiles < 5000 || leakFiles > 5000+16 {
-		t.Errorf("the leaker holds %d files in the profile, want its 5000 eventfds", leakFiles)
+	// Every eventfd the leaker holds is one file, whatever its stack. This
+	// test is about ranking, not exact accounting (TestRecordEventfdLeak and
+	// the selftest count exactly): it allows the allocations counted as
+	// missed, and a few more (2 of 5000 were once missing on 7.2 under
+	// emulation, with both cores busy).
+	missed := commentCounter(p, "prog_recursion_misses") + commentCounter(p, "outstanding_map_full")
+	if leakFiles+missed < 5000-5 || leakFiles > 5000+16 {
+		t.Errorf("the leaker holds %d files in the profile (%d allocations counted as missed), want its 5000 eventfds", leakFiles, missed)
+	}
+	if leakFiles < 5000 {
+		t.Logf("the leaker holds %d of its 5000 files in the profile; counters: %q", leakFiles, p.Comments)
 	}
 	var top *row
 	for _, rw := range byStack {
@@ -624,6 +632,20 @@ func TestRecordGrowthRanksTheLeak(t *testing.T) {
 	if strings.Contains(lines[1], "(reclaimable)") {
 		t.Errorf("summary's top row is a reclaimable cache:\n%s", r.stdout.String())
 	}
+}
+
+// commentCounter returns the value of counter name in the profile's
+// comments ("name=value"), or 0.
+func commentCounter(p *profile.Profile, name string) int64 {
+	for _, c := range p.Comments {
+		for _, f := range strings.Fields(c) {
+			if v, ok := strings.CutPrefix(f, name+"="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
 }
 
 // summaryObjects reads the OBJECTS cell of a summary row: the number that
