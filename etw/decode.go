@@ -306,3 +306,59 @@ func readPtr(b []byte, ptrSize int) uint64 {
 	}
 	return binary.LittleEndian.Uint64(b)
 }
+
+// DecodeProcessName reads the process id and image name of a Process
+// event (opcodes 1 Start, 2 End, 3 DCStart, 4 DCEnd; class
+// Process_TypeGroup1, versions 3 and later) logged by a kernel with
+// ps-byte pointers:
+//
+//	PTR UniqueProcessKey
+//	u32 ProcessId, ParentId, SessionId
+//	i32 ExitStatus
+//	PTR DirectoryTableBase
+//	u32 Flags                (version 4 and later)
+//	    UserSID              (TOKEN_USER then SID; one NULL pointer if none)
+//	    ImageFileName        (ANSI, NUL-terminated)
+//
+// It reports ok=false for other opcodes and versions, and for payloads that
+// do not hold a name.
+func DecodeProcessName(opcode, version uint8, p []byte, ps int) (pid uint32, name string, ok bool) {
+	switch opcode {
+	case 1, 2, 3, 4:
+	default:
+		return 0, "", false
+	}
+	if version < 3 || (ps != 4 && ps != 8) {
+		return 0, "", false
+	}
+	off := ps + 16 + ps
+	if version >= 4 {
+		off += 4
+	}
+	if len(p) < off+ps {
+		return 0, "", false
+	}
+	pid = binary.LittleEndian.Uint32(p[ps:])
+	// UserSID: a TOKEN_USER (a SID pointer and attributes, two pointers'
+	// worth), then the SID: revision, sub-authority count, 6-byte
+	// authority, 4 bytes per sub-authority. A NULL first pointer: no SID.
+	if readPtr(p[off:], ps) == 0 {
+		off += ps
+	} else {
+		off += 2 * ps
+		if len(p) < off+8 {
+			return 0, "", false
+		}
+		off += 8 + 4*int(p[off+1])
+	}
+	if off > len(p) {
+		return 0, "", false
+	}
+	rest := p[off:]
+	for i, c := range rest {
+		if c == 0 {
+			return pid, string(rest[:i]), i > 0
+		}
+	}
+	return 0, "", false
+}

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/kmemprof/kmemprof/tracer"
 )
 
 // hexb parses space-separated hex bytes, the way the layouts are written
@@ -399,5 +401,51 @@ func TestDecodePoolBigPool(t *testing.T) {
 	ev, err = DecodePool(OpPoolFree, poolPayload(OpPoolFree, 4, 1, TagValue("Small"), 64, 0x80001000, 0), 4)
 	if err != nil || ev.Big || ev.PoolType != 1 {
 		t.Errorf("small Paged free: %+v, %v", ev, err)
+	}
+}
+
+// TestDecodeProcessName: Process events name their process, with and
+// without a user SID, in versions 3 (no Flags) and 4, both pointer sizes;
+// a Matcher takes the names for the comm label.
+func TestDecodeProcessName(t *testing.T) {
+	sid := cat([]byte{1, 2}, []byte{0, 0, 0, 0, 0, 5}, le32(21), le32(1000)) // S-1-5-21-1000
+	for _, ps := range []int{8, 4} {
+		for _, version := range []uint8{3, 4} {
+			for _, withSID := range []bool{false, true} {
+				p := cat(ptr(0xffff000000001000, ps), le32(4242), le32(4), le32(1), le32(0), ptr(0x1aa000, ps))
+				if version >= 4 {
+					p = append(p, le32(0)...) // Flags
+				}
+				if withSID {
+					p = cat(p, ptr(0xffff000000002000, ps), ptr(0, ps), sid) // TOKEN_USER, then the SID
+				} else {
+					p = cat(p, ptr(0, ps))
+				}
+				p = cat(p, []byte("leaker.exe\x00"), utf16z("leaker.exe --leak"))
+				pid, name, ok := DecodeProcessName(3, version, p, ps)
+				if !ok || pid != 4242 || name != "leaker.exe" {
+					t.Errorf("ptr %d v%d sid %v: %d %q %v", ps, version, withSID, pid, name, ok)
+				}
+			}
+		}
+	}
+	if _, _, ok := DecodeProcessName(3, 2, make([]byte, 64), 8); ok {
+		t.Errorf("version 2 decoded")
+	}
+	if _, _, ok := DecodeProcessName(3, 4, make([]byte, 10), 8); ok {
+		t.Errorf("a short payload decoded")
+	}
+	m := NewMatcher(MatcherConfig{RawTimestamps: true, ProcessName: func(uint32) string { return "from OpenProcess" }})
+	p := cat(ptr(1, 8), le32(4242), le32(4), le32(1), le32(0), ptr(2, 8), le32(0), ptr(0, 8), []byte("leaker.exe\x00"))
+	m.Event(ProcessGUID, 3, Header{Version: 4}, p, 8)
+	m.Event(PoolTraceGUID, OpPoolAlloc, Header{ThreadID: 1, ProcessID: 4242, TimeStamp: 10}, poolPayload(OpPoolAlloc, 8, 0, TagValue("Leak"), 8, 0xffffa00000000000, 0), 8)
+	m.Event(PoolTraceGUID, OpPoolAlloc, Header{ThreadID: 1, ProcessID: 77, TimeStamp: 11}, poolPayload(OpPoolAlloc, 8, 0, TagValue("Leak"), 8, 0xffffa00000001000, 0), 8)
+	snap := m.Snapshot(tracer.Meta{})
+	got := map[uint32]string{}
+	for _, r := range snap.Records {
+		got[r.PID] = r.Comm
+	}
+	if got[4242] != "leaker.exe" || got[77] != "from OpenProcess" {
+		t.Errorf("comms %v: want the Process event's name, else ProcessName's", got)
 	}
 }

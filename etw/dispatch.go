@@ -11,7 +11,8 @@ import (
 // for recorded traces. PoolTrace allocations and frees, StackWalk stacks,
 // Image loads and unloads are matched; the other PoolTrace and StackWalk
 // events and RT_LostEvent notices are counted; events of other classes are
-// ignored. A payload that fails to decode is counted with DecodeError.
+// ignored. Process events name processes (the comm label). A payload that
+// fails to decode is counted with DecodeError.
 func (m *Matcher) Event(provider GUID, opcode uint8, h Header, payload []byte, ptrSize int) {
 	switch provider {
 	case PoolTraceGUID:
@@ -50,6 +51,10 @@ func (m *Matcher) Event(provider GUID, opcode uint8, h Header, payload []byte, p
 			return
 		}
 		m.Image(h, ev)
+	case ProcessGUID:
+		if pid, name, ok := DecodeProcessName(opcode, h.Version, payload, ptrSize); ok {
+			m.procNames[pid] = name
+		}
 	case LostEventGUID:
 		switch opcode {
 		case OpRTLostEvent:

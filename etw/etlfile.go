@@ -16,13 +16,13 @@ var kernelGroupGUIDs = map[uint8]GUID{
 	etl.GroupPool:      PoolTraceGUID,
 	etl.GroupStackWalk: StackWalkGUID,
 	etl.GroupImage:     ImageGUID,
+	etl.GroupProcess:   ProcessGUID,
 }
 
 // ETLResult is what feeding a trace file to a Matcher found.
 type ETLResult struct {
 	Stats      etl.Stats
-	PoolEvents uint64            // PoolTrace allocations and frees
-	Processes  map[uint32]string // process names from Process events, by pid
+	PoolEvents uint64 // PoolTrace allocations and frees
 	// Time converts the trace's raw time stamps to wall-clock time, and End
 	// is the trace's end: MatcherConfig.Time and Clock for a Matcher that
 	// ages the trace's allocations.
@@ -45,15 +45,10 @@ const (
 // MatcherConfig of FeedETL: the wall-clock time of raw stamps, the end,
 // and process names.
 func ScanETL(f *etl.File) (*ETLResult, error) {
-	res := &ETLResult{Processes: map[uint32]string{}, StackKeys: map[uint64][]uint64{}}
+	res := &ETLResult{StackKeys: map[uint64][]uint64{}}
 	var maxTS int64
 	st, err := f.Records(func(r *etl.Record) error {
 		maxTS = max(maxTS, r.TimeStamp)
-		if r.Kind.Kernel() && r.Group == etl.GroupProcess {
-			if pid, name, ok := decodeProcessName(r); ok {
-				res.Processes[pid] = name
-			}
-		}
 		if r.Kind.Kernel() && r.Group == etl.GroupPool && r.Opcode >= OpPoolAlloc && r.Opcode <= OpPoolFreeSession {
 			res.PoolEvents++
 		}
@@ -137,7 +132,7 @@ func FeedETL(f *etl.File, m *Matcher, keys map[uint64][]uint64) (etl.Stats, erro
 		default:
 			return nil
 		}
-		h := Header{ThreadID: r.ThreadID, ProcessID: r.ProcessID, TimeStamp: r.TimeStamp, CPU: r.CPU}
+		h := Header{ThreadID: r.ThreadID, ProcessID: r.ProcessID, TimeStamp: r.TimeStamp, CPU: r.CPU, Version: r.Version}
 		m.Event(provider, r.Opcode, h, r.Payload, r.PtrSize)
 		return nil
 	})
@@ -148,59 +143,6 @@ func FeedETL(f *etl.File, m *Matcher, keys map[uint64][]uint64) (etl.Stats, erro
 	m.Lost(LostLogBuffers, uint64(f.Header.BuffersLost))
 	m.Lost(LostBuffers, uint64(st.BuffersLostFlag))
 	return st, nil
-}
-
-// decodeProcessName reads the process id and image name of a Process
-// event (Start, End, DCStart, DCEnd; class Process_TypeGroup1, versions 3
-// and later):
-//
-//	PTR UniqueProcessKey
-//	u32 ProcessId, ParentId, SessionId
-//	i32 ExitStatus
-//	PTR DirectoryTableBase
-//	u32 Flags                (version 4 and later)
-//	    UserSID              (TOKEN_USER then SID; one NULL pointer if none)
-//	    ImageFileName        (ANSI, NUL-terminated)
-func decodeProcessName(r *etl.Record) (uint32, string, bool) {
-	switch r.Opcode {
-	case 1, 2, 3, 4:
-	default:
-		return 0, "", false
-	}
-	if r.Version < 3 {
-		return 0, "", false
-	}
-	p, ps := r.Payload, r.PtrSize
-	off := ps + 16 + ps
-	if r.Version >= 4 {
-		off += 4
-	}
-	if len(p) < off+ps {
-		return 0, "", false
-	}
-	pid := binary.LittleEndian.Uint32(p[ps:])
-	// UserSID: a TOKEN_USER (a SID pointer and attributes, two pointers'
-	// worth), then the SID: revision, sub-authority count, 6-byte
-	// authority, 4 bytes per sub-authority. A NULL first pointer: no SID.
-	if readPtr(p[off:], ps) == 0 {
-		off += ps
-	} else {
-		off += 2 * ps
-		if len(p) < off+8 {
-			return 0, "", false
-		}
-		off += 8 + 4*int(p[off+1])
-	}
-	if off > len(p) {
-		return 0, "", false
-	}
-	name := p[off:]
-	for i, c := range name {
-		if c == 0 {
-			return pid, string(name[:i]), i > 0
-		}
-	}
-	return 0, "", false
 }
 
 // ETLMeta describes a trace for the profile.

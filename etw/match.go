@@ -23,6 +23,9 @@ type Header struct {
 	// intervals since 1601). See MatcherConfig.RawTimestamps.
 	TimeStamp int64
 	CPU       uint16 // ETW_BUFFER_CONTEXT.ProcessorNumber
+	// Version is the event's version (EVENT_DESCRIPTOR.Version), which
+	// some kernel event layouts depend on (Process events).
+	Version uint8
 }
 
 // ImageSink receives the kernel images (drivers) the Image events report,
@@ -75,7 +78,8 @@ type MatcherConfig struct {
 	Images ImageSink
 
 	// ProcessName, when set, names the process of an allocation (the
-	// "comm" label). Snapshot calls it once per distinct process id.
+	// "comm" label) that no Process event (start, end, rundown) named.
+	// Snapshot calls it once per distinct process id.
 	ProcessName func(pid uint32) string
 
 	// Time converts a Header.TimeStamp to wall-clock time for
@@ -319,6 +323,11 @@ type Matcher struct {
 
 	totals map[totalKey]totalVal
 
+	// procNames are the process names Process events gave, by pid: exact
+	// for processes that exited before the end, whose pid another may
+	// have taken since.
+	procNames map[uint32]string
+
 	counts         [nCounters]uint64
 	firstDecodeErr string
 }
@@ -343,6 +352,7 @@ func NewMatcher(cfg MatcherConfig) *Matcher {
 		earlyByTS:   make(map[uint64]uint64),
 		stackIDs:    make(map[string]tracer.StackID),
 		totals:      make(map[totalKey]totalVal),
+		procNames:   make(map[uint32]string),
 	}
 	if cfg.PtrSize == 4 {
 		m.kernelStart = 0x80000000
@@ -890,6 +900,9 @@ func (n *snapshotNames) key(stack tracer.StackID, tag, poolType, pid uint32) tra
 }
 
 func (n *snapshotNames) comm(pid uint32) string {
+	if name, ok := n.m.procNames[pid]; ok {
+		return name
+	}
 	if n.m.cfg.ProcessName == nil {
 		return ""
 	}

@@ -391,7 +391,7 @@ func onEvent(er *goetw.EventRecord) uintptr {
 	if hd.Flags&eventHeaderFlagProcessorIndex != 0 {
 		cpu = er.BufferContext.Union // ProcessorIndex: more than 256 CPUs
 	}
-	h := Header{ThreadID: hd.ThreadId, ProcessID: hd.ProcessId, TimeStamp: hd.TimeStamp, CPU: cpu}
+	h := Header{ThreadID: hd.ThreadId, ProcessID: hd.ProcessId, TimeStamp: hd.TimeStamp, CPU: cpu, Version: hd.EventDescriptor.Version}
 	m.Event(GUID(hd.ProviderId), hd.EventDescriptor.Opcode, h, payload, ptrSize)
 	return 0
 }

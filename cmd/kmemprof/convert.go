@@ -191,7 +191,6 @@ func convert(o *convertOptions, stdout, stderr io.Writer) error {
 		Tags:          o.rec.tags,
 		RawTimestamps: true,
 		Images:        drivers,
-		ProcessName:   func(pid uint32) string { return scan.Processes[pid] },
 		Time:          scan.Time,
 		Clock:         func() time.Time { return end },
 	})
