@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/kmemprof/kmemprof/etw"
 	"github.com/kmemprof/kmemprof/etw/etl"
 	"github.com/kmemprof/kmemprof/symbolize"
@@ -55,7 +57,9 @@ Options:
   -h, --help          show this help
 
 A trace without pool events is refused with the commands that record them,
-and no profile is written.
+and no profile is written. Conversion merges the processors' buffers in time
+order, holding the trace's events in memory (about the trace's size,
+decompressed); on a terminal it shows its progress through long traces.
 `
 
 type convertOptions struct {
@@ -158,6 +162,21 @@ func convert(o *convertOptions, stdout, stderr io.Writer) error {
 	f, err := etl.Open(fh, st.Size())
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.path, err)
+	}
+	if ef, ok := stderr.(*os.File); ok && term.IsTerminal(int(ef.Fd())) && len(f.Buffers) > 1000 {
+		// Long traces: say how far each pass is.
+		pass := 0
+		f.Progress = func(done, total int) {
+			if done == 0 {
+				pass++
+			}
+			if done%200 == 0 || done == total-1 {
+				fmt.Fprintf(stderr, "\rreading %s: pass %d, buffer %d of %d ", o.path, pass, done+1, total)
+			}
+			if done == total-1 {
+				fmt.Fprintln(stderr)
+			}
+		}
 	}
 	if o.info {
 		in, err := f.Info()

@@ -268,6 +268,10 @@ type File struct {
 	// Truncated is set when the file ends inside a buffer (a trace copied
 	// while it was being written): that buffer is not read.
 	Truncated bool
+	// Progress, when set, is called after each buffer a pass over the
+	// trace reads (Records, SortedRecords, Info), with the buffers read and
+	// their total.
+	Progress func(done, total int)
 }
 
 // ErrNotETL is wrapped by Open's error for a file that is not a trace.
@@ -516,6 +520,9 @@ func (f *File) Records(fn func(*Record) error) (Stats, error) {
 	var st Stats
 	var buf []byte
 	for i, b := range f.Buffers {
+		if f.Progress != nil {
+			f.Progress(i, len(f.Buffers))
+		}
 		data, err := f.bufferData(i, buf)
 		if err == nil {
 			buf = data[:0]
@@ -560,6 +567,9 @@ func (f *File) SortedRecords(fn func(*Record) error) (Stats, error) {
 	datas := make([][]byte, len(f.Buffers))
 	var refs []ref
 	for i, b := range f.Buffers {
+		if f.Progress != nil {
+			f.Progress(i, len(f.Buffers))
+		}
 		data, err := f.bufferData(i, nil)
 		if err == nil {
 			st.Buffers++
