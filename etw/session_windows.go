@@ -187,32 +187,29 @@ func StartSession(cfg SessionConfig) (*Session, error) {
 // so that another one does not take its session for a leftover and stop it.
 const sessionLockName = `Global\kmemprof-pool-logger`
 
-// takeSessionLock takes the mutex, or says that another kmemprof traces.
-// A mutex abandoned by a kmemprof that died is taken over.
+// takeSessionLock creates the named mutex, or says that another kmemprof
+// traces: the object exists as long as a process holds a handle to it, so
+// its existence, not its ownership (which Windows gives to one thread, and
+// Go moves goroutines between threads), tells. A kmemprof that died left no
+// handle, and no object.
 func takeSessionLock() (windows.Handle, error) {
 	name, err := windows.UTF16PtrFromString(sessionLockName)
 	if err != nil {
 		return 0, err
 	}
 	h, err := windows.CreateMutex(nil, false, name)
-	if h == 0 {
-		return 0, fmt.Errorf("creating the mutex %s: %w", sessionLockName, err)
-	}
-	ev, err := windows.WaitForSingleObject(h, 0)
 	switch {
-	case err != nil:
-		windows.CloseHandle(h)
-		return 0, fmt.Errorf("taking the mutex %s: %w", sessionLockName, err)
-	case ev == uint32(windows.WAIT_TIMEOUT):
+	case h != 0 && errors.Is(err, windows.ERROR_ALREADY_EXISTS):
 		windows.CloseHandle(h)
 		return 0, errors.New("another kmemprof is tracing pool allocations on this machine: wait for it to finish (one ETW pool session at a time)")
+	case h == 0:
+		return 0, fmt.Errorf("creating the mutex %s: %w", sessionLockName, err)
 	}
 	return h, nil
 }
 
 func (s *Session) releaseLock() {
 	if s.lock != 0 {
-		windows.ReleaseMutex(s.lock)
 		windows.CloseHandle(s.lock)
 		s.lock = 0
 	}
