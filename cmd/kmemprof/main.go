@@ -40,6 +40,7 @@ Commands:
   serve     open a saved profile in the pprof web UI (flame graph, top, graph)
   tags      find the driver that owns a Windows pool tag (pooltag.txt, *.sys scan)
   convert   turn a Windows .etl trace with pool events into a profile (any OS)
+  agent     trace continuously; push profiles to Pyroscope, serve Prometheus metrics (needs root)
   version   print the version
   help      show help for a command: kmemprof help record
 
@@ -84,6 +85,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runTags(args[1:], stdout, stderr)
 	case "convert":
 		return runConvert(args[1:], stdout, stderr)
+	case "agent":
+		return runAgent(args[1:], stdout, stderr)
 	case "serve":
 		return runServe(args[1:], stdout, stderr)
 	case "version", "--version", "-version":

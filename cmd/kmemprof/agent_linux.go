@@ -1,0 +1,613 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"connectrpc.com/connect"
+	pushv1 "github.com/grafana/pyroscope/api/gen/proto/go/push/v1"
+	"github.com/grafana/pyroscope/api/gen/proto/go/push/v1/pushv1connect"
+	typesv1 "github.com/grafana/pyroscope/api/gen/proto/go/types/v1"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kmemprof/kmemprof/bpf"
+	"github.com/kmemprof/kmemprof/symbolize"
+	"github.com/kmemprof/kmemprof/tracer"
+)
+
+const agentUsage = `Usage: kmemprof agent [options]
+
+Trace kernel allocations continuously in the default (adaptive) mode and,
+every interval, take a snapshot of what is outstanding: push it as a memory
+profile to Pyroscope, and expose per-cache figures, losses and the agent's
+own cost as Prometheus metrics. Runs until SIGTERM or Ctrl-C, then detaches
+everything and exits 0.
+
+Options:
+      --interval D        time between snapshots (default 60s)
+      --pyroscope URL     push profiles to this Pyroscope server, e.g.
+                          http://pyroscope:4040 (none: no push)
+      --service-name NAME the service_name of the series (default kmemprof)
+      --tenant ID         X-Scope-OrgID header for multi-tenant servers
+      --metrics ADDR      serve Prometheus metrics at http://ADDR/metrics,
+                          e.g. 127.0.0.1:9464 (none: no metrics); loopback
+                          only unless --allow-remote
+      --allow-remote      let --metrics listen on a non-loopback address
+      --queue N           snapshots kept while the server is unreachable
+                          (default 10); older ones are dropped, and counted
+      --mode, --hot-threshold, --kinds, --cgroup, --memcg, --cache,
+      --attach, --max-outstanding, --stack-depth   as for 'kmemprof record'
+  -h, --help              show this help
+
+Credentials come from the environment, never the command line:
+  KMEMPROF_PYROSCOPE_USER and KMEMPROF_PYROSCOPE_PASSWORD  basic auth
+  KMEMPROF_PYROSCOPE_TOKEN                                 bearer token
+  (or KMEMPROF_PYROSCOPE_PASSWORD_FILE, KMEMPROF_PYROSCOPE_TOKEN_FILE: read
+  from a file, as Kubernetes mounts secrets)
+
+Series: __name__="memory", service_name, host and kernel labels; Pyroscope
+shows them as memory profiles (inuse_space by default, inuse_objects too).
+Samples carry kmemprof's labels: cache, kind, cgroup, memcg, memcg_removed,
+container, pod, comm, pid.
+
+While the server is down the agent keeps tracing, retries with backoff
+(1 s doubling to 1 min) and keeps at most --queue snapshots.
+`
+
+type agentOptions struct {
+	interval    time.Duration
+	pyroscope   string
+	serviceName string
+	tenant      string
+	metrics     string
+	allowRemote bool
+	queue       int
+	bpf         bpf.Config
+	user, pass  string
+	token       string
+	// backoffMin and backoffMax bound the retry delay (0: 1 s and 1 min).
+	backoffMin, backoffMax time.Duration
+}
+
+func parseAgent(args []string, stdout io.Writer, getenv func(string) string) (*agentOptions, error) {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o := &agentOptions{}
+	var interval, mode, kinds, cgrp, memcg, caches, attach string
+	var hot, maxOut, depth int
+	var help bool
+	fs.StringVar(&interval, "interval", "60s", "")
+	fs.StringVar(&o.pyroscope, "pyroscope", "", "")
+	fs.StringVar(&o.serviceName, "service-name", "kmemprof", "")
+	fs.StringVar(&o.tenant, "tenant", "", "")
+	fs.StringVar(&o.metrics, "metrics", "", "")
+	fs.BoolVar(&o.allowRemote, "allow-remote", false, "")
+	fs.IntVar(&o.queue, "queue", 10, "")
+	fs.StringVar(&mode, "mode", "adaptive", "")
+	fs.IntVar(&hot, "hot-threshold", 64, "")
+	fs.StringVar(&kinds, "kinds", "slab", "")
+	fs.StringVar(&cgrp, "cgroup", "", "")
+	fs.StringVar(&memcg, "memcg", "", "")
+	fs.StringVar(&caches, "cache", "", "")
+	fs.StringVar(&attach, "attach", "auto", "")
+	fs.IntVar(&maxOut, "max-outstanding", 1<<20, "")
+	fs.IntVar(&depth, "stack-depth", 64, "")
+	fs.BoolVar(&help, "help", false, "")
+	fs.BoolVar(&help, "h", false, "")
+	if err := fs.Parse(args); err != nil {
+		return nil, usagef("%s", strings.TrimPrefix(err.Error(), "flag provided but not defined: "))
+	}
+	if help {
+		fmt.Fprint(stdout, agentUsage)
+		return nil, flag.ErrHelp
+	}
+	if fs.NArg() > 0 {
+		return nil, usagef("unexpected argument %q", fs.Arg(0))
+	}
+	d, err := time.ParseDuration(interval)
+	if err != nil || d < time.Second {
+		return nil, usagef("bad --interval %q: want a duration of 1s or more, such as 60s", interval)
+	}
+	o.interval = d
+	if o.pyroscope == "" && o.metrics == "" {
+		return nil, usagef("nothing to send: give --pyroscope URL, --metrics ADDR, or both")
+	}
+	if o.pyroscope != "" && !strings.HasPrefix(o.pyroscope, "http://") && !strings.HasPrefix(o.pyroscope, "https://") {
+		return nil, usagef("bad --pyroscope %q: want an http:// or https:// URL", o.pyroscope)
+	}
+	if o.metrics != "" {
+		if err := checkMetricsAddr(o.metrics, o.allowRemote); err != nil {
+			return nil, err
+		}
+	}
+	if o.queue < 1 {
+		return nil, usagef("bad --queue %d: want 1 or more", o.queue)
+	}
+	// The same capture options as record, parsed by record's parser.
+	rec, err := parseRecord([]string{"--mode", mode, "--hot-threshold", fmt.Sprint(hot), "--kinds", kinds, "--cgroup", cgrp,
+		"--memcg", memcg, "--cache", caches, "--attach", attach, "--max-outstanding", fmt.Sprint(maxOut), "--stack-depth", fmt.Sprint(depth)}, io.Discard)
+	if err != nil {
+		return nil, err
+	}
+	o.bpf = rec.bpf
+	o.user, o.pass, o.token = getenv("KMEMPROF_PYROSCOPE_USER"), getenv("KMEMPROF_PYROSCOPE_PASSWORD"), getenv("KMEMPROF_PYROSCOPE_TOKEN")
+	for _, f := range []struct {
+		env string
+		dst *string
+	}{{"KMEMPROF_PYROSCOPE_PASSWORD_FILE", &o.pass}, {"KMEMPROF_PYROSCOPE_TOKEN_FILE", &o.token}} {
+		if path := getenv(f.env); path != "" {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", f.env, err)
+			}
+			*f.dst = strings.TrimSpace(string(b))
+		}
+	}
+	if o.token != "" && o.user != "" {
+		return nil, usagef("both a bearer token and a user for basic auth are set: give one")
+	}
+	return o, nil
+}
+
+// checkMetricsAddr is checkHTTPAddr for --metrics.
+func checkMetricsAddr(addr string, allowRemote bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usagef("bad --metrics %q: want HOST:PORT such as 127.0.0.1:9464", addr)
+	}
+	if allowRemote {
+		return nil
+	}
+	if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || strings.EqualFold(host, "localhost") {
+		return nil
+	}
+	return usagef("--metrics %s is not a loopback address: use --metrics 127.0.0.1:%s, or add --allow-remote to let other machines scrape it", addr, port)
+}
+
+func runAgent(args []string, stdout, stderr io.Writer) int {
+	o, err := parseAgent(args, stdout, os.Getenv)
+	if err != nil {
+		return report(stderr, "agent", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := agent(ctx, o, stderr); err != nil {
+		return report(stderr, "agent", err)
+	}
+	return exitOK
+}
+
+// snapshotSource is what the agent samples: the kernel tracer, or in tests
+// anything that makes aggregations.
+type snapshotSource interface {
+	Collect() (*tracer.Aggregation, error)
+	Events() uint64
+}
+
+// tracerSource collects from an attached tracer.
+type tracerSource struct {
+	tr *bpf.Tracer
+	cg *bpf.CgroupResolver
+}
+
+func (s *tracerSource) Collect() (*tracer.Aggregation, error) {
+	snap, err := s.tr.Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	syms, err := symbolize.LoadKallsyms()
+	if err != nil {
+		return nil, err
+	}
+	s.cg.Learn(s.tr.CgroupV2Names())
+	return tracer.Aggregate(snap, kallsymsSymbolizer{syms}, tracer.Options{CgroupPath: s.cg.Path, GFPName: bpf.KernelGFPNamer().Name})
+}
+
+func (s *tracerSource) Events() uint64 {
+	st, err := s.tr.Stats()
+	if err != nil {
+		return 0
+	}
+	return st.Events
+}
+
+func agent(ctx context.Context, o *agentOptions, stderr io.Writer) error {
+	if err := checkPrivileges(); err != nil {
+		return err
+	}
+	if err := checkKallsyms(); err != nil {
+		return err
+	}
+	tr, err := bpf.Open(o.bpf)
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	fmt.Fprintf(stderr, "tracing %s (attach %s), a snapshot every %s\n", strings.Join(tr.Hooks(), ", "), tr.Mode(), o.interval)
+	return runAgentLoop(ctx, o, &tracerSource{tr: tr, cg: bpf.NewCgroupResolver()}, stderr)
+}
+
+// runAgentLoop samples src every interval, pushes and exposes what it
+// finds, until ctx ends.
+func runAgentLoop(ctx context.Context, o *agentOptions, src snapshotSource, stderr io.Writer) error {
+	return runAgentLoopWith(ctx, o, src, stderr, nil)
+}
+
+// runAgentLoopWith is runAgentLoop that hands its metrics to got (tests).
+func runAgentLoopWith(ctx context.Context, o *agentOptions, src snapshotSource, stderr io.Writer, got chan<- *agentMetrics) error {
+	m := newAgentMetrics()
+	var p *pusher
+	if o.pyroscope != "" {
+		host, _ := os.Hostname()
+		p = newPusher(o, []*typesv1.LabelPair{
+			{Name: "__name__", Value: "memory"},
+			{Name: "service_name", Value: o.serviceName},
+			{Name: "host", Value: host},
+			{Name: "kernel", Value: kernelRelease()},
+		}, stderr)
+		m.pusher = p
+		go p.run(ctx)
+	}
+	if got != nil {
+		got <- m
+	}
+	var srv *http.Server
+	if o.metrics != "" {
+		ln, err := net.Listen("tcp", o.metrics)
+		if err != nil {
+			return fmt.Errorf("--metrics: %w", err)
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		fmt.Fprintf(stderr, "metrics at http://%s/metrics\n", ln.Addr())
+		defer srv.Close()
+	}
+	tick := time.NewTicker(o.interval)
+	defer tick.Stop()
+	lastEvents, lastAt := src.Events(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			if p != nil {
+				p.drain(5 * time.Second)
+			}
+			fmt.Fprintln(stderr, "stopping: detaching")
+			return nil
+		case <-tick.C:
+		}
+		start := time.Now()
+		agg, err := src.Collect()
+		if err != nil {
+			m.snapshotErrors.Add(1)
+			fmt.Fprintf(stderr, "snapshot failed: %v\n", err)
+			continue
+		}
+		prof, err := agg.Profile()
+		if err == nil {
+			var buf bytes.Buffer
+			if err = tracer.EncodeProfile(&buf, prof); err == nil && p != nil {
+				p.enqueue(buf.Bytes())
+			}
+		}
+		if err != nil {
+			m.snapshotErrors.Add(1)
+			fmt.Fprintf(stderr, "encoding the profile failed: %v\n", err)
+		}
+		events, now := src.Events(), time.Now()
+		m.update(agg, now.Sub(start), float64(events-lastEvents)/now.Sub(lastAt).Seconds())
+		lastEvents, lastAt = events, now
+	}
+}
+
+// pusher pushes profiles to Pyroscope from a bounded queue: when the
+// server is down it retries with backoff, and when the queue is full the
+// oldest profile goes (counted).
+type pusher struct {
+	client     pushv1connect.PusherServiceClient
+	labels     []*typesv1.LabelPair
+	mu         sync.Mutex
+	queue      [][]byte
+	max        int
+	wake       chan struct{}
+	backoffMin time.Duration
+	backoffMax time.Duration
+	pushed     atomic.Uint64
+	failed     atomic.Uint64
+	dropped    atomic.Uint64
+	stderr     io.Writer
+	idle       atomic.Bool
+}
+
+// authTransport adds the credentials and the tenant to every request.
+type authTransport struct {
+	base              http.RoundTripper
+	user, pass, token string
+	tenant            string
+}
+
+func (t authTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	switch {
+	case t.token != "":
+		r.Header.Set("Authorization", "Bearer "+t.token)
+	case t.user != "":
+		r.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(t.user+":"+t.pass)))
+	}
+	if t.tenant != "" {
+		r.Header.Set("X-Scope-OrgID", t.tenant)
+	}
+	return t.base.RoundTrip(r)
+}
+
+func newPusher(o *agentOptions, labels []*typesv1.LabelPair, stderr io.Writer) *pusher {
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: authTransport{base: http.DefaultTransport, user: o.user, pass: o.pass, token: o.token, tenant: o.tenant}}
+	p := &pusher{
+		client:     pushv1connect.NewPusherServiceClient(hc, strings.TrimSuffix(o.pyroscope, "/")),
+		labels:     labels,
+		max:        o.queue,
+		wake:       make(chan struct{}, 1),
+		backoffMin: time.Second,
+		backoffMax: time.Minute,
+		stderr:     stderr,
+	}
+	if o.backoffMin > 0 {
+		p.backoffMin, p.backoffMax = o.backoffMin, max(o.backoffMax, o.backoffMin)
+	}
+	p.idle.Store(true)
+	return p
+}
+
+// enqueue adds a profile, dropping the oldest when the queue is full.
+func (p *pusher) enqueue(prof []byte) {
+	p.mu.Lock()
+	if len(p.queue) == p.max {
+		p.queue = p.queue[1:]
+		p.dropped.Add(1)
+	}
+	p.queue = append(p.queue, prof)
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *pusher) queued() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.queue)
+}
+
+// run pushes queued profiles, oldest first, until ctx ends.
+func (p *pusher) run(ctx context.Context) {
+	backoff := p.backoffMin
+	for {
+		p.mu.Lock()
+		var prof []byte
+		if len(p.queue) > 0 {
+			prof = p.queue[0]
+		}
+		p.mu.Unlock()
+		if prof == nil {
+			p.idle.Store(true)
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.wake:
+				p.idle.Store(false)
+				continue
+			}
+		}
+		p.idle.Store(false)
+		if err := p.push(ctx, prof); err != nil {
+			p.failed.Add(1)
+			if p.failed.Load() == 1 || backoff == p.backoffMax {
+				fmt.Fprintf(p.stderr, "pushing to Pyroscope failed (retrying in %s): %v\n", backoff, err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, p.backoffMax)
+			continue
+		}
+		backoff = p.backoffMin
+		p.pushed.Add(1)
+		p.mu.Lock()
+		if len(p.queue) > 0 && &p.queue[0][0] == &prof[0] {
+			p.queue = p.queue[1:]
+		}
+		p.mu.Unlock()
+	}
+}
+
+// drain pushes what is queued, for at most d (the agent is stopping).
+func (p *pusher) drain(d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	for p.queued() > 0 && ctx.Err() == nil {
+		p.mu.Lock()
+		prof := p.queue[0]
+		p.mu.Unlock()
+		if err := p.push(ctx, prof); err != nil {
+			break
+		}
+		p.pushed.Add(1)
+		p.mu.Lock()
+		p.queue = p.queue[1:]
+		p.mu.Unlock()
+	}
+	if n := p.queued(); n > 0 {
+		p.dropped.Add(uint64(n))
+		fmt.Fprintf(p.stderr, "%d snapshots not pushed at exit\n", n)
+	}
+}
+
+func (p *pusher) push(ctx context.Context, prof []byte) error {
+	id := make([]byte, 16)
+	rand.Read(id)
+	_, err := p.client.Push(ctx, connect.NewRequest(&pushv1.PushRequest{Series: []*pushv1.RawProfileSeries{{
+		Labels:  p.labels,
+		Samples: []*pushv1.RawSample{{RawProfile: prof, ID: hex.EncodeToString(id)}},
+	}}}))
+	return err
+}
+
+// agentMetrics is the Prometheus collector of the agent: the last
+// snapshot's figures, and the agent's own.
+type agentMetrics struct {
+	mu             sync.Mutex
+	caches         map[string]cacheFigures
+	prevBytes      map[string]uint64
+	prevAt         time.Time
+	growth         map[string]float64
+	counters       []tracer.Counter
+	removedMemcgs  int
+	removedObjects uint64
+	removedBytes   uint64
+	snapshotDur    time.Duration
+	eventRate      float64
+	snapshots      uint64
+	snapshotErrors atomic.Uint64
+	pusher         *pusher
+}
+
+type cacheFigures struct{ objects, bytes uint64 }
+
+func newAgentMetrics() *agentMetrics {
+	return &agentMetrics{caches: map[string]cacheFigures{}, prevBytes: map[string]uint64{}, growth: map[string]float64{}}
+}
+
+// update takes a snapshot's figures.
+func (m *agentMetrics) update(agg *tracer.Aggregation, dur time.Duration, eventRate float64) {
+	caches := map[string]cacheFigures{}
+	memcgs := map[string]bool{}
+	var rObj, rBytes uint64
+	for i := range agg.Samples {
+		s := &agg.Samples[i]
+		name := s.Cache
+		if name == "" {
+			name = s.Kind.String()
+		}
+		c := caches[name]
+		c.objects += s.InuseObjects
+		c.bytes += s.InuseSpace
+		caches[name] = c
+		if s.MemcgRemoved && s.InuseObjects > 0 {
+			memcgs[s.MemcgPath] = true
+			rObj += s.InuseObjects
+			rBytes += s.InuseSpace
+		}
+	}
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	growth := map[string]float64{}
+	if !m.prevAt.IsZero() {
+		secs := now.Sub(m.prevAt).Seconds()
+		for name, c := range caches {
+			growth[name] = (float64(c.bytes) - float64(m.prevBytes[name])) / secs
+		}
+	}
+	m.growth = growth
+	m.prevBytes = map[string]uint64{}
+	for name, c := range caches {
+		m.prevBytes[name] = c.bytes
+	}
+	m.prevAt = now
+	m.caches = caches
+	m.counters = agg.Counters
+	m.removedMemcgs, m.removedObjects, m.removedBytes = len(memcgs), rObj, rBytes
+	m.snapshotDur = dur
+	m.eventRate = eventRate
+	m.snapshots++
+}
+
+var (
+	descObjects    = prometheus.NewDesc("kmemprof_outstanding_objects", "Outstanding (allocated, not freed) kernel objects traced, by slab cache (or allocator kind), at the last snapshot.", []string{"cache"}, nil)
+	descBytes      = prometheus.NewDesc("kmemprof_outstanding_bytes", "Outstanding kernel memory traced, in bytes, by slab cache (or allocator kind), at the last snapshot.", []string{"cache"}, nil)
+	descGrowth     = prometheus.NewDesc("kmemprof_outstanding_growth_bytes_per_second", "Change of kmemprof_outstanding_bytes between the last two snapshots, per second.", []string{"cache"}, nil)
+	descRemMemcgs  = prometheus.NewDesc("kmemprof_removed_memcgs", "Memory cgroups removed while objects charged to them live on, at the last snapshot.", nil, nil)
+	descRemObjects = prometheus.NewDesc("kmemprof_removed_memcg_objects", "Objects charged to removed memory cgroups that live on.", nil, nil)
+	descRemBytes   = prometheus.NewDesc("kmemprof_removed_memcg_bytes", "Bytes of objects charged to removed memory cgroups that live on.", nil, nil)
+	descCounter    = prometheus.NewDesc("kmemprof_counter_total", "kmemprof's counters since the agent started (events, outcomes, and losses: loss=\"true\").", []string{"name", "loss"}, nil)
+	descSnapDur    = prometheus.NewDesc("kmemprof_agent_snapshot_seconds", "How long the last snapshot took (read, symbolize, aggregate, encode).", nil, nil)
+	descEventRate  = prometheus.NewDesc("kmemprof_agent_events_per_second", "Kernel allocation and free events traced per second, between the last two snapshots.", nil, nil)
+	descSnapshots  = prometheus.NewDesc("kmemprof_agent_snapshots_total", "Snapshots taken.", nil, nil)
+	descSnapErrs   = prometheus.NewDesc("kmemprof_agent_snapshot_errors_total", "Snapshots that failed.", nil, nil)
+	descPushes     = prometheus.NewDesc("kmemprof_agent_pushes_total", "Profile pushes to Pyroscope, by result: ok, error (retried), dropped (the queue was full, or the agent stopped).", []string{"result"}, nil)
+	descQueue      = prometheus.NewDesc("kmemprof_agent_push_queue", "Snapshots waiting to be pushed.", nil, nil)
+)
+
+func (m *agentMetrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descObjects, descBytes, descGrowth, descRemMemcgs, descRemObjects, descRemBytes, descCounter,
+		descSnapDur, descEventRate, descSnapshots, descSnapErrs, descPushes, descQueue} {
+		ch <- d
+	}
+}
+
+func (m *agentMetrics) Collect(ch chan<- prometheus.Metric) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, c := range m.caches {
+		ch <- prometheus.MustNewConstMetric(descObjects, prometheus.GaugeValue, float64(c.objects), name)
+		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(c.bytes), name)
+	}
+	for name, g := range m.growth {
+		ch <- prometheus.MustNewConstMetric(descGrowth, prometheus.GaugeValue, g, name)
+	}
+	ch <- prometheus.MustNewConstMetric(descRemMemcgs, prometheus.GaugeValue, float64(m.removedMemcgs))
+	ch <- prometheus.MustNewConstMetric(descRemObjects, prometheus.GaugeValue, float64(m.removedObjects))
+	ch <- prometheus.MustNewConstMetric(descRemBytes, prometheus.GaugeValue, float64(m.removedBytes))
+	for _, c := range m.counters {
+		ch <- prometheus.MustNewConstMetric(descCounter, prometheus.CounterValue, float64(c.Value), c.Name, fmt.Sprint(c.Loss))
+	}
+	ch <- prometheus.MustNewConstMetric(descSnapDur, prometheus.GaugeValue, m.snapshotDur.Seconds())
+	ch <- prometheus.MustNewConstMetric(descEventRate, prometheus.GaugeValue, m.eventRate)
+	ch <- prometheus.MustNewConstMetric(descSnapshots, prometheus.CounterValue, float64(m.snapshots))
+	ch <- prometheus.MustNewConstMetric(descSnapErrs, prometheus.CounterValue, float64(m.snapshotErrors.Load()))
+	if p := m.pusher; p != nil {
+		ch <- prometheus.MustNewConstMetric(descPushes, prometheus.CounterValue, float64(p.pushed.Load()), "ok")
+		ch <- prometheus.MustNewConstMetric(descPushes, prometheus.CounterValue, float64(p.failed.Load()), "error")
+		ch <- prometheus.MustNewConstMetric(descPushes, prometheus.CounterValue, float64(p.dropped.Load()), "dropped")
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(p.queued()))
+	}
+}
+
+// kernelRelease returns uname -r.
+func kernelRelease() string {
+	var u syscall.Utsname
+	if syscall.Uname(&u) != nil {
+		return ""
+	}
+	b := make([]byte, 0, len(u.Release))
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	return string(b)
+}

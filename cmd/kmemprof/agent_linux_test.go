@@ -1,0 +1,361 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/google/pprof/profile"
+	pushv1 "github.com/grafana/pyroscope/api/gen/proto/go/push/v1"
+	"github.com/grafana/pyroscope/api/gen/proto/go/push/v1/pushv1connect"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/kmemprof/kmemprof/bpf/bpftest"
+	"github.com/kmemprof/kmemprof/tracer"
+)
+
+// fakePyroscope is an in-process Pyroscope push endpoint built on the
+// official API module's connect handler. It fails the first failFirst
+// pushes (and every push while down is set).
+type fakePyroscope struct {
+	pushv1connect.UnimplementedPusherServiceHandler
+	mu        sync.Mutex
+	reqs      []*pushv1.PushRequest
+	headers   []http.Header
+	failFirst int
+	down      bool
+	calls     int
+}
+
+func (f *fakePyroscope) Push(_ context.Context, r *connect.Request[pushv1.PushRequest]) (*connect.Response[pushv1.PushResponse], error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.down || f.calls <= f.failFirst {
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("ingester not ready"))
+	}
+	f.reqs = append(f.reqs, r.Msg)
+	f.headers = append(f.headers, r.Header().Clone())
+	return connect.NewResponse(&pushv1.PushResponse{}), nil
+}
+
+func (f *fakePyroscope) received() ([]*pushv1.PushRequest, []http.Header) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*pushv1.PushRequest(nil), f.reqs...), append([]http.Header(nil), f.headers...)
+}
+
+func startFakePyroscope(t *testing.T, f *fakePyroscope) string {
+	t.Helper()
+	path, h := pushv1connect.NewPusherServiceHandler(f)
+	mux := http.NewServeMux()
+	mux.Handle(path, h)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// fakeSource makes a small aggregation: a growing leak in kmalloc-64 and a
+// removed memcg's dentries.
+type fakeSource struct{ n int }
+
+type nameSym struct{}
+
+func (nameSym) Symbolize(addr uint64, leaf bool) tracer.Frame {
+	return tracer.Frame{Addr: addr, Function: fmt.Sprintf("fn_%x", addr)}
+}
+
+func (s *fakeSource) Collect() (*tracer.Aggregation, error) {
+	s.n++
+	snap := &tracer.Snapshot{
+		Meta:    tracer.Meta{Platform: "linux", Start: time.Now()},
+		Stacks:  map[tracer.StackID][]uint64{1: {0xffffffff81000010, 0xffffffff81000020}, 2: {0xffffffff81000030}},
+		Memcgs:  map[uint64]tracer.Memcg{7: {Path: "/docker/3f4e5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081", Removed: true}},
+		Records: nil,
+	}
+	for i := range 100 * s.n {
+		snap.Records = append(snap.Records, tracer.Record{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 1, Cache: "kmalloc-64", PID: 42, Comm: "leaker"}, Addr: uint64(i+1) << 6, BytesAlloc: 64})
+	}
+	for i := range 10 {
+		snap.Records = append(snap.Records, tracer.Record{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 2, Cache: "dentry", MemcgID: 7}, Addr: uint64(1<<30 + i<<8), BytesAlloc: 192})
+	}
+	snap.Meta.Counters = []tracer.Counter{{Name: "events_kmalloc", Value: uint64(1000 * s.n)}, {Name: "outstanding_map_full", Value: 3, Loss: true}}
+	return tracer.Aggregate(snap, nameSym{}, tracer.Options{})
+}
+
+func (s *fakeSource) Events() uint64 { return uint64(1000 * s.n) }
+
+// runLoop runs the agent loop for a while on a fake source.
+func runLoop(t *testing.T, o *agentOptions, d time.Duration) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var stderr bytes.Buffer
+	if err := runAgentLoop(ctx, o, &fakeSource{}, &lockedWriter{w: &stderr}); err != nil {
+		t.Fatal(err)
+	}
+	return stderr.String()
+}
+
+// TestAgentPush: every interval the agent pushes a memory profile to
+// Pyroscope's push API: series labels that make Pyroscope show a memory
+// profile (__name__ memory, service_name), credentials and tenant from the
+// environment, and the pprof with its sample labels.
+func TestAgentPush(t *testing.T) {
+	f := &fakePyroscope{}
+	url := startFakePyroscope(t, f)
+	o, err := parseAgent([]string{"--pyroscope", url, "--interval", "1s", "--tenant", "team-a", "--service-name", "node-7"}, io.Discard,
+		func(k string) string { return map[string]string{"KMEMPROF_PYROSCOPE_TOKEN": "s3cret"}[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.interval = 100 * time.Millisecond
+	runLoop(t, o, 550*time.Millisecond)
+	reqs, headers := f.received()
+	if len(reqs) < 3 {
+		t.Fatalf("%d pushes in 5 intervals, want 3 or more", len(reqs))
+	}
+	if got := headers[0].Get("Authorization"); got != "Bearer s3cret" {
+		t.Errorf("Authorization %q, want the bearer token from the environment", got)
+	}
+	if got := headers[0].Get("X-Scope-OrgID"); got != "team-a" {
+		t.Errorf("X-Scope-OrgID %q", got)
+	}
+	series := reqs[len(reqs)-1].Series
+	if len(series) != 1 || len(series[0].Samples) != 1 {
+		t.Fatalf("series %v", series)
+	}
+	labels := map[string]string{}
+	for _, l := range series[0].Labels {
+		labels[l.Name] = l.Value
+	}
+	if labels["__name__"] != "memory" || labels["service_name"] != "node-7" || labels["host"] == "" || labels["kernel"] == "" {
+		t.Errorf("series labels %v", labels)
+	}
+	p, err := profile.ParseData(series[0].Samples[0].RawProfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.SampleType[len(p.SampleType)-1].Type != "inuse_space" && p.DefaultSampleType != "inuse_space" {
+		t.Errorf("default sample type %q", p.DefaultSampleType)
+	}
+	var sawLeak, sawRemoved bool
+	for _, s := range p.Sample {
+		if strings.Join(s.Label["cache"], "") == "kmalloc-64" && strings.Join(s.Label["comm"], "") == "leaker" {
+			sawLeak = true
+		}
+		if strings.Join(s.Label["memcg_removed"], "") == "true" && strings.Join(s.Label["container"], "") == "docker:3f4e5a6b7c8d" {
+			sawRemoved = true
+		}
+	}
+	if !sawLeak || !sawRemoved {
+		t.Errorf("pushed profile: leak sample %v, removed-memcg sample with container %v", sawLeak, sawRemoved)
+	}
+}
+
+// TestAgentServerDown: with the server down the agent keeps sampling,
+// retries with backoff, keeps at most --queue snapshots (the others are
+// dropped and counted), and pushes again once the server is back.
+func TestAgentServerDown(t *testing.T) {
+	f := &fakePyroscope{down: true}
+	url := startFakePyroscope(t, f)
+	o, err := parseAgent([]string{"--pyroscope", url, "--queue", "3"}, io.Discard, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.interval, o.backoffMin, o.backoffMax = 50*time.Millisecond, 10*time.Millisecond, 40*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := make(chan *agentMetrics, 1)
+	var stderr bytes.Buffer
+	done := make(chan error, 1)
+	go func() { done <- runAgentLoopWith(ctx, o, &fakeSource{}, &lockedWriter{w: &stderr}, m) }()
+	am := <-m
+	time.Sleep(600 * time.Millisecond) // about 12 intervals, server down
+	p := am.pusher
+	if q := p.queued(); q > 3 {
+		t.Errorf("queue holds %d snapshots, want at most 3", q)
+	}
+	if p.dropped.Load() < 5 || p.failed.Load() < 3 || p.pushed.Load() != 0 {
+		t.Errorf("server down: dropped %d, failed %d, pushed %d; want drops, retries and no push", p.dropped.Load(), p.failed.Load(), p.pushed.Load())
+	}
+	f.mu.Lock()
+	f.down = false
+	f.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.pushed.Load() < 3 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if p.pushed.Load() < 3 {
+		t.Errorf("pushes did not resume: %d", p.pushed.Load())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr.String(), "pushing to Pyroscope failed") {
+		t.Errorf("no note of the failures: %q", stderr.String())
+	}
+}
+
+// TestAgentMetrics: /metrics exposes the per-cache figures, the removed
+// memcgs, every counter with its loss mark, and the agent's own cost; a
+// scrape parses with the Prometheus text parser.
+func TestAgentMetrics(t *testing.T) {
+	o, err := parseAgent([]string{"--metrics", "127.0.0.1:0"}, io.Discard, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.interval = 50 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() { done <- runAgentLoop(ctx, o, &fakeSource{}, pw) }()
+	sc := bufio.NewScanner(pr)
+	var addr string
+	for sc.Scan() {
+		if a, ok := strings.CutPrefix(sc.Text(), "metrics at http://"); ok {
+			addr = strings.TrimSuffix(a, "/metrics")
+			break
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	time.Sleep(300 * time.Millisecond)
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("scrape does not parse: %v", err)
+	}
+	cancel()
+	<-done
+	find := func(name string, labels map[string]string) (float64, bool) {
+		fam := fams[name]
+		if fam == nil {
+			return 0, false
+		}
+	next:
+		for _, m := range fam.Metric {
+			for k, v := range labels {
+				found := false
+				for _, lp := range m.Label {
+					if lp.GetName() == k && lp.GetValue() == v {
+						found = true
+					}
+				}
+				if !found {
+					continue next
+				}
+			}
+			switch {
+			case m.Gauge != nil:
+				return m.Gauge.GetValue(), true
+			case m.Counter != nil:
+				return m.Counter.GetValue(), true
+			}
+		}
+		return 0, false
+	}
+	if v, ok := find("kmemprof_outstanding_bytes", map[string]string{"cache": "kmalloc-64"}); !ok || v < 6400 {
+		t.Errorf("kmemprof_outstanding_bytes{cache=kmalloc-64} = %v, %v", v, ok)
+	}
+	if v, ok := find("kmemprof_outstanding_growth_bytes_per_second", map[string]string{"cache": "kmalloc-64"}); !ok || v <= 0 {
+		t.Errorf("growth of kmalloc-64 = %v, %v; want positive", v, ok)
+	}
+	if v, ok := find("kmemprof_removed_memcg_objects", nil); !ok || v != 10 {
+		t.Errorf("removed memcg objects = %v, %v", v, ok)
+	}
+	if v, ok := find("kmemprof_counter_total", map[string]string{"name": "outstanding_map_full", "loss": "true"}); !ok || v != 3 {
+		t.Errorf("loss counter outstanding_map_full = %v, %v", v, ok)
+	}
+	for _, name := range []string{"kmemprof_agent_events_per_second", "kmemprof_agent_snapshot_seconds", "process_cpu_seconds_total", "go_memstats_heap_alloc_bytes"} {
+		if _, ok := find(name, nil); !ok {
+			t.Errorf("no %s", name)
+		}
+	}
+}
+
+// TestAgentPushesTheLeak: the agent, run as root on this kernel, pushes a
+// profile in which a process holding eventfds shows with its kernel stack
+// and labels, and exits 0 on SIGTERM with its programs detached.
+func TestAgentPushesTheLeak(t *testing.T) {
+	bpftest.Require(t)
+	f := &fakePyroscope{}
+	url := startFakePyroscope(t, f)
+	cmd := kmemprofCmd("agent", "--interval", "1s", "--pyroscope", url, "--metrics", "127.0.0.1:0")
+	var stderr lockedBuffer
+	stderr.ch = make(chan struct{}, 1)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "metrics at"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("agent did not start: %s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	progs := progIDs(t, cmd.Process.Pid)
+	leaker := bpftest.StartLeaker(t, 1000)
+	var leak int64
+	for deadline := time.Now().Add(30 * time.Second); leak < 1000 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		reqs, _ := f.received()
+		if len(reqs) == 0 {
+			continue
+		}
+		p, err := profile.ParseData(reqs[len(reqs)-1].Series[0].Samples[0].RawProfile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx := sampleIndex(t, p, "inuse_objects")
+		leak = 0
+		for _, s := range p.Sample {
+			if strings.Join(s.Label["pid"], "") == strconv.Itoa(leaker.PID) && has(funcs(s), "do_eventfd") {
+				leak += s.Value[idx]
+			}
+		}
+	}
+	if leak < 1000-64 {
+		t.Errorf("pushed profiles hold %d of the leaker's eventfd objects under do_eventfd, want about 1000", leak)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("agent exit: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("agent did not exit on SIGTERM: %s", stderr.String())
+	}
+	r := &recorder{progs: progs}
+	r.checkProgramsGone(t)
+	_ = os.Getpid
+}
