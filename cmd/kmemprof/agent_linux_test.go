@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -358,4 +359,88 @@ func TestAgentPushesTheLeak(t *testing.T) {
 	r := &recorder{progs: progs}
 	r.checkProgramsGone(t)
 	_ = os.Getpid
+}
+
+// rssKB returns a process's resident set size in KB.
+func rssKB(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	t.Fatalf("no VmRSS for %d", pid)
+	return 0
+}
+
+// TestAgentSoak runs the agent for KMEMPROF_SOAK (CI: 10m) with a snapshot
+// every 5 s, under a churn of short-lived processes (new pids, comms and
+// stacks all the time) and a Pyroscope that is down for a third of the
+// time: its memory stays flat. Skipped unless KMEMPROF_SOAK is set.
+func TestAgentSoak(t *testing.T) {
+	soak, err := time.ParseDuration(os.Getenv("KMEMPROF_SOAK"))
+	if err != nil || soak <= 0 {
+		t.Skip("set KMEMPROF_SOAK=10m to run the soak")
+	}
+	bpftest.Require(t)
+	f := &fakePyroscope{}
+	url := startFakePyroscope(t, f)
+	cmd := kmemprofCmd("agent", "--interval", "5s", "--pyroscope", url, "--metrics", "127.0.0.1:0", "--queue", "4")
+	var stderr lockedBuffer
+	stderr.ch = make(chan struct{}, 1)
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+	})
+	churn := exec.Command("sh", "-c", `while :; do cat /proc/self/stat > /dev/null; sleep 0.01; done`)
+	if err := churn.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { churn.Process.Kill(); churn.Wait() })
+	start := time.Now()
+	var base int64
+	var samples []int64
+	for time.Since(start) < soak {
+		time.Sleep(10 * time.Second)
+		el := time.Since(start)
+		// The server is down in the middle third.
+		f.mu.Lock()
+		f.down = el > soak/3 && el < 2*soak/3
+		f.mu.Unlock()
+		rss := rssKB(t, cmd.Process.Pid)
+		samples = append(samples, rss)
+		if base == 0 && el >= soak/5 {
+			base = rss // after warming up
+		}
+	}
+	last := samples[len(samples)-1]
+	peak := int64(0)
+	for _, s := range samples {
+		peak = max(peak, s)
+	}
+	reqs, _ := f.received()
+	t.Logf("soak %s: RSS %d KB after warm-up, %d KB at the end, peak %d KB; %d pushes received; samples %v", soak, base, last, peak, len(reqs), samples)
+	if last > base*3/2+16<<10 || peak > base*2+32<<10 {
+		t.Errorf("memory grew: %d KB after warm-up, %d KB at the end, peak %d KB", base, last, peak)
+	}
+	if len(reqs) < int(soak/(5*time.Second))/2 {
+		t.Errorf("%d pushes in %s", len(reqs), soak)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("agent exit: %v\n%s", err, stderr.String())
+	}
 }
