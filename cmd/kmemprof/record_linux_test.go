@@ -503,9 +503,9 @@ func TestSelftest(t *testing.T) {
 			t.Errorf("selftest output lacks %q:\n%s", w, out)
 		}
 	}
-	// The leak's 2000 objects (+-2%, as the selftest allows), and perhaps a few of other processes: the
-	// stack is every anonymous file's (Go programs open eventfds and epoll
-	// files as they start).
+	// The leak's 2000 objects (+-2%, as the selftest allows), and perhaps a
+	// few of other processes: the stack is every anonymous file's (Go
+	// programs open eventfds and epoll files as they start).
 	m := regexp.MustCompile(`PASS  count\s+(\d+) objects`).FindStringSubmatch(string(out))
 	if m == nil {
 		t.Fatalf("no count line:\n%s", out)
