@@ -137,11 +137,7 @@ func (r *CgroupResolver) Dead(id uint64) bool {
 	if r.dead[id] {
 		return true
 	}
-	// A removed directory, or one made anew under the same name (a
-	// restarted service), which has another id.
-	var st syscall.Stat_t
-	err := syscall.Stat(filepath.Join(r.mount, p), &st)
-	if (err != nil && os.IsNotExist(err)) || (err == nil && uint64(st.Ino) != id) {
+	if cgroupGone(r.mount, p, id) {
 		if r.dead == nil {
 			r.dead = make(map[uint64]bool)
 		}
@@ -171,29 +167,39 @@ func CgroupPathsOfPID(pid int) (map[string]string, error) {
 	return paths, nil
 }
 
-func (r *CgroupResolver) walk() {
-	if r.mount == "" {
+func (r *CgroupResolver) walk() { walkCgroups(r.mount, r.paths) }
+
+// walkCgroups adds every cgroup directory under mount to paths, by id (its
+// inode number, which the kernel calls the kernfs id), as a path relative
+// to the hierarchy's root: "/", "/system.slice/foo.service".
+func walkCgroups(mount string, paths map[uint64]string) {
+	if mount == "" {
 		return
 	}
-	filepath.WalkDir(r.mount, func(path string, d fs.DirEntry, err error) error {
+	_ = filepath.WalkDir(mount, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
+			return nil // a cgroup removed while walking
+		}
+		var st syscall.Stat_t
+		if syscall.Lstat(p, &st) != nil {
 			return nil
 		}
-		info, err := d.Info()
+		rel, err := filepath.Rel(mount, p)
 		if err != nil {
 			return nil
 		}
-		st, ok := info.Sys().(*syscall.Stat_t)
-		if !ok {
-			return nil
-		}
-		rel := strings.TrimPrefix(path, r.mount)
-		if rel == "" {
-			rel = "/"
-		}
-		r.paths[st.Ino] = rel
+		paths[st.Ino] = "/" + strings.TrimPrefix(filepath.ToSlash(rel), ".")
 		return nil
 	})
+}
+
+// cgroupGone reports whether the cgroup id, found at path under mount, is
+// gone: its directory removed, or made anew under the same name (a
+// restarted service), with another id.
+func cgroupGone(mount, path string, id uint64) bool {
+	var st syscall.Stat_t
+	err := syscall.Stat(filepath.Join(mount, path), &st)
+	return errors.Is(err, fs.ErrNotExist) || (err == nil && st.Ino != id)
 }
 
 // findMemcgHierarchy finds the memory controller's hierarchy.
@@ -254,26 +260,7 @@ func newCgroupNames(mount string) *cgroupNames {
 }
 
 // walk adds every cgroup of the hierarchy as it is now.
-func (n *cgroupNames) walk() {
-	if n.mount == "" {
-		return
-	}
-	_ = filepath.WalkDir(n.mount, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil // a cgroup removed while walking
-		}
-		var st syscall.Stat_t
-		if syscall.Lstat(p, &st) != nil {
-			return nil
-		}
-		rel, err := filepath.Rel(n.mount, p)
-		if err != nil {
-			return nil
-		}
-		n.paths[st.Ino] = "/" + strings.TrimPrefix(filepath.ToSlash(rel), ".")
-		return nil
-	})
-}
+func (n *cgroupNames) walk() { walkCgroups(n.mount, n.paths) }
 
 // prune keeps the paths of the cgroups that exist now and of those in keep.
 func (n *cgroupNames) prune(keep map[uint64]bool) {
@@ -302,9 +289,7 @@ func (n *cgroupNames) memcg(id uint64, walked *bool) tracer.Memcg {
 	if !ok {
 		return tracer.Memcg{Removed: true}
 	}
-	var st syscall.Stat_t
-	err := syscall.Stat(filepath.Join(n.mount, p), &st)
-	return tracer.Memcg{Path: p, Removed: errors.Is(err, fs.ErrNotExist) || (err == nil && st.Ino != id)}
+	return tracer.Memcg{Path: p, Removed: cgroupGone(n.mount, p, id)}
 }
 
 // MemcgMount returns where the memory controller's hierarchy is mounted
