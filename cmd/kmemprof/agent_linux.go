@@ -204,7 +204,6 @@ type snapshotSource interface {
 // tracerSource collects from an attached tracer.
 type tracerSource struct {
 	tr *bpf.Tracer
-	cg *bpf.CgroupResolver
 }
 
 func (s *tracerSource) Collect() (*tracer.Aggregation, error) {
@@ -216,8 +215,11 @@ func (s *tracerSource) Collect() (*tracer.Aggregation, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.cg.Learn(s.tr.CgroupV2Names())
-	return tracer.Aggregate(snap, kallsymsSymbolizer{syms}, tracer.Options{CgroupPath: s.cg.Path, GFPName: bpf.KernelGFPNamer().Name})
+	// A resolver per snapshot: one kept for the agent's life would remember
+	// every cgroup ever removed.
+	cg := bpf.NewCgroupResolver()
+	cg.Learn(s.tr.CgroupV2Names())
+	return tracer.Aggregate(snap, kallsymsSymbolizer{syms}, tracer.Options{CgroupPath: cg.Path, GFPName: bpf.KernelGFPNamer().Name})
 }
 
 func (s *tracerSource) Events() uint64 {
@@ -241,7 +243,7 @@ func agent(ctx context.Context, o *agentOptions, stderr io.Writer) error {
 	}
 	defer tr.Close()
 	fmt.Fprintf(stderr, "tracing %s (attach %s), a snapshot every %s\n", strings.Join(tr.Hooks(), ", "), tr.Mode(), o.interval)
-	return runAgentLoop(ctx, o, &tracerSource{tr: tr, cg: bpf.NewCgroupResolver()}, stderr)
+	return runAgentLoop(ctx, o, &tracerSource{tr: tr}, stderr)
 }
 
 // runAgentLoop samples src every interval, pushes and exposes what it
@@ -336,7 +338,7 @@ type pusher struct {
 	failed     atomic.Uint64
 	dropped    atomic.Uint64
 	stderr     io.Writer
-	idle       atomic.Bool
+	done       chan struct{} // closed when run returns
 }
 
 // authTransport adds the credentials and the tenant to every request.
@@ -370,11 +372,11 @@ func newPusher(o *agentOptions, labels []*typesv1.LabelPair, stderr io.Writer) *
 		backoffMin: time.Second,
 		backoffMax: time.Minute,
 		stderr:     stderr,
+		done:       make(chan struct{}),
 	}
 	if o.backoffMin > 0 {
 		p.backoffMin, p.backoffMax = o.backoffMin, max(o.backoffMax, o.backoffMin)
 	}
-	p.idle.Store(true)
 	return p
 }
 
@@ -401,6 +403,7 @@ func (p *pusher) queued() int {
 
 // run pushes queued profiles, oldest first, until ctx ends.
 func (p *pusher) run(ctx context.Context) {
+	defer close(p.done)
 	backoff := p.backoffMin
 	for {
 		p.mu.Lock()
@@ -410,16 +413,13 @@ func (p *pusher) run(ctx context.Context) {
 		}
 		p.mu.Unlock()
 		if prof == nil {
-			p.idle.Store(true)
 			select {
 			case <-ctx.Done():
 				return
 			case <-p.wake:
-				p.idle.Store(false)
 				continue
 			}
 		}
-		p.idle.Store(false)
 		if err := p.push(ctx, prof); err != nil {
 			p.failed.Add(1)
 			if p.failed.Load() == 1 || backoff == p.backoffMax {
@@ -443,10 +443,15 @@ func (p *pusher) run(ctx context.Context) {
 	}
 }
 
-// drain pushes what is queued, for at most d (the agent is stopping).
+// drain pushes what is queued, for at most d, once run has returned (the
+// agent is stopping: its context ended).
 func (p *pusher) drain(d time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
+	select {
+	case <-p.done:
+	case <-ctx.Done(): // what is still queued is counted as dropped below
+	}
 	for p.queued() > 0 && ctx.Err() == nil {
 		p.mu.Lock()
 		prof := p.queue[0]

@@ -294,17 +294,13 @@ func TestAgentMetrics(t *testing.T) {
 	}
 }
 
-// TestAgentPushesTheLeak: the agent, run as root on this kernel, pushes a
-// profile in which a process holding eventfds shows with its kernel stack
-// and labels, and exits 0 on SIGTERM with its programs detached.
-func TestAgentPushesTheLeak(t *testing.T) {
-	bpftest.Require(t)
-	f := &fakePyroscope{}
-	url := startFakePyroscope(t, f)
-	cmd := kmemprofCmd("agent", "--interval", "1s", "--pyroscope", url, "--metrics", "127.0.0.1:0")
-	var stderr lockedBuffer
-	stderr.ch = make(chan struct{}, 1)
-	cmd.Stderr = &stderr
+// startAgent starts `kmemprof agent args...` and waits for its metrics
+// line; the agent is killed at the end of the test if still running.
+func startAgent(t *testing.T, args ...string) (*exec.Cmd, *lockedBuffer) {
+	t.Helper()
+	cmd := kmemprofCmd(append([]string{"agent"}, args...)...)
+	stderr := &lockedBuffer{ch: make(chan struct{}, 1)}
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -314,12 +310,22 @@ func TestAgentPushesTheLeak(t *testing.T) {
 			cmd.Wait()
 		}
 	})
-	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "metrics at"); {
-		if time.Now().After(deadline) {
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(stderr.String(), "metrics at"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) || cmd.ProcessState != nil {
 			t.Fatalf("agent did not start: %s", stderr.String())
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
+	return cmd, stderr
+}
+
+// TestAgentPushesTheLeak: the agent, run as root on this kernel, pushes a
+// profile in which a process holding eventfds shows with its kernel stack
+// and labels, and exits 0 on SIGTERM with its programs detached.
+func TestAgentPushesTheLeak(t *testing.T) {
+	bpftest.Require(t)
+	f := &fakePyroscope{}
+	url := startFakePyroscope(t, f)
+	cmd, stderr := startAgent(t, "--interval", "1s", "--pyroscope", url, "--metrics", "127.0.0.1:0")
 	progs := progIDs(t, cmd.Process.Pid)
 	leaker := bpftest.StartLeaker(t, 1000)
 	var leak int64
@@ -358,7 +364,6 @@ func TestAgentPushesTheLeak(t *testing.T) {
 	}
 	r := &recorder{progs: progs}
 	r.checkProgramsGone(t)
-	_ = os.Getpid
 }
 
 // rssKB returns a process's resident set size in KB.
@@ -390,19 +395,7 @@ func TestAgentSoak(t *testing.T) {
 	bpftest.Require(t)
 	f := &fakePyroscope{}
 	url := startFakePyroscope(t, f)
-	cmd := kmemprofCmd("agent", "--interval", "5s", "--pyroscope", url, "--metrics", "127.0.0.1:0", "--queue", "4")
-	var stderr lockedBuffer
-	stderr.ch = make(chan struct{}, 1)
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
+	cmd, stderr := startAgent(t, "--interval", "5s", "--pyroscope", url, "--metrics", "127.0.0.1:0", "--queue", "4")
 	churn := exec.Command("sh", "-c", `while :; do cat /proc/self/stat > /dev/null; sleep 0.01; done`)
 	if err := churn.Start(); err != nil {
 		t.Fatal(err)
