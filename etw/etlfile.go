@@ -41,13 +41,14 @@ const (
 	opStackKeyKernel  = 37
 )
 
-// ScanETL reads a trace's clock facts and process names, for the
-// MatcherConfig of FeedETL: the wall-clock time of raw stamps, the end,
-// and process names.
-func ScanETL(f *etl.File) (*ETLResult, error) {
+// ScanETL goes once through a trace's sorted records for what FeedETL and
+// its Matcher need first: how many pool events it holds, the definitions
+// of its cached stacks, and its clock (the wall-clock time of raw stamps,
+// the end).
+func ScanETL(f *etl.File, sorted *etl.Sorted) (*ETLResult, error) {
 	res := &ETLResult{StackKeys: map[uint64][]uint64{}}
 	var maxTS int64
-	st, err := f.Records(func(r *etl.Record) error {
+	err := sorted.Each(func(r *etl.Record) error {
 		maxTS = max(maxTS, r.TimeStamp)
 		if r.Kind.Kernel() && r.Group == etl.GroupPool && r.Opcode >= OpPoolAlloc && r.Opcode <= OpPoolFreeSession {
 			res.PoolEvents++
@@ -69,7 +70,7 @@ func ScanETL(f *etl.File) (*ETLResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.Stats = st
+	res.Stats = sorted.Stats
 	h := f.Header
 	res.End = fileTimeToTime(h.EndTime)
 	freq := float64(h.PerfFreq)
@@ -97,14 +98,15 @@ func fileTimeToTime(ft int64) time.Time {
 	return time.Unix(0, (ft-fileTimeUnixEpoch)*100)
 }
 
-// FeedETL feeds every record of a trace to m, in time-stamp order, through
+// FeedETL feeds every record of a trace (sorted) to m, in time-stamp order, through
 // Matcher.Event: the same decoders and rules as the live session. A kernel
 // stack cached by the kernel (a StackKeyKernel event naming a key) joins
 // its event with the frames of the key's definition in keys (ScanETL).
 // Losses the trace records (in its logfile header and buffer flags) are
 // counted.
-func FeedETL(f *etl.File, m *Matcher, keys map[uint64][]uint64) (etl.Stats, error) {
-	st, err := f.SortedRecords(func(r *etl.Record) error {
+func FeedETL(f *etl.File, sorted *etl.Sorted, m *Matcher, keys map[uint64][]uint64) (etl.Stats, error) {
+	st := sorted.Stats
+	err := sorted.Each(func(r *etl.Record) error {
 		var provider GUID
 		switch {
 		case r.Kind.Kernel() && r.Group == etl.GroupStackWalk && r.Opcode == opStackKeyKernel && len(r.Payload) >= 16+r.PtrSize:

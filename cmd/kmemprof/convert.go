@@ -164,14 +164,10 @@ func convert(o *convertOptions, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s: %w", o.path, err)
 	}
 	if ef, ok := stderr.(*os.File); ok && term.IsTerminal(int(ef.Fd())) && len(f.Buffers) > 1000 {
-		// Long traces: say how far each pass is.
-		pass := 0
+		// Long traces: say how far reading is.
 		f.Progress = func(done, total int) {
-			if done == 0 {
-				pass++
-			}
 			if done%200 == 0 || done == total-1 {
-				fmt.Fprintf(stderr, "\rreading %s: pass %d, buffer %d of %d ", o.path, pass, done+1, total)
+				fmt.Fprintf(stderr, "\rreading %s: buffer %d of %d ", o.path, done+1, total)
 			}
 			if done == total-1 {
 				fmt.Fprintln(stderr)
@@ -192,7 +188,9 @@ func convert(o *convertOptions, stdout, stderr io.Writer) error {
 		return writeInfo(stdout, in)
 	}
 
-	scan, err := etw.ScanETL(f)
+	// The trace is read and decompressed once, then gone through twice.
+	sorted := f.Sort()
+	scan, err := etw.ScanETL(f, sorted)
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.path, err)
 	}
@@ -213,7 +211,7 @@ func convert(o *convertOptions, stdout, stderr io.Writer) error {
 		Time:          scan.Time,
 		Clock:         func() time.Time { return end },
 	})
-	stats, err := etw.FeedETL(f, m, scan.StackKeys)
+	stats, err := etw.FeedETL(f, sorted, m, scan.StackKeys)
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.path, err)
 	}

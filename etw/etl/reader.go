@@ -557,15 +557,32 @@ func (f *File) Records(fn func(*Record) error) (Stats, error) {
 // all processors, which a trace file holds in the order they were flushed.
 // It holds every buffer's events in memory.
 func (f *File) SortedRecords(fn func(*Record) error) (Stats, error) {
-	type ref struct {
-		ts   int64
-		buf  int32
-		off  int32
-		size int32
-	}
-	var st Stats
-	datas := make([][]byte, len(f.Buffers))
-	var refs []ref
+	s := f.Sort()
+	return s.Stats, s.Each(fn)
+}
+
+// Sorted is a trace's records in time-stamp order, its buffers read and
+// decompressed once, to be gone through as often as needed.
+type Sorted struct {
+	f     *File
+	datas [][]byte
+	refs  []sortedRef
+	// Stats counts what reading the buffers met.
+	Stats Stats
+}
+
+type sortedRef struct {
+	ts        int64
+	buf       int32
+	off, size int32
+}
+
+// Sort reads every buffer of the trace into memory and orders the records
+// by time stamp (records of equal stamps in file order). A buffer that
+// cannot be read whole is counted in Stats.
+func (f *File) Sort() *Sorted {
+	s := &Sorted{f: f, datas: make([][]byte, len(f.Buffers))}
+	st := &s.Stats
 	for i, b := range f.Buffers {
 		if f.Progress != nil {
 			f.Progress(i, len(f.Buffers))
@@ -576,9 +593,9 @@ func (f *File) SortedRecords(fn func(*Record) error) (Stats, error) {
 			if b.Compressed {
 				st.Compressed++
 			}
-			datas[i] = data
+			s.datas[i] = data
 			err = walkBuffer(data, b, func(r *Record) error {
-				refs = append(refs, ref{ts: r.TimeStamp, buf: int32(i), off: int32(r.off), size: int32(r.size)})
+				s.refs = append(s.refs, sortedRef{ts: r.TimeStamp, buf: int32(i), off: int32(r.off), size: int32(r.size)})
 				return nil
 			})
 		}
@@ -595,21 +612,27 @@ func (f *File) SortedRecords(fn func(*Record) error) (Stats, error) {
 			}
 		}
 	}
-	slices.SortStableFunc(refs, func(a, b ref) int { return cmp.Compare(a.ts, b.ts) })
-	for _, rf := range refs {
-		// Re-read the one record from its place.
-		data := datas[rf.buf][rf.off : rf.off+rf.size]
+	slices.SortStableFunc(s.refs, func(a, b sortedRef) int { return cmp.Compare(a.ts, b.ts) })
+	return s
+}
+
+// Each calls fn for every record in time-stamp order; an error from fn
+// stops it.
+func (s *Sorted) Each(fn func(*Record) error) error {
+	for _, rf := range s.refs {
+		// Read the one record again from its place.
+		data := s.datas[rf.buf][rf.off : rf.off+rf.size]
 		var stop error
-		err := walkBuffer(data, f.Buffers[rf.buf], func(r *Record) error {
+		err := walkBuffer(data, s.f.Buffers[rf.buf], func(r *Record) error {
 			stop = fn(r)
 			return errStop
 		})
 		if stop != nil {
-			return st, stop
+			return stop
 		}
 		if err != nil && !errors.Is(err, errStop) {
-			return st, err
+			return err
 		}
 	}
-	return st, nil
+	return nil
 }
