@@ -66,8 +66,9 @@ func processEv(ps int, pid uint32, name string) []byte {
 // poolTrace writes a synthetic pool trace in the real container format:
 // drivers in the image rundown, a process, 300 allocations of tag "Leak"
 // from myleak.sys never freed, 2000 allocations of "Ntfx" from ntfs.sys
-// freed (some frees logged on another CPU, delivered before their
-// allocation's buffer), each allocation with its kernel stack.
+// freed (each free logged on another CPU than its allocation, so in another
+// buffer: the reader merges them by time stamp), each allocation with its
+// kernel stack.
 func poolTrace(t *testing.T, ptrSize int, compress bool) []byte {
 	t.Helper()
 	kbase, leak, ntfs := uint64(0xfffff80000000000), uint64(0xfffff80005000000), uint64(0xfffff80006000000)
@@ -108,7 +109,8 @@ func poolTrace(t *testing.T, ptrSize int, compress bool) []byte {
 		addr := heap + 0x10000000 + uint64(i%50)*0x40
 		add(cpu, false, etl.GroupPool, etl.OpPoolAlloc, 2, 88, 4, ts, poolEv(ptrSize, 1, etw.TagValue("Ntfx"), 64, addr))
 		add(cpu, true, etl.GroupStackWalk, etl.OpStack, 2, 0, 0, ts+1, stackEv(ptrSize, uint64(ts), 4, 88, kbase+0x2000, ntfs+0x4444, kbase+0x5555))
-		// Freed at once, on another CPU: its buffer may be written first.
+		// Freed at once, on another CPU: in another buffer, which the
+		// reader merges by time stamp.
 		add((cpu+1)%4, false, etl.GroupPool, etl.OpPoolFree, 2, 89, 4, ts+5, poolEv(ptrSize, 1, etw.TagValue("Ntfx"), 64, addr))
 	}
 	var out bytes.Buffer
