@@ -169,6 +169,13 @@ type Config struct {
 	// SelfPID is excluded from tracing: kmemprof's own map reads allocate.
 	// 0 means the current process.
 	SelfPID uint32
+	// Continuous is for captures that run for days and are read every
+	// interval (the agent): each Snapshot's totals (alloc_objects,
+	// alloc_space) count what was allocated since the previous Snapshot,
+	// and Snapshot trims the kernel maps, deleting the totals and the stacks
+	// nothing has used for an interval (counters totals_trimmed,
+	// stacks_trimmed), so that they do not fill whatever the uptime.
+	Continuous bool
 	// BulkFrees says how the frees that have no tracepoint
 	// (kmem_cache_free_bulk) are hooked in the tracepoint modes: BulkAuto
 	// (the default: fentry, else a kprobe, else not at all, with a note) or

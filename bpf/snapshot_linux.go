@@ -76,8 +76,19 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 	var totCaches []uint64
 	var key kmemprofTotalsKey
 	var vals []kmemprofTotalsVal
+	var totNow map[kmemprofTotalsKey]kmemprofTotalsVal // Config.Continuous
+	if t.cont != nil {
+		totNow = map[kmemprofTotalsKey]kmemprofTotalsVal{}
+	}
 	it := t.coll.Maps["totals"].Iterate()
 	for it.Next(&key, &vals) {
+		if t.cont != nil {
+			d := t.cont.interval(totNow, key, sumTotals(vals))
+			if d.Count == 0 && d.Bytes == 0 {
+				continue
+			}
+			vals = append(vals[:0], d)
+		}
 		stack := tracer.StackID(key.StackId)
 		if tracer.Kind(key.Kind) == tracer.KindSlab {
 			stack = t.withLeaf(stack, key.Fn)
@@ -182,6 +193,11 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 				snap.Leaf = map[tracer.StackID]uint64{}
 			}
 			snap.Leaf[id] = t.leafAddr(id)
+		}
+	}
+	if t.cont != nil {
+		if err := t.trim(snap, totNow); err != nil {
+			return nil, fmt.Errorf("trimming the kernel maps: %w", err)
 		}
 	}
 	counters, err := t.readCounters()
@@ -617,6 +633,9 @@ func (t *Tracer) meta(c [nrCounters]uint64) tracer.Meta {
 	clockHelp := "allocation clock updates that failed: allocations until the next update got an older time (ages, --min-age)"
 	if e := t.clockErr.Load(); e != nil {
 		clockHelp += "; first: " + (*e).Error()
+	}
+	if t.cont != nil {
+		m.Counters = append(m.Counters, t.cont.counters()...)
 	}
 	m.Counters = append(m.Counters, tracer.Counter{Name: "clock_errors", Value: t.clockErrors.Load(), Loss: true, Help: clockHelp})
 	// A free hook's primary program misses the frees nested in it, which

@@ -71,6 +71,8 @@ type Tracer struct {
 	// hierarchy, v2Names those of cgroup v2 (the same when memory is on
 	// v2): walked at the start, then learnt from cgroup_mkdir.
 	memcgNames, v2Names *cgroupNames
+	// cont is the state of Config.Continuous (nil without it).
+	cont *continuous
 }
 
 // clockTick is how often the allocation clock (clock_ns in the BPF program)
@@ -391,6 +393,9 @@ func open(spec *ebpf.CollectionSpec, cfg Config, mode Mode) (_ *Tracer, err erro
 		return nil, err
 	}
 	t := &Tracer{cfg: cfg, coll: coll, mode: mode, hashTable: p.hashTable, notes: p.notes, objCache: p.needsObjCache, plan: p}
+	if cfg.Continuous {
+		t.cont = &continuous{}
+	}
 	defer func() {
 		if err != nil {
 			t.Close()

@@ -63,7 +63,9 @@ Credentials come from the environment, never the command line:
   from a file, as Kubernetes mounts secrets)
 
 Series: __name__="memory", service_name, host and kernel labels; Pyroscope
-shows them as memory profiles (inuse_space by default, inuse_objects too).
+shows them as memory profiles (inuse_space by default, inuse_objects too;
+with --mode full or sample, alloc_space and alloc_objects count what was
+allocated during each interval).
 Samples carry kmemprof's labels: cache, kind, cgroup, memcg, memcg_removed,
 container, pod, comm, pid.
 
@@ -147,6 +149,8 @@ func parseAgent(args []string, stdout io.Writer, getenv func(string) string) (*a
 		return nil, err
 	}
 	o.bpf = rec.bpf
+	// Read every interval for days: totals per interval, maps trimmed.
+	o.bpf.Continuous = true
 	o.user, o.pass, o.token = getenv("KMEMPROF_PYROSCOPE_USER"), getenv("KMEMPROF_PYROSCOPE_PASSWORD"), getenv("KMEMPROF_PYROSCOPE_TOKEN")
 	for _, f := range []struct {
 		env string
