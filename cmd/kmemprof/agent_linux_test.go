@@ -328,8 +328,20 @@ func TestAgentPushesTheLeak(t *testing.T) {
 	cmd, stderr := startAgent(t, "--interval", "1s", "--pyroscope", url, "--metrics", "127.0.0.1:0")
 	progs := progIDs(t, cmd.Process.Pid)
 	leaker := bpftest.StartLeaker(t, 1000)
+	if leak := waitLeakPushed(t, f, leaker.PID, 1000); leak < 1000-64 {
+		t.Errorf("pushed profiles hold %d of the leaker's eventfd objects under do_eventfd, want about 1000", leak)
+	}
+	stopAgent(t, cmd, stderr)
+	r := &recorder{progs: progs}
+	r.checkProgramsGone(t)
+}
+
+// waitLeakPushed waits (up to 30 s) until the last profile pushed to f
+// holds want objects of pid under do_eventfd, and returns how many it holds.
+func waitLeakPushed(t *testing.T, f *fakePyroscope, pid, want int) int64 {
+	t.Helper()
 	var leak int64
-	for deadline := time.Now().Add(30 * time.Second); leak < 1000 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); leak < int64(want) && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		reqs, _ := f.received()
 		if len(reqs) == 0 {
 			continue
@@ -341,14 +353,17 @@ func TestAgentPushesTheLeak(t *testing.T) {
 		idx := sampleIndex(t, p, "inuse_objects")
 		leak = 0
 		for _, s := range p.Sample {
-			if strings.Join(s.Label["pid"], "") == strconv.Itoa(leaker.PID) && has(funcs(s), "do_eventfd") {
+			if strings.Join(s.Label["pid"], "") == strconv.Itoa(pid) && has(funcs(s), "do_eventfd") {
 				leak += s.Value[idx]
 			}
 		}
 	}
-	if leak < 1000-64 {
-		t.Errorf("pushed profiles hold %d of the leaker's eventfd objects under do_eventfd, want about 1000", leak)
-	}
+	return leak
+}
+
+// stopAgent sends SIGTERM and expects exit 0 within 30 s.
+func stopAgent(t *testing.T, cmd *exec.Cmd, stderr *lockedBuffer) {
+	t.Helper()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -362,8 +377,6 @@ func TestAgentPushesTheLeak(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatalf("agent did not exit on SIGTERM: %s", stderr.String())
 	}
-	r := &recorder{progs: progs}
-	r.checkProgramsGone(t)
 }
 
 // rssKB returns a process's resident set size in KB.

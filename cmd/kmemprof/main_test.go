@@ -15,8 +15,18 @@ import (
 // that tests can start kmemprof as a real process (signals, exit codes, uid).
 const mainEnv = "KMEMPROF_TEST_RUN_MAIN"
 
+// keepCapsEnv makes the test binary, run as kmemprof's main, drop every
+// capability but the ones it lists (comma-separated, as CAP_BPF) from its
+// bounding set, set no_new_privs and execute itself again: it then runs as
+// root with only those capabilities, as under the systemd unit's
+// CapabilityBoundingSet or a container's capabilities.add (Linux only).
+const keepCapsEnv = "KMEMPROF_TEST_KEEP_CAPS"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(mainEnv) == "1" {
+		if caps := os.Getenv(keepCapsEnv); caps != "" {
+			keepOnlyCaps(caps) // re-executes itself without the others
+		}
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
 	bpftest.HelperMain()
