@@ -18,36 +18,19 @@ const (
 )
 
 const (
-	cTracked             = int(kmemprofCounterC_TRACKED)
-	cFreed               = int(kmemprofCounterC_FREED)
-	cFreeUntrackedSlab   = int(kmemprofCounterC_FREE_UNTRACKED_SLAB)
-	cFreeUntrackedPage   = int(kmemprofCounterC_FREE_UNTRACKED_PAGE)
-	cFreeUntrackedPercpu = int(kmemprofCounterC_FREE_UNTRACKED_PERCPU)
-	cAllocTracked        = int(kmemprofCounterC_ALLOC_TRACKED)
-	cMapFull             = int(kmemprofCounterC_MAP_FULL)
-	cStackCollision      = int(kmemprofCounterC_STACK_COLLISION)
-	cStackFull           = int(kmemprofCounterC_STACK_FULL)
-	cStackFault          = int(kmemprofCounterC_STACK_FAULT)
-	cTotalsFull          = int(kmemprofCounterC_TOTALS_FULL)
-	cCachesFull          = int(kmemprofCounterC_CACHES_FULL)
-	cFiltered            = int(kmemprofCounterC_FILTERED)
-	cSelf                = int(kmemprofCounterC_SELF)
-	cNull                = int(kmemprofCounterC_NULL)
-	cReturnMissed        = int(kmemprofCounterC_RETURN_MISSED)
-	cSampledOut          = int(kmemprofCounterC_SAMPLED_OUT)
-	cWalked              = int(kmemprofCounterC_WALKED)
-	cHotSites            = int(kmemprofCounterC_HOT_SITES)
-	cFreeNull            = int(kmemprofCounterC_FREE_NULL)
-	cSitesChurn          = int(kmemprofCounterC_SITES_CHURN)
-	cStackRecovered      = int(kmemprofCounterC_STACK_RECOVERED)
-	cCacheUnresolved     = int(kmemprofCounterC_CACHE_UNRESOLVED)
-	cNested              = int(kmemprofCounterC_NESTED)
-	cBulkTruncated       = int(kmemprofCounterC_BULK_TRUNCATED)
-	cReturnNoEntry       = int(kmemprofCounterC_RETURN_NO_ENTRY)
-	cRescued             = int(kmemprofCounterC_RESCUED)
-	cTreeFull            = int(kmemprofCounterC_TREE_FULL)
-	cCgroupNamesFull     = int(kmemprofCounterC_CGROUP_NAMES_FULL)
-	nrCounters           = int(kmemprofCounterNR_COUNTERS)
+	// Counters the code refers to; the summary and the profile list them all
+	// (counterInfo).
+	cTracked         = int(kmemprofCounterC_TRACKED)
+	cFreed           = int(kmemprofCounterC_FREED)
+	cAllocTracked    = int(kmemprofCounterC_ALLOC_TRACKED)
+	cReturnMissed    = int(kmemprofCounterC_RETURN_MISSED)
+	cCacheUnresolved = int(kmemprofCounterC_CACHE_UNRESOLVED)
+	cNested          = int(kmemprofCounterC_NESTED)
+	cBulkTruncated   = int(kmemprofCounterC_BULK_TRUNCATED)
+	cReturnNoEntry   = int(kmemprofCounterC_RETURN_NO_ENTRY)
+	cRescued         = int(kmemprofCounterC_RESCUED)
+	cTreeFull        = int(kmemprofCounterC_TREE_FULL)
+	nrCounters       = int(kmemprofCounterNR_COUNTERS)
 )
 
 // hookNames are the names of the hooks, by hook index: the tracepoint each
@@ -67,39 +50,42 @@ var hookNames = [nrHooks]string{
 	hookFreeRCU:         "kvfree_call_rcu",
 }
 
-// counterInfo describes each non-hook counter for the summary and the profile.
+// counterInfo describes each non-hook counter for the summary and the
+// profile, keyed by the constants bpf2go generates from enum counter of
+// kmemprof.bpf.c: adding a counter is its enum entry and its line here
+// (TestEveryCounterDescribed fails without the line).
 var counterInfo = [nrCounters]struct {
 	name string
 	help string
 	loss bool
 }{
-	cTracked:             {"tracked", "allocations recorded in the outstanding map", false},
-	cFreed:               {"freed", "recorded allocations freed during the capture", false},
-	cFreeUntrackedSlab:   {"free_untracked_slab", "slab frees of objects not tracked (most were allocated before the capture)", false},
-	cFreeUntrackedPage:   {"free_untracked_page", "page frees of pages not tracked (most were allocated before the capture)", false},
-	cFreeUntrackedPercpu: {"free_untracked_percpu", "percpu frees not tracked (most were allocated before the capture)", false},
-	cAllocTracked:        {"alloc_at_tracked_ptr", "allocations at a pointer still tracked: its free was missed (a free path without a hook), the old record was replaced", true},
-	cMapFull:             {"outstanding_map_full", "allocations not recorded because their bucket of the outstanding table was full (raise --max-outstanding)", true},
-	cStackCollision:      {"stack_lost_collision", "stacks lost to a stack-map bucket collision with the second-chance store full (allocation kept under a placeholder frame)", true},
-	cStackFull:           {"stack_lost_map_full", "stacks lost because the stack map was full", true},
-	cStackFault:          {"stack_lost_walk", "stack walks that failed in the kernel", true},
-	cTotalsFull:          {"totals_map_full", "allocations missing from alloc_objects/alloc_space because the totals map was full", true},
-	cCachesFull:          {"cache_map_full", "slab caches whose name could not be recorded", true},
-	cFiltered:            {"filtered", "allocations skipped by --pid, --follow, --cgroup, --cache or --min-size", false},
-	cSelf:                {"self", "allocations by kmemprof itself, skipped", false},
-	cNull:                {"failed_allocs", "failed allocations (NULL result), skipped", false},
-	cReturnMissed:        {"kretprobe_missed", "allocator calls whose return the kretprobe never saw (kprobe mode): not recorded", true},
-	cSampledOut:          {"sampled_out", "allocations not recorded by --sample (the profile's values are scaled for them)", false},
-	cWalked:              {"stacks_walked", "kernel stacks walked", false},
-	cFreeNull:            {"free_null", "frees of NULL (no-ops)", false},
-	cStackRecovered:      {"stack_collision_recovered", "stacks that collided in the stack map and were kept in the second-chance store", false},
-	cSitesChurn:          {"sites_churn", "hot call sites cooled because they freed nearly all they allocated (adaptive mode)", false},
-	cHotSites:            {"hot_sites", "call sites whose stacks were walked because enough of their allocations were outstanding (adaptive mode)", false},
-	cCacheUnresolved:     {"cache_unresolved", "slab allocations whose cache could not be read from the object (shown as [unknown cache])", true},
-	cNested:              {"nested_allocs", "allocator functions called by another hooked allocator function, counted once (kprobe and fentry modes)", false},
-	cBulkTruncated:       {"bulk_free_truncated", "objects of kmem_cache_free_bulk calls beyond the first 512, not looked up (they stay outstanding)", true},
-	cReturnNoEntry:       {"kretprobe_no_entry", "allocator returns seen without their entry (kprobe mode): not recorded", true},
-	cRescued:             {"nested_rescued", "events nested in their own hook's program (an interrupt's frees during a free), which the kernel does not run it for: handled by the hook's backup program", false},
-	cTreeFull:            {"follow_map_full", "--follow: processes forked in the followed tree that could not be added to it (65,536 at most): their allocations were filtered out", true},
-	cCgroupNamesFull:     {"cgroup_names_full", "cgroups made during the capture whose path could not be kept (65,536 between snapshots): if removed, their objects are labelled memcg=id:N", true},
+	kmemprofCounterC_TRACKED:               {"tracked", "allocations recorded in the outstanding map", false},
+	kmemprofCounterC_FREED:                 {"freed", "recorded allocations freed during the capture", false},
+	kmemprofCounterC_FREE_UNTRACKED_SLAB:   {"free_untracked_slab", "slab frees of objects not tracked (most were allocated before the capture)", false},
+	kmemprofCounterC_FREE_UNTRACKED_PAGE:   {"free_untracked_page", "page frees of pages not tracked (most were allocated before the capture)", false},
+	kmemprofCounterC_FREE_UNTRACKED_PERCPU: {"free_untracked_percpu", "percpu frees not tracked (most were allocated before the capture)", false},
+	kmemprofCounterC_ALLOC_TRACKED:         {"alloc_at_tracked_ptr", "allocations at a pointer still tracked: its free was missed (a free path without a hook), the old record was replaced", true},
+	kmemprofCounterC_MAP_FULL:              {"outstanding_map_full", "allocations not recorded because their bucket of the outstanding table was full (raise --max-outstanding)", true},
+	kmemprofCounterC_STACK_COLLISION:       {"stack_lost_collision", "stacks lost to a stack-map bucket collision with the second-chance store full (allocation kept under a placeholder frame)", true},
+	kmemprofCounterC_STACK_FULL:            {"stack_lost_map_full", "stacks lost because the stack map was full", true},
+	kmemprofCounterC_STACK_FAULT:           {"stack_lost_walk", "stack walks that failed in the kernel", true},
+	kmemprofCounterC_TOTALS_FULL:           {"totals_map_full", "allocations missing from alloc_objects/alloc_space because the totals map was full", true},
+	kmemprofCounterC_CACHES_FULL:           {"cache_map_full", "slab caches whose name could not be recorded", true},
+	kmemprofCounterC_FILTERED:              {"filtered", "allocations skipped by --pid, --follow, --cgroup, --cache or --min-size", false},
+	kmemprofCounterC_SELF:                  {"self", "allocations by kmemprof itself, skipped", false},
+	kmemprofCounterC_NULL:                  {"failed_allocs", "failed allocations (NULL result), skipped", false},
+	kmemprofCounterC_RETURN_MISSED:         {"kretprobe_missed", "allocator calls whose return the kretprobe never saw (kprobe mode): not recorded", true},
+	kmemprofCounterC_SAMPLED_OUT:           {"sampled_out", "allocations not recorded by --sample (the profile's values are scaled for them)", false},
+	kmemprofCounterC_WALKED:                {"stacks_walked", "kernel stacks walked", false},
+	kmemprofCounterC_FREE_NULL:             {"free_null", "frees of NULL (no-ops)", false},
+	kmemprofCounterC_STACK_RECOVERED:       {"stack_collision_recovered", "stacks that collided in the stack map and were kept in the second-chance store", false},
+	kmemprofCounterC_SITES_CHURN:           {"sites_churn", "hot call sites cooled because they freed nearly all they allocated (adaptive mode)", false},
+	kmemprofCounterC_HOT_SITES:             {"hot_sites", "call sites whose stacks were walked because enough of their allocations were outstanding (adaptive mode)", false},
+	kmemprofCounterC_CACHE_UNRESOLVED:      {"cache_unresolved", "slab allocations whose cache could not be read from the object (shown as [unknown cache])", true},
+	kmemprofCounterC_NESTED:                {"nested_allocs", "allocator functions called by another hooked allocator function, counted once (kprobe and fentry modes)", false},
+	kmemprofCounterC_BULK_TRUNCATED:        {"bulk_free_truncated", "objects of kmem_cache_free_bulk calls beyond the first 512, not looked up (they stay outstanding)", true},
+	kmemprofCounterC_RETURN_NO_ENTRY:       {"kretprobe_no_entry", "allocator returns seen without their entry (kprobe mode): not recorded", true},
+	kmemprofCounterC_RESCUED:               {"nested_rescued", "events nested in their own hook's program (an interrupt's frees during a free), which the kernel does not run it for: handled by the hook's backup program", false},
+	kmemprofCounterC_TREE_FULL:             {"follow_map_full", "--follow: processes forked in the followed tree that could not be added to it (65,536 at most): their allocations were filtered out", true},
+	kmemprofCounterC_CGROUP_NAMES_FULL:     {"cgroup_names_full", "cgroups made during the capture whose path could not be kept (65,536 between snapshots): if removed, their objects are labelled memcg=id:N", true},
 }
