@@ -8,6 +8,9 @@ import (
 	"github.com/kmemprof/kmemprof/tracer"
 )
 
+// Stats is a cheap live view of the kernel-side counters (Tracer.Stats).
+type Stats = tracer.Stats
+
 // ErrNotSupported is returned (wrapped) by Open on platforms without eBPF.
 var ErrNotSupported = errors.New("eBPF tracing is not supported on this platform")
 

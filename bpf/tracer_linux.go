@@ -755,6 +755,9 @@ func (t *Tracer) ProgramIDs() []ebpf.ProgramID {
 	return ids
 }
 
+// Stop is Detach: the tracer as a tracer.Source.
+func (t *Tracer) Stop() error { return t.Detach() }
+
 // Detach stops tracing: it closes every link so no program runs any more,
 // while the maps stay readable for Snapshot. It is safe to call twice.
 func (t *Tracer) Detach() error {
@@ -804,20 +807,13 @@ func (t *Tracer) Close() error {
 	return err
 }
 
-// Stats is a cheap live view of the kernel-side counters.
-type Stats struct {
-	Events      uint64 // events seen by every hook
-	Outstanding uint64 // allocations tracked now
-	Losses      uint64 // sum of the loss counters
-}
-
 // Stats reads the kernel-side counters.
 func (t *Tracer) Stats() (Stats, error) {
 	c, err := t.readCounters()
 	if err != nil {
 		return Stats{}, err
 	}
-	var s Stats
+	s := Stats{Live: true}
 	for i := 0; i < nrHooks; i++ {
 		s.Events += c[i]
 	}

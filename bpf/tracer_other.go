@@ -12,12 +12,6 @@ import (
 // Tracer is not available on this platform.
 type Tracer struct{}
 
-// Stats is a cheap live view of the kernel-side counters.
-type Stats struct {
-	Events      uint64
-	Outstanding uint64
-	Losses      uint64
-}
 
 // CgroupResolver resolves nothing on this platform.
 type CgroupResolver struct{}
@@ -43,6 +37,12 @@ func (t *Tracer) Notes() []string { return nil }
 
 // Detach returns an error wrapping ErrNotSupported.
 func (t *Tracer) Detach() error { return errNotSupported() }
+
+// Stop returns an error wrapping ErrNotSupported.
+func (t *Tracer) Stop() error { return errNotSupported() }
+
+// Usage returns an error wrapping ErrNotSupported.
+func (t *Tracer) Usage() (map[tracer.StackID]tracer.Usage, error) { return nil, errNotSupported() }
 
 // Close returns nil.
 func (t *Tracer) Close() error { return nil }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -16,7 +17,6 @@ import (
 	"github.com/kmemprof/kmemprof/etw"
 	"github.com/kmemprof/kmemprof/etw/etl"
 	"github.com/kmemprof/kmemprof/symbolize"
-	"github.com/kmemprof/kmemprof/tracer"
 )
 
 const convertUsage = `Usage: kmemprof convert [options] TRACE.etl
@@ -216,12 +216,6 @@ func convert(o *convertOptions, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s: %w", o.path, err)
 	}
 	meta := etw.ETLMeta(f, o.path)
-	if len(o.rec.tags) > 0 {
-		meta.Filters = append(meta.Filters, "tag="+strings.Join(o.rec.tags, ","))
-	}
-	if o.rec.bpf.PID != 0 {
-		meta.Filters = append(meta.Filters, fmt.Sprintf("pid=%d", o.rec.bpf.PID))
-	}
 	if stats.BuffersBad > 0 {
 		fmt.Fprintf(stderr, "note: %d buffers of the trace could not be read whole (first: %v); their events are missing\n", stats.BuffersBad, stats.FirstError)
 		meta.Comments = append(meta.Comments, fmt.Sprintf("%d buffers not read whole: %v", stats.BuffersBad, stats.FirstError))
@@ -230,21 +224,12 @@ func convert(o *convertOptions, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "note: the trace ends inside a buffer (copied while being written?): that buffer is missing")
 		meta.Comments = append(meta.Comments, "trace truncated: its last buffer is missing")
 	}
-	meta.MinAge = o.rec.minAge
-	snap := m.Snapshot(meta)
-	if o.rec.bpf.PID != 0 {
-		keepPID(snap, o.rec.bpf.PID)
-	}
-	agg, err := tracer.Aggregate(snap, etw.DriverSymbolizer(drivers), tracer.Options{MinAge: o.rec.minAge})
-	if err != nil {
-		return err
-	}
-	if tags != nil {
-		for _, e := range tagDrivers(tags, agg) {
-			fmt.Fprintln(stderr, e)
-		}
-	}
-	return writeOutputs(&o.rec, agg, stdout, stderr, nil)
+	// The trace was read whole: the capture is over before it starts.
+	done := make(chan struct{})
+	close(done)
+	src := &etw.Source{Matcher: m, Meta: meta, Events: scan.PoolEvents}
+	o.rec.duration = 0
+	return capturePool(context.Background(), &o.rec, src, done, drivers, tags, stdout, stderr)
 }
 
 // writeInfo prints what a trace holds.

@@ -1,14 +1,53 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"os"
+	"strings"
 
+	"github.com/kmemprof/kmemprof/etw"
 	"github.com/kmemprof/kmemprof/symbolize"
 	"github.com/kmemprof/kmemprof/tracer"
 )
 
 // Pool profiles, live (Windows) or from .etl files (any OS).
+
+// capturePool runs the capture of src (a live session, or a trace fed in
+// full: done closed) and writes its profile: the same steps as the Linux
+// capture, with pool tags and drivers for names.
+func capturePool(ctx context.Context, o *recordOptions, src *etw.Source, done <-chan struct{}, drivers *symbolize.DriverMap, tags *symbolize.PoolTags, stdout, stderr io.Writer) error {
+	if len(o.tags) > 0 {
+		src.Meta.Filters = append(src.Meta.Filters, "tag="+strings.Join(o.tags, ","))
+	}
+	if o.bpf.PID != 0 {
+		src.Meta.Filters = append(src.Meta.Filters, fmt.Sprintf("pid=%d", o.bpf.PID))
+	}
+	src.Meta.MinAge = o.minAge
+	res, err := tracer.Capture(ctx, src, tracer.CaptureConfig{Duration: o.duration, Done: done, Progress: progressLine(stderr, o.duration)})
+	clearProgress(stderr)
+	if err != nil {
+		return err
+	}
+	if res.Interrupted {
+		fmt.Fprintln(stderr, "interrupted: writing what was captured")
+	}
+	snap := res.Snapshot
+	if o.bpf.PID != 0 {
+		keepPID(snap, o.bpf.PID)
+	}
+	agg, err := tracer.Aggregate(snap, etw.DriverSymbolizer(drivers), tracer.Options{MinAge: o.minAge})
+	if err != nil {
+		return err
+	}
+	if tags != nil {
+		for _, e := range tagDrivers(tags, agg) {
+			fmt.Fprintln(stderr, e)
+		}
+	}
+	return writeOutputs(o, agg, stdout, stderr, nil)
+}
 
 // tagDrivers lists, for the tags in the profile, what pooltag.txt says of them.
 func tagDrivers(tags *symbolize.PoolTags, agg *tracer.Aggregation) []string {

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/kmemprof/kmemprof/bpf"
 	"github.com/kmemprof/kmemprof/tracer"
 )
@@ -453,4 +455,44 @@ func writeOutputs(o *recordOptions, agg *tracer.Aggregation, stdout, stderr io.W
 	fmt.Fprintf(stderr, "wrote %s (%d samples)\nopen it with: go tool pprof -http=127.0.0.1:8080 %s\n",
 		o.output, len(prof.Sample), o.output)
 	return nil
+}
+
+// progressLine returns a tracer.CaptureConfig.Progress that keeps one line
+// up to date on stderr when it is a terminal (nil otherwise): elapsed and
+// remaining time, events per second and, where the backend keeps them live,
+// outstanding allocations and losses.
+func progressLine(stderr io.Writer, d time.Duration) func(time.Duration, tracer.Stats, float64) {
+	f, ok := stderr.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil
+	}
+	return func(el time.Duration, st tracer.Stats, rate float64) {
+		el = el.Round(time.Second)
+		left := ""
+		if d > 0 {
+			left = fmt.Sprintf(", %s left", (d - el).Round(time.Second))
+		}
+		line := fmt.Sprintf("\r\033[K  %s elapsed%s  %s events/s", el, left, humanCount(rate))
+		if st.Live {
+			line += fmt.Sprintf("  %d outstanding  %d lost", st.Outstanding, st.Losses)
+		}
+		fmt.Fprint(stderr, line)
+	}
+}
+
+// clearProgress erases the progress line, if stderr is a terminal.
+func clearProgress(stderr io.Writer) {
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+}
+
+func humanCount(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.1fM", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.1fk", v/1e3)
+	}
+	return fmt.Sprintf("%.0f", v)
 }

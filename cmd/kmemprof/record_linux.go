@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/term"
-
 	"github.com/kmemprof/kmemprof/bpf"
 	"github.com/kmemprof/kmemprof/symbolize"
 	"github.com/kmemprof/kmemprof/tracer"
@@ -170,29 +168,23 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		defer func() { o.exitStatus = child.finish(5*time.Second, stderr) }()
 	}
 
-	var series *tracer.Series
-	if o.interval > 0 {
-		series = &tracer.Series{Start: time.Now()}
-	}
-	interrupted := wait(ctx, tr, o.duration, o.interval, series, childDone, stderr)
-	if series != nil {
-		// The last point is the end of the capture.
-		if u, err := tr.Usage(); err == nil {
-			series.Add(time.Now(), u)
-		} else {
-			fmt.Fprintf(stderr, "note: measuring growth at the end: %v\n", err)
-		}
-	}
-	if err := tr.Detach(); err != nil {
-		return err
-	}
-	if interrupted {
-		fmt.Fprintln(stderr, "interrupted: writing what was captured")
-	}
-	snap, err := tr.Snapshot()
+	res, err := tracer.Capture(ctx, tr, tracer.CaptureConfig{
+		Duration: o.duration,
+		Done:     childDone,
+		Interval: o.interval,
+		Progress: progressLine(stderr, o.duration),
+	})
+	clearProgress(stderr)
 	if err != nil {
 		return err
 	}
+	for _, n := range res.Notes {
+		fmt.Fprintf(stderr, "note: %s\n", n)
+	}
+	if res.Interrupted {
+		fmt.Fprintln(stderr, "interrupted: writing what was captured")
+	}
+	snap := res.Snapshot
 	// Read after the programs were loaded, so that their JIT symbols are in
 	// it and the trimming of tracing frames can name them.
 	syms, err := symbolize.LoadKallsyms()
@@ -215,9 +207,9 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		return p
 	}
 	opts := tracer.Options{MinAge: o.minAge, CgroupPath: cgroupPath, GFPName: bpf.KernelGFPNamer().Name}
-	if series != nil {
-		opts.Growth = series.Growth()
-		snap.Meta.Comments = append(snap.Meta.Comments, fmt.Sprintf("growth: %d measurements every %s", len(series.Points), o.interval))
+	if res.Series != nil {
+		opts.Growth = res.Series.Growth()
+		snap.Meta.Comments = append(snap.Meta.Comments, fmt.Sprintf("growth: %d measurements every %s", len(res.Series.Points), o.interval))
 	}
 	agg, err := tracer.Aggregate(snap, kallsymsSymbolizer{syms}, opts)
 	if err != nil {
@@ -228,71 +220,4 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		fmt.Fprintln(w)
 		return bpf.FormatSystemView(w, sysStart, sysEnd, bpf.TrackedByCache(agg))
 	})
-}
-
-// wait traces until d has passed or ctx is cancelled (a signal), showing a
-// progress line when stderr is a terminal, and adding a point to series every
-// interval when series is set. It reports whether it was cancelled.
-func wait(ctx context.Context, tr *bpf.Tracer, d, interval time.Duration, series *tracer.Series, childDone <-chan struct{}, stderr io.Writer) bool {
-	start := time.Now()
-	var timeUp <-chan time.Time
-	if d > 0 {
-		timer := time.NewTimer(d)
-		defer timer.Stop()
-		timeUp = timer.C
-	}
-	var measure <-chan time.Time
-	if series != nil {
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		measure = t.C
-	}
-	var tick <-chan time.Time
-	f, ok := stderr.(*os.File)
-	if ok && term.IsTerminal(int(f.Fd())) {
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		tick = t.C
-		defer fmt.Fprint(stderr, "\r\033[K")
-	}
-	var lastEvents uint64
-	lastAt := start
-	for {
-		select {
-		case <-ctx.Done():
-			return true
-		case <-timeUp:
-			return false
-		case <-childDone:
-			return false
-		case now := <-measure:
-			if u, err := tr.Usage(); err == nil {
-				series.Add(now, u)
-			}
-		case now := <-tick:
-			st, err := tr.Stats()
-			if err != nil {
-				continue
-			}
-			rate := float64(st.Events-lastEvents) / now.Sub(lastAt).Seconds()
-			lastEvents, lastAt = st.Events, now
-			el := now.Sub(start).Round(time.Second)
-			left := ""
-			if d > 0 {
-				left = fmt.Sprintf(", %s left", (d - el).Round(time.Second))
-			}
-			fmt.Fprintf(stderr, "\r\033[K  %s elapsed%s  %s events/s  %d outstanding  %d lost",
-				el, left, humanCount(rate), st.Outstanding, st.Losses)
-		}
-	}
-}
-
-func humanCount(v float64) string {
-	switch {
-	case v >= 1e6:
-		return fmt.Sprintf("%.1fM", v/1e6)
-	case v >= 1e3:
-		return fmt.Sprintf("%.1fk", v/1e3)
-	}
-	return fmt.Sprintf("%.0f", v)
 }

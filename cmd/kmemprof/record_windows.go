@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -43,52 +42,16 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer s.Stop()
-	start := time.Now()
 	hooks := "PoolAlloc,PoolFree,PoolAllocSession,PoolFreeSession with kernel stacks"
 	fmt.Fprintf(stderr, "tracing %s via ETW (%s) for %s (Ctrl-C to stop early)\n", hooks, s.Kernel, o.duration)
-
-	interrupted := false
-	select {
-	case <-ctx.Done():
-		interrupted = true
-	case <-time.After(o.duration):
-	}
-	if err := s.Stop(); err != nil {
-		return err
-	}
-	if interrupted {
-		fmt.Fprintln(stderr, "interrupted: writing what was captured")
-	}
-	filters := []string(nil)
-	if len(o.tags) > 0 {
-		filters = append(filters, "tag="+strings.Join(o.tags, ","))
-	}
-	if o.bpf.PID != 0 {
-		filters = append(filters, fmt.Sprintf("pid=%d", o.bpf.PID))
-	}
-	snap := m.Snapshot(tracer.Meta{
+	src := &etw.Source{Session: s, Matcher: m, Meta: tracer.Meta{
 		Platform:   "windows",
 		Kernel:     windowsVersion(),
 		AttachMode: "etw " + s.Kernel,
 		Hooks:      []string{hooks},
-		Start:      start,
-		Duration:   time.Since(start),
-		MinAge:     o.minAge,
-		Filters:    filters,
-	})
-	if o.bpf.PID != 0 {
-		keepPID(snap, o.bpf.PID)
-	}
-	agg, err := tracer.Aggregate(snap, etw.DriverSymbolizer(drivers), tracer.Options{MinAge: o.minAge})
-	if err != nil {
-		return err
-	}
-	if tags != nil {
-		for _, e := range tagDrivers(tags, agg) {
-			fmt.Fprintln(stderr, e)
-		}
-	}
-	return writeOutputs(o, agg, stdout, stderr, nil)
+		Start:      time.Now(),
+	}}
+	return capturePool(ctx, o, src, nil, drivers, tags, stdout, stderr)
 }
 
 // windowsVersion returns the Windows version as major.minor.build.
