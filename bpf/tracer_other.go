@@ -12,7 +12,6 @@ import (
 // Tracer is not available on this platform.
 type Tracer struct{}
 
-
 // CgroupResolver resolves nothing on this platform.
 type CgroupResolver struct{}
 
