@@ -3,6 +3,7 @@ package tracer
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -669,13 +670,20 @@ func (r *resolver) frame(addr uint64, leaf bool) Frame {
 	if f, ok := cache[addr]; ok {
 		return f
 	}
-	var f Frame
+	f := Frame{Addr: addr}
 	if r.sym != nil {
-		f = r.sym.Symbolize(addr, leaf)
+		pc := addr
+		if !leaf && pc > 0 {
+			pc-- // a return address: the call is the instruction before it
+		}
+		if s, ok := r.sym.Lookup(pc); ok {
+			f.Offset = addr - s.Start
+			f.Function, f.Module = s.Name, s.Module
+			if f.Function == "" && f.Module != "" {
+				f.Function = fmt.Sprintf("%s+%#x", f.Module, f.Offset)
+			}
+		}
 	}
-	// Keep the walked address even if the symbolizer reports the adjusted
-	// one, so that locations match the raw stack.
-	f.Addr = addr
 	if f.Function == "" {
 		if _, seen := r.otherRole(leaf)[addr]; !seen {
 			r.unresolved++

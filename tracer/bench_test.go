@@ -24,19 +24,15 @@ type symTable struct {
 	end    uint64
 }
 
-func (s *symTable) Symbolize(addr uint64, leaf bool) tracer.Frame {
-	pc := addr
-	if !leaf {
-		pc--
-	}
+func (s *symTable) Lookup(pc uint64) (tracer.Symbol, bool) {
 	i, found := slices.BinarySearch(s.starts, pc)
 	if !found {
 		i--
 	}
 	if i < 0 || pc >= s.end {
-		return tracer.Frame{Addr: addr}
+		return tracer.Symbol{}, false
 	}
-	return tracer.Frame{Addr: addr, Function: s.names[i], Offset: pc - s.starts[i], Module: s.mods[i]}
+	return tracer.Symbol{Name: s.names[i], Start: s.starts[i], Module: s.mods[i]}, true
 }
 
 // benchSnapshot builds a snapshot of nRecords outstanding allocations over

@@ -72,24 +72,25 @@ func newFakeSymbolizer(t testing.TB) *fakeSymbolizer {
 	return &fakeSymbolizer{t: t, calls: make(map[uint64]int)}
 }
 
-func (s *fakeSymbolizer) Symbolize(addr uint64, leaf bool) tracer.Frame {
+// Leaves are looked up at their address, return addresses one byte before
+// (the return-address rule, applied by the builder).
+func (s *fakeSymbolizer) Lookup(pc uint64) (tracer.Symbol, bool) {
+	addr := pc
+	if !fixtureLeaves[pc] {
+		addr = pc + 1
+		if fixtureLeaves[addr] {
+			s.t.Errorf("Lookup(%#x): the leaf %#x looked up as a return address", pc, addr)
+		}
+	}
 	s.calls[addr]++
 	if s.calls[addr] > 1 {
-		s.t.Errorf("Symbolize(%#x) called %d times, want once per address", addr, s.calls[addr])
-	}
-	if leaf != fixtureLeaves[addr] {
-		s.t.Errorf("Symbolize(%#x, leaf=%v): want leaf=%v", addr, leaf, fixtureLeaves[addr])
+		s.t.Errorf("Lookup(%#x) called %d times, want once per address", pc, s.calls[addr])
 	}
 	f := fixtureSymbols[addr]
-	if f.Function != "" {
-		f.Offset = addr & 0xf
+	if f.Function == "" {
+		return tracer.Symbol{}, false
 	}
-	// Report the adjusted address as a real symbolizer might; Aggregate
-	// must keep the walked one.
-	if !leaf {
-		f.Addr = addr - 1
-	}
-	return f
+	return tracer.Symbol{Name: f.Function, Start: addr &^ 0xf, Module: f.Module}, true
 }
 
 var (

@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-type symbolizerFunc func(addr uint64, leaf bool) Frame
+type symbolizerFunc func(pc uint64) (Symbol, bool)
 
-func (f symbolizerFunc) Symbolize(addr uint64, leaf bool) Frame { return f(addr, leaf) }
+func (f symbolizerFunc) Lookup(pc uint64) (Symbol, bool) { return f(pc) }
 
 func TestSeriesGrowth(t *testing.T) {
 	const (
@@ -67,8 +67,13 @@ func TestGrowthInProfileAndSummary(t *testing.T) {
 			{Key: Key{Kind: KindSlab, Stack: 2, Cache: "dentry"}, BytesAlloc: 192},
 		},
 	}
-	sym := symbolizerFunc(func(addr uint64, leaf bool) Frame {
-		return Frame{Addr: addr, Function: map[uint64]string{0x10: "leaky_fn", 0x20: "d_alloc"}[addr]}
+	sym := symbolizerFunc(func(pc uint64) (Symbol, bool) {
+		for _, a := range []uint64{pc, pc + 1} {
+			if n, ok := map[uint64]string{0x10: "leaky_fn", 0x20: "d_alloc"}[a]; ok {
+				return Symbol{Name: n, Start: a}, true
+			}
+		}
+		return Symbol{}, false
 	})
 	agg, err := Aggregate(snap, sym, Options{
 		Growth:      map[StackID]GrowthFigure{1: {Objects: 2, Bytes: 128, Steadiness: 1}, 2: {Objects: 3, Bytes: 576, Steadiness: 1}},

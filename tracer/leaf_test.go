@@ -23,29 +23,26 @@ const (
 )
 
 func leafSymbolizer() tracer.Symbolizer {
-	return symbolizerFunc(func(addr uint64, leaf bool) tracer.Frame {
-		if !leaf {
-			addr--
-		}
+	return symbolizerFunc(func(addr uint64) (tracer.Symbol, bool) {
 		switch {
 		case addr >= lfProg && addr < lfProg+0x100:
-			return tracer.Frame{Function: "bpf_prog_0123456789abcdef_fx_alloc_2", Module: "bpf"}
+			return tracer.Symbol{Name: "bpf_prog_0123456789abcdef_fx_alloc_2", Start: addr, Module: "bpf"}, true
 		case addr >= lfTramp-0x10 && addr < lfTramp+0x100:
-			return tracer.Frame{Function: "bpf_trampoline_6442", Module: "bpf"}
+			return tracer.Symbol{Name: "bpf_trampoline_6442", Start: addr, Module: "bpf"}, true
 		case addr >= lfAlloc && addr < lfAlloc+0x100:
-			return tracer.Frame{Function: "kmem_cache_alloc_noprof", Offset: addr - lfAlloc}
+			return tracer.Symbol{Name: "kmem_cache_alloc_noprof", Start: lfAlloc}, true
 		case addr >= 0xffffffff81400000 && addr < 0xffffffff81400100:
-			return tracer.Frame{Function: "__d_alloc", Offset: addr - 0xffffffff81400000}
+			return tracer.Symbol{Name: "__d_alloc", Start: 0xffffffff81400000}, true
 		case addr >= 0xffffffff81500000 && addr < 0xffffffff81500100:
-			return tracer.Frame{Function: "d_alloc_pseudo", Offset: addr - 0xffffffff81500000}
+			return tracer.Symbol{Name: "d_alloc_pseudo", Start: 0xffffffff81500000}, true
 		}
-		return tracer.Frame{}
+		return tracer.Symbol{}, false
 	})
 }
 
-type symbolizerFunc func(addr uint64, leaf bool) tracer.Frame
+type symbolizerFunc func(pc uint64) (tracer.Symbol, bool)
 
-func (f symbolizerFunc) Symbolize(addr uint64, leaf bool) tracer.Frame { return f(addr, leaf) }
+func (f symbolizerFunc) Lookup(pc uint64) (tracer.Symbol, bool) { return f(pc) }
 
 // TestLeafFunction checks that the allocator function a stack was walked
 // below becomes its leaf where the walk does not show it (an fexit program

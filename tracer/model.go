@@ -196,14 +196,26 @@ type Frame struct {
 	Module   string // kernel module ("" for the kernel image itself, "bpf" for BPF programs)
 }
 
-// Symbolizer resolves kernel addresses to frames. Implementations must be
-// safe for use by one goroutine at a time and should be fast: the profile
-// builder calls Symbolize once per distinct address.
+// Symbol is what a Symbolizer knows of an instruction address.
+type Symbol struct {
+	// Name is the function; "" when only the image is known (a Windows
+	// driver without its PDB): the frame is then named Module+offset.
+	Name string
+	// Start is the function's address (the image's base when Name is "").
+	Start uint64
+	// Module is the kernel module or driver image; "" for the kernel
+	// itself where the platform does not name it.
+	Module string
+}
+
+// Symbolizer resolves kernel instruction addresses. Implementations must
+// be safe for use by one goroutine at a time and should be fast: the
+// profile builder calls Lookup once per distinct address. They look up
+// the address they are given: the builder passes a return address minus
+// one, so that a call at the end of a function is attributed to it (the
+// return-address rule, applied here and only here).
 type Symbolizer interface {
-	// Symbolize resolves addr. For frames other than the leaf the caller passes
-	// the return address; implementations should resolve addr-1 in that case
-	// (leaf=false) so that a call at the end of a function is attributed to it.
-	Symbolize(addr uint64, leaf bool) Frame
+	Lookup(pc uint64) (Symbol, bool)
 }
 
 // Memcg is a memory cgroup as the snapshot found it.

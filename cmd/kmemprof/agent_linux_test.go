@@ -76,8 +76,8 @@ type fakeSource struct{ n int }
 
 type nameSym struct{}
 
-func (nameSym) Symbolize(addr uint64, leaf bool) tracer.Frame {
-	return tracer.Frame{Addr: addr, Function: fmt.Sprintf("fn_%x", addr)}
+func (nameSym) Lookup(pc uint64) (tracer.Symbol, bool) {
+	return tracer.Symbol{Name: fmt.Sprintf("fn_%x", pc), Start: pc}, true
 }
 
 func (s *fakeSource) Collect() (*tracer.Aggregation, error) {

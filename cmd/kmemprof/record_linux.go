@@ -94,16 +94,12 @@ func checkKallsyms() error {
 // kallsymsSymbolizer adapts symbolize.Kallsyms to tracer.Symbolizer.
 type kallsymsSymbolizer struct{ k *symbolize.Kallsyms }
 
-func (s kallsymsSymbolizer) Symbolize(addr uint64, leaf bool) tracer.Frame {
-	look := addr
-	if !leaf && look > 0 {
-		look-- // a return address: the call is the instruction before it
-	}
-	sym, _, ok := s.k.Lookup(look)
+func (s kallsymsSymbolizer) Lookup(pc uint64) (tracer.Symbol, bool) {
+	sym, _, ok := s.k.Lookup(pc)
 	if !ok {
-		return tracer.Frame{Addr: addr}
+		return tracer.Symbol{}, false
 	}
-	return tracer.Frame{Addr: addr, Function: sym.Name, Offset: addr - sym.Start, Module: sym.Module}
+	return tracer.Symbol{Name: sym.Name, Start: sym.Start, Module: sym.Module}, true
 }
 
 func record(o *recordOptions, stdout, stderr io.Writer) error {

@@ -40,8 +40,13 @@ const (
 // the README (an eventfd_ctx in kmalloc-64, a filp from alloc_empty_file).
 type serveSymbols map[uint64]string
 
-func (s serveSymbols) Symbolize(addr uint64, leaf bool) tracer.Frame {
-	return tracer.Frame{Addr: addr, Function: s[addr]}
+func (s serveSymbols) Lookup(pc uint64) (tracer.Symbol, bool) {
+	for _, a := range []uint64{pc, pc + 1} { // the leaf, or a return address less one
+		if n, ok := s[a]; ok {
+			return tracer.Symbol{Name: n, Start: a}, true
+		}
+	}
+	return tracer.Symbol{}, false
 }
 
 // writeServeProfile writes a small kmemprof profile built from a hand-made
