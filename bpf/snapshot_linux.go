@@ -27,7 +27,7 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 		return nil, err
 	}
 	comms := map[[16]int8]string{}
-	snap := &tracer.Snapshot{Stacks: map[tracer.StackID][]uint64{}, Taken: time.Now()}
+	snap := &tracer.Snapshot{Stacks: map[tracer.StackID][]uint64{}, Taken: time.Now(), Platform: Platform}
 
 	snap.Partial = map[tracer.StackID]bool{}
 	if t.cfg.Tracking == TrackSample {

@@ -833,10 +833,11 @@ func (m *Matcher) Snapshot(meta tracer.Meta) *tracer.Snapshot {
 	})
 	slices.SortFunc(allocs, func(a, b *allocation) int { return cmp.Compare(a.seq, b.seq) })
 	snap := &tracer.Snapshot{
-		Records: make([]tracer.Record, len(allocs)),
-		Totals:  make([]tracer.Total, 0, len(m.totals)),
-		Stacks:  map[tracer.StackID][]uint64{},
-		Taken:   m.cfg.Clock(),
+		Platform: Platform,
+		Records:  make([]tracer.Record, len(allocs)),
+		Totals:   make([]tracer.Total, 0, len(m.totals)),
+		Stacks:   map[tracer.StackID][]uint64{},
+		Taken:    m.cfg.Clock(),
 	}
 	for i, a := range allocs {
 		snap.Records[i] = tracer.Record{

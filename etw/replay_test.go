@@ -234,13 +234,13 @@ func TestReplayFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkLeakProfile(t, p)
-	if len(p.Mapping) != 1 || p.Mapping[0].File != tracer.WindowsKernelMapping {
-		t.Errorf("mappings %v, want one %s", p.Mapping, tracer.WindowsKernelMapping)
+	if len(p.Mapping) != 1 || p.Mapping[0].File != Platform.KernelMapping {
+		t.Errorf("mappings %v, want one %s", p.Mapping, Platform.KernelMapping)
 	}
 
 	// The terminal summary names tags, and starts WHERE at the driver.
 	var sum bytes.Buffer
-	if err := agg.WriteSummary(&sum, 3, tracer.IsAllocatorFrame); err != nil {
+	if err := agg.WriteSummary(&sum, 3); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(sum.String(), "\n")

@@ -32,8 +32,8 @@ type Options struct {
 	// end of every stack: the BPF program and tracepoint/kprobe machinery that
 	// walked the stack, which is not where the allocation was made. Only the
 	// contiguous run of matching frames at the leaf end is dropped; a stack
-	// that would lose every frame is kept whole. Nil means DefaultTrimLeading();
-	// an empty non-nil slice disables trimming.
+	// that would lose every frame is kept whole. Nil means the snapshot's
+	// Platform.TrimLeading; an empty non-nil slice disables trimming.
 	TrimLeading []string
 	// Growth, when set, gives every stack's growth over the capture
 	// (Series.Growth): the profile gets growth_objects and growth_space
@@ -45,36 +45,10 @@ type Options struct {
 	// "GFP_KERNEL|__GFP_COMP"; nil means hexadecimal.
 	GFPName func(gfp uint32) string
 	// MigrateName names a migrate type for the migratetype label of page
-	// samples; nil means the names of Linux 6.x without CMA.
+	// samples; nil means the snapshot's Platform.MigrateName.
 	MigrateName func(mt uint8) string
 }
 
-// DefaultTrimLeading returns the function-name prefixes of the frames that
-// stacks walked from raw_tp, tp_btf, tracepoint, kprobe and fentry BPF
-// programs begin with. It returns a new slice on every call so that callers
-// can extend it without affecting anyone else.
-func DefaultTrimLeading() []string {
-	return []string{
-		"bpf_prog_",
-		"bpf_trace_run",
-		"__bpf_trace_",
-		"perf_trace_",
-		"trace_event_raw_event_",
-		"perf_tp_event",
-		"perf_trace_run_bpf_submit",
-		"trace_call_bpf",
-		"__traceiter_",
-		"bpf_trampoline_",
-		"kprobe_",
-		"kretprobe_",
-		"rethook_",
-		"arch_rethook_",
-		"pre_handler_kretprobe",
-		"aggr_pre_handler",
-		"kprobe_ftrace_handler",
-		"ftrace_",
-	}
-}
 
 // AggSample is one group of allocations sharing a Key: one pprof sample.
 type AggSample struct {
@@ -140,6 +114,8 @@ type Aggregation struct {
 	// Meta is the snapshot's Meta, with MinAge raised to Options.MinAge when
 	// that is larger.
 	Meta Meta
+	// Platform is the snapshot's Platform.
+	Platform Platform
 	// Samples holds one entry per Key with a non-zero value, sorted by
 	// InuseSpace, then AllocSpace, descending (ties in Key order).
 	Samples []AggSample
@@ -354,10 +330,10 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 	}
 	trim := opt.TrimLeading
 	if trim == nil {
-		trim = DefaultTrimLeading()
+		trim = snap.Platform.TrimLeading
 	}
 
-	a := &Aggregation{Meta: snap.Meta}
+	a := &Aggregation{Meta: snap.Meta, Platform: snap.Platform}
 	a.Meta.MinAge = max(a.Meta.MinAge, opt.MinAge)
 
 	// Nearly every outstanding key also has a Total (it was allocated during
@@ -537,6 +513,9 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 	a.UntracedFrees = snap.UntracedFrees
 	a.MergedCaches = snap.MergedCaches
 	a.gfpName, a.migrateName = opt.GFPName, opt.MigrateName
+	if a.migrateName == nil {
+		a.migrateName = snap.Platform.MigrateName
+	}
 	if opt.Growth != nil {
 		a.HasGrowth = true
 		applyGrowth(a.Samples, opt.Growth)

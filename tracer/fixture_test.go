@@ -1,6 +1,7 @@
 package tracer_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -62,6 +63,31 @@ var fixtureSymbols = map[uint64]tracer.Frame{
 
 var fixtureLeaves = map[uint64]bool{aProg1: true, aProg2: true, aProg3: true, aPagesLeaf: true}
 
+// testPlatform stands in for a backend's Platform: the core applies what
+// it says (the tests do not test any one OS's lists).
+var testPlatform = tracer.Platform{
+	KernelMapping: "[kernel.kallsyms]",
+	KernelFile:    "vmlinux",
+	TrimLeading:   []string{"bpf_prog_", "bpf_trace_run", "__bpf_trace_", "bpf_trampoline_"},
+	AllocatorFrame: func(f tracer.Frame) bool {
+		for _, p := range []string{"kmem_cache_alloc", "__kmalloc", "kmalloc", "__alloc_pages", "alloc_pages", "ExAllocatePool"} {
+			if strings.HasPrefix(f.Function, p) {
+				return true
+			}
+		}
+		return f.Module == "ntoskrnl.exe"
+	},
+	Origin: func(fs []tracer.Frame) string {
+		for _, f := range fs {
+			if strings.HasSuffix(f.Module, ".sys") {
+				return f.Module
+			}
+		}
+		return ""
+	},
+	MigrateName: func(mt uint8) string { return []string{"Unmovable", "Movable", "Reclaimable"}[mt%3] },
+}
+
 // fakeSymbolizer resolves from fixtureSymbols and checks how it is called.
 type fakeSymbolizer struct {
 	t     testing.TB
@@ -119,6 +145,7 @@ var (
 // fixture returns a snapshot exercising every path of Aggregate.
 func fixture() *tracer.Snapshot {
 	return &tracer.Snapshot{
+		Platform: testPlatform,
 		Meta: tracer.Meta{
 			Platform:   "linux",
 			Kernel:     "6.8.0-45-generic",

@@ -102,7 +102,7 @@ func TestGrowthInProfileAndSummary(t *testing.T) {
 		t.Errorf("growth_objects of the leak's samples sum to %d, want 2 (split over two pids)", leakGrowth)
 	}
 	var buf bytes.Buffer
-	if err := agg.WriteSummary(&buf, 5, IsAllocatorFrame); err != nil {
+	if err := agg.WriteSummary(&buf, 5); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(buf.String(), "\n")

@@ -50,7 +50,8 @@ func (f symbolizerFunc) Lookup(pc uint64) (tracer.Symbol, bool) { return f(pc) }
 func TestLeafFunction(t *testing.T) {
 	now := time.Unix(5000, 0)
 	snap := &tracer.Snapshot{
-		Taken: now,
+		Platform: testPlatform,
+		Taken:    now,
 		Stacks: map[tracer.StackID][]uint64{
 			1: {lfProg, lfTramp, lfDAlloc, lfCaller},           // the allocator's frame is gone
 			2: {lfProg, lfTramp, lfAlloc5, lfDAlloc, lfCaller}, // the allocator's frame is there
@@ -90,6 +91,7 @@ func TestLeafFunction(t *testing.T) {
 func TestUntracedFrees(t *testing.T) {
 	now := time.Unix(5000, 0)
 	snap := &tracer.Snapshot{
+		Platform:      testPlatform,
 		Taken:         now,
 		Stacks:        map[tracer.StackID][]uint64{1: {lfAlloc, lfDAlloc, lfCaller}},
 		UntracedFrees: map[string]uint64{"maple_node": 7114, "kmalloc-64": 3},
@@ -105,7 +107,7 @@ func TestUntracedFrees(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sum bytes.Buffer
-	if err := agg.WriteSummary(&sum, 10, nil); err != nil {
+	if err := agg.WriteSummary(&sum, 10); err != nil {
 		t.Fatal(err)
 	}
 	out := sum.String()

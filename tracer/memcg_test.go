@@ -21,7 +21,8 @@ func TestMemcgLabelsAndSummary(t *testing.T) {
 	)
 	dock := "/docker/3f4e5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081"
 	snap := &tracer.Snapshot{
-		Meta: tracer.Meta{Platform: "linux"},
+		Platform: testPlatform,
+		Meta:     tracer.Meta{Platform: "linux"},
 		Stacks: map[tracer.StackID][]uint64{
 			sKmalloc: {aProg1, aTraceRun2, aTraceKmal, aKmalloc, aAllocFoo, aFooInit, aSyscall},
 			sPages:   {aPagesLeaf, aPagesMpol, aFtraceLocs, aFtraceInit, aStartKern},
@@ -79,7 +80,7 @@ func TestMemcgLabelsAndSummary(t *testing.T) {
 	}
 
 	var buf bytes.Buffer
-	if err := agg.WriteSummary(&buf, 0, nil); err != nil {
+	if err := agg.WriteSummary(&buf, 0); err != nil {
 		t.Fatal(err)
 	}
 	out := buf.String()
@@ -115,7 +116,7 @@ func TestMemcgLabelsAndSummary(t *testing.T) {
 		t.Fatal(err)
 	}
 	buf.Reset()
-	if err := agg.WriteSummary(&buf, 0, nil); err != nil {
+	if err := agg.WriteSummary(&buf, 0); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Contains(buf.String(), "memory cgroups removed") {

@@ -152,7 +152,9 @@ type Meta struct {
 // Snapshot is the state of a capture at one moment: the outstanding
 // allocations, the totals since the start, and the stacks both refer to.
 type Snapshot struct {
-	Meta    Meta
+	Meta Meta
+	// Platform says how to present the backend's frames and labels.
+	Platform Platform
 	Records []Record
 	Totals  []Total
 	// Stacks maps a stack id to raw kernel addresses, leaf (innermost) first.

@@ -16,14 +16,6 @@ import (
 // outstanding bytes, the measure of a leak.
 const DefaultSampleType = "inuse_space"
 
-// KernelMapping is the file name of the single mapping that holds every
-// kernel frame, as perf and other kernel profilers name it.
-const KernelMapping = "[kernel.kallsyms]"
-
-// WindowsKernelMapping is the mapping name of Windows captures, whose frames
-// belong to ntoskrnl.exe and the drivers.
-const WindowsKernelMapping = "[kernel]"
-
 // Label keys set on profile samples.
 const (
 	LabelKind      = "kind"
@@ -100,7 +92,7 @@ func (a *Aggregation) Profile() (*profile.Profile, error) {
 		nv = 6
 	}
 
-	b := newProfileBuilder(p, a.Samples, a.Meta.Platform)
+	b := newProfileBuilder(p, a.Samples, &a.Platform)
 	b.gfpName, b.migrateName = a.gfpName, a.migrateName
 	b.merged = a.MergedCaches
 	p.Sample = make([]*profile.Sample, len(a.Samples))
@@ -167,6 +159,7 @@ type locKey struct {
 // appears once in the profile however many samples refer to it.
 type profileBuilder struct {
 	p           *profile.Profile
+	platform    *Platform
 	gfpName     func(uint32) string
 	migrateName func(uint8) string
 	merged      map[string][]string // slab cache aliases (a function of the cache label)
@@ -179,9 +172,10 @@ type profileBuilder struct {
 	numUnit     map[string][]string
 }
 
-func newProfileBuilder(p *profile.Profile, samples []AggSample, platform string) *profileBuilder {
+func newProfileBuilder(p *profile.Profile, samples []AggSample, platform *Platform) *profileBuilder {
 	b := &profileBuilder{
 		p:         p,
+		platform:  platform,
 		funcs:     make(map[funcKey]*profile.Function),
 		locs:      make(map[locKey]*profile.Location),
 		stacks:    make(map[StackID][]*profile.Location),
@@ -208,7 +202,7 @@ func newProfileBuilder(p *profile.Profile, samples []AggSample, platform string)
 			ID:           1,
 			Start:        lo,
 			Limit:        limit,
-			File:         mappingName(platform),
+			File:         platform.kernelMapping(),
 			HasFunctions: true,
 		}
 		p.Mapping = []*profile.Mapping{b.kernel}
@@ -230,7 +224,7 @@ func (b *profileBuilder) locations(s *AggSample) []*profile.Location {
 			ls[i] = b.location(0, nil, b.function(f.Function, ""))
 			continue
 		}
-		ls[i] = b.location(f.Addr, b.kernel, b.function(frameName(f), frameFile(f)))
+		ls[i] = b.location(f.Addr, b.kernel, b.function(frameName(f), b.frameFile(f)))
 	}
 	b.stacks[s.Stack] = ls
 	return ls
@@ -278,15 +272,16 @@ func frameName(f Frame) string {
 }
 
 // frameFile is the Function.Filename for a frame: the module in brackets, as
-// /proc/kallsyms writes it, "[bpf]" for BPF programs, "vmlinux" for the
-// kernel image, and "" when not even the module is known.
-func frameFile(f Frame) string {
+// /proc/kallsyms writes it ("[bpf]" for BPF programs), the platform's
+// KernelFile for the kernel image itself, and "" when not even the module
+// is known.
+func (b *profileBuilder) frameFile(f Frame) string {
 	mod := strings.TrimSuffix(strings.TrimPrefix(f.Module, "["), "]")
 	switch {
 	case mod != "":
 		return "[" + mod + "]"
 	case f.Function != "":
-		return "vmlinux"
+		return b.platform.KernelFile
 	}
 	return ""
 }
@@ -313,8 +308,8 @@ type labelSet struct {
 // that has the same ones.
 func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 	var driver string
-	if s.Kind == KindPool {
-		driver = firstDriver(s.Frames)
+	if b.platform.Origin != nil {
+		driver = b.platform.Origin(s.Frames)
 	}
 	ls := labelSet{s.Kind, s.Accounted, s.PID, s.CgroupID, s.Cache, s.Comm, s.CgroupPath, s.MemcgPath, s.MemcgRemoved, s.Pool, driver, s.Reclaimable, s.FreesUntraced, keyDetail(&s.Key)}
 	if l, ok := b.labelSets[ls]; ok {
@@ -351,7 +346,7 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 		}
 		if s.Migrate != 0 {
 			mt := s.Migrate - 1
-			name := DefaultMigrateName(mt)
+			name := "migratetype(" + strconv.Itoa(int(mt)) + ")"
 			if b.migrateName != nil {
 				name = b.migrateName(mt)
 			}
@@ -401,46 +396,6 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 	}
 	b.labelSets[ls] = l
 	return l
-}
-
-func mappingName(platform string) string {
-	if platform == "windows" {
-		return WindowsKernelMapping
-	}
-	return KernelMapping
-}
-
-// DefaultMigrateName names the migrate types of Linux 6.x kernels built
-// without CONFIG_CMA (enum migratetype).
-func DefaultMigrateName(mt uint8) string {
-	switch mt {
-	case 0:
-		return "Unmovable"
-	case 1:
-		return "Movable"
-	case 2:
-		return "Reclaimable"
-	case 3:
-		return "HighAtomic"
-	case 4:
-		return "Isolate"
-	}
-	return "migratetype(" + strconv.Itoa(int(mt)) + ")"
-}
-
-// kernelImages are the modules that make up the Windows kernel itself: the
-// driver label names the first module past them.
-var kernelImages = map[string]bool{"ntoskrnl.exe": true, "ntkrnlmp.exe": true, "ntkrnlpa.exe": true, "ntkrpamp.exe": true, "hal.dll": true}
-
-// firstDriver returns the module of the first frame, leaf first, that is not
-// the kernel image: the driver that asked for the pool allocation.
-func firstDriver(fs []Frame) string {
-	for _, f := range fs {
-		if f.Module != "" && !kernelImages[strings.ToLower(f.Module)] {
-			return f.Module
-		}
-	}
-	return ""
 }
 
 // numLabel returns the numeric labels for a sample whose objects average avg

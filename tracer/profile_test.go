@@ -438,7 +438,8 @@ func TestAggregateNil(t *testing.T) {
 
 func TestProfileOnlyLostStacks(t *testing.T) {
 	snap := &tracer.Snapshot{
-		Records: []tracer.Record{{Key: kLost, BytesAlloc: 64}},
+		Platform: testPlatform,
+		Records:  []tracer.Record{{Key: kLost, BytesAlloc: 64}},
 	}
 	agg, err := tracer.Aggregate(snap, nil, tracer.Options{})
 	if err != nil {

@@ -18,64 +18,6 @@ const DefaultSummaryRows = 10
 // shows: enough to tell call sites apart, short enough for one line.
 const summaryFrames = 3
 
-// allocatorPrefixes name the allocator entry points and internals on Linux
-// (the *_noprof variants of allocation profiling kernels share the prefixes)
-// and Windows.
-var allocatorPrefixes = [...]string{
-	"kmem_cache_alloc",
-	"__kmem_cache_alloc",
-	"kmalloc",
-	"__kmalloc",
-	"kmalloc_trace",
-	"kzalloc",
-	"kcalloc",
-	"kvmalloc",
-	"__kvmalloc",
-	"kvzalloc",
-	"krealloc",
-	"kmemdup",
-	"kstrdup",
-	"kstrndup",
-	"__alloc_pages",
-	"alloc_pages",
-	"__alloc_frozen_pages",
-	"alloc_frozen_pages",
-	"__folio_alloc",
-	"folio_alloc",
-	"alloc_slab_page",
-	"allocate_slab",
-	"new_slab",
-	"___slab_alloc",
-	"__slab_alloc",
-	"slab_alloc_node",
-	"pcpu_alloc",
-	"__alloc_percpu",
-	"alloc_percpu",
-	"__get_free_pages",
-	"get_zeroed_page",
-	"kmalloc_large",
-	"__kmalloc_large",
-	"alloc_pages_mpol",
-	"ExAllocatePool",
-}
-
-// IsAllocatorFrame reports whether name is a kernel allocator function
-// (kmalloc, kmem_cache_alloc, the page and per-CPU allocators, their
-// _noprof variants, ExAllocatePool* on Windows) rather than its caller. It is
-// the usual skipFrame for WriteSummary.
-func IsAllocatorFrame(name string) bool {
-	// The Windows import thunk and module-qualified forms ("nt!ExAllocatePool2").
-	if i := strings.LastIndexByte(name, '!'); i >= 0 {
-		name = name[i+1:]
-	}
-	for _, p := range allocatorPrefixes {
-		if strings.HasPrefix(name, p) {
-			return true
-		}
-	}
-	return false
-}
-
 // summaryRow is the summary's unit: samples that differ only in who
 // allocated (comm, pid, cgroup) look the same in the table, so they are
 // merged into one row.
@@ -107,15 +49,14 @@ type rowKey struct {
 // (DefaultSummaryRows when n <= 0) holding the most in-use bytes, each with the
 // first frames past the allocator and the share of its bytes the callers
 // requested (REQ%), then the totals, then every counter, with
-// non-zero losses marked "!" and explained. skipFrame says which leaf-side frames belong to
-// the allocator; nil means IsAllocatorFrame. It returns the first write error.
-func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name string) bool) error {
+// non-zero losses marked "!" and explained. The frames the snapshot's
+// Platform.AllocatorFrame names are skipped. It returns the first write
+// error.
+func (a *Aggregation) WriteSummary(w io.Writer, n int) error {
 	if n <= 0 {
 		n = DefaultSummaryRows
 	}
-	if skipFrame == nil {
-		skipFrame = IsAllocatorFrame
-	}
+	skipFrame := a.Platform.isAllocator
 
 	index := make(map[rowKey]int)
 	var rows []summaryRow
@@ -157,10 +98,7 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int, skipFrame func(name strin
 	// Cache and kind are text, so they are padded to the widest shown value
 	// here; the numbers are right-aligned cells of the tabwriter.
 	// Windows pool samples carry a pool tag where Linux ones carry a cache.
-	cacheHead := "CACHE"
-	if a.Meta.Platform == "windows" {
-		cacheHead = "TAG"
-	}
+	cacheHead := a.Platform.cacheHeader()
 	cw, kw := len(cacheHead), len("KIND")
 	for i := range rows {
 		name := rows[i].cacheLabel()
@@ -226,7 +164,7 @@ const removedMemcgRows = 5
 // objects charged to them live on (a container gone, its kernel memory
 // not): how many, their objects and bytes, and the largest with the stack
 // holding most of their bytes. It writes nothing when there are none.
-func (a *Aggregation) writeRemovedMemcgs(w io.Writer, skipFrame func(string) bool) error {
+func (a *Aggregation) writeRemovedMemcgs(w io.Writer, skipFrame func(Frame) bool) error {
 	type site struct {
 		cache  string
 		frames []Frame
@@ -373,12 +311,9 @@ func (r *summaryRow) kindName() string {
 
 // where names the first frames past the allocator, callee first: "a < b < c"
 // reads "a, called by b, called by c".
-func where(fs []Frame, skipFrame func(string) bool) string {
+func where(fs []Frame, skipFrame func(Frame) bool) string {
 	i := 0
-	// Frames of the Windows kernel image are skipped like allocator frames:
-	// without symbols they only say "ntoskrnl.exe+0x...", and the first
-	// driver past them is the caller worth showing.
-	for i < len(fs) && (skipFrame(fs[i].Function) || kernelImages[strings.ToLower(fs[i].Module)]) {
+	for i < len(fs) && skipFrame(fs[i]) {
 		i++
 	}
 	if i == len(fs) {

@@ -11,7 +11,7 @@ import (
 func TestWriteSummary(t *testing.T) {
 	agg, _, _ := buildFixture(t)
 	var buf bytes.Buffer
-	if err := agg.WriteSummary(&buf, 0, nil); err != nil {
+	if err := agg.WriteSummary(&buf, 0); err != nil {
 		t.Fatal(err)
 	}
 	out := buf.String()
@@ -109,7 +109,7 @@ func TestWriteSummary(t *testing.T) {
 
 	t.Run("row limit", func(t *testing.T) {
 		var buf bytes.Buffer
-		if err := agg.WriteSummary(&buf, 2, tracer.IsAllocatorFrame); err != nil {
+		if err := agg.WriteSummary(&buf, 2); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(buf.String(), "... and 5 more call sites") {
@@ -121,7 +121,8 @@ func TestWriteSummary(t *testing.T) {
 func TestWriteSummaryRequestedUnknown(t *testing.T) {
 	// ETW events and kprobe captures may not know the requested size.
 	snap := &tracer.Snapshot{
-		Stacks: map[tracer.StackID][]uint64{1: {0xffffffff81000000}},
+		Platform: testPlatform,
+		Stacks:   map[tracer.StackID][]uint64{1: {0xffffffff81000000}},
 		Records: []tracer.Record{
 			{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 1, Cache: "kmalloc-64"}, BytesAlloc: 64},
 			{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 1, Cache: "kmalloc-32"}, BytesAlloc: 32, BytesReq: 8},
@@ -132,7 +133,7 @@ func TestWriteSummaryRequestedUnknown(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := agg.WriteSummary(&buf, 1, nil); err != nil {
+	if err := agg.WriteSummary(&buf, 1); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(buf.String(), "\n")
@@ -153,44 +154,11 @@ func TestWriteSummaryEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if err := agg.WriteSummary(&buf, 0, nil); err != nil {
+	if err := agg.WriteSummary(&buf, 0); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(buf.String(), "no outstanding allocations") {
 		t.Errorf("summary = %q", buf.String())
-	}
-}
-
-func TestIsAllocatorFrame(t *testing.T) {
-	for name, want := range map[string]bool{
-		"__kmalloc_noprof":                   true,
-		"__kmalloc_node_track_caller_noprof": true,
-		"kmalloc_trace_noprof":               true,
-		"kmem_cache_alloc_lru_noprof":        true,
-		"__kmem_cache_alloc_node":            true,
-		"kvmalloc_node_noprof":               true,
-		"kmemdup_noprof":                     true,
-		"kstrdup_const":                      true,
-		"__alloc_pages_noprof":               true,
-		"alloc_pages_mpol_noprof":            true,
-		"__alloc_frozen_pages_noprof":        true,
-		"__folio_alloc_noprof":               true,
-		"___slab_alloc":                      true,
-		"pcpu_alloc_noprof":                  true,
-		"__get_free_pages_noprof":            true,
-		"ExAllocatePool2":                    true,
-		"nt!ExAllocatePoolWithTag":           true,
-		"alloc_foo":                          false,
-		"do_syscall_64":                      false,
-		"nft_trans_alloc_gfp":                false,
-		"skb_kmalloc":                        false,
-		"":                                   false,
-	} {
-		t.Run(name, func(t *testing.T) {
-			if got := tracer.IsAllocatorFrame(name); got != want {
-				t.Errorf("IsAllocatorFrame(%q) = %v, want %v", name, got, want)
-			}
-		})
 	}
 }
 
@@ -222,7 +190,7 @@ func TestMergedCaches(t *testing.T) {
 	agg, _, _ := buildFixture(t)
 	agg.MergedCaches = map[string][]string{"kmalloc-64": {"damon_region", "ftrace_event_field"}}
 	var buf bytes.Buffer
-	if err := agg.WriteSummary(&buf, 0, nil); err != nil {
+	if err := agg.WriteSummary(&buf, 0); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(buf.String(), "kmalloc-64 (merged: damon_region, ftrace_event_field)") {

@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/kmemprof/kmemprof/bpf"
 	"github.com/kmemprof/kmemprof/bpf/bpftest"
 	"github.com/kmemprof/kmemprof/tracer"
 )
@@ -83,10 +84,11 @@ func (nameSym) Lookup(pc uint64) (tracer.Symbol, bool) {
 func (s *fakeSource) Collect() (*tracer.Aggregation, error) {
 	s.n++
 	snap := &tracer.Snapshot{
-		Meta:    tracer.Meta{Platform: "linux", Start: time.Now()},
-		Stacks:  map[tracer.StackID][]uint64{1: {0xffffffff81000010, 0xffffffff81000020}, 2: {0xffffffff81000030}},
-		Memcgs:  map[uint64]tracer.Memcg{7: {Path: "/docker/3f4e5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081", Removed: true}},
-		Records: nil,
+		Platform: bpf.Platform,
+		Meta:     tracer.Meta{Platform: "linux", Start: time.Now()},
+		Stacks:   map[tracer.StackID][]uint64{1: {0xffffffff81000010, 0xffffffff81000020}, 2: {0xffffffff81000030}},
+		Memcgs:   map[uint64]tracer.Memcg{7: {Path: "/docker/3f4e5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081", Removed: true}},
+		Records:  nil,
 	}
 	for i := range 100 * s.n {
 		snap.Records = append(snap.Records, tracer.Record{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 1, Cache: "kmalloc-64", PID: 42, Comm: "leaker"}, Addr: uint64(i+1) << 6, BytesAlloc: 64})

@@ -443,7 +443,7 @@ func writeOutputs(o *recordOptions, agg *tracer.Aggregation, stdout, stderr io.W
 		return err
 	}
 	if o.top > 0 {
-		if err := agg.WriteSummary(stdout, o.top, tracer.IsAllocatorFrame); err != nil {
+		if err := agg.WriteSummary(stdout, o.top); err != nil {
 			return err
 		}
 		if more != nil {

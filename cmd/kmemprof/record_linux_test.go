@@ -913,7 +913,7 @@ func TestRecordBadCommand(t *testing.T) {
 // is not an allocator function.
 func callerOf(s *profile.Sample) string {
 	for _, f := range funcs(s) {
-		if !tracer.IsAllocatorFrame(f) {
+		if !bpf.IsAllocatorFrame(f) {
 			return f
 		}
 	}

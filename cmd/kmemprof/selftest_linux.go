@@ -141,7 +141,7 @@ func selftest(o *selftestOptions, w io.Writer) bool {
 			tracing++
 		}
 	}
-	leafOK := len(top.frames) > 0 && tracer.IsAllocatorFrame(top.frames[0].Function)
+	leafOK := len(top.frames) > 0 && bpf.IsAllocatorFrame(top.frames[0].Function)
 	c.check(unnamed == 0 && tracing == 0 && leafOK && len(top.frames) >= 4, "stack",
 		"%d frames, %d unnamed, %d tracing frames, leaf %s", len(top.frames), unnamed, tracing, leafName(top.frames))
 	for _, k := range agg.Counters {

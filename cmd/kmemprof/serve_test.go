@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmemprof/kmemprof/bpf"
 	"github.com/kmemprof/kmemprof/bpf/bpftest"
 	"github.com/kmemprof/kmemprof/tracer"
 )
@@ -67,6 +68,7 @@ func writeServeProfile(t testing.TB) string {
 	kCtx := tracer.Key{Kind: tracer.KindSlab, Stack: 1, Cache: "kmalloc-64", Comm: "leaker", PID: 42}
 	kFile := tracer.Key{Kind: tracer.KindSlab, Stack: 2, Cache: "filp", Comm: "leaker", PID: 42}
 	snap := &tracer.Snapshot{
+		Platform: bpf.Platform,
 		Meta: tracer.Meta{
 			Platform:   "linux",
 			Kernel:     "6.18.0-test",

@@ -1,0 +1,55 @@
+package tracer
+
+// Platform is what a backend tells the core about the kernel its snapshot
+// comes from: how to name and present its frames and labels. The core
+// knows no operating system; each backend has one (bpf.Platform for
+// Linux, etw.Platform for Windows) and puts it in every Snapshot. The zero
+// value is valid: nothing trimmed, no allocator frames known, the mapping
+// named "[kernel]".
+type Platform struct {
+	// KernelMapping is the file name of the profile's one kernel mapping,
+	// as tools expect it ("[kernel.kallsyms]" on Linux); "" means "[kernel]".
+	KernelMapping string
+	// KernelFile is the function file name of frames in the kernel image
+	// itself, which have no module ("vmlinux" on Linux); "" leaves it
+	// empty.
+	KernelFile string
+	// TrimLeading lists function-name prefixes of the tracing machinery
+	// that stacks walked from the backend's programs begin with; the
+	// builder drops the run of them at the leaf end (Options.TrimLeading
+	// overrides it).
+	TrimLeading []string
+	// AllocatorFrame reports whether a frame is the kernel allocator (or
+	// the kernel image underneath a driver) rather than the caller the
+	// summary shows: it shows the first frame past the run of them. nil:
+	// none is.
+	AllocatorFrame func(f Frame) bool
+	// Origin names, for the driver label, the module a stack's allocation
+	// came from (Windows: the first driver past the kernel image); nil or
+	// "": no label.
+	Origin func(frames []Frame) string
+	// MigrateName names a page migrate type (Options.MigrateName
+	// overrides it); nil: "migratetype(N)".
+	MigrateName func(mt uint8) string
+	// CacheHeader is the summary's heading for the cache or tag column;
+	// "" means "CACHE".
+	CacheHeader string
+}
+
+func (p *Platform) kernelMapping() string {
+	if p.KernelMapping == "" {
+		return "[kernel]"
+	}
+	return p.KernelMapping
+}
+
+func (p *Platform) isAllocator(f Frame) bool {
+	return p.AllocatorFrame != nil && p.AllocatorFrame(f)
+}
+
+func (p *Platform) cacheHeader() string {
+	if p.CacheHeader == "" {
+		return "CACHE"
+	}
+	return p.CacheHeader
+}
