@@ -49,7 +49,6 @@ type Options struct {
 	MigrateName func(mt uint8) string
 }
 
-
 // AggSample is one group of allocations sharing a Key: one pprof sample.
 type AggSample struct {
 	// Key identifies the group. A stack id that was missing from the

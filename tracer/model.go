@@ -155,8 +155,8 @@ type Snapshot struct {
 	Meta Meta
 	// Platform says how to present the backend's frames and labels.
 	Platform Platform
-	Records []Record
-	Totals  []Total
+	Records  []Record
+	Totals   []Total
 	// Stacks maps a stack id to raw kernel addresses, leaf (innermost) first.
 	Stacks map[StackID][]uint64
 	// Partial marks the stacks that hold only a call site (the return
