@@ -131,16 +131,18 @@ type Config struct {
 	// CgroupPath, if set, traces only allocations by tasks in this cgroup v2
 	// directory or below it (an absolute path under the cgroup2 mount).
 	CgroupPath string
-	// MemcgPath, if set, traces only allocations charged to this memory
-	// cgroup or one below it: a directory of the hierarchy the memory
-	// controller is on (cgroup v1 or v2), as a path under its mount or
-	// relative to its root.
+	// MemcgID, if not 0, traces only allocations charged to this memory
+	// cgroup or one below it: the id (inode number) of its directory in the
+	// hierarchy the memory controller is on, cgroup v1 or v2
+	// (host.MemcgHierarchy.FilterID finds it from a path).
+	MemcgID uint64
+	// MemcgPath is how MemcgID was given, for the profile's filters.
 	MemcgPath string
-
-	// Set by Open: the memory controller's hierarchy, and the id of
-	// MemcgPath (0: no filter).
-	memcg       memcgHierarchy
-	memcgFilter uint64
+	// MemcgHierarchy is the id of the memory controller's cgroup v1
+	// hierarchy (host.FindMemcgHierarchy), 0 when it is on cgroup v2: the
+	// cgroups made during the capture are recorded (Tracer.CgroupsMade) for
+	// it and for cgroup v2.
+	MemcgHierarchy uint32
 	// Caches, if set, traces only these slab caches (at most MaxCacheFilters
 	// names, e.g. "dentry", "kmalloc-64"). kmalloc names match every kmalloc
 	// variant of that size class (kmalloc-cg-64, kmalloc-rcl-64...).
@@ -244,11 +246,4 @@ func (c *Config) has(k tracer.Kind) bool {
 		}
 	}
 	return false
-}
-
-// memcgHierarchy is where the memory controller is: a cgroup v1 hierarchy
-// of its own (id > 0), or cgroup v2 (id 0).
-type memcgHierarchy struct {
-	mount string // where it is mounted; "" when it is not
-	id    uint32 // the v1 hierarchy's id (/proc/cgroups); 0 for v2
 }

@@ -3,7 +3,6 @@ package bpf
 import (
 	"errors"
 	"fmt"
-	"os"
 	"time"
 	"unsafe"
 
@@ -135,11 +134,6 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 		}
 		snap.UntracedFrees[caches.name(id)] += n
 	}
-	if snap.Memcgs, err = t.memcgs(snap); err != nil {
-		return nil, err
-	}
-	// Missing on kernels without SLUB's sysfs: no cache is named as merged.
-	snap.MergedCaches, _ = SlabAliases(os.DirFS("/sys/kernel/slab"))
 	snap.Reclaimable = map[string]bool{}
 	for _, d := range caches {
 		if d.reclaim {
@@ -703,58 +697,24 @@ func hookShort(i int) string {
 	return n
 }
 
-// memcgs names the memory cgroups the snapshot's records and totals point
-// to, and says which were removed.
-func (t *Tracer) memcgs(snap *tracer.Snapshot) (map[uint64]tracer.Memcg, error) {
-	if err := t.drainCgroupNames(); err != nil {
-		return nil, err
-	}
-	out := map[uint64]tracer.Memcg{}
-	walked := false
-	add := func(id uint64) {
-		if _, ok := out[id]; !ok && id != 0 {
-			out[id] = t.memcgNames.memcg(id, &walked)
-		}
-	}
-	for i := range snap.Records {
-		add(snap.Records[i].MemcgID)
-	}
-	for i := range snap.Totals {
-		add(snap.Totals[i].MemcgID)
-	}
-	// A long run (an agent) on a host that makes containers all day: forget
-	// the removed cgroups no record points to any more.
-	if len(t.memcgNames.paths) > maxCgroupNames || len(t.v2Names.paths) > maxCgroupNames {
-		keep := map[uint64]bool{}
-		for id := range out {
-			keep[id] = true
-		}
-		for i := range snap.Records {
-			keep[snap.Records[i].CgroupID] = true
-		}
-		for i := range snap.Totals {
-			keep[snap.Totals[i].CgroupID] = true
-		}
-		t.memcgNames.prune(keep)
-		if t.v2Names != t.memcgNames {
-			t.v2Names.prune(keep)
-		}
-	}
-	return out, nil
+// MadeCgroup is a cgroup made during the capture, as cgroup_mkdir saw it.
+type MadeCgroup struct {
+	Hierarchy uint32 // its cgroup v1 hierarchy id; 0 for cgroup v2
+	ID        uint64 // the id (inode number) of its directory
+	Path      string // relative to its hierarchy's root
 }
 
-// maxCgroupNames is how many cgroup paths a tracer keeps before it forgets
-// those of removed cgroups.
-const maxCgroupNames = 65536
-
-// drainCgroupNames moves the paths cgroup_mkdir kept into memcgNames and
-// v2Names, emptying the map for the cgroups made from now on.
-func (t *Tracer) drainCgroupNames() error {
+// CgroupsMade returns the cgroups made since the last call, in cgroup v2 and
+// in the memory controller's hierarchy (Config.MemcgHierarchy), removed ones
+// included, and empties the record for those made from now on (65,536 at
+// most between calls: counter cgroup_names_full).
+func (t *Tracer) CgroupsMade() ([]MadeCgroup, error) {
 	m := t.coll.Maps["cgroup_names"]
 	var (
 		k    kmemprofCgroupNameKey
 		v    kmemprofCgroupName
 		keys []kmemprofCgroupNameKey
+		out  []MadeCgroup
 	)
 	it := m.Iterate()
 	for it.Next(&k, &v) {
@@ -765,28 +725,16 @@ func (t *Tracer) drainCgroupNames() error {
 			}
 			b = append(b, byte(c))
 		}
-		switch k.Hierarchy {
-		case t.cfg.memcg.id:
-			t.memcgNames.paths[k.Id] = string(b)
-		case 0:
-			t.v2Names.paths[k.Id] = string(b)
-		}
+		out = append(out, MadeCgroup{Hierarchy: k.Hierarchy, ID: k.Id, Path: string(b)})
 		keys = append(keys, k)
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("reading the cgroup paths: %w", err)
+		return nil, fmt.Errorf("reading the cgroup paths: %w", err)
 	}
 	for i := range keys {
 		if err := m.Delete(&keys[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("clearing the cgroup paths: %w", err)
+			return nil, fmt.Errorf("clearing the cgroup paths: %w", err)
 		}
 	}
-	return nil
-}
-
-// CgroupV2Names returns the cgroup v2 paths the tracer learnt, by id: those
-// of the cgroups that existed at the start, and of those made since up to
-// the last Snapshot, removed ones included. The caller must not modify it.
-func (t *Tracer) CgroupV2Names() map[uint64]string {
-	return t.v2Names.paths
+	return out, nil
 }

@@ -67,10 +67,6 @@ type Tracer struct {
 	// the first such error.
 	clockErrors atomic.Uint64
 	clockErr    atomic.Pointer[error]
-	// memcgNames names the memory cgroups of the memory controller's
-	// hierarchy, v2Names those of cgroup v2 (the same when memory is on
-	// v2): walked at the start, then learnt from cgroup_mkdir.
-	memcgNames, v2Names *cgroupNames
 	// cont is the state of Config.Continuous (nil without it).
 	cont *continuous
 }
@@ -139,14 +135,6 @@ func Open(cfg Config) (*Tracer, error) {
 	}
 	if cfg.SelfPID == 0 {
 		cfg.SelfPID = uint32(os.Getpid())
-	}
-	cfg.memcg = findMemcgHierarchy()
-	if cfg.MemcgPath != "" {
-		id, err := cfg.memcg.filterID(cfg.MemcgPath)
-		if err != nil {
-			return nil, err
-		}
-		cfg.memcgFilter = id
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("raising RLIMIT_MEMLOCK: %w", err)
@@ -331,8 +319,8 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, p *plan) (*ebpf.Colle
 		{"filter_tgid", cfg.PID},
 		{"filter_tree", boolByte(cfg.Follow)},
 		{"filter_cgroup", cgFilter},
-		{"filter_memcg", cfg.memcgFilter},
-		{"memcg_hierarchy", cfg.memcg.id},
+		{"filter_memcg", cfg.MemcgID},
+		{"memcg_hierarchy", cfg.MemcgHierarchy},
 		{"min_size", cfg.MinSize},
 		{"cache_filter_n", uint32(len(cfg.Caches))},
 		{"cache_filter", filters},
@@ -422,14 +410,6 @@ func open(spec *ebpf.CollectionSpec, cfg Config, mode Mode) (_ *Tracer, err erro
 	}
 	if err := t.attach(p); err != nil {
 		return nil, err
-	}
-	// After attaching: a cgroup made from now on is named by cgroup_mkdir.
-	t.memcgNames = newCgroupNames(cfg.memcg.mount)
-	t.memcgNames.walk()
-	t.v2Names = t.memcgNames
-	if cfg.memcg.id != 0 {
-		t.v2Names = newCgroupNames(Cgroup2Mount())
-		t.v2Names.walk()
 	}
 	t.mu.Lock()
 	t.start = time.Now()
@@ -634,7 +614,7 @@ func (t *Tracer) setCgroupFilter() error {
 	}
 	if st.Type != unix.CGROUP2_SUPER_MAGIC {
 		f.Close()
-		return fmt.Errorf("--cgroup %s is not a cgroup v2 directory; give its path under the cgroup2 mount (%s)", t.cfg.CgroupPath, Cgroup2Mount())
+		return fmt.Errorf("--cgroup %s is not a cgroup v2 directory; give a directory under the cgroup2 mount", t.cfg.CgroupPath)
 	}
 	if err := t.coll.Maps["cgroup_filter"].Put(uint32(0), uint32(f.Fd())); err != nil {
 		f.Close()

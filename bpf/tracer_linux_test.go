@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/kmemprof/kmemprof/bpf/bpftest"
+	"github.com/kmemprof/kmemprof/symbolize/host"
 	"github.com/kmemprof/kmemprof/tracer"
 )
 
@@ -229,37 +230,14 @@ func TestProgramsGoneAfterClose(t *testing.T) {
 // testCgroup makes a cgroup v2 directory for one test and removes it after.
 func testCgroup(t *testing.T) (abs, rel string) {
 	t.Helper()
-	mnt := Cgroup2Mount()
-	if mnt == "" {
-		if os.Getenv(bpftest.RequireEnv) == "1" {
-			t.Fatal("cgroup2 is not mounted")
-		}
-		t.Skip("cgroup2 is not mounted")
-	}
-	rel = "/kmemprof-test-" + strconv.Itoa(os.Getpid()) + "-" + strings.ReplaceAll(t.Name(), "/", "_")
-	abs = mnt + rel
-	if err := os.Mkdir(abs, 0o755); err != nil {
-		t.Fatalf("making a test cgroup: %v", err)
-	}
-	t.Cleanup(func() {
-		// The child has exited by now (its cleanup ran first); retry while the
-		// kernel finishes tearing it down.
-		for i := 0; i < 50; i++ {
-			if err := os.Remove(abs); err == nil || os.IsNotExist(err) {
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		t.Errorf("test cgroup %s not removed", abs)
-	})
-	return abs, rel
+	return bpftest.Cgroup(t, host.Cgroup2Mount())
 }
 
 // TestKernelFilters checks that each filter runs in the kernel: the leak is
 // still found, and nothing outside the filter is recorded.
 func TestKernelFilters(t *testing.T) {
 	bpftest.Require(t)
-	resolver := NewCgroupResolver()
+	resolver := host.NewCgroupResolver()
 	const n = 1000
 	for _, tc := range []struct {
 		name  string
@@ -318,7 +296,7 @@ func TestKernelFilters(t *testing.T) {
 			if tc.setup != nil {
 				cgDir = tc.setup(t, &cfg)
 				if cgDir != "" {
-					cgRel = strings.TrimPrefix(cgDir, Cgroup2Mount())
+					cgRel = strings.TrimPrefix(cgDir, host.Cgroup2Mount())
 				}
 			}
 			l := bpftest.StartIdleLeaker(t, n, cgDir)
@@ -511,13 +489,6 @@ func checkAccounting(t *testing.T, snap *tracer.Snapshot) {
 	freed := c("freed") + c("free_untracked_slab") + c("free_untracked_page") + c("free_untracked_percpu") + c("free_null") + c("bulk_free_truncated")
 	if frees == 0 || frees != freed {
 		t.Errorf("free events %d, but freed+untracked+null+bulk_truncated = %d", frees, freed)
-	}
-}
-
-func TestKernelGFPNamer(t *testing.T) {
-	g := KernelGFPNamer()
-	if got := g.Name(0xcc0); got != "GFP_KERNEL" {
-		t.Errorf("GFP_KERNEL (0xcc0 on 6.x) named %q", got)
 	}
 }
 

@@ -12,9 +12,6 @@ import (
 // Tracer is not available on this platform.
 type Tracer struct{}
 
-// CgroupResolver resolves nothing on this platform.
-type CgroupResolver struct{}
-
 func errNotSupported() error {
 	return fmt.Errorf("%w (%s)", ErrNotSupported, runtime.GOOS)
 }
@@ -54,12 +51,3 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) { return nil, errNotSuppor
 
 // KernelRelease returns "unknown".
 func KernelRelease() string { return "unknown" }
-
-// Cgroup2Mount returns "".
-func Cgroup2Mount() string { return "" }
-
-// NewCgroupResolver returns a resolver that resolves nothing.
-func NewCgroupResolver() *CgroupResolver { return &CgroupResolver{} }
-
-// Path returns "".
-func (r *CgroupResolver) Path(uint64) string { return "" }

@@ -47,6 +47,11 @@ type Options struct {
 	// MigrateName names a migrate type for the migratetype label of page
 	// samples; nil means the snapshot's Platform.MigrateName.
 	MigrateName func(mt uint8) string
+	// Container names the container ("runtime:id") and the Kubernetes pod
+	// (its uid) a cgroup or memcg path belongs to, for the container and
+	// pod labels; "" for either when the path says nothing of it. nil: no
+	// such labels.
+	Container func(cgroupPath string) (container, pod string)
 }
 
 // AggSample is one group of allocations sharing a Key: one pprof sample.
@@ -105,6 +110,7 @@ type Aggregation struct {
 	// gfpName and migrateName are Options.GFPName and Options.MigrateName.
 	gfpName     func(uint32) string
 	migrateName func(uint8) string
+	container   func(string) (string, string)
 	// HasGrowth is true when Options.Growth was given.
 	HasGrowth bool
 	// SampleEvery is the sampling rate the values were scaled by (1: every
@@ -511,7 +517,7 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 	}
 	a.UntracedFrees = snap.UntracedFrees
 	a.MergedCaches = snap.MergedCaches
-	a.gfpName, a.migrateName = opt.GFPName, opt.MigrateName
+	a.gfpName, a.migrateName, a.container = opt.GFPName, opt.MigrateName, opt.Container
 	if a.migrateName == nil {
 		a.migrateName = snap.Platform.MigrateName
 	}

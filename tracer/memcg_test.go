@@ -48,7 +48,15 @@ func TestMemcgLabelsAndSummary(t *testing.T) {
 	add(idGone2, sKmalloc, "kmalloc-64", 2, 64)
 	add(idLive, sKmalloc, "dentry", 5, 192)
 	add(idAnon, sKmalloc, "kmalloc-32", 1, 32)
-	agg, err := tracer.Aggregate(snap, newFakeSymbolizer(t), tracer.Options{CgroupPath: func(uint64) string { return "/" }})
+	// The backend's container naming, as the builder applies it: the
+	// container of the memcg path where the cgroup (v1 host: "/") has none.
+	container := func(path string) (string, string) {
+		if id, ok := strings.CutPrefix(path, "/docker/"); ok && len(id) >= 12 {
+			return "docker:" + id[:12], ""
+		}
+		return "", ""
+	}
+	agg, err := tracer.Aggregate(snap, newFakeSymbolizer(t), tracer.Options{CgroupPath: func(uint64) string { return "/" }, Container: container})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,8 +33,8 @@ const (
 	LabelGFP       = "gfp"            // page allocations: GFP flags
 	LabelMigrate   = "migratetype"    // page allocations: migrate type
 	LabelAccounted = "accounted"
-	LabelContainer = "container" // runtime:short id from the cgroup path (ContainerID), e.g. "docker:3f4e5a6b7c8d"
-	LabelPod       = "pod"       // Kubernetes pod uid from the cgroup path (PodUID)
+	LabelContainer = "container" // the container of the cgroup path (Options.Container), e.g. "docker:3f4e5a6b7c8d..."
+	LabelPod       = "pod"       // the Kubernetes pod uid of the cgroup path (Options.Container)
 	// LabelMemcg is the memory cgroup charged, by its path in the memory
 	// controller's hierarchy (v1 or v2); "id:N" when it was removed before
 	// it could be named.
@@ -93,7 +93,7 @@ func (a *Aggregation) Profile() (*profile.Profile, error) {
 	}
 
 	b := newProfileBuilder(p, a.Samples, &a.Platform)
-	b.gfpName, b.migrateName = a.gfpName, a.migrateName
+	b.gfpName, b.migrateName, b.container = a.gfpName, a.migrateName, a.container
 	b.merged = a.MergedCaches
 	p.Sample = make([]*profile.Sample, len(a.Samples))
 	// One allocation for all samples and one for all values: at a million
@@ -162,6 +162,7 @@ type profileBuilder struct {
 	platform    *Platform
 	gfpName     func(uint32) string
 	migrateName func(uint8) string
+	container   func(string) (string, string)
 	merged      map[string][]string // slab cache aliases (a function of the cache label)
 	kernel      *profile.Mapping
 	funcs       map[funcKey]*profile.Function
@@ -378,13 +379,16 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 		}
 	}
 	for _, path := range paths {
-		if rt, id := ContainerID(path); id != "" {
-			l[LabelContainer] = []string{rt + ":" + id}
+		if b.container == nil {
+			break
 		}
-		if uid := PodUID(path); uid != "" {
-			l[LabelPod] = []string{uid}
-		}
-		if l[LabelContainer] != nil || l[LabelPod] != nil {
+		if ctr, pod := b.container(path); ctr != "" || pod != "" {
+			if ctr != "" {
+				l[LabelContainer] = []string{ctr}
+			}
+			if pod != "" {
+				l[LabelPod] = []string{pod}
+			}
 			break
 		}
 	}

@@ -306,3 +306,33 @@ func StartPipeFiller(t testing.TB, n int) *Child {
 	t.Helper()
 	return startChild(t, helperEnv+"=pipes", helperEnv+"_N="+strconv.Itoa(n))
 }
+
+// Cgroup makes a cgroup v2 directory under mnt (the cgroup2 mount) for one
+// test and removes it after; with no mount it skips, or fails under
+// RequireEnv.
+func Cgroup(t testing.TB, mnt string) (abs, rel string) {
+	t.Helper()
+	if mnt == "" {
+		if os.Getenv(RequireEnv) == "1" {
+			t.Fatal("cgroup2 is not mounted")
+		}
+		t.Skip("cgroup2 is not mounted")
+	}
+	rel = "/kmemprof-test-" + strconv.Itoa(os.Getpid()) + "-" + strings.ReplaceAll(t.Name(), "/", "_")
+	abs = mnt + rel
+	if err := os.Mkdir(abs, 0o755); err != nil {
+		t.Fatalf("making a test cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		// The child has exited by now (its cleanup ran first); retry while the
+		// kernel finishes tearing it down.
+		for i := 0; i < 50; i++ {
+			if err := os.Remove(abs); err == nil || os.IsNotExist(err) {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Errorf("test cgroup %s not removed", abs)
+	})
+	return abs, rel
+}

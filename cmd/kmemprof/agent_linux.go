@@ -29,6 +29,7 @@ import (
 
 	"github.com/kmemprof/kmemprof/bpf"
 	"github.com/kmemprof/kmemprof/symbolize"
+	"github.com/kmemprof/kmemprof/symbolize/host"
 	"github.com/kmemprof/kmemprof/tracer"
 )
 
@@ -207,7 +208,8 @@ type snapshotSource interface {
 
 // tracerSource collects from an attached tracer.
 type tracerSource struct {
-	tr *bpf.Tracer
+	tr    *bpf.Tracer
+	names *hostNames
 }
 
 func (s *tracerSource) Collect() (*tracer.Aggregation, error) {
@@ -221,9 +223,11 @@ func (s *tracerSource) Collect() (*tracer.Aggregation, error) {
 	}
 	// A resolver per snapshot: one kept for the agent's life would remember
 	// every cgroup ever removed.
-	cg := bpf.NewCgroupResolver()
-	cg.Learn(s.tr.CgroupV2Names())
-	return tracer.Aggregate(snap, kallsymsSymbolizer{syms}, tracer.Options{CgroupPath: cg.Path, GFPName: bpf.KernelGFPNamer().Name})
+	cg, err := s.names.annotate(s.tr, snap)
+	if err != nil {
+		return nil, err
+	}
+	return tracer.Aggregate(snap, kallsymsSymbolizer{syms}, tracer.Options{CgroupPath: cg.Path, GFPName: host.KernelGFPNamer().Name, Container: host.Container})
 }
 
 func (s *tracerSource) Events() uint64 {
@@ -241,13 +245,17 @@ func agent(ctx context.Context, o *agentOptions, stderr io.Writer) error {
 	if err := checkKallsyms(); err != nil {
 		return err
 	}
+	if err := hostConfig(&o.bpf); err != nil {
+		return err
+	}
 	tr, err := bpf.Open(o.bpf)
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
+	names := newHostNames()
 	fmt.Fprintf(stderr, "tracing %s (attach %s), a snapshot every %s\n", strings.Join(tr.Hooks(), ", "), tr.Mode(), o.interval)
-	return runAgentLoop(ctx, o, &tracerSource{tr: tr}, stderr)
+	return runAgentLoop(ctx, o, &tracerSource{tr: tr, names: names}, stderr)
 }
 
 // runAgentLoop samples src every interval, pushes and exposes what it

@@ -27,6 +27,7 @@ import (
 
 	"github.com/kmemprof/kmemprof/bpf"
 	"github.com/kmemprof/kmemprof/bpf/bpftest"
+	"github.com/kmemprof/kmemprof/symbolize/host"
 	"github.com/kmemprof/kmemprof/tracer"
 )
 
@@ -97,7 +98,7 @@ func (s *fakeSource) Collect() (*tracer.Aggregation, error) {
 		snap.Records = append(snap.Records, tracer.Record{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 2, Cache: "dentry", MemcgID: 7}, Addr: uint64(1<<30 + i<<8), BytesAlloc: 192})
 	}
 	snap.Meta.Counters = []tracer.Counter{{Name: "events_kmalloc", Value: uint64(1000 * s.n)}, {Name: "outstanding_map_full", Value: 3, Loss: true}}
-	return tracer.Aggregate(snap, nameSym{}, tracer.Options{})
+	return tracer.Aggregate(snap, nameSym{}, tracer.Options{Container: host.Container})
 }
 
 func (s *fakeSource) Events() uint64 { return uint64(1000 * s.n) }

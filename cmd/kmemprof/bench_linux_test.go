@@ -13,6 +13,7 @@ import (
 	"github.com/kmemprof/kmemprof/bpf"
 	"github.com/kmemprof/kmemprof/bpf/bpftest"
 	"github.com/kmemprof/kmemprof/symbolize"
+	"github.com/kmemprof/kmemprof/symbolize/host"
 	"github.com/kmemprof/kmemprof/tracer"
 )
 
@@ -61,7 +62,7 @@ func BenchmarkSnapshotToProfile1M(b *testing.B) {
 			b.Fatal(err)
 		}
 		records = len(snap.Records)
-		agg, err := tracer.Aggregate(snap, kallsymsSymbolizer{syms}, tracer.Options{CgroupPath: bpf.NewCgroupResolver().Path})
+		agg, err := tracer.Aggregate(snap, kallsymsSymbolizer{syms}, tracer.Options{CgroupPath: host.NewCgroupResolver().Path})
 		if err != nil {
 			b.Fatal(err)
 		}

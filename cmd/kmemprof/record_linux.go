@@ -15,6 +15,7 @@ import (
 
 	"github.com/kmemprof/kmemprof/bpf"
 	"github.com/kmemprof/kmemprof/symbolize"
+	"github.com/kmemprof/kmemprof/symbolize/host"
 	"github.com/kmemprof/kmemprof/tracer"
 )
 
@@ -112,14 +113,18 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
+	if err := hostConfig(&o.bpf); err != nil {
+		return err
+	}
 	tr, err := bpf.Open(o.bpf)
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
+	names := newHostNames()
 	// The system's own slab accounting, to show beside what was tracked;
 	// read once kmemprof's maps exist, so that they are not in the deltas.
-	sysStart, sysErr := bpf.ReadSystemView()
+	sysStart, sysErr := host.ReadSystemView()
 	if sysErr != nil {
 		fmt.Fprintf(stderr, "note: %v\n", sysErr)
 	}
@@ -187,9 +192,11 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sysEnd, _ := bpf.ReadSystemView()
-	cg := bpf.NewCgroupResolver()
-	cg.Learn(tr.CgroupV2Names())
+	sysEnd, _ := host.ReadSystemView()
+	cg, err := names.annotate(tr, snap)
+	if err != nil {
+		return err
+	}
 	cgroupPath := func(id uint64) string {
 		// Allocations of cgroups removed before the end are marked: the
 		// memcg leak of BACKGROUND.md is slab held by dead containers.
@@ -202,7 +209,7 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		}
 		return p
 	}
-	opts := tracer.Options{MinAge: o.minAge, CgroupPath: cgroupPath, GFPName: bpf.KernelGFPNamer().Name}
+	opts := tracer.Options{MinAge: o.minAge, CgroupPath: cgroupPath, GFPName: host.KernelGFPNamer().Name, Container: host.Container}
 	if res.Series != nil {
 		opts.Growth = res.Series.Growth()
 		snap.Meta.Comments = append(snap.Meta.Comments, fmt.Sprintf("growth: %d measurements every %s", len(res.Series.Points), o.interval))
@@ -211,9 +218,9 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	agg.Meta.Comments = append(agg.Meta.Comments, bpf.SystemViewComments(sysStart, sysEnd)...)
+	agg.Meta.Comments = append(agg.Meta.Comments, host.SystemViewComments(sysStart, sysEnd)...)
 	return writeOutputs(o, agg, stdout, stderr, func(w io.Writer) error {
 		fmt.Fprintln(w)
-		return bpf.FormatSystemView(w, sysStart, sysEnd, bpf.TrackedByCache(agg))
+		return host.FormatSystemView(w, sysStart, sysEnd, host.TrackedByCache(agg))
 	})
 }

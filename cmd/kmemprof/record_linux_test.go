@@ -24,6 +24,7 @@ import (
 
 	"github.com/kmemprof/kmemprof/bpf"
 	"github.com/kmemprof/kmemprof/bpf/bpftest"
+	"github.com/kmemprof/kmemprof/symbolize/host"
 	"github.com/kmemprof/kmemprof/tracer"
 )
 
@@ -718,7 +719,7 @@ func TestRecordHTTP(t *testing.T) {
 // container's carries the cgroup path and the container id.
 func TestRecordContainerCgroup(t *testing.T) {
 	bpftest.Require(t)
-	mnt := bpf.Cgroup2Mount()
+	mnt := host.Cgroup2Mount()
 	if mnt == "" {
 		t.Fatal("cgroup2 is not mounted")
 	}
@@ -943,7 +944,7 @@ func eventfdsOf(t *testing.T, pid int) int {
 // SLUB merges on most kernels.
 func TestRecordMergedCacheNames(t *testing.T) {
 	bpftest.Require(t)
-	aliases, err := bpf.SlabAliases(os.DirFS("/sys/kernel/slab"))
+	aliases, err := host.SlabAliases(os.DirFS("/sys/kernel/slab"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -993,7 +994,7 @@ func TestRecordMergedCacheNames(t *testing.T) {
 // and its path relative to the hierarchy's root.
 func memcgParent(t *testing.T) (dir, rel string) {
 	t.Helper()
-	mount, v1 := bpf.MemcgMount()
+	mount, v1 := host.MemcgMount()
 	if mount == "" {
 		t.Skip("the memory cgroup controller is not mounted")
 	}
@@ -1173,7 +1174,7 @@ func TestRecordMemcgFilter(t *testing.T) {
 	t.Cleanup(func() { rmdirRetry(child) })
 	inside := fillInMemcg(t, child, filepath.Join(files, "inside"), 200)
 	// A shell outside the filter, in the hierarchy's root.
-	mount, _ := bpf.MemcgMount()
+	mount, _ := host.MemcgMount()
 	outside := fillInMemcg(t, mount, filepath.Join(files, "outside"), 200)
 	r.stop(t, syscall.SIGINT)
 	p := readProfile(t, r.out)

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kmemprof/kmemprof/bpf"
+	"github.com/kmemprof/kmemprof/symbolize/host"
 	"github.com/kmemprof/kmemprof/tracer"
 )
 
@@ -77,7 +78,7 @@ func top(o *topOptions, stdin io.Reader, stdout, stderr io.Writer) error {
 	start := time.Now()
 	prev := map[string]uint64{}
 	// Caches the allocator merged: a row shows the names users look for.
-	merged, _ := bpf.SlabAliases(os.DirFS("/sys/kernel/slab"))
+	merged, _ := host.SlabAliases(os.DirFS("/sys/kernel/slab"))
 	last := start
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()

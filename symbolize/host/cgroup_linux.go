@@ -1,4 +1,4 @@
-package bpf
+package host
 
 import (
 	"bufio"
@@ -202,40 +202,48 @@ func cgroupGone(mount, path string, id uint64) bool {
 	return errors.Is(err, fs.ErrNotExist) || (err == nil && st.Ino != id)
 }
 
-// findMemcgHierarchy finds the memory controller's hierarchy.
-func findMemcgHierarchy() memcgHierarchy {
+// MemcgHierarchy is where the memory controller is: a cgroup v1 hierarchy
+// of its own, or cgroup v2.
+type MemcgHierarchy struct {
+	Mount string // where it is mounted; "" when it is not
+	V1ID  uint32 // the v1 hierarchy's id (/proc/cgroups); 0 for v2
+}
+
+// FindMemcgHierarchy finds the memory controller's hierarchy.
+func FindMemcgHierarchy() MemcgHierarchy {
 	// From 6.15 /proc/cgroups lists only the controllers bound to v1.
 	cg, _ := readProcFile(os.DirFS("/proc"), "cgroups", ParseProcCgroups)
 	if mem, ok := cg["memory"]; ok && mem[0] != 0 {
-		return memcgHierarchy{mount: cgroupV1Mount("memory"), id: uint32(mem[0])}
+		return MemcgHierarchy{Mount: cgroupV1Mount("memory"), V1ID: uint32(mem[0])}
 	}
-	return memcgHierarchy{mount: Cgroup2Mount()}
+	return MemcgHierarchy{Mount: Cgroup2Mount()}
 }
 
-func (h memcgHierarchy) String() string {
-	if h.id != 0 {
+func (h MemcgHierarchy) String() string {
+	if h.V1ID != 0 {
 		return "the cgroup v1 memory hierarchy"
 	}
 	return "cgroup v2"
 }
 
-// filterID returns the id of the memory cgroup --memcg names: a directory
+// FilterID returns the id of the memory cgroup --memcg names: a directory
 // of the memory controller's hierarchy, given as a path under its mount or
-// relative to the hierarchy's root ("/docker/3f4e...").
-func (h memcgHierarchy) filterID(path string) (uint64, error) {
-	if h.mount == "" {
+// relative to the hierarchy's root ("/docker/3f4e..."). The error says
+// what to give instead.
+func (h MemcgHierarchy) FilterID(path string) (uint64, error) {
+	if h.Mount == "" {
 		return 0, fmt.Errorf("--memcg %s: the memory controller's hierarchy (%s) is not mounted", path, h)
 	}
 	full := path
-	if rel, err := filepath.Rel(h.mount, path); err != nil || strings.HasPrefix(rel, "..") || !filepath.IsAbs(path) {
-		full = filepath.Join(h.mount, path)
+	if rel, err := filepath.Rel(h.Mount, path); err != nil || strings.HasPrefix(rel, "..") || !filepath.IsAbs(path) {
+		full = filepath.Join(h.Mount, path)
 	}
 	var st unix.Statfs_t
 	if err := unix.Statfs(full, &st); err != nil {
-		return 0, fmt.Errorf("--memcg %s: %w (give a memory cgroup's path under %s, or relative to it)", path, err, h.mount)
+		return 0, fmt.Errorf("--memcg %s: %w (give a memory cgroup's path under %s, or relative to it)", path, err, h.Mount)
 	}
 	if st.Type != unix.CGROUP_SUPER_MAGIC && st.Type != unix.CGROUP2_SUPER_MAGIC {
-		return 0, fmt.Errorf("--memcg %s: %s is not a cgroup directory (the memory controller is on %s, mounted at %s)", path, full, h, h.mount)
+		return 0, fmt.Errorf("--memcg %s: %s is not a cgroup directory (the memory controller is on %s, mounted at %s)", path, full, h, h.Mount)
 	}
 	var fi syscall.Stat_t
 	if err := syscall.Stat(full, &fi); err != nil {
@@ -295,6 +303,84 @@ func (n *cgroupNames) memcg(id uint64, walked *bool) tracer.Memcg {
 // MemcgMount returns where the memory controller's hierarchy is mounted
 // ("" when it is not), and whether it is a cgroup v1 hierarchy.
 func MemcgMount() (mount string, v1 bool) {
-	h := findMemcgHierarchy()
-	return h.mount, h.id != 0
+	h := FindMemcgHierarchy()
+	return h.Mount, h.V1ID != 0
+}
+
+// Names names the cgroups a capture's records point to: those that existed
+// when it started (walked), and those made during it, which the tracer saw
+// made (Learn). A removed cgroup keeps its name, marked removed.
+type Names struct {
+	memcgV1   uint32
+	memcg, v2 *cgroupNames
+}
+
+// NewNames walks the memory controller's hierarchy h and, on a v1 or
+// hybrid host, cgroup v2 too. Call it once the tracer is attached, so that
+// every cgroup made afterwards is one it sees made.
+func NewNames(h MemcgHierarchy) *Names {
+	n := &Names{memcgV1: h.V1ID, memcg: newCgroupNames(h.Mount)}
+	n.memcg.walk()
+	n.v2 = n.memcg
+	if h.V1ID != 0 {
+		n.v2 = newCgroupNames(Cgroup2Mount())
+		n.v2.walk()
+	}
+	return n
+}
+
+// Learn adds a cgroup the tracer saw made: its id and path in the
+// hierarchy of that id (0: cgroup v2). Other hierarchies are ignored.
+func (n *Names) Learn(hierarchy uint32, id uint64, path string) {
+	switch hierarchy {
+	case n.memcgV1:
+		n.memcg.paths[id] = path
+	case 0:
+		n.v2.paths[id] = path
+	}
+}
+
+// V2 returns the cgroup v2 paths known, by id, removed cgroups included
+// (for CgroupResolver.Learn). The caller must not modify it.
+func (n *Names) V2() map[uint64]string { return n.v2.paths }
+
+// maxCgroupNames is how many cgroup paths Names keeps before it forgets
+// those of removed cgroups no record points to.
+const maxCgroupNames = 65536
+
+// Memcgs names the memory cgroups snap's records and totals point to
+// (tracer.Snapshot.Memcgs), and says which were removed. A long run (an
+// agent) on a host that makes containers all day forgets, past
+// maxCgroupNames, the removed cgroups no record points to any more.
+func (n *Names) Memcgs(snap *tracer.Snapshot) map[uint64]tracer.Memcg {
+	out := map[uint64]tracer.Memcg{}
+	walked := false
+	add := func(id uint64) {
+		if _, ok := out[id]; !ok && id != 0 {
+			out[id] = n.memcg.memcg(id, &walked)
+		}
+	}
+	for i := range snap.Records {
+		add(snap.Records[i].MemcgID)
+	}
+	for i := range snap.Totals {
+		add(snap.Totals[i].MemcgID)
+	}
+	if len(n.memcg.paths) > maxCgroupNames || len(n.v2.paths) > maxCgroupNames {
+		keep := map[uint64]bool{}
+		for id := range out {
+			keep[id] = true
+		}
+		for i := range snap.Records {
+			keep[snap.Records[i].CgroupID] = true
+		}
+		for i := range snap.Totals {
+			keep[snap.Totals[i].CgroupID] = true
+		}
+		n.memcg.prune(keep)
+		if n.v2 != n.memcg {
+			n.v2.prune(keep)
+		}
+	}
+	return out
 }

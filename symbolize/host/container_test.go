@@ -1,4 +1,4 @@
-package tracer_test
+package host
 
 import (
 	"testing"
@@ -119,11 +119,11 @@ func TestContainerID(t *testing.T) {
 		{name: "bad uid", path: "/kubepods/burstable/pod1b2c3d4e-5f60-4718-92a3"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			rt, id := tracer.ContainerID(tt.path)
+			rt, id := ContainerID(tt.path)
 			if rt != tt.runtime || id != tt.id {
 				t.Errorf("ContainerID(%q) = %q, %q; want %q, %q", tt.path, rt, id, tt.runtime, tt.id)
 			}
-			if got := tracer.PodUID(tt.path); got != tt.pod {
+			if got := PodUID(tt.path); got != tt.pod {
 				t.Errorf("PodUID(%q) = %q, want %q", tt.path, got, tt.pod)
 			}
 		})
@@ -147,7 +147,7 @@ func TestContainerLabels(t *testing.T) {
 			BytesAlloc: 64 * id, // distinct values keep the sample order fixed
 		})
 	}
-	agg, err := tracer.Aggregate(snap, nil, tracer.Options{CgroupPath: func(id uint64) string { return paths[id] }})
+	agg, err := tracer.Aggregate(snap, nil, tracer.Options{CgroupPath: func(id uint64) string { return paths[id] }, Container: Container})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func first(vs []string) string {
 func BenchmarkContainerID(b *testing.B) {
 	path := "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod" + uidU + ".slice/cri-containerd-" + cid + ".scope"
 	for b.Loop() {
-		tracer.ContainerID(path)
-		tracer.PodUID(path)
+		ContainerID(path)
+		PodUID(path)
 	}
 }

@@ -1,4 +1,4 @@
-package tracer
+package host
 
 import "strings"
 
@@ -160,4 +160,13 @@ func isPodUID(s string) bool {
 		}
 	}
 	return true
+}
+
+// Container is ContainerID and PodUID together, as tracer.Options.Container
+// wants them: "runtime:id" and the pod uid of a cgroup path.
+func Container(cgroupPath string) (container, pod string) {
+	if rt, id := ContainerID(cgroupPath); id != "" {
+		container = rt + ":" + id
+	}
+	return container, PodUID(cgroupPath)
 }

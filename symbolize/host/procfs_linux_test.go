@@ -1,4 +1,4 @@
-package bpf
+package host
 
 import (
 	"errors"
@@ -46,7 +46,7 @@ func TestCgroupPathsOfPID(t *testing.T) {
 
 func TestCgroupResolverDead(t *testing.T) {
 	bpftest.Require(t)
-	abs, rel := testCgroup(t)
+	abs, rel := bpftest.Cgroup(t, Cgroup2Mount())
 	var st syscall.Stat_t
 	if err := syscall.Stat(abs, &st); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package bpf
+package host
 
 import (
 	"fmt"
@@ -19,6 +19,3 @@ func ReadSystemView() (SystemView, error) {
 func CgroupPathsOfPID(pid int) (map[string]string, error) {
 	return nil, fmt.Errorf("reading /proc/%d/cgroup on %s: %w", pid, runtime.GOOS, ErrNotSupported)
 }
-
-// Dead returns false: this platform's resolver knows no cgroups.
-func (r *CgroupResolver) Dead(uint64) bool { return false }
