@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -312,6 +313,7 @@ func StartPipeFiller(t testing.TB, n int) *Child {
 // RequireEnv.
 func Cgroup(t testing.TB, mnt string) (abs, rel string) {
 	t.Helper()
+	MakesCgroups(t)
 	if mnt == "" {
 		if os.Getenv(RequireEnv) == "1" {
 			t.Fatal("cgroup2 is not mounted")
@@ -336,3 +338,17 @@ func Cgroup(t testing.TB, mnt string) (abs, rel string) {
 	})
 	return abs, rel
 }
+
+// cgroupLock is the file whose lock orders, across the test binaries of
+// packages that run in parallel, the tests that make cgroups against those
+// that count the host's cgroups.
+var cgroupLock = filepath.Join(os.TempDir(), "kmemprof-tests-cgroups.lock")
+
+// MakesCgroups is called by a test that makes cgroups: many may run at
+// once, but none while a test that counts them (CountsCgroups) runs. The
+// lock is held until the test ends.
+func MakesCgroups(t testing.TB) { lockCgroups(t, false) }
+
+// CountsCgroups is called by a test whose figures are the host's cgroup
+// counts: it runs alone among the tests that make cgroups, until it ends.
+func CountsCgroups(t testing.TB) { lockCgroups(t, true) }

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"syscall"
+	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -209,4 +210,21 @@ func holdEventfds(n int, out io.Writer) error {
 	case <-time.After(5 * time.Minute):
 	}
 	return nil
+}
+
+func lockCgroups(t testing.TB, exclusive bool) {
+	t.Helper()
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	f, err := os.OpenFile(cgroupLock, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatalf("opening the tests' cgroup lock: %v", err)
+	}
+	if err := unix.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		t.Fatalf("taking the tests' cgroup lock: %v", err)
+	}
+	t.Cleanup(func() { f.Close() })
 }
