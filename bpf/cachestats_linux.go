@@ -46,7 +46,7 @@ func (t *Tracer) CacheStats() ([]CacheStat, error) {
 	var ids []uint64
 	var id uint64
 	var vals []kmemprofCacheStat
-	it := t.coll.Maps["cache_stats"].Iterate()
+	it := t.maps.CacheStats.Iterate()
 	for it.Next(&id, &vals) {
 		var a acc
 		for _, v := range vals {

@@ -47,7 +47,7 @@ func (t *Tracer) calibrate() error {
 		shift++
 	}
 	prog := t.coll.Programs["calib_probe"]
-	names := t.coll.Variables["calib_names"]
+	names := t.vars.CalibNames
 	if prog == nil || names == nil {
 		return errors.New("calib_probe was not loaded")
 	}
@@ -70,7 +70,7 @@ func (t *Tracer) calibrate() error {
 		// Merged caches may carry another cache's name; three exact names
 		// cannot come from a wrong layout.
 		if matched >= 3 {
-			return t.coll.Variables["vm_page_c"].Set(c)
+			return t.vars.VmPageC.Set(c)
 		}
 		best = max(best, matched)
 	}
@@ -213,6 +213,6 @@ func (t *Tracer) runProbe(prog *ebpf.Program, args ...uint64) (uint64, error) {
 		return 0, err
 	}
 	var v uint64
-	err := t.coll.Variables["probe_result"].Get(&v)
+	err := t.vars.ProbeResult.Get(&v)
 	return v, err
 }

@@ -36,7 +36,7 @@ func TestCalibrationFindsCaches(t *testing.T) {
 		t.Fatal(err)
 	}
 	var c uint64
-	if err := tr.coll.Variables["vm_page_c"].Get(&c); err != nil {
+	if err := tr.vars.VmPageC.Get(&c); err != nil {
 		t.Fatal(err)
 	}
 	prog := tr.coll.Programs["obj_cache_probe"]

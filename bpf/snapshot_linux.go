@@ -79,7 +79,7 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 	if t.cont != nil {
 		totNow = map[kmemprofTotalsKey]kmemprofTotalsVal{}
 	}
-	it := t.coll.Maps["totals"].Iterate()
+	it := t.maps.Totals.Iterate()
 	for it.Next(&key, &vals) {
 		if t.cont != nil {
 			d := t.cont.interval(totNow, key, sumTotals(vals))
@@ -211,7 +211,7 @@ const pageDetailBit = uint64(1) << 48
 func (t *Tracer) readMissedFrees() (map[uint64]uint64, error) {
 	out := map[uint64]uint64{}
 	var id, n uint64
-	it := t.coll.Maps["missed_frees"].Iterate()
+	it := t.maps.MissedFrees.Iterate()
 	for it.Next(&id, &n) {
 		out[id] = n
 	}
@@ -349,7 +349,7 @@ func (t *Tracer) readTable(count bool, fn func(key uint64, v *kmemprofAllocInfo)
 	if t.hashTable {
 		return t.readHashTable(count, fn)
 	}
-	keysMap, recsMap := t.coll.Maps["table_keys"], t.coll.Maps["table_recs"]
+	keysMap, recsMap := t.maps.TableKeys, t.maps.TableRecs
 	buckets := int(keysMap.MaxEntries())
 	recSize := int((unsafe.Sizeof(kmemprofAllocInfo{}) + 7) &^ 7) // array elements are 8-byte aligned
 	var rec kmemprofAllocInfo
@@ -391,7 +391,7 @@ func (t *Tracer) readTable(count bool, fn func(key uint64, v *kmemprofAllocInfo)
 // readHashTable is readTable for the hash-map table of kernels without BPF
 // atomics, read in batches.
 func (t *Tracer) readHashTable(count bool, fn func(key uint64, v *kmemprofAllocInfo)) (int, error) {
-	m := t.coll.Maps["table_hash"]
+	m := t.maps.TableHash
 	keys := make([]uint64, batchSize)
 	vals := make([]kmemprofAllocInfo, batchSize)
 	var cursor ebpf.MapBatchCursor
@@ -464,7 +464,7 @@ func (t *Tracer) readCaches() (cacheNames, error) {
 	out := cacheNames{}
 	var id uint64
 	var ci kmemprofCacheInfo
-	it := t.coll.Maps["caches"].Iterate()
+	it := t.maps.Caches.Iterate()
 	for it.Next(&id, &ci) {
 		b := make([]byte, 0, len(ci.Name))
 		for _, ch := range ci.Name {
@@ -490,7 +490,7 @@ func (t *Tracer) resolveCaches(ids []uint64) error {
 	if prog == nil {
 		return nil
 	}
-	m := t.coll.Maps["caches"]
+	m := t.maps.Caches
 	done := map[uint64]bool{}
 	var ci kmemprofCacheInfo
 	for _, id := range ids {
@@ -511,8 +511,8 @@ func (t *Tracer) resolveCaches(ids []uint64) error {
 
 // readStacks looks up every stack id the records and totals refer to.
 func (t *Tracer) readStacks(snap *tracer.Snapshot) error {
-	m := t.coll.Maps["stacks"]
-	m2 := t.coll.Maps["stacks2"]
+	m := t.maps.Stacks
+	m2 := t.maps.Stacks2
 	buf := make([]uint64, t.cfg.StackDepth)
 	var buf2 kmemprofStackBuf
 	want := func(id tracer.StackID) error {
@@ -709,7 +709,7 @@ type MadeCgroup struct {
 // included, and empties the record for those made from now on (65,536 at
 // most between calls: counter cgroup_names_full).
 func (t *Tracer) CgroupsMade() ([]MadeCgroup, error) {
-	m := t.coll.Maps["cgroup_names"]
+	m := t.maps.CgroupNames
 	var (
 		k    kmemprofCgroupNameKey
 		v    kmemprofCgroupName

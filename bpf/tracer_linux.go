@@ -24,6 +24,8 @@ import (
 type Tracer struct {
 	cfg  Config
 	coll *ebpf.Collection
+	maps kmemprofMaps // owned by the Tracer, not by coll
+	vars kmemprofVariables
 	// mu guards links, progs, progRoles, notes, pending and detached: the
 	// clock goroutine attaches backup programs while the capture runs.
 	mu    sync.Mutex
@@ -78,7 +80,7 @@ const clockTick = 10 * time.Millisecond
 // startClock sets the allocation clock and advances it every clockTick until
 // Detach.
 func (t *Tracer) startClock() error {
-	t.clock = t.coll.Variables["clock_ns"]
+	t.clock = t.vars.ClockNs
 	if t.clock == nil {
 		return errors.New("BPF object has no variable clock_ns")
 	}
@@ -255,41 +257,39 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, p *plan) (*ebpf.Colle
 	}
 	spec.Programs = progs
 
+	var ms kmemprofMapSpecs
+	if err := spec.Assign(&ms); err != nil {
+		return nil, fmt.Errorf("binding the BPF map specs: %w", err)
+	}
 	if p.hashTable {
-		spec.Maps["table_hash"].MaxEntries = uint32(cfg.MaxOutstanding)
+		ms.TableHash.MaxEntries = uint32(cfg.MaxOutstanding)
 	} else {
 		// Twice as many slots as allocations keeps buckets of 8 slots from
 		// overflowing (a load factor of at most 1/2).
 		bits := tableBits(cfg.MaxOutstanding)
-		spec.Maps["table_keys"].MaxEntries = 1 << bits
-		spec.Maps["table_keys"].Flags |= unix.BPF_F_MMAPABLE // read through mmap (readTable)
-		spec.Maps["table_recs"].MaxEntries = (1 << bits) * bucketWays
-		spec.Maps["table_recs"].Flags |= unix.BPF_F_MMAPABLE
+		ms.TableKeys.MaxEntries = 1 << bits
+		ms.TableKeys.Flags |= unix.BPF_F_MMAPABLE // read through mmap (readTable)
+		ms.TableRecs.MaxEntries = (1 << bits) * bucketWays
+		ms.TableRecs.Flags |= unix.BPF_F_MMAPABLE
 	}
-	spec.Maps["stacks"].MaxEntries = uint32(cfg.MaxStacks)
-	spec.Maps["stacks"].ValueSize = uint32(cfg.StackDepth * 8)
+	ms.Stacks.MaxEntries = uint32(cfg.MaxStacks)
+	ms.Stacks.ValueSize = uint32(cfg.StackDepth * 8)
 	// The second-chance store for stacks that collide in the stack map.
 	stacks2 := uint32(max(cfg.MaxStacks/4, 1024))
 	if p.hashTable {
 		stacks2 = 1 // it needs atomics
 	}
-	spec.Maps["stacks2"].MaxEntries = stacks2
-	spec.Maps["stacks2_index"].MaxEntries = stacks2
+	ms.Stacks2.MaxEntries = stacks2
+	ms.Stacks2Index.MaxEntries = stacks2
 	// One totals entry per distinct stack and labels: far fewer than records.
-	spec.Maps["totals"].MaxEntries = uint32(max(cfg.MaxStacks*2, 4096))
+	ms.Totals.MaxEntries = uint32(max(cfg.MaxStacks*2, 4096))
 	if !p.fn {
-		spec.Maps["kp_pending"].MaxEntries = 1
+		ms.KpPending.MaxEntries = 1
 	}
 
-	set := func(name string, v any) error {
-		vs := spec.Variables[name]
-		if vs == nil {
-			return fmt.Errorf("BPF object has no variable %s", name)
-		}
-		if err := vs.Set(v); err != nil {
-			return fmt.Errorf("setting %s: %w", name, err)
-		}
-		return nil
+	var vs kmemprofVariableSpecs
+	if err := spec.Assign(&vs); err != nil {
+		return nil, fmt.Errorf("binding the BPF variables: %w", err)
 	}
 	var filters [MaxCacheFilters][32]int8
 	for i, c := range cfg.Caches {
@@ -312,42 +312,42 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, p *plan) (*ebpf.Colle
 		pageShift++
 	}
 	for _, kv := range []struct {
-		name string
-		v    any
+		vs *ebpf.VariableSpec
+		v  any
 	}{
-		{"self_tgid", cfg.SelfPID},
-		{"filter_tgid", cfg.PID},
-		{"filter_tree", boolByte(cfg.Follow)},
-		{"filter_cgroup", cgFilter},
-		{"filter_memcg", cfg.MemcgID},
-		{"memcg_hierarchy", cfg.MemcgHierarchy},
-		{"min_size", cfg.MinSize},
-		{"cache_filter_n", uint32(len(cfg.Caches))},
-		{"cache_filter", filters},
-		{"table_bits", uint32(tableBits(cfg.MaxOutstanding))},
-		{"stack_base", uint32(cfg.MaxStacks)},
-		{"stacks2_size", stacks2},
-		{"trace_mode", trackingCode(cfg.Tracking)},
-		{"hot_threshold", int64(cfg.HotThreshold)},
-		{"sample_every", uint32(cfg.SampleEvery)},
-		{"keep_totals", boolByte(cfg.Tracking != TrackAdaptive)},
-		{"count_caches", boolByte(cfg.CountCaches)},
-		{"have_task_btf", boolByte(p.features.taskBTF)},
-		{"ctx_direct", boolByte(p.ctxDirect)},
-		{"arg_idx", p.argIdx},
-		{"tp_off", p.tpOff},
-		{"tp_size", p.tpSize},
-		{"page_shift", pageShift},
+		{vs.SelfTgid, cfg.SelfPID},
+		{vs.FilterTgid, cfg.PID},
+		{vs.FilterTree, boolByte(cfg.Follow)},
+		{vs.FilterCgroup, cgFilter},
+		{vs.FilterMemcg, cfg.MemcgID},
+		{vs.MemcgHierarchy, cfg.MemcgHierarchy},
+		{vs.MinSize, cfg.MinSize},
+		{vs.CacheFilterN, uint32(len(cfg.Caches))},
+		{vs.CacheFilter, filters},
+		{vs.TableBits, uint32(tableBits(cfg.MaxOutstanding))},
+		{vs.StackBase, uint32(cfg.MaxStacks)},
+		{vs.Stacks2Size, stacks2},
+		{vs.TraceMode, trackingCode(cfg.Tracking)},
+		{vs.HotThreshold, int64(cfg.HotThreshold)},
+		{vs.SampleEvery, uint32(cfg.SampleEvery)},
+		{vs.KeepTotals, boolByte(cfg.Tracking != TrackAdaptive)},
+		{vs.CountCaches, boolByte(cfg.CountCaches)},
+		{vs.HaveTaskBtf, boolByte(p.features.taskBTF)},
+		{vs.CtxDirect, boolByte(p.ctxDirect)},
+		{vs.ArgIdx, p.argIdx},
+		{vs.TpOff, p.tpOff},
+		{vs.TpSize, p.tpSize},
+		{vs.PageShift, pageShift},
 		// SLUB serves kmalloc from caches up to two pages (KMALLOC_SHIFT_HIGH).
-		{"kmalloc_max", uint64(2 * os.Getpagesize())},
-		{"nr_cpus", uint32(possibleCPUs())},
-		{"fn_alloc", fnLayouts},
-		{"fn_addr", fnAddrs},
-		{"dedupe_nested", boolByte(p.fn)},
-		{"rcu_ptr_arg", boolByte(p.rcuPtrArg)},
+		{vs.KmallocMax, uint64(2 * os.Getpagesize())},
+		{vs.NrCpus, uint32(possibleCPUs())},
+		{vs.FnAlloc, fnLayouts},
+		{vs.FnAddr, fnAddrs},
+		{vs.DedupeNested, boolByte(p.fn)},
+		{vs.RcuPtrArg, boolByte(p.rcuPtrArg)},
 	} {
-		if err := set(kv.name, kv.v); err != nil {
-			return nil, err
+		if err := kv.vs.Set(kv.v); err != nil {
+			return nil, fmt.Errorf("setting %s: %w", kv.vs.Name, err)
 		}
 	}
 
@@ -381,6 +381,17 @@ func open(spec *ebpf.CollectionSpec, cfg Config, mode Mode) (_ *Tracer, err erro
 		return nil, err
 	}
 	t := &Tracer{cfg: cfg, coll: coll, mode: mode, hashTable: p.hashTable, notes: p.notes, objCache: p.needsObjCache, plan: p}
+	// The maps through the bindings bpf2go generated: a map renamed in the C
+	// fails here, at load, not at its first use.
+	if err := coll.Assign(&t.maps); err != nil {
+		coll.Close()
+		return nil, fmt.Errorf("binding the BPF maps: %w", err)
+	}
+	if err := coll.Assign(&t.vars); err != nil {
+		coll.Close()
+		t.maps.Close()
+		return nil, fmt.Errorf("binding the BPF variables: %w", err)
+	}
 	if cfg.Continuous {
 		t.cont = &continuous{}
 	}
@@ -401,7 +412,7 @@ func open(spec *ebpf.CollectionSpec, cfg Config, mode Mode) (_ *Tracer, err erro
 		}
 	}
 	if cfg.Tracking == TrackAdaptive {
-		if t.sites, err = newSiteCooler(t.coll.Maps["sites"], int64(cfg.HotThreshold)); err != nil {
+		if t.sites, err = newSiteCooler(t.maps.Sites, int64(cfg.HotThreshold)); err != nil {
 			return nil, err
 		}
 	}
@@ -496,7 +507,7 @@ func attachOne(a attachment, prog *ebpf.Program) (link.Link, error) {
 // armBackupsVar tells the primaries to note the keys they handle, which a
 // backup needs; set before a backup is attached.
 func (t *Tracer) armBackupsVar() error {
-	v := t.coll.Variables["backups_armed"]
+	v := t.vars.BackupsArmed
 	if v == nil {
 		return errors.New("BPF object has no variable backups_armed")
 	}
@@ -616,7 +627,7 @@ func (t *Tracer) setCgroupFilter() error {
 		f.Close()
 		return fmt.Errorf("--cgroup %s is not a cgroup v2 directory; give a directory under the cgroup2 mount", t.cfg.CgroupPath)
 	}
-	if err := t.coll.Maps["cgroup_filter"].Put(uint32(0), uint32(f.Fd())); err != nil {
+	if err := t.maps.CgroupFilter.Put(uint32(0), uint32(f.Fd())); err != nil {
 		f.Close()
 		return fmt.Errorf("setting the cgroup filter: %w", err)
 	}
@@ -637,7 +648,7 @@ func (t *Tracer) registerKmallocCaches() error {
 	for _, c := range t.cfg.Caches {
 		allowed[c] = true
 	}
-	m := t.coll.Maps["caches"]
+	m := t.maps.Caches
 	for variant := uint64(0); variant < 4; variant++ {
 		for _, size := range kmallocSizes {
 			id := kmallocIDBase | variant<<16 | size
@@ -716,7 +727,7 @@ func (t *Tracer) Follow(pid uint32) error {
 	if !t.cfg.Follow {
 		return errors.New("the tracer was not opened to follow a process tree")
 	}
-	if err := t.coll.Maps["tree"].Put(pid, uint8(1)); err != nil {
+	if err := t.maps.Tree.Put(pid, uint8(1)); err != nil {
 		return fmt.Errorf("following process %d: %w", pid, err)
 	}
 	return nil
@@ -778,6 +789,7 @@ func (t *Tracer) Close() error {
 	err := t.Detach()
 	if t.coll != nil {
 		t.coll.Close()
+		t.maps.Close()
 		t.coll = nil
 	}
 	if t.cgroupFD != nil {
@@ -810,7 +822,7 @@ func (t *Tracer) Stats() (Stats, error) {
 
 func (t *Tracer) readCounters() ([nrCounters]uint64, error) {
 	var out [nrCounters]uint64
-	m := t.coll.Maps["counters"]
+	m := t.maps.Counters
 	var vals []uint64
 	for i := uint32(0); i < uint32(nrCounters); i++ {
 		if err := m.Lookup(i, &vals); err != nil {

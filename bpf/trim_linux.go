@@ -53,7 +53,7 @@ func (c *continuous) interval(now map[kmemprofTotalsKey]kmemprofTotalsVal, key k
 // rare.
 func (t *Tracer) trim(snap *tracer.Snapshot, now map[kmemprofTotalsKey]kmemprofTotalsVal) error {
 	c := t.cont
-	m := t.coll.Maps["totals"]
+	m := t.maps.Totals
 	for k, cur := range now {
 		if l, ok := c.last[k]; !ok || l != cur {
 			continue
@@ -94,7 +94,7 @@ func (t *Tracer) trim(snap *tracer.Snapshot, now map[kmemprofTotalsKey]kmemprofT
 	for k := range now { // the totals kept: a deleted one holds no stack
 		ref(tracer.StackID(k.StackId))
 	}
-	stacks := t.coll.Maps["stacks"]
+	stacks := t.maps.Stacks
 	idle := map[uint32]bool{}
 	var id uint32
 	var prev any // nil: from the first key

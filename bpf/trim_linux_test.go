@@ -77,7 +77,7 @@ func TestContinuousTrims(t *testing.T) {
 		if id < 0 || id >= tracer.StackID(tr.cfg.MaxStacks) || used[id] {
 			continue // the second-chance store, or in use again by others
 		}
-		if err := tr.coll.Maps["stacks"].Lookup(uint32(id), &buf); err == nil {
+		if err := tr.maps.Stacks.Lookup(uint32(id), &buf); err == nil {
 			t.Errorf("stack %d of the released leak still in the stack map after two snapshots without it", id)
 		}
 	}
