@@ -19,7 +19,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 DURATION ?= 10s
 
-.PHONY: build run test generate bench bench-go bench-overhead tracefs vet cross check-generated fuzz test-kernels release
+.PHONY: build run test generate bench bench-go bench-overhead tracefs vet cross check-format format-bpf check-generated fuzz test-kernels release
 
 build:
 	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/kmemprof
@@ -53,6 +53,13 @@ fuzz:
 			$(GO) test $$pkg -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; \
 		done; \
 	done
+
+# The BPF C's style (bpf/.clang-format); format-bpf applies it.
+BPF_C = bpf/kmemprof.bpf.c bpf/kmemprof.h
+check-format:
+	clang-format --dry-run --Werror $(BPF_C)
+format-bpf:
+	clang-format -i $(BPF_C)
 
 check-generated: generate
 	@git diff --exit-code --stat -- bpf/ || { echo "generated BPF files are stale: run 'make generate' and commit"; exit 1; }

@@ -44,243 +44,7 @@
 #define E2BIG 7
 #define EFAULT 14
 
-#define TASK_COMM_LEN 16
-#define CACHE_NAME_LEN 32
-#define MAX_CACHE_FILTERS 4
-#define MAX_STACK_DEPTH 127
-
-/* Allocation kinds; they match tracer.Kind. */
-enum kind {
-	KIND_SLAB = 1,
-	KIND_PAGE = 2,
-	KIND_PERCPU = 3,
-};
-
-/* Hooks, for the per-hook event counters and alloc_info.hook. */
-enum hook {
-	HOOK_CACHE_ALLOC = 0,
-	HOOK_CACHE_FREE,
-	HOOK_KMALLOC,
-	HOOK_KFREE,
-	HOOK_PAGE_ALLOC,
-	HOOK_PAGE_FREE,
-	HOOK_PAGE_FREE_BATCHED,
-	HOOK_PERCPU_ALLOC,
-	HOOK_PERCPU_FREE,
-	HOOK_FREE_BULK,
-	HOOK_FREE_RCU,
-	NR_HOOKS,
-};
-
-/*
- * Counters: index into the per-CPU counters array. The first NR_HOOKS slots
- * count events per hook. The Go side reads these names from the generated
- * bindings (kmemprofCounter).
- */
-enum counter {
-	C_TRACKED = NR_HOOKS,   /* allocations inserted into the outstanding table */
-	C_FREED,                /* tracked allocations deleted by a free */
-	C_FREE_UNTRACKED_SLAB,  /* slab free of a pointer not tracked */
-	C_FREE_UNTRACKED_PAGE,  /* page free of a page not tracked */
-	C_FREE_UNTRACKED_PERCPU,/* percpu free of a pointer not tracked */
-	C_ALLOC_TRACKED,        /* allocation at a pointer still tracked: a missed free */
-	C_MAP_FULL,             /* outstanding table full: allocation not tracked */
-	C_STACK_COLLISION,      /* stack walk lost: bucket held another stack (-EEXIST) */
-	C_STACK_FULL,           /* stack walk lost: stack map full (-ENOMEM) */
-	C_STACK_FAULT,          /* stack walk failed (-EFAULT and others) */
-	C_TOTALS_FULL,          /* per-stack totals map full: alloc_* undercounted */
-	C_CACHES_FULL,          /* cache name map full: cache shown as unknown */
-	C_FILTERED,             /* allocations skipped by --pid/--cgroup/--cache/--min-size */
-	C_SELF,                 /* allocations by kmemprof itself, skipped */
-	C_NULL,                 /* failed allocations (NULL pointer), skipped */
-	C_RETURN_MISSED,        /* kprobe mode: an allocator entry whose return was never seen */
-	C_SAMPLED_OUT,          /* allocations left out by --sample (accounted for by the scale) */
-	C_WALKED,               /* stacks walked */
-	C_HOT_SITES,            /* call sites that became hot (adaptive mode) */
-	C_FREE_NULL,            /* frees of NULL (kfree(NULL) is a no-op) */
-	C_SITES_CHURN,          /* hot sites cooled in the kernel as churn */
-	C_STACK_RECOVERED,      /* stacks that collided in the stack map, kept in stacks2 */
-	C_CACHE_UNRESOLVED,     /* slab allocations whose cache could not be read from the object */
-	C_NESTED,               /* kprobe/fentry: an allocator called by another hooked allocator, counted once */
-	C_BULK_TRUNCATED,       /* objects of a bulk free beyond MAX_BULK, not looked up */
-	C_RETURN_NO_ENTRY,      /* kprobe mode: an allocator return without its entry */
-	C_RESCUED,              /* events handled by a hook's backup program: the kernel did not rerun the busy primary */
-	C_TREE_FULL,            /* --follow: children of the followed tree not added, the tree map being full */
-	C_CGROUP_NAMES_FULL,    /* cgroups made during the capture whose path could not be kept (cgroup_names full) */
-	NR_COUNTERS,
-};
-
-/* Where the stack id field says why there is no stack; see tracer.StackID. */
-#define STACK_LOST_COLLISION -1
-#define STACK_LOST_FULL -2
-#define STACK_LOST_WALK -3
-#define STACK_NOT_WALKED -6 /* adaptive mode: the call site was not hot yet */
-#define STACK_UNSET -100    /* not decided yet (internal) */
-
-/*
- * Fields an allocation or free hook reads, by index into arg_idx, tp_off and
- * tp_size. F_PTR is the object (for pages: the struct page, or pfn in classic
- * tracepoints).
- */
-enum field {
-	F_SITE = 0,
-	F_PTR,
-	F_CACHE,
-	F_REQ,
-	F_ALLOC,
-	F_GFP,
-	F_ORDER,
-	F_MIGRATE,
-	F_NAME,
-	F_ACCOUNTED,
-	NR_FIELDS,
-};
-
-/* One outstanding allocation. */
-struct alloc_info {
-	__u64 ts;          /* allocation clock (clock_ns) at allocation */
-	__u64 cache;       /* cache id, see struct cache_info */
-	__u64 cgroup;      /* cgroup v2 id of the allocating task */
-	__u64 memcg;       /* id of the memory cgroup charged (task_memcg_id) */
-	__u64 site;        /* call site: return address into the allocator's caller (0: unknown) */
-	__s32 stack_id;    /* >= 0: id in stacks; < 0: STACK_LOST_* or STACK_NOT_WALKED */
-	__u32 tgid;
-	__u32 bytes_req;
-	__u32 bytes_alloc;
-	__u32 gfp;
-	__u8 kind;
-	__u8 hook;
-	__u8 accounted;
-	__u8 order;        /* pages: the order; kprobe and fentry modes: the allocator function's slot + 1 */
-	char comm[TASK_COMM_LEN];
-};
-
-/*
- * The outstanding table (kernels with BPF atomics): an open-addressing hash
- * table in two BPF arrays, cheaper per event than a BPF hash map (no bucket
- * lock, no free list, no value copy through a helper). Keys are
- * (pointer << 2) | kind, never 0 (0 is an empty slot); a key lives in one of
- * the BUCKET_WAYS slots of its bucket, claimed with compare-and-swap. A full
- * bucket is counted as map_full. Kernels without atomics use table_hash.
- */
-#define BUCKET_WAYS 8
-struct bucket {
-	__u64 key[BUCKET_WAYS];
-};
-
-/*
- * Per call site state for the adaptive mode. A site turns hot when its
- * outstanding count reaches arm (hot_threshold while arm is 0). While hot it
- * checks, every CHURN_WINDOW allocations, how many of the window's
- * allocations were freed: a site that frees nearly all it allocates (15/16)
- * is churn with a backlog (RCU-deferred frees, in-flight buffers), not a
- * leak, and cools itself with arm at twice its outstanding count. User space
- * also cools hot sites that stopped growing (sites_linux.go).
- */
-struct site_state {
-	__s64 allocs;   /* allocations at this site tracked since the start */
-	__s64 frees;    /* frees of them; allocs - frees are outstanding */
-	__u64 hot;      /* non-zero: walk stacks of this site */
-	__s64 arm;      /* outstanding count that turns it hot; 0: hot_threshold */
-	__s64 w_allocs; /* allocs and frees when the current window began */
-	__s64 w_frees;
-};
-
-/*
- * Cache ids. For kmem_cache hooks and wherever the cache is read from the
- * object: the struct kmem_cache pointer (a kernel address). Classic
- * tracepoints whose record names the cache: an FNV-1a hash of the name with
- * the top bit set. kmalloc in tracepoint modes: a small synthetic id,
- * KMALLOC_ID | variant << 16 | bucket size, that user space names
- * ("kmalloc-64", "kmalloc-cg-64", "kmalloc-rcl-64", "dma-kmalloc-64",
- * "kmalloc-large"). Page and percpu allocations have no cache (page
- * allocations carry PAGE_DETAIL ids instead). 0: unknown.
- */
-#define KMALLOC_ID (1ULL << 40)
-#define KMALLOC_VARIANT_NORMAL 0
-#define KMALLOC_VARIANT_CG 1
-#define KMALLOC_VARIANT_RCL 2
-#define KMALLOC_VARIANT_DMA 3
-/* Page allocations' cache id: PAGE_DETAIL | gfp | order << 32 | migratetype << 40. */
-#define PAGE_DETAIL (1ULL << 48)
-
-struct cache_info {
-	char name[CACHE_NAME_LEN];
-	__u32 object_size;
-	__u32 size;
-	__u32 flags;
-	__u8 allowed;   /* passes --cache */
-	__u8 account;   /* SLAB_ACCOUNT set */
-	__u8 reclaim;   /* SLAB_RECLAIM_ACCOUNT set */
-	__u8 pad;
-};
-
-struct totals_key {
-	__s64 stack_id;
-	__u64 cache;
-	__u64 cgroup;
-	__u64 memcg;
-	__u32 tgid;
-	__u8 kind;
-	__u8 fn; /* kprobe and fentry modes: the allocator function's slot + 1 */
-	__u8 pad[2];
-	char comm[TASK_COMM_LEN];
-};
-
-struct totals_val {
-	__u64 count;
-	__u64 bytes;
-};
-
-/*
- * An allocation on its way into the table. Hooks fill what they know; the
- * stack is walked by record_alloc unless the hook walked it already (kprobe
- * entries walk it where the allocator is the leaf frame).
- */
-struct alloc_ev {
-	__u64 ptr;
-	__u64 site;
-	__u64 cache;
-	__u64 req;
-	__u64 alloc;
-	__s64 stack_id;
-	__u32 gfp;
-	__u8 kind;
-	__u8 hook;
-	__u8 accounted;
-	__u8 order;
-};
-
-/*
- * Allocator function layouts for kprobe and fentry modes, one per slot: the
- * loader matches each allocator function of the running kernel (by its BTF
- * parameter names) to a slot. Argument positions are index + 1, 0 = absent.
- */
-#define NR_FN_SLOTS 14
-struct fn_layout {
-	__u8 cache; /* struct kmem_cache * */
-	__u8 size;  /* requested size (kmalloc family) */
-	__u8 gfp;
-	__u8 nargs; /* fexit: the return value is argument nargs */
-	__u8 large; /* served by the page allocator (kmalloc_large and friends) */
-	__u8 hook;  /* HOOK_CACHE_ALLOC or HOOK_KMALLOC */
-	__u8 pad[2];
-};
-
-/* Per-thread state a kprobe saves for its kretprobe, keyed by stack pointer. */
-struct kp_args {
-	struct alloc_ev ev;
-	__u64 size;
-	__u8 slot;
-	__u8 sampled_out;
-	__u8 pad[6];
-};
-
-/* The last allocation recorded on this CPU, to recognise nested allocator calls. */
-struct last_alloc {
-	__u64 key;
-	__u64 pid_tgid;
-};
+#include "kmemprof.h"
 
 /* Sizes are set by the loader before load. */
 struct {
@@ -457,7 +221,7 @@ struct {
  */
 #define CGROUP_PATH_LEN 512
 struct cgroup_name_key {
-	__u64 id;        /* kernfs id: the inode number of the cgroup's directory */
+	__u64 id;	 /* kernfs id: the inode number of the cgroup's directory */
 	__u32 hierarchy; /* 0: cgroup v2; else the v1 hierarchy's id */
 	__u32 pad;
 };
@@ -485,7 +249,7 @@ struct {
 struct cache_stat {
 	__u64 allocs;
 	__u64 frees;
-	__u64 bytes;      /* bytes allocated; sizes of pointer-keyed caches come from the cache */
+	__u64 bytes; /* bytes allocated; sizes of pointer-keyed caches come from the cache */
 	__u64 freed_bytes;
 };
 
@@ -647,11 +411,11 @@ static __always_inline bool backup_skips(__u32 hook, __u64 key, const int role)
  * switch over the index are merged into one load from a computed pointer,
  * which it rejects.
  */
-#define CTX_WORD(ctx, n)                                                            \
-	({                                                                          \
-		__u64 __v;                                                          \
+#define CTX_WORD(ctx, n)                                                                       \
+	({                                                                                     \
+		__u64 __v;                                                                     \
 		asm volatile("%[v] = *(u64 *)(%[c] + " #n ")" : [v] "=r"(__v) : [c] "r"(ctx)); \
-		__v;                                                                \
+		__v;                                                                           \
 	})
 
 /* ctx_arg returns tracing argument i (an index + 1 from arg_idx or fn_alloc). */
@@ -831,9 +595,11 @@ static __always_inline __u64 slab_cache_of(__u64 pg)
 	 */
 	unsigned long info = 0;
 	if (bpf_core_field_exists(struct page, compound_head))
-		bpf_probe_read_kernel(&info, sizeof(info), (void *)pg + bpf_core_field_offset(struct page, compound_head));
+		bpf_probe_read_kernel(&info, sizeof(info),
+				      (void *)pg + bpf_core_field_offset(struct page, compound_head));
 	else if (bpf_core_field_exists(struct page___info, compound_info))
-		bpf_probe_read_kernel(&info, sizeof(info), (void *)pg + bpf_core_field_offset(struct page___info, compound_info));
+		bpf_probe_read_kernel(&info, sizeof(info),
+				      (void *)pg + bpf_core_field_offset(struct page___info, compound_info));
 	if (info & 1) {
 		__u64 head = info - 1;
 		if (head <= pg && pg - head < (1ULL << 12) * bpf_core_type_size(struct page))
@@ -1446,8 +1212,7 @@ static __always_inline void forget_freed(__u64 key)
  * record_free deletes a freed allocation. hook is the free hook (for
  * last_frees); the backup role counts only the frees it finds tracked.
  */
-static __always_inline void record_free(__u64 ptr, __u8 kind, __u32 untracked, __u32 hook, const int A,
-					const int role)
+static __always_inline void record_free(__u64 ptr, __u8 kind, __u32 untracked, __u32 hook, const int A, const int role)
 {
 	if (!ptr) {
 		if (role == ROLE_PRIMARY)
@@ -1667,41 +1432,53 @@ static __always_inline int kt_free(__u64 *ctx, int hook, __u8 kind, __u32 untrac
  * kernels that count them), which undercounts but cannot show a false leak;
  * a missed free would. Their cost per event is kept for what matters more.
  */
-#define TRACING_ALLOCS(SFX, A)                                                                     \
-	SEC("raw_tp/kmem_cache_alloc")                                                             \
-	int kt_cache_alloc##SFX(__u64 *ctx) { return do_cache_alloc(ctx, A); }                     \
-	SEC("raw_tp/kmalloc")                                                                      \
-	int kt_kmalloc##SFX(__u64 *ctx) { return do_kmalloc(ctx, A); }                             \
-	SEC("raw_tp/mm_page_alloc")                                                                \
-	int kt_page_alloc##SFX(__u64 *ctx) { return do_page_alloc(ctx, A); }                       \
-	SEC("raw_tp/percpu_alloc_percpu")                                                          \
-	int kt_pcpu_alloc##SFX(__u64 *ctx) { return do_pcpu_alloc(ctx, A); }
+#define TRACING_ALLOCS(SFX, A)                 \
+	SEC("raw_tp/kmem_cache_alloc")         \
+	int kt_cache_alloc##SFX(__u64 *ctx)    \
+	{                                      \
+		return do_cache_alloc(ctx, A); \
+	}                                      \
+	SEC("raw_tp/kmalloc")                  \
+	int kt_kmalloc##SFX(__u64 *ctx)        \
+	{                                      \
+		return do_kmalloc(ctx, A);     \
+	}                                      \
+	SEC("raw_tp/mm_page_alloc")            \
+	int kt_page_alloc##SFX(__u64 *ctx)     \
+	{                                      \
+		return do_page_alloc(ctx, A);  \
+	}                                      \
+	SEC("raw_tp/percpu_alloc_percpu")      \
+	int kt_pcpu_alloc##SFX(__u64 *ctx)     \
+	{                                      \
+		return do_pcpu_alloc(ctx, A);  \
+	}
 
-#define TRACING_ROLE(SFX, A, R)                                                                    \
-	SEC("raw_tp/kmem_cache_free")                                                              \
-	int kt_cache_free##SFX(__u64 *ctx)                                                         \
-	{                                                                                          \
-		return kt_free(ctx, HOOK_CACHE_FREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A, R);       \
-	}                                                                                          \
-	SEC("raw_tp/kfree")                                                                        \
-	int kt_kfree##SFX(__u64 *ctx)                                                              \
-	{                                                                                          \
-		return kt_free(ctx, HOOK_KFREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A, R);            \
-	}                                                                                          \
-	SEC("raw_tp/mm_page_free")                                                                 \
-	int kt_page_free##SFX(__u64 *ctx)                                                          \
-	{                                                                                          \
-		return kt_free(ctx, HOOK_PAGE_FREE, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A, R);        \
-	}                                                                                          \
-	SEC("raw_tp/mm_page_free_batched")                                                         \
-	int kt_page_freeb##SFX(__u64 *ctx)                                                         \
-	{                                                                                          \
+#define TRACING_ROLE(SFX, A, R)                                                                      \
+	SEC("raw_tp/kmem_cache_free")                                                                \
+	int kt_cache_free##SFX(__u64 *ctx)                                                           \
+	{                                                                                            \
+		return kt_free(ctx, HOOK_CACHE_FREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A, R);        \
+	}                                                                                            \
+	SEC("raw_tp/kfree")                                                                          \
+	int kt_kfree##SFX(__u64 *ctx)                                                                \
+	{                                                                                            \
+		return kt_free(ctx, HOOK_KFREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A, R);             \
+	}                                                                                            \
+	SEC("raw_tp/mm_page_free")                                                                   \
+	int kt_page_free##SFX(__u64 *ctx)                                                            \
+	{                                                                                            \
+		return kt_free(ctx, HOOK_PAGE_FREE, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A, R);         \
+	}                                                                                            \
+	SEC("raw_tp/mm_page_free_batched")                                                           \
+	int kt_page_freeb##SFX(__u64 *ctx)                                                           \
+	{                                                                                            \
 		return kt_free(ctx, HOOK_PAGE_FREE_BATCHED, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A, R); \
-	}                                                                                          \
-	SEC("raw_tp/percpu_free_percpu")                                                           \
-	int kt_pcpu_free##SFX(__u64 *ctx)                                                          \
-	{                                                                                          \
-		return kt_free(ctx, HOOK_PERCPU_FREE, KIND_PERCPU, C_FREE_UNTRACKED_PERCPU, A, R);  \
+	}                                                                                            \
+	SEC("raw_tp/percpu_free_percpu")                                                             \
+	int kt_pcpu_free##SFX(__u64 *ctx)                                                            \
+	{                                                                                            \
+		return kt_free(ctx, HOOK_PERCPU_FREE, KIND_PERCPU, C_FREE_UNTRACKED_PERCPU, A, R);   \
 	}
 
 TRACING_ALLOCS(, 1)
@@ -1841,34 +1618,49 @@ static __always_inline int tpc_free(void *ctx, int hook, __u8 kind, __u32 untrac
 
 #define CLASSIC_PROGRAMS(SFX, A)                                                                   \
 	SEC("tracepoint/kmem/kmem_cache_alloc")                                                    \
-	int tp_cache_alloc##SFX(void *ctx) { return tpc_cache_alloc(ctx, A); }                     \
+	int tp_cache_alloc##SFX(void *ctx)                                                         \
+	{                                                                                          \
+		return tpc_cache_alloc(ctx, A);                                                    \
+	}                                                                                          \
 	SEC("tracepoint/kmem/kmalloc")                                                             \
-	int tp_kmalloc##SFX(void *ctx) { return tpc_kmalloc(ctx, A); }                             \
+	int tp_kmalloc##SFX(void *ctx)                                                             \
+	{                                                                                          \
+		return tpc_kmalloc(ctx, A);                                                        \
+	}                                                                                          \
 	SEC("tracepoint/kmem/mm_page_alloc")                                                       \
-	int tp_page_alloc##SFX(void *ctx) { return tpc_page_alloc(ctx, A); }                       \
+	int tp_page_alloc##SFX(void *ctx)                                                          \
+	{                                                                                          \
+		return tpc_page_alloc(ctx, A);                                                     \
+	}                                                                                          \
 	SEC("tracepoint/percpu/percpu_alloc_percpu")                                               \
-	int tp_pcpu_alloc##SFX(void *ctx) { return tpc_pcpu_alloc(ctx, A); }                       \
+	int tp_pcpu_alloc##SFX(void *ctx)                                                          \
+	{                                                                                          \
+		return tpc_pcpu_alloc(ctx, A);                                                     \
+	}                                                                                          \
 	SEC("tracepoint/kmem/kmem_cache_free")                                                     \
 	int tp_cache_free##SFX(void *ctx)                                                          \
 	{                                                                                          \
-		return tpc_free(ctx, HOOK_CACHE_FREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A);         \
+		return tpc_free(ctx, HOOK_CACHE_FREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A);        \
 	}                                                                                          \
 	SEC("tracepoint/kmem/kfree")                                                               \
-	int tp_kfree##SFX(void *ctx) { return tpc_free(ctx, HOOK_KFREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A); } \
+	int tp_kfree##SFX(void *ctx)                                                               \
+	{                                                                                          \
+		return tpc_free(ctx, HOOK_KFREE, KIND_SLAB, C_FREE_UNTRACKED_SLAB, A);             \
+	}                                                                                          \
 	SEC("tracepoint/kmem/mm_page_free")                                                        \
 	int tp_page_free##SFX(void *ctx)                                                           \
 	{                                                                                          \
-		return tpc_free(ctx, HOOK_PAGE_FREE, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A);          \
+		return tpc_free(ctx, HOOK_PAGE_FREE, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A);         \
 	}                                                                                          \
 	SEC("tracepoint/kmem/mm_page_free_batched")                                                \
 	int tp_page_freeb##SFX(void *ctx)                                                          \
 	{                                                                                          \
-		return tpc_free(ctx, HOOK_PAGE_FREE_BATCHED, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A);  \
+		return tpc_free(ctx, HOOK_PAGE_FREE_BATCHED, KIND_PAGE, C_FREE_UNTRACKED_PAGE, A); \
 	}                                                                                          \
 	SEC("tracepoint/percpu/percpu_free_percpu")                                                \
 	int tp_pcpu_free##SFX(void *ctx)                                                           \
 	{                                                                                          \
-		return tpc_free(ctx, HOOK_PERCPU_FREE, KIND_PERCPU, C_FREE_UNTRACKED_PERCPU, A);    \
+		return tpc_free(ctx, HOOK_PERCPU_FREE, KIND_PERCPU, C_FREE_UNTRACKED_PERCPU, A);   \
 	}
 
 CLASSIC_PROGRAMS(, 1)
@@ -2132,50 +1924,77 @@ static __always_inline __u64 rcu_obj(__u64 head, __u64 arg2)
 	return 0;
 }
 
-#define FX_SLOT(K, SFX, A)                                                                         \
-	SEC("fexit") int fx_alloc_##K##SFX(__u64 *ctx) { return fx_alloc(ctx, K, A); }             \
-	SEC("kprobe") int kp_alloc_##K##SFX(struct pt_regs *ctx) { return kp_alloc(ctx, K, A); }
-
-#define FE_FREES(SFX, A, R)                                                                        \
-	SEC("fentry/kmem_cache_free")                                                              \
-	int fe_cache_free##SFX(__u64 *ctx) { return fn_free(ctx_ptr(ctx, 2), HOOK_CACHE_FREE, A, R); } \
-	SEC("fentry/kfree")                                                                        \
-	int fe_kfree##SFX(__u64 *ctx) { return fn_free(ctx_ptr(ctx, 1), HOOK_KFREE, A, R); }      \
-	SEC("fentry/kmem_cache_free_bulk")                                                         \
-	int fe_free_bulk##SFX(__u64 *ctx) { return free_bulk(ctx_arg(ctx, 2), ctx_copy(ctx, 3), A, R); } \
-	SEC("fentry/kvfree_call_rcu")                                                              \
-	int fe_free_rcu##SFX(__u64 *ctx)                                                           \
-	{                                                                                          \
-		return fn_free(rcu_obj(ctx_copy(ctx, 1), ctx_copy(ctx, 2)), HOOK_FREE_RCU, A, R);   \
+#define FX_SLOT(K, SFX, A)                                       \
+	SEC("fexit") int fx_alloc_##K##SFX(__u64 *ctx)           \
+	{                                                        \
+		return fx_alloc(ctx, K, A);                      \
+	}                                                        \
+	SEC("kprobe") int kp_alloc_##K##SFX(struct pt_regs *ctx) \
+	{                                                        \
+		return kp_alloc(ctx, K, A);                      \
 	}
 
-#define FN_PROGRAMS(SFX, A)                                                                        \
-	FX_SLOT(0, SFX, A)                                                                         \
-	FX_SLOT(1, SFX, A)                                                                         \
-	FX_SLOT(2, SFX, A)                                                                         \
-	FX_SLOT(3, SFX, A)                                                                         \
-	FX_SLOT(4, SFX, A)                                                                         \
-	FX_SLOT(5, SFX, A)                                                                         \
-	FX_SLOT(6, SFX, A)                                                                         \
-	FX_SLOT(7, SFX, A)                                                                         \
-	FX_SLOT(8, SFX, A)                                                                         \
-	FX_SLOT(9, SFX, A)                                                                         \
-	FX_SLOT(10, SFX, A)                                                                        \
-	FX_SLOT(11, SFX, A)                                                                        \
-	FX_SLOT(12, SFX, A)                                                                        \
-	FX_SLOT(13, SFX, A)                                                                        \
-	SEC("kretprobe") int kr_alloc##SFX(struct pt_regs *ctx) { return do_kr_alloc(ctx, A); }       \
-	FE_FREES(SFX, A, ROLE_PRIMARY)                                                             \
-	FE_FREES(SFX##_b, A, ROLE_BACKUP)                                                          \
-	SEC("kprobe/kmem_cache_free")                                                              \
-	int kp_cache_free##SFX(struct pt_regs *ctx) { return fn_free(PT_REGS_PARM2(ctx), HOOK_CACHE_FREE, A, ROLE_PRIMARY); } \
-	SEC("kprobe/kfree")                                                                        \
-	int kp_kfree##SFX(struct pt_regs *ctx) { return fn_free(PT_REGS_PARM1(ctx), HOOK_KFREE, A, ROLE_PRIMARY); } \
-	SEC("kprobe/kmem_cache_free_bulk")                                                         \
-	int kp_free_bulk##SFX(struct pt_regs *ctx) { return free_bulk(PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx), A, ROLE_PRIMARY); } \
-	SEC("kprobe/kvfree_call_rcu")                                                              \
-	int kp_free_rcu##SFX(struct pt_regs *ctx)                                                  \
-	{                                                                                          \
+#define FE_FREES(SFX, A, R)                                                                       \
+	SEC("fentry/kmem_cache_free")                                                             \
+	int fe_cache_free##SFX(__u64 *ctx)                                                        \
+	{                                                                                         \
+		return fn_free(ctx_ptr(ctx, 2), HOOK_CACHE_FREE, A, R);                           \
+	}                                                                                         \
+	SEC("fentry/kfree")                                                                       \
+	int fe_kfree##SFX(__u64 *ctx)                                                             \
+	{                                                                                         \
+		return fn_free(ctx_ptr(ctx, 1), HOOK_KFREE, A, R);                                \
+	}                                                                                         \
+	SEC("fentry/kmem_cache_free_bulk")                                                        \
+	int fe_free_bulk##SFX(__u64 *ctx)                                                         \
+	{                                                                                         \
+		return free_bulk(ctx_arg(ctx, 2), ctx_copy(ctx, 3), A, R);                        \
+	}                                                                                         \
+	SEC("fentry/kvfree_call_rcu")                                                             \
+	int fe_free_rcu##SFX(__u64 *ctx)                                                          \
+	{                                                                                         \
+		return fn_free(rcu_obj(ctx_copy(ctx, 1), ctx_copy(ctx, 2)), HOOK_FREE_RCU, A, R); \
+	}
+
+#define FN_PROGRAMS(SFX, A)                                                                                      \
+	FX_SLOT(0, SFX, A)                                                                                       \
+	FX_SLOT(1, SFX, A)                                                                                       \
+	FX_SLOT(2, SFX, A)                                                                                       \
+	FX_SLOT(3, SFX, A)                                                                                       \
+	FX_SLOT(4, SFX, A)                                                                                       \
+	FX_SLOT(5, SFX, A)                                                                                       \
+	FX_SLOT(6, SFX, A)                                                                                       \
+	FX_SLOT(7, SFX, A)                                                                                       \
+	FX_SLOT(8, SFX, A)                                                                                       \
+	FX_SLOT(9, SFX, A)                                                                                       \
+	FX_SLOT(10, SFX, A)                                                                                      \
+	FX_SLOT(11, SFX, A)                                                                                      \
+	FX_SLOT(12, SFX, A)                                                                                      \
+	FX_SLOT(13, SFX, A)                                                                                      \
+	SEC("kretprobe") int kr_alloc##SFX(struct pt_regs *ctx)                                                  \
+	{                                                                                                        \
+		return do_kr_alloc(ctx, A);                                                                      \
+	}                                                                                                        \
+	FE_FREES(SFX, A, ROLE_PRIMARY)                                                                           \
+	FE_FREES(SFX##_b, A, ROLE_BACKUP)                                                                        \
+	SEC("kprobe/kmem_cache_free")                                                                            \
+	int kp_cache_free##SFX(struct pt_regs *ctx)                                                              \
+	{                                                                                                        \
+		return fn_free(PT_REGS_PARM2(ctx), HOOK_CACHE_FREE, A, ROLE_PRIMARY);                            \
+	}                                                                                                        \
+	SEC("kprobe/kfree")                                                                                      \
+	int kp_kfree##SFX(struct pt_regs *ctx)                                                                   \
+	{                                                                                                        \
+		return fn_free(PT_REGS_PARM1(ctx), HOOK_KFREE, A, ROLE_PRIMARY);                                 \
+	}                                                                                                        \
+	SEC("kprobe/kmem_cache_free_bulk")                                                                       \
+	int kp_free_bulk##SFX(struct pt_regs *ctx)                                                               \
+	{                                                                                                        \
+		return free_bulk(PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx), A, ROLE_PRIMARY);                       \
+	}                                                                                                        \
+	SEC("kprobe/kvfree_call_rcu")                                                                            \
+	int kp_free_rcu##SFX(struct pt_regs *ctx)                                                                \
+	{                                                                                                        \
 		return fn_free(rcu_obj(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx)), HOOK_FREE_RCU, A, ROLE_PRIMARY); \
 	}
 
