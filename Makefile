@@ -34,10 +34,12 @@ run: build tracefs
 	./$(BIN) record -d $(DURATION) -o kmem.pb.gz
 	$(GO) tool pprof -top -nodecount=15 kmem.pb.gz
 
-# -p 1: the kernel tests of different packages would otherwise trace each
-# other's leaks. KMEMPROF_REQUIRE_BPF=1 turns their skips into failures.
+# Packages run in parallel. Kernel tests trace the whole machine, so they
+# take a lock (bpftest.Require) that runs one of them at a time across the
+# packages; the others run alongside. KMEMPROF_REQUIRE_BPF=1 turns their
+# skips into failures.
 test: tracefs
-	$(GO) test -p 1 -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 20m ./...
 
 generate:
 	$(GO) generate ./bpf/

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -22,9 +23,16 @@ const RequireEnv = "KMEMPROF_REQUIRE_BPF"
 
 // Require skips the test when it cannot load BPF programs (not root), or
 // fails it when RequireEnv=1: in CI a skipped kernel test is a failure.
+//
+// It also holds, until the test ends, the lock that runs one kernel test at
+// a time across the test binaries of packages that `go test` runs in
+// parallel: kernel tests trace the whole machine, and one package's leaks
+// and churn would otherwise show in another's captures. Tests that need no
+// kernel run alongside.
 func Require(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
+		lockKernel(t)
 		return
 	}
 	msg := "needs root to load BPF programs"
@@ -313,7 +321,6 @@ func StartPipeFiller(t testing.TB, n int) *Child {
 // RequireEnv.
 func Cgroup(t testing.TB, mnt string) (abs, rel string) {
 	t.Helper()
-	MakesCgroups(t)
 	if mnt == "" {
 		if os.Getenv(RequireEnv) == "1" {
 			t.Fatal("cgroup2 is not mounted")
@@ -339,16 +346,36 @@ func Cgroup(t testing.TB, mnt string) (abs, rel string) {
 	return abs, rel
 }
 
-// cgroupLock is the file whose lock orders, across the test binaries of
-// packages that run in parallel, the tests that make cgroups against those
-// that count the host's cgroups.
-var cgroupLock = filepath.Join(os.TempDir(), "kmemprof-tests-cgroups.lock")
+// kernelLock is the file whose lock runs one kernel test at a time across
+// test binaries.
+var kernelLock = filepath.Join(os.TempDir(), "kmemprof-kernel-tests.lock")
 
-// MakesCgroups is called by a test that makes cgroups: many may run at
-// once, but none while a test that counts them (CountsCgroups) runs. The
-// lock is held until the test ends.
-func MakesCgroups(t testing.TB) { lockCgroups(t, false) }
+// held counts this process's holders of the kernel lock: a subtest that
+// calls Require inside its parent's hold does not wait for itself.
+var held struct {
+	sync.Mutex
+	n int
+	f *os.File
+}
 
-// CountsCgroups is called by a test whose figures are the host's cgroup
-// counts: it runs alone among the tests that make cgroups, until it ends.
-func CountsCgroups(t testing.TB) { lockCgroups(t, true) }
+func lockKernel(t testing.TB) {
+	t.Helper()
+	held.Lock()
+	defer held.Unlock()
+	if held.n == 0 {
+		f, err := lockFile(kernelLock)
+		if err != nil {
+			t.Fatalf("taking the kernel tests' lock: %v", err)
+		}
+		held.f = f
+	}
+	held.n++
+	t.Cleanup(func() {
+		held.Lock()
+		defer held.Unlock()
+		if held.n--; held.n == 0 {
+			held.f.Close()
+			held.f = nil
+		}
+	})
+}

@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"strconv"
 	"syscall"
-	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -212,19 +211,16 @@ func holdEventfds(n int, out io.Writer) error {
 	return nil
 }
 
-func lockCgroups(t testing.TB, exclusive bool) {
-	t.Helper()
-	how := unix.LOCK_SH
-	if exclusive {
-		how = unix.LOCK_EX
-	}
-	f, err := os.OpenFile(cgroupLock, os.O_RDWR|os.O_CREATE, 0o600)
+// lockFile takes an exclusive lock on the file at path, made if need be,
+// waiting for it; closing the file releases it.
+func lockFile(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		t.Fatalf("opening the tests' cgroup lock: %v", err)
+		return nil, err
 	}
-	if err := unix.Flock(int(f.Fd()), how); err != nil {
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		f.Close()
-		t.Fatalf("taking the tests' cgroup lock: %v", err)
+		return nil, err
 	}
-	t.Cleanup(func() { f.Close() })
+	return f, nil
 }

@@ -723,7 +723,6 @@ func TestRecordContainerCgroup(t *testing.T) {
 	if mnt == "" {
 		t.Fatal("cgroup2 is not mounted")
 	}
-	bpftest.MakesCgroups(t)
 	const id = "3f4e5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081"
 	slice := filepath.Join(mnt, fmt.Sprintf("kmemprof-test-%d.slice", os.Getpid()))
 	dir := filepath.Join(slice, "docker-"+id+".scope")
@@ -1007,7 +1006,6 @@ func memcgParent(t *testing.T) (dir, rel string) {
 	if !v1 {
 		enable(mount)
 	}
-	bpftest.MakesCgroups(t)
 	rel = fmt.Sprintf("/kmemprof-memcg-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "_"))
 	dir = filepath.Join(mount, rel)
 	if err := os.Mkdir(dir, 0o755); err != nil {

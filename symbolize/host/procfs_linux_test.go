@@ -109,7 +109,6 @@ func TestCgroupResolverDead(t *testing.T) {
 // it in the next).
 func TestDyingMemcgCounted(t *testing.T) {
 	bpftest.Require(t)
-	bpftest.CountsCgroups(t) // no other package's test makes cgroups meanwhile
 	count := func() MemcgCount {
 		var v1, v2 fs.FS
 		if m := cgroupV1Mount("memory"); m != "" {
