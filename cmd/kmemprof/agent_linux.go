@@ -210,6 +210,7 @@ type snapshotSource interface {
 type tracerSource struct {
 	tr    *bpf.Tracer
 	names *hostNames
+	gfp   *host.GFPNamer
 }
 
 func (s *tracerSource) Collect() (*tracer.Aggregation, error) {
@@ -227,7 +228,7 @@ func (s *tracerSource) Collect() (*tracer.Aggregation, error) {
 	if err != nil {
 		return nil, err
 	}
-	return tracer.Aggregate(snap, kallsymsSymbolizer{syms}, tracer.Options{CgroupPath: cg.Path, GFPName: host.KernelGFPNamer().Name, Container: host.Container})
+	return tracer.Aggregate(snap, kallsymsSymbolizer{syms}, tracer.Options{CgroupPath: cg.Path, GFPName: s.gfp.Name, Container: host.Container})
 }
 
 func (s *tracerSource) Events() uint64 {
@@ -245,17 +246,14 @@ func agent(ctx context.Context, o *agentOptions, stderr io.Writer) error {
 	if err := checkKallsyms(); err != nil {
 		return err
 	}
-	if err := hostConfig(&o.bpf); err != nil {
-		return err
-	}
-	tr, err := bpf.Open(o.bpf)
+	tr, names, err := openTracer(o.bpf)
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
-	names := newHostNames()
 	fmt.Fprintf(stderr, "tracing %s (attach %s), a snapshot every %s\n", strings.Join(tr.Hooks(), ", "), tr.Mode(), o.interval)
-	return runAgentLoop(ctx, o, &tracerSource{tr: tr, names: names}, stderr)
+	// The GFP names come from the kernel's BTF, read once, not per snapshot.
+	return runAgentLoop(ctx, o, &tracerSource{tr: tr, names: names, gfp: host.KernelGFPNamer()}, stderr)
 }
 
 // runAgentLoop samples src every interval, pushes and exposes what it

@@ -8,32 +8,32 @@ import (
 	"github.com/kmemprof/kmemprof/tracer"
 )
 
-// hostConfig fills what the tracer needs to know of the host's cgroups:
-// the memory controller's hierarchy, and the id of --memcg. The error says
-// what to give instead of a bad --memcg.
-func hostConfig(cfg *bpf.Config) error {
+// openTracer attaches the tracer with what it needs to know of the host's
+// cgroups (the memory controller's hierarchy, the id of --memcg), then
+// walks the cgroup hierarchies, so that every cgroup made from then on is
+// one the tracer sees made. A bad --memcg is an error that says what to
+// give instead.
+func openTracer(cfg bpf.Config) (*bpf.Tracer, *hostNames, error) {
 	h := host.FindMemcgHierarchy()
 	cfg.MemcgHierarchy = h.V1ID
 	if cfg.MemcgPath != "" {
 		id, err := h.FilterID(cfg.MemcgPath)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
 		cfg.MemcgID = id
 	}
-	return nil
+	tr, err := bpf.Open(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tr, &hostNames{names: host.NewNames(h)}, nil
 }
 
 // hostNames names the cgroups of a capture: those that existed when it
 // started, walked once the tracer is attached, and those the tracer saw made.
 type hostNames struct {
 	names *host.Names
-}
-
-// newHostNames walks the cgroup hierarchies: call it after bpf.Open, so that
-// the tracer sees every cgroup made afterwards.
-func newHostNames() *hostNames {
-	return &hostNames{names: host.NewNames(host.FindMemcgHierarchy())}
 }
 
 // annotate completes a snapshot with what the host knows: the names of the

@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kmemprof/kmemprof/bpf"
 	"github.com/kmemprof/kmemprof/symbolize"
 	"github.com/kmemprof/kmemprof/symbolize/host"
 	"github.com/kmemprof/kmemprof/tracer"
@@ -113,15 +112,11 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	if err := hostConfig(&o.bpf); err != nil {
-		return err
-	}
-	tr, err := bpf.Open(o.bpf)
+	tr, names, err := openTracer(o.bpf)
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
-	names := newHostNames()
 	// The system's own slab accounting, to show beside what was tracked;
 	// read once kmemprof's maps exist, so that they are not in the deltas.
 	sysStart, sysErr := host.ReadSystemView()

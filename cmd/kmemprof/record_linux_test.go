@@ -1192,3 +1192,17 @@ func TestRecordMemcgFilter(t *testing.T) {
 		t.Errorf("--memcg %s: %d objects of a shell outside it were recorded", parent, n)
 	}
 }
+
+// TestRecordBadMemcg: a --memcg that names no memory cgroup is a clear
+// error, before anything is attached, and no profile is written.
+func TestRecordBadMemcg(t *testing.T) {
+	bpftest.Require(t)
+	out := filepath.Join(t.TempDir(), "kmem.pb.gz")
+	code, _, stderr := runInProcess("record", "-d", "1s", "-o", out, "--memcg", "/kmemprof-no-such-memcg")
+	if code == 0 || !strings.Contains(stderr, "--memcg /kmemprof-no-such-memcg") || !strings.Contains(stderr, "give a memory cgroup's path") {
+		t.Errorf("record --memcg of no cgroup: exit %d, stderr %q; want an error that says what to give", code, stderr)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a profile was written")
+	}
+}
