@@ -48,7 +48,7 @@ func (t *Tracer) calibrate() error {
 	}
 	prog := t.coll.Programs["calib_probe"]
 	names := t.vars.CalibNames
-	if prog == nil || names == nil {
+	if prog == nil {
 		return errors.New("calib_probe was not loaded")
 	}
 	cands, how := t.linearMapCandidates(shift, sz)

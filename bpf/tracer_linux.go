@@ -80,10 +80,7 @@ const clockTick = 10 * time.Millisecond
 // startClock sets the allocation clock and advances it every clockTick until
 // Detach.
 func (t *Tracer) startClock() error {
-	t.clock = t.vars.ClockNs
-	if t.clock == nil {
-		return errors.New("BPF object has no variable clock_ns")
-	}
+	t.clock = t.vars.ClockNs // bound at load (coll.Assign): never nil
 	if err := t.setClock(); err != nil {
 		return err
 	}
@@ -507,11 +504,7 @@ func attachOne(a attachment, prog *ebpf.Program) (link.Link, error) {
 // armBackupsVar tells the primaries to note the keys they handle, which a
 // backup needs; set before a backup is attached.
 func (t *Tracer) armBackupsVar() error {
-	v := t.vars.BackupsArmed
-	if v == nil {
-		return errors.New("BPF object has no variable backups_armed")
-	}
-	if err := v.Set(uint32(1)); err != nil {
+	if err := t.vars.BackupsArmed.Set(uint32(1)); err != nil {
 		return fmt.Errorf("arming the backup programs: %w", err)
 	}
 	return nil

@@ -51,8 +51,6 @@ type CaptureConfig struct {
 	// Progress, when set, is called every second with the elapsed time,
 	// the Source's stats and its events per second.
 	Progress func(elapsed time.Duration, st Stats, eventsPerSecond float64)
-	// Clock returns the time (nil: time.Now); tests set it.
-	Clock func() time.Time
 }
 
 // CaptureResult is what a capture saw.
@@ -73,10 +71,7 @@ type CaptureResult struct {
 // takes its final snapshot. An interrupted capture returns its snapshot
 // like any other: nothing seen is lost to a Ctrl-C.
 func Capture(ctx context.Context, src Source, cfg CaptureConfig) (*CaptureResult, error) {
-	now := cfg.Clock
-	if now == nil {
-		now = time.Now
-	}
+	now := time.Now
 	res := &CaptureResult{}
 	usage, _ := src.(UsageSource)
 	if cfg.Interval > 0 && usage != nil {
