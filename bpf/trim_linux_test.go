@@ -57,6 +57,23 @@ func TestContinuousTrims(t *testing.T) {
 	if c := counter(snap2, "totals_trimmed"); c < uint64(len(ids)) {
 		t.Errorf("totals_trimmed %d after the leaker's interval without allocations, want >= %d", c, len(ids))
 	}
+	// Deleted from the kernel map, not only counted, on kernels with
+	// lookup-and-delete for hash maps (5.14+) and without.
+	var key kmemprofTotalsKey
+	var vals []kmemprofTotalsVal
+	left := 0
+	it := tr.maps.Totals.Iterate()
+	for it.Next(&key, &vals) {
+		if int(key.Tgid) == l.PID && ids[tracer.StackID(key.StackId)] {
+			left++
+		}
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if left > 0 {
+		t.Errorf("%d of the idle leaker's eventfd totals still in the kernel map after trimming", left)
+	}
 	// Unreferenced at the second and third snapshots: deleted.
 	snap3, err := tr.Snapshot()
 	if err != nil {
