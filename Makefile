@@ -100,10 +100,18 @@ BENCH_ROUNDS ?= 5
 BENCH_ITERS  ?= 500000
 BENCH_WORKLOAD ?= openclose
 KMEMPROF_CMD = $(CURDIR)/$(BIN) record -d 1h -o out.pb.gz --top 0
+# The floors: empty programs on the slab tracepoints (the kernel's dispatch),
+# with the second program per free hook the default mode attaches, and with
+# allocation programs that only walk the stack (cmd/kmemprof-floor).
+FLOOR_CMD = $(CURDIR)/bin/kmemprof-floor
 bench-overhead: build tracefs
 	mkdir -p bin/bench
+	CGO_ENABLED=0 $(GO) build -o bin/kmemprof-floor ./cmd/kmemprof-floor
 	cd $(BENCH_DIR) && export BENCH_BIN=$(CURDIR)/bin/bench && ./setup.sh --no-verify >&2 && ./overhead.sh -r $(BENCH_ROUNDS) -n $(BENCH_ITERS) \
 		-w $(BENCH_WORKLOAD) -t rawtp-count,bpftrace-leak,memleak \
+		'floor::$(FLOOR_CMD)' \
+		'floor-backups::$(FLOOR_CMD) --backups' \
+		'floor-walk::$(FLOOR_CMD) --backups --walk' \
 		'kmemprof-full::$(KMEMPROF_CMD) --mode full' \
 		'kmemprof-adaptive::$(KMEMPROF_CMD)' \
 		'kmemprof-sample64::$(KMEMPROF_CMD) --sample 64'

@@ -31,7 +31,7 @@ func BenchmarkEventCost(b *testing.B) {
 	}{
 		{"untraced", func(testing.TB) func() { return func() {} }},
 		{"floor", func(tb testing.TB) func() { return attachEmpty(tb, 1) }},
-		{"floor2", func(tb testing.TB) func() { return attachEmpty(tb, 2) }},
+		{"floor-backups", func(tb testing.TB) func() { return attachEmpty(tb, 2) }},
 		{"adaptive", func(tb testing.TB) func() { return openTracer(tb, Config{}) }},
 		{"lazy", func(tb testing.TB) func() { return openTracer(tb, Config{LazyBackups: true}) }},
 		{"full", func(tb testing.TB) func() { return openTracer(tb, Config{Tracking: TrackFull}) }},
@@ -60,10 +60,15 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-// attachEmpty attaches n empty raw_tp programs to each slab tracepoint.
-func attachEmpty(tb testing.TB, n int) func() {
+// attachEmpty attaches an empty raw_tp program to each slab allocation
+// tracepoint and frees empty programs to each free tracepoint.
+func attachEmpty(tb testing.TB, frees int) func() {
 	var closers []func() error
 	for _, tp := range []string{"kmem_cache_alloc", "kmem_cache_free", "kmalloc", "kfree"} {
+		n := 1
+		if tp == "kmem_cache_free" || tp == "kfree" {
+			n = frees
+		}
 		for i := range n {
 			prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 				Name: fmt.Sprintf("empty%d", i), Type: ebpf.RawTracepoint, License: "GPL",
