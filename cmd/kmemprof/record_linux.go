@@ -216,6 +216,6 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 	agg.Meta.Comments = append(agg.Meta.Comments, host.SystemViewComments(sysStart, sysEnd)...)
 	return writeOutputs(o, agg, stdout, stderr, func(w io.Writer) error {
 		fmt.Fprintln(w)
-		return host.FormatSystemView(w, sysStart, sysEnd, host.TrackedByCache(agg))
+		return tracer.WriteReport(w, host.SystemViewReport(sysStart, sysEnd, host.TrackedByCache(agg)))
 	})
 }

@@ -408,41 +408,44 @@ func slabHint(start, end SystemView) string {
 	return ""
 }
 
-// FormatSystemView writes to w the kernel's own view of its memory over a
-// capture, for the terminal summary: Slab, SReclaimable and SUnreclaim (and
-// Percpu and VmallocUsed when the kernel reports them) at start and end with
-// their change, a hint where the slab growth went, then the SlabTopCaches
-// caches whose active bytes grew most, each with its objects in use and
-// allocated, its fragmentation (share of free objects) and, from tracked
-// (cache name -> outstanding bytes kmemprof recorded; nil when unknown), what
-// kmemprof saw of it. start and end should come from ReadSystemView; a view
-// without caches is reported as such. It returns the first write error.
-func FormatSystemView(w io.Writer, start, end SystemView, tracked map[string]uint64) error {
-	var b strings.Builder
+// SystemViewReport is the kernel's own view of its memory over a capture,
+// for the terminal summary (tracer.WriteReport): Slab, SReclaimable and
+// SUnreclaim (and Percpu and VmallocUsed when the kernel reports them) at
+// start and end with their change, a hint where the slab growth went, then
+// the SlabTopCaches caches whose active bytes grew most, each with its
+// objects in use and allocated, its fragmentation (share of free objects)
+// and, from tracked (cache name -> outstanding bytes kmemprof recorded; nil
+// when unknown), what kmemprof saw of it. start and end should come from
+// ReadSystemView; a view without caches is reported as such.
+func SystemViewReport(start, end SystemView, tracked map[string]uint64) tracer.Report {
+	var r tracer.Report
+	line := func(s string) { r = append(r, tracer.ReportBlock{Line: s}) }
 	head := "kernel memory (/proc/meminfo)"
 	if !start.Taken.IsZero() && !end.Taken.IsZero() {
 		head += " over " + end.Taken.Sub(start.Taken).Round(time.Second).String()
 	}
-	b.WriteString(head + ":\n")
+	line(head + ":")
 	var rows [][]string
-	for _, r := range meminfoRows(start, end) {
-		if !r.always && r.start == 0 && r.end == 0 {
+	for _, m := range meminfoRows(start, end) {
+		if !m.always && m.start == 0 && m.end == 0 {
 			continue
 		}
-		rows = append(rows, []string{r.name, tracer.HumanBytes(r.start), "->", tracer.HumanBytes(r.end), signedBytes(delta(r.start, r.end))})
+		rows = append(rows, []string{m.name, tracer.HumanBytes(m.start), "->", tracer.HumanBytes(m.end), signedBytes(delta(m.start, m.end))})
 	}
-	writeColumns(&b, rows, 1)
+	if rows != nil {
+		r = append(r, tracer.ReportBlock{Table: rows, Left: 1})
+	}
 	if h := slabHint(start, end); h != "" {
-		b.WriteString("  " + h + "\n")
+		line("  " + h)
 	}
 
 	switch gs := topGrowth(start, end); {
 	case len(start.Caches) == 0 || len(end.Caches) == 0:
-		b.WriteString("slab caches: /proc/slabinfo was not read at both ends of the capture\n")
+		line("slab caches: /proc/slabinfo was not read at both ends of the capture")
 	case len(gs) == 0:
-		b.WriteString("slab caches (/proc/slabinfo): none grew\n")
+		line("slab caches (/proc/slabinfo): none grew")
 	default:
-		b.WriteString("slab caches that grew most (/proc/slabinfo):\n")
+		line("slab caches that grew most (/proc/slabinfo):")
 		rows := [][]string{{"CACHE", "ACTIVE", "GROWTH", "OBJECTS ACTIVE/ALL", "FRAG", "TRACKED"}}
 		for _, g := range gs {
 			t := "-"
@@ -458,16 +461,15 @@ func FormatSystemView(w io.Writer, start, end SystemView, tracked map[string]uin
 				t,
 			})
 		}
-		writeColumns(&b, rows, 1)
+		r = append(r, tracer.ReportBlock{Table: rows, Left: 1})
 		if tracked != nil {
-			b.WriteString("  TRACKED: outstanding bytes kmemprof recorded in the cache; growth beyond it was not traced\n")
+			line("  TRACKED: outstanding bytes kmemprof recorded in the cache; growth beyond it was not traced")
 		}
 	}
-	if line := memcgLine(start.Memcg, end.Memcg); line != "" {
-		b.WriteString(line + "\n")
+	if l := memcgLine(start.Memcg, end.Memcg); l != "" {
+		line(l)
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return r
 }
 
 // memcgLine is the system view's line on memory cgroups, "" when unknown.
@@ -483,32 +485,6 @@ func memcgLine(start, end MemcgCount) string {
 		}
 	}
 	return line
-}
-
-// writeColumns writes rows as a table indented by two spaces, the first left
-// columns left-aligned and the others right-aligned.
-func writeColumns(b *strings.Builder, rows [][]string, left int) {
-	var widths []int
-	for _, r := range rows {
-		for i, c := range r {
-			if i == len(widths) {
-				widths = append(widths, 0)
-			}
-			widths[i] = max(widths[i], len(c))
-		}
-	}
-	for _, r := range rows {
-		var line string
-		for i, c := range r {
-			pad := strings.Repeat(" ", widths[i]-len(c))
-			if i < left {
-				line += "  " + c + pad
-			} else {
-				line += "  " + pad + c
-			}
-		}
-		b.WriteString(strings.TrimRight(line, " ") + "\n")
-	}
 }
 
 // SystemViewComments returns the system view as profile comments: one line

@@ -2,6 +2,7 @@ package host
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"maps"
 	"math"
@@ -366,7 +367,7 @@ func TestReadSystemView(t *testing.T) {
 	}
 }
 
-// wantSystemView is FormatSystemView of the fixtures with tracked bytes for
+// wantSystemView is SystemViewReport of the fixtures with tracked bytes for
 // kmalloc-192, nf_conntrack and kmalloc-cg-64.
 const wantSystemView = `kernel memory (/proc/meminfo) over 5m0s:
   Slab          566.8 MiB  ->  586.4 MiB  +19.6 MiB
@@ -394,7 +395,7 @@ func TestFormatSystemView(t *testing.T) {
 	start, end := fixtureView(t, "start", viewStart), fixtureView(t, "end", viewEnd)
 	tracked := map[string]uint64{"kmalloc-192": 20000 * 192, "nf_conntrack": 2560 * 256, "kmalloc-cg-64": 0}
 	var b strings.Builder
-	if err := FormatSystemView(&b, start, end, tracked); err != nil {
+	if err := writeSystemView(&b, start, end, tracked); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -463,7 +464,7 @@ func TestFormatSystemView(t *testing.T) {
 			t.Errorf("last line = %q", lines[len(lines)-1])
 		}
 		var b strings.Builder
-		FormatSystemView(&b, start, end, nil)
+		writeSystemView(&b, start, end, nil)
 		if strings.Contains(b.String(), "TRACKED:") {
 			t.Error("note on TRACKED printed without tracked bytes")
 		}
@@ -526,7 +527,7 @@ func TestFormatSystemViewCases(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var b strings.Builder
-			if err := FormatSystemView(&b, tt.start, tt.end, nil); err != nil {
+			if err := writeSystemView(&b, tt.start, tt.end, nil); err != nil {
 				t.Fatal(err)
 			}
 			for _, w := range tt.want {
@@ -545,7 +546,7 @@ func TestFormatSystemViewCases(t *testing.T) {
 
 func TestFormatSystemViewWriteError(t *testing.T) {
 	start := fixtureView(t, "start", viewStart)
-	if err := FormatSystemView(failWriter{}, start, start, nil); err == nil {
+	if err := writeSystemView(failWriter{}, start, start, nil); err == nil {
 		t.Error("no error from a failing writer")
 	}
 }
@@ -696,10 +697,15 @@ func TestMemcgCount(t *testing.T) {
 	var b strings.Builder
 	start := SystemView{Memcg: MemcgCount{Source: "s", Total: 9, Dying: 0, DyingKnown: true}}
 	end := SystemView{Memcg: MemcgCount{Source: "s", Total: 29, Dying: 20, DyingKnown: true}}
-	if err := FormatSystemView(&b, start, end, nil); err != nil {
+	if err := writeSystemView(&b, start, end, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(b.String(), "memory cgroups (s): 9 -> 29, removed but not freed (dying): 0 -> 20") {
 		t.Errorf("system view:\n%s", b.String())
 	}
+}
+
+// writeSystemView renders SystemViewReport as the record command does.
+func writeSystemView(w io.Writer, start, end SystemView, tracked map[string]uint64) error {
+	return tracer.WriteReport(w, SystemViewReport(start, end, tracked))
 }
