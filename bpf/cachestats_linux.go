@@ -9,30 +9,29 @@ import (
 type CacheStat struct {
 	Name   string
 	Allocs uint64 // allocations made since tracing began
-	Frees  uint64 // frees of those allocations
-	Size   uint64 // bytes per object (0 when objects differ, e.g. kmalloc-large)
-	// Bytes and FreedBytes are the bytes allocated and freed of those
-	// allocations, where the hooks give them (kmalloc; kmalloc-large).
+	// Frees are the frees since tracing began: with TrackCount, of any
+	// object of the cache, whenever it was allocated; else of the
+	// allocations made since.
+	Frees uint64
+	Size  uint64 // bytes per object (0 when objects differ, e.g. kmalloc-large)
+	// Bytes and FreedBytes are the bytes allocated and freed, where the hooks
+	// give them and objects differ in size (kmalloc-large).
 	Bytes, FreedBytes uint64
 }
 
-// Diff returns the allocations still outstanding.
-func (c CacheStat) Diff() uint64 {
-	if c.Allocs < c.Frees {
-		return 0
-	}
-	return c.Allocs - c.Frees
+// Diff returns allocations less frees: the change in the cache's objects
+// since tracing began (TrackCount; negative when it shrank), or the
+// allocations made since that are still outstanding.
+func (c CacheStat) Diff() int64 {
+	return int64(c.Allocs) - int64(c.Frees)
 }
 
-// InUse returns the bytes still outstanding.
-func (c CacheStat) InUse() uint64 {
+// InUse returns the bytes that Diff holds.
+func (c CacheStat) InUse() int64 {
 	if c.Size == 0 {
-		if c.Bytes < c.FreedBytes {
-			return 0
-		}
-		return c.Bytes - c.FreedBytes
+		return int64(c.Bytes) - int64(c.FreedBytes)
 	}
-	return c.Diff() * c.Size
+	return c.Diff() * int64(c.Size)
 }
 
 // CacheStats returns per-cache counts (Config.CountCaches must be set),
@@ -79,6 +78,9 @@ func (t *Tracer) CacheStats() ([]CacheStat, error) {
 		if cs == nil {
 			cs = &CacheStat{Name: name, Size: size}
 			byName[name] = cs
+		}
+		if cs.Size == 0 {
+			cs.Size = size
 		}
 		cs.Allocs += a.allocs
 		cs.Frees += a.frees

@@ -90,6 +90,11 @@ const (
 	// TrackSample records one allocation in Config.SampleEvery, with its full
 	// stack; the profile scales values by the rate.
 	TrackSample Tracking = "sample"
+	// TrackCount records no slab allocation: it counts allocations and frees
+	// per cache (CacheStats), a free whenever its object was allocated, and
+	// walks no stack; snapshots hold only large kmallocs. kmemprof top's
+	// mode; it implies CountCaches.
+	TrackCount Tracking = "count"
 )
 
 // ParseTracking parses a --mode value.
@@ -210,8 +215,14 @@ func (c *Config) setDefaults() error {
 	if c.StackDepth < 1 || c.StackDepth > MaxStackDepth {
 		return fmt.Errorf("stack depth %d out of range (1 to %d)", c.StackDepth, MaxStackDepth)
 	}
-	if c.Tracking == "" {
+	switch c.Tracking {
+	case "":
 		c.Tracking = TrackAdaptive
+	case TrackFull, TrackAdaptive, TrackSample:
+	case TrackCount:
+		c.CountCaches = true
+	default:
+		return fmt.Errorf("unknown tracking mode %q", c.Tracking)
 	}
 	if c.SampleEvery == 0 {
 		c.SampleEvery = 64
@@ -221,6 +232,15 @@ func (c *Config) setDefaults() error {
 	}
 	if c.HotThreshold == 0 {
 		c.HotThreshold = 64
+	}
+	if c.Tracking == TrackCount {
+		// Only large kmallocs are recorded, and no stack is walked.
+		if c.MaxOutstanding == 0 {
+			c.MaxOutstanding = 1 << 16
+		}
+		if c.MaxStacks == 0 {
+			c.MaxStacks = 1 << 8
+		}
 	}
 	if c.MaxOutstanding == 0 {
 		c.MaxOutstanding = 1 << 20

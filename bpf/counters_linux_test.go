@@ -1,6 +1,11 @@
 package bpf
 
-import "testing"
+import (
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf/asm"
+)
 
 // TestEveryCounterDescribed: every counter of the BPF program's enum (the
 // generated constants) has a name and a help line, once: adding a counter
@@ -22,5 +27,34 @@ func TestEveryCounterDescribed(t *testing.T) {
 			t.Errorf("counters %d and %d are both named %s", j, i, c.name)
 		}
 		seen[c.name] = i
+	}
+}
+
+// TestNoAtomicsProgramsUseOnlyAdd: the programs for kernels without BPF
+// atomics (_na, before 5.12) may use no atomic operation but a plain add
+// (XADD), which every kernel has; the compiler turns some adds into others
+// (an add of 0 into an atomic or). Checked in this architecture's object,
+// without a kernel.
+func TestNoAtomicsProgramsUseOnlyAdd(t *testing.T) {
+	{
+		spec, err := loadKmemprof()
+		if err != nil {
+			t.Fatal(err)
+		}
+		checked := 0
+		for name, p := range spec.Programs {
+			if !strings.HasSuffix(name, "_na") && !strings.HasSuffix(name, "_na_b") {
+				continue
+			}
+			checked++
+			for i, ins := range p.Instructions {
+				if ins.OpCode.Class() == asm.StXClass && ins.OpCode.Mode() == asm.AtomicMode && ins.OpCode.AtomicOp() != asm.AddAtomic {
+					t.Errorf("%s: instruction %d is %v, which kernels without BPF atomics reject", name, i, ins)
+				}
+			}
+		}
+		if checked < 10 {
+			t.Errorf("checked %d _na programs, want the whole set", checked)
+		}
 	}
 }

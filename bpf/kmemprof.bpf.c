@@ -177,18 +177,30 @@ struct {
  * (about 60 ns here, as much as the primary's whole work); with
  * --nested-frees lazy, user space attaches it only once the kernel reports
  * a miss of the primary. Before the first backup is attached, user space
- * sets backups_armed; from then on both run for every event. The primary
- * notes the key it handles (last_frees); the backup skips an event whose key
- * its primary noted, and handles any other: one nested inside the primary.
- * On kernels that do run nested programs, the backup then finds the key
- * already deleted, and counts nothing.
+ * sets backups_armed.
+ *
+ * From then on both programs run for each event, in either order (a
+ * tracepoint runs its programs in the order they were attached, a BPF
+ * trampoline the other way round), and exactly one handles it. Each keeps
+ * a depth on this CPU while it runs. A program that starts while the other
+ * one is running below it is the only one the kernel runs for this event:
+ * it handles it. Otherwise the first of the two to run claims the event
+ * (its key, in the slot of its nesting level) and handles it, and the
+ * second finds the claim, clears it and skips. Kernels that do run a
+ * program nested in itself (before 6.1) are found out by that depth, and
+ * from then on every event goes through the claim.
  */
+struct free_guard {
+	__u32 depth[2]; /* by role: ROLE_PRIMARY, ROLE_BACKUP */
+	__u64 slot[4];	/* claimed keys, by nesting level */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
-	__type(value, __u64);
+	__type(value, struct free_guard);
 	__uint(max_entries, NR_HOOKS);
-} last_frees SEC(".maps");
+} free_guards SEC(".maps");
 
 #define ROLE_PRIMARY 0
 #define ROLE_BACKUP 1
@@ -342,12 +354,16 @@ __u8 fx_site_word[NR_FN_SLOTS] = {};
  */
 volatile __u32 backups_armed = 0;
 
+/* Set when a free program is seen running nested in itself (see free_guard). */
+volatile __u32 nested_runs = 0;
+
 /* Test-run programs leave their results here. */
 __u64 probe_result = 0;
 
 #define MODE_FULL 0
 #define MODE_ADAPTIVE 1
 #define MODE_SAMPLE 2
+#define MODE_COUNT 3 /* top: slab objects counted per cache, not recorded */
 
 /* __GFP_ACCOUNT has been bit 22 since it was introduced (4.5). */
 #define GFP_ACCOUNT (1U << 22)
@@ -381,25 +397,49 @@ static __always_inline void count_n(__u32 idx, __u64 n)
 }
 
 /*
- * backup_skips tells a free hook's programs apart (see last_frees): the
- * primary notes key; the backup returns true for the key its primary noted.
+ * guard_enter starts a free hook's program on an event (see free_guard) and
+ * says whether the other program of the hook handles it (*skip). It
+ * returns the guard to pass to guard_exit, or NULL when the hook has no
+ * backup.
  */
-static __always_inline bool backup_skips(__u32 hook, __u64 key, const int role)
+static __always_inline struct free_guard *guard_enter(__u32 hook, __u64 key, const int role, bool *skip)
 {
-	if (role == ROLE_PRIMARY && !backups_armed)
-		return false;
-	__u64 *last = bpf_map_lookup_elem(&last_frees, &hook);
-	if (!last)
-		return false;
-	if (role == ROLE_PRIMARY) {
-		*last = key;
-		return false;
+	*skip = false;
+	if (!backups_armed)
+		return NULL;
+	struct free_guard *g = bpf_map_lookup_elem(&free_guards, &hook);
+	if (!g)
+		return NULL;
+	__u32 own = g->depth[role], other = g->depth[role ^ 1];
+	if (own)
+		nested_runs = 1;
+	g->depth[role] = own + 1;
+	__u32 l = (own + other) & 3;
+	if (other && !nested_runs) {
+		/* The kernel skips the other one for this event. Claimed all the same, in case it does not. */
+		g->slot[l] = key;
+		if (role == ROLE_BACKUP)
+			count(C_RESCUED);
+		return g;
 	}
-	if (*last == key) {
-		*last = 0;
-		return true;
+	if (g->slot[l] == key) {
+		g->slot[l] = 0;
+		*skip = true;
+		/* The backup handled an event the primary saw: not a rescue. */
+		if (role == ROLE_PRIMARY)
+			count_n(C_RESCUED, (__u64)-1);
+		return g;
 	}
-	return false;
+	g->slot[l] = key;
+	if (role == ROLE_BACKUP)
+		count(C_RESCUED);
+	return g;
+}
+
+static __always_inline void guard_exit(struct free_guard *g, const int role)
+{
+	if (g)
+		g->depth[role]--;
 }
 
 /* ------------------------------------------------------------------ */
@@ -891,6 +931,8 @@ static __always_inline __u32 site_of(__u64 site)
  */
 static __always_inline __s64 decide_stack(void *ctx, __u64 site, const int A)
 {
+	if (trace_mode == MODE_COUNT)
+		return STACK_NOT_WALKED;
 	if (trace_mode != MODE_ADAPTIVE)
 		return walk_stack(ctx, A);
 	__u32 si = site_of(site);
@@ -961,12 +1003,19 @@ static __always_inline void cache_stat_add(__u64 cache, int alloc, __u64 bytes)
 		if (!cs)
 			return;
 	}
+	/*
+	 * Atomic adds: a program in an interrupt may count on this CPU
+	 * meanwhile. No add of a constant 0, which the compiler turns into an
+	 * atomic or, which kernels before 5.12 do not have.
+	 */
 	if (alloc) {
-		cs->allocs++;
-		cs->bytes += bytes;
+		__sync_fetch_and_add(&cs->allocs, 1);
+		if (bytes)
+			__sync_fetch_and_add(&cs->bytes, bytes);
 	} else {
-		cs->frees++;
-		cs->freed_bytes += bytes;
+		__sync_fetch_and_add(&cs->frees, 1);
+		if (bytes)
+			__sync_fetch_and_add(&cs->freed_bytes, bytes);
 	}
 }
 
@@ -1133,12 +1182,68 @@ static __always_inline void add_totals(struct alloc_info *v)
 }
 
 /*
+ * Count mode (top): slab objects are counted for their cache, allocations
+ * and frees alike, and never recorded. A free finds its cache from the hook
+ * (kmem_cache_free's s) or from the object's slab, and counts whenever the
+ * object was allocated. Only large kmallocs (pages, no cache) are recorded,
+ * and found again by their free.
+ */
+static __always_inline bool counting(__u8 kind)
+{
+	return trace_mode == MODE_COUNT && kind == KIND_SLAB;
+}
+
+/*
+ * count_alloc counts a slab allocation for its cache; false: record it
+ * instead (kmalloc-large, or a cache that could not be read), for its free
+ * to find.
+ */
+static __always_inline bool count_alloc(struct alloc_ev *ev)
+{
+	if (ev->keep || !ev->cache)
+		return false;
+	/* Known from now on: a free that reads its cache from the object trusts only known caches. */
+	cache_lookup((struct kmem_cache *)ev->cache);
+	cache_stat_add(ev->cache, 1, ev->alloc);
+	count(C_COUNTED_ALLOCS);
+	return true;
+}
+
+static __always_inline void count_free(__u64 cache)
+{
+	cache_stat_add(cache, 0, 0);
+	count(C_COUNTED_FREES);
+}
+
+/*
+ * free_not_tracked ends a free that found no record: in count mode a slab
+ * object's free counts for the cache read from its slab, if that is a cache
+ * seen allocating (a large kmalloc's page holds no cache); else it counts as
+ * untracked.
+ */
+static __always_inline void free_not_tracked(__u64 ptr, __u8 kind, __u32 untracked)
+{
+	if (counting(kind)) {
+		__u64 pg = page_of(ptr);
+		__u64 s = pg ? slab_cache_of(pg) : 0;
+		if (s && bpf_map_lookup_elem(&caches, &s)) {
+			count_free(s);
+			return;
+		}
+		untracked = C_FREE_UNRESOLVED;
+	}
+	count(untracked);
+}
+
+/*
  * store_alloc inserts one admitted allocation and walks its stack unless the
  * hook walked it (ev->stack_id != STACK_UNSET).
  */
 static __always_inline void store_alloc(void *ctx, struct alloc_ev *ev, __u32 tgid, struct task_struct *task,
 					const int A)
 {
+	if (counting(ev->kind) && count_alloc(ev))
+		return;
 	__u64 key = (ev->ptr << 2) | ev->kind;
 	__s64 stack_id = ev->stack_id;
 	if (A) {
@@ -1208,36 +1313,24 @@ static __always_inline void forget_freed(__u64 key)
 		l->key = 0;
 }
 
-/*
- * record_free deletes a freed allocation. hook is the free hook (for
- * last_frees); the backup role counts only the frees it finds tracked.
- */
-static __always_inline void record_free(__u64 ptr, __u8 kind, __u32 untracked, __u32 hook, const int A, const int role)
+/* free_event deletes a freed allocation, or counts it (count mode). */
+static __always_inline void free_event(__u64 ptr, __u64 key, __u8 kind, __u32 untracked, const int A, __u64 cache)
 {
-	if (!ptr) {
-		if (role == ROLE_PRIMARY)
-			count(C_FREE_NULL);
+	forget_freed(key);
+	if (cache && counting(kind)) {
+		count_free(cache);
 		return;
 	}
-	__u64 key = (ptr << 2) | kind;
-	if (backup_skips(hook, key, role))
-		return;
-	forget_freed(key);
 	if (!A) {
 		struct alloc_info *v = bpf_map_lookup_elem(&table_hash, &key);
 		if (!v) {
-			if (role == ROLE_PRIMARY)
-				count(untracked);
+			free_not_tracked(ptr, kind, untracked);
 			return;
 		}
 		site_freed(v->site);
 		if (count_caches)
 			cache_stat_add(v->cache, 0, v->bytes_alloc);
 		bpf_map_delete_elem(&table_hash, &key);
-		if (role == ROLE_BACKUP && hook < NR_HOOKS) {
-			count(hook);
-			count(C_RESCUED);
-		}
 		count(C_FREED);
 		return;
 	}
@@ -1258,16 +1351,35 @@ static __always_inline void record_free(__u64 ptr, __u8 kind, __u32 untracked, _
 				}
 			}
 			bk->key[i] = 0;
-			if (role == ROLE_BACKUP && hook < NR_HOOKS) {
-				count(hook);
-				count(C_RESCUED);
-			}
 			count(C_FREED);
 			return;
 		}
 	}
-	if (role == ROLE_PRIMARY)
-		count(untracked);
+	free_not_tracked(ptr, kind, untracked);
+}
+
+/*
+ * record_free handles a free event of hook (NR_HOOKS: an object of a bulk
+ * free, whose call was guarded as a whole): the program that handles it
+ * counts the event and its outcome. cache is the object's cache where the
+ * hook passes it (count mode), else 0.
+ */
+static __always_inline void record_free(__u64 ptr, __u8 kind, __u32 untracked, __u32 hook, const int A, const int role,
+					__u64 cache)
+{
+	/* kfree(NULL) is an event too: its key is one no object has. */
+	__u64 key = ptr ? (ptr << 2) | kind : ~0ULL;
+	bool skip = false;
+	struct free_guard *g = hook < NR_HOOKS ? guard_enter(hook, key, role, &skip) : NULL;
+	if (!skip) {
+		if (hook < NR_HOOKS)
+			count(hook);
+		if (ptr)
+			free_event(ptr, key, kind, untracked, A, cache);
+		else
+			count(C_FREE_NULL);
+	}
+	guard_exit(g, role);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1303,6 +1415,14 @@ static __always_inline void on_kmalloc(void *ctx, struct alloc_ev *ev, const int
 	ev->hook = HOOK_KMALLOC;
 	ev->accounted = (ev->gfp & GFP_ACCOUNT) != 0;
 	ev->cache = kmalloc_id(ev->alloc, ev->gfp);
+	if (trace_mode == MODE_COUNT) {
+		/* The kmalloc cache itself, as kfree finds it (random kmalloc caches included). */
+		__u64 s = ev->alloc <= kmalloc_max ? obj_cache(ev->ptr) : 0;
+		if (s)
+			ev->cache = s;
+		else
+			ev->keep = 1;
+	}
 	if (!slab_filters(ev, false))
 		return;
 	record_alloc(ctx, ev, A);
@@ -1415,10 +1535,10 @@ static __always_inline int do_pcpu_alloc(__u64 *ctx, const int A)
 
 static __always_inline int kt_free(__u64 *ctx, int hook, __u8 kind, __u32 untracked, const int A, const int role)
 {
-	if (role == ROLE_PRIMARY)
-		count(hook);
 	__u64 ptr = kind == KIND_PAGE ? ctx_arg(ctx, arg_idx[hook][F_PTR]) : ctx_ptr(ctx, arg_idx[hook][F_PTR]);
-	record_free(ptr, kind, untracked, hook, A, role);
+	/* kmem_cache_free passes its cache from 6.1: count mode needs no read of the slab. */
+	__u64 cache = counting(kind) ? ctx_arg(ctx, arg_idx[hook][F_CACHE]) : 0;
+	record_free(ptr, kind, untracked, hook, A, role, cache);
 	return 0;
 }
 
@@ -1548,7 +1668,8 @@ static __always_inline int tpc_cache_alloc(void *ctx, const int A)
 	ev.accounted = (ev.gfp & GFP_ACCOUNT) != 0;
 	if (tp_off[HOOK_CACHE_ALLOC][F_ACCOUNTED])
 		ev.accounted = T_(HOOK_CACHE_ALLOC, F_ACCOUNTED) != 0;
-	bool named = tp_off[HOOK_CACHE_ALLOC][F_NAME] != 0;
+	/* Count mode keys caches by pointer, as the frees find them. */
+	bool named = tp_off[HOOK_CACHE_ALLOC][F_NAME] != 0 && trace_mode != MODE_COUNT;
 	if (named)
 		ev.cache = tp_cache_name(ctx, ev.req, ev.alloc);
 	else
@@ -1612,7 +1733,7 @@ static __always_inline int tpc_free(void *ctx, int hook, __u8 kind, __u32 untrac
 	__u64 ptr = tp_field(ctx, hook, F_PTR);
 	if (kind == KIND_PAGE)
 		ptr += 1; /* pfn + 1: pfn 0 is a page */
-	record_free(ptr, kind, untracked, hook, A, ROLE_PRIMARY);
+	record_free(ptr, kind, untracked, hook, A, ROLE_PRIMARY, 0);
 	return 0;
 }
 
@@ -1687,6 +1808,7 @@ static __always_inline bool fn_finish(struct alloc_ev *ev, int slot, __u64 size)
 	if (fn_alloc[slot].large || size > kmalloc_max) {
 		ev->alloc = large_bytes(size);
 		ev->cache = kmalloc_id(ev->alloc, ev->gfp);
+		ev->keep = 1;
 		return slab_filters(ev, false);
 	}
 	if (!ev->cache)
@@ -1843,12 +1965,10 @@ static __always_inline int do_kr_alloc(struct pt_regs *ctx, const int A)
 	return 0;
 }
 
-/* Frees. kmem_cache_free(s, x), kfree(x). */
-static __always_inline int fn_free(__u64 ptr, int hook, const int A, const int role)
+/* Frees. kmem_cache_free(s, x), kfree(x): cache is s, or 0. */
+static __always_inline int fn_free(__u64 ptr, __u64 cache, int hook, const int A, const int role)
 {
-	if (role == ROLE_PRIMARY)
-		count(hook);
-	record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB, hook, A, role);
+	record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB, hook, A, role, cache);
 	return 0;
 }
 
@@ -1861,30 +1981,23 @@ static __always_inline int fn_free(__u64 ptr, int hook, const int A, const int r
 #define MAX_BULK 512
 #define BULK_CHUNK 8
 
-/*
- * One object of a bulk free. NR_HOOKS: no per-object last_frees note (the
- * bulk call is deduplicated as a whole, by its array).
- */
+/* One object of a bulk free. NR_HOOKS: the bulk call is guarded as a whole, by its array. */
 __noinline int bulk_free_one(__u64 ptr)
 {
-	record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB, NR_HOOKS, 1, ROLE_PRIMARY);
+	record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB, NR_HOOKS, 1, ROLE_PRIMARY, 0);
 	return 0;
 }
 
 __noinline int bulk_free_one_na(__u64 ptr)
 {
-	record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB, NR_HOOKS, 0, ROLE_PRIMARY);
+	record_free(ptr, KIND_SLAB, C_FREE_UNTRACKED_SLAB, NR_HOOKS, 0, ROLE_PRIMARY, 0);
 	return 0;
 }
 
 /* Every object of a bulk free is a free event (HOOK_FREE_BULK counts objects). */
-static __always_inline int free_bulk(__u64 n, __u64 p, const int A, const int role)
+static __always_inline void free_bulk_objects(__u64 n, __u64 p, const int A)
 {
-	if (!p || backup_skips(HOOK_FREE_BULK, p, role))
-		return 0;
 	count_n(HOOK_FREE_BULK, n);
-	if (role == ROLE_BACKUP)
-		count(C_RESCUED);
 	if (n > MAX_BULK) {
 		count_n(C_BULK_TRUNCATED, n - MAX_BULK);
 		n = MAX_BULK;
@@ -1904,6 +2017,17 @@ static __always_inline int free_bulk(__u64 n, __u64 p, const int A, const int ro
 			}
 		}
 	}
+}
+
+static __always_inline int free_bulk(__u64 n, __u64 p, const int A, const int role)
+{
+	if (!p)
+		return 0;
+	bool skip = false;
+	struct free_guard *g = guard_enter(HOOK_FREE_BULK, p, role, &skip);
+	if (!skip)
+		free_bulk_objects(n, p, A);
+	guard_exit(g, role);
 	return 0;
 }
 
@@ -1934,68 +2058,68 @@ static __always_inline __u64 rcu_obj(__u64 head, __u64 arg2)
 		return kp_alloc(ctx, K, A);                      \
 	}
 
-#define FE_FREES(SFX, A, R)                                                                       \
-	SEC("fentry/kmem_cache_free")                                                             \
-	int fe_cache_free##SFX(__u64 *ctx)                                                        \
-	{                                                                                         \
-		return fn_free(ctx_ptr(ctx, 2), HOOK_CACHE_FREE, A, R);                           \
-	}                                                                                         \
-	SEC("fentry/kfree")                                                                       \
-	int fe_kfree##SFX(__u64 *ctx)                                                             \
-	{                                                                                         \
-		return fn_free(ctx_ptr(ctx, 1), HOOK_KFREE, A, R);                                \
-	}                                                                                         \
-	SEC("fentry/kmem_cache_free_bulk")                                                        \
-	int fe_free_bulk##SFX(__u64 *ctx)                                                         \
-	{                                                                                         \
-		return free_bulk(ctx_arg(ctx, 2), ctx_copy(ctx, 3), A, R);                        \
-	}                                                                                         \
-	SEC("fentry/kvfree_call_rcu")                                                             \
-	int fe_free_rcu##SFX(__u64 *ctx)                                                          \
-	{                                                                                         \
-		return fn_free(rcu_obj(ctx_copy(ctx, 1), ctx_copy(ctx, 2)), HOOK_FREE_RCU, A, R); \
+#define FE_FREES(SFX, A, R)                                                                          \
+	SEC("fentry/kmem_cache_free")                                                                \
+	int fe_cache_free##SFX(__u64 *ctx)                                                           \
+	{                                                                                            \
+		return fn_free(ctx_ptr(ctx, 2), ctx_arg(ctx, 1), HOOK_CACHE_FREE, A, R);             \
+	}                                                                                            \
+	SEC("fentry/kfree")                                                                          \
+	int fe_kfree##SFX(__u64 *ctx)                                                                \
+	{                                                                                            \
+		return fn_free(ctx_ptr(ctx, 1), 0, HOOK_KFREE, A, R);                                \
+	}                                                                                            \
+	SEC("fentry/kmem_cache_free_bulk")                                                           \
+	int fe_free_bulk##SFX(__u64 *ctx)                                                            \
+	{                                                                                            \
+		return free_bulk(ctx_arg(ctx, 2), ctx_copy(ctx, 3), A, R);                           \
+	}                                                                                            \
+	SEC("fentry/kvfree_call_rcu")                                                                \
+	int fe_free_rcu##SFX(__u64 *ctx)                                                             \
+	{                                                                                            \
+		return fn_free(rcu_obj(ctx_copy(ctx, 1), ctx_copy(ctx, 2)), 0, HOOK_FREE_RCU, A, R); \
 	}
 
-#define FN_PROGRAMS(SFX, A)                                                                                      \
-	FX_SLOT(0, SFX, A)                                                                                       \
-	FX_SLOT(1, SFX, A)                                                                                       \
-	FX_SLOT(2, SFX, A)                                                                                       \
-	FX_SLOT(3, SFX, A)                                                                                       \
-	FX_SLOT(4, SFX, A)                                                                                       \
-	FX_SLOT(5, SFX, A)                                                                                       \
-	FX_SLOT(6, SFX, A)                                                                                       \
-	FX_SLOT(7, SFX, A)                                                                                       \
-	FX_SLOT(8, SFX, A)                                                                                       \
-	FX_SLOT(9, SFX, A)                                                                                       \
-	FX_SLOT(10, SFX, A)                                                                                      \
-	FX_SLOT(11, SFX, A)                                                                                      \
-	FX_SLOT(12, SFX, A)                                                                                      \
-	FX_SLOT(13, SFX, A)                                                                                      \
-	SEC("kretprobe") int kr_alloc##SFX(struct pt_regs *ctx)                                                  \
-	{                                                                                                        \
-		return do_kr_alloc(ctx, A);                                                                      \
-	}                                                                                                        \
-	FE_FREES(SFX, A, ROLE_PRIMARY)                                                                           \
-	FE_FREES(SFX##_b, A, ROLE_BACKUP)                                                                        \
-	SEC("kprobe/kmem_cache_free")                                                                            \
-	int kp_cache_free##SFX(struct pt_regs *ctx)                                                              \
-	{                                                                                                        \
-		return fn_free(PT_REGS_PARM2(ctx), HOOK_CACHE_FREE, A, ROLE_PRIMARY);                            \
-	}                                                                                                        \
-	SEC("kprobe/kfree")                                                                                      \
-	int kp_kfree##SFX(struct pt_regs *ctx)                                                                   \
-	{                                                                                                        \
-		return fn_free(PT_REGS_PARM1(ctx), HOOK_KFREE, A, ROLE_PRIMARY);                                 \
-	}                                                                                                        \
-	SEC("kprobe/kmem_cache_free_bulk")                                                                       \
-	int kp_free_bulk##SFX(struct pt_regs *ctx)                                                               \
-	{                                                                                                        \
-		return free_bulk(PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx), A, ROLE_PRIMARY);                       \
-	}                                                                                                        \
-	SEC("kprobe/kvfree_call_rcu")                                                                            \
-	int kp_free_rcu##SFX(struct pt_regs *ctx)                                                                \
-	{                                                                                                        \
-		return fn_free(rcu_obj(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx)), HOOK_FREE_RCU, A, ROLE_PRIMARY); \
+#define FN_PROGRAMS(SFX, A)                                                                                         \
+	FX_SLOT(0, SFX, A)                                                                                          \
+	FX_SLOT(1, SFX, A)                                                                                          \
+	FX_SLOT(2, SFX, A)                                                                                          \
+	FX_SLOT(3, SFX, A)                                                                                          \
+	FX_SLOT(4, SFX, A)                                                                                          \
+	FX_SLOT(5, SFX, A)                                                                                          \
+	FX_SLOT(6, SFX, A)                                                                                          \
+	FX_SLOT(7, SFX, A)                                                                                          \
+	FX_SLOT(8, SFX, A)                                                                                          \
+	FX_SLOT(9, SFX, A)                                                                                          \
+	FX_SLOT(10, SFX, A)                                                                                         \
+	FX_SLOT(11, SFX, A)                                                                                         \
+	FX_SLOT(12, SFX, A)                                                                                         \
+	FX_SLOT(13, SFX, A)                                                                                         \
+	SEC("kretprobe") int kr_alloc##SFX(struct pt_regs *ctx)                                                     \
+	{                                                                                                           \
+		return do_kr_alloc(ctx, A);                                                                         \
+	}                                                                                                           \
+	FE_FREES(SFX, A, ROLE_PRIMARY)                                                                              \
+	FE_FREES(SFX##_b, A, ROLE_BACKUP)                                                                           \
+	SEC("kprobe/kmem_cache_free")                                                                               \
+	int kp_cache_free##SFX(struct pt_regs *ctx)                                                                 \
+	{                                                                                                           \
+		return fn_free(PT_REGS_PARM2(ctx), PT_REGS_PARM1(ctx), HOOK_CACHE_FREE, A, ROLE_PRIMARY);           \
+	}                                                                                                           \
+	SEC("kprobe/kfree")                                                                                         \
+	int kp_kfree##SFX(struct pt_regs *ctx)                                                                      \
+	{                                                                                                           \
+		return fn_free(PT_REGS_PARM1(ctx), 0, HOOK_KFREE, A, ROLE_PRIMARY);                                 \
+	}                                                                                                           \
+	SEC("kprobe/kmem_cache_free_bulk")                                                                          \
+	int kp_free_bulk##SFX(struct pt_regs *ctx)                                                                  \
+	{                                                                                                           \
+		return free_bulk(PT_REGS_PARM2(ctx), PT_REGS_PARM3(ctx), A, ROLE_PRIMARY);                          \
+	}                                                                                                           \
+	SEC("kprobe/kvfree_call_rcu")                                                                               \
+	int kp_free_rcu##SFX(struct pt_regs *ctx)                                                                   \
+	{                                                                                                           \
+		return fn_free(rcu_obj(PT_REGS_PARM1(ctx), PT_REGS_PARM2(ctx)), 0, HOOK_FREE_RCU, A, ROLE_PRIMARY); \
 	}
 
 FN_PROGRAMS(, 1)
@@ -2068,6 +2192,43 @@ SEC("raw_tp")
 int resolve_cache(struct bpf_raw_tracepoint_args *ctx)
 {
 	cache_lookup((struct kmem_cache *)ctx->args[0]);
+	return 0;
+}
+
+/*
+ * register_caches registers every slab cache in the caches map, walking the
+ * kernel's list of caches (kmem_cache.list) from the cache of the calling
+ * task's task_struct; it leaves how many it found in probe_result. Count
+ * mode runs it at start: a free that reads its cache from the object counts
+ * only for a registered cache. The list's head is not a cache: the entry it
+ * gives is never an object's cache, so it does no harm.
+ */
+#define MAX_CACHES_WALK 1024
+
+/* One cache of the walk: a global function, which the verifier checks once. */
+__noinline int register_cache(__u64 s)
+{
+	return cache_lookup((struct kmem_cache *)s) != NULL;
+}
+
+SEC("raw_tp")
+int register_caches(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u64 first = obj_cache(bpf_get_current_task());
+	probe_result = 0;
+	if (!first)
+		return 0;
+	__u64 off = bpf_core_field_offset(struct kmem_cache, list);
+	__u64 pos = first + off;
+	__u64 n = 0;
+	for (int i = 0; i < MAX_CACHES_WALK; i++) {
+		__u64 next = 0;
+		if (bpf_probe_read_kernel(&next, sizeof(next), (void *)pos) || !next || next == first + off)
+			break;
+		pos = next;
+		n += register_cache(next - off);
+	}
+	probe_result = n + 1; /* the first */
 	return 0;
 }
 

@@ -72,6 +72,9 @@ enum counter {
 	C_RESCUED,	     /* events handled by a hook's backup program: the kernel did not rerun the busy primary */
 	C_TREE_FULL,	     /* --follow: children of the followed tree not added, the tree map being full */
 	C_CGROUP_NAMES_FULL, /* cgroups made during the capture whose path could not be kept (cgroup_names full) */
+	C_COUNTED_ALLOCS,    /* count mode: slab allocations counted for their cache, not recorded */
+	C_COUNTED_FREES,     /* count mode: slab frees counted for their cache */
+	C_FREE_UNRESOLVED,   /* count mode: slab frees whose cache was not found: counted in no cache */
 	NR_COUNTERS,
 };
 
@@ -214,6 +217,7 @@ struct alloc_ev {
 	__u8 hook;
 	__u8 accounted;
 	__u8 order;
+	__u8 keep; /* count mode: record it all the same (kmalloc-large, or its cache not found) */
 };
 
 /*

@@ -101,7 +101,10 @@ const (
 	kmemprofCounterC_RESCUED               kmemprofCounter = 37
 	kmemprofCounterC_TREE_FULL             kmemprofCounter = 38
 	kmemprofCounterC_CGROUP_NAMES_FULL     kmemprofCounter = 39
-	kmemprofCounterNR_COUNTERS             kmemprofCounter = 40
+	kmemprofCounterC_COUNTED_ALLOCS        kmemprofCounter = 40
+	kmemprofCounterC_COUNTED_FREES         kmemprofCounter = 41
+	kmemprofCounterC_FREE_UNRESOLVED       kmemprofCounter = 42
+	kmemprofCounterNR_COUNTERS             kmemprofCounter = 43
 )
 
 type kmemprofField uint32
@@ -129,6 +132,12 @@ type kmemprofFnLayout struct {
 	Large uint8
 	Hook  uint8
 	Pad   [2]uint8
+}
+
+type kmemprofFreeGuard struct {
+	_     structs.HostLayout
+	Depth [2]uint32
+	Slot  [4]uint64
 }
 
 type kmemprofHook uint32
@@ -163,6 +172,8 @@ type kmemprofKpArgs struct {
 		Hook      uint8
 		Accounted uint8
 		Order     uint8
+		Keep      uint8
+		_         [7]byte
 	}
 	Size       uint64
 	Slot       uint8
@@ -366,6 +377,7 @@ type kmemprofProgramSpecs struct {
 	KtPcpuFreeNaB  *ebpf.ProgramSpec `ebpf:"kt_pcpu_free_na_b"`
 	ObjCacheProbe  *ebpf.ProgramSpec `ebpf:"obj_cache_probe"`
 	ReadWord       *ebpf.ProgramSpec `ebpf:"read_word"`
+	RegisterCaches *ebpf.ProgramSpec `ebpf:"register_caches"`
 	ResolveCache   *ebpf.ProgramSpec `ebpf:"resolve_cache"`
 	TpCacheAlloc   *ebpf.ProgramSpec `ebpf:"tp_cache_alloc"`
 	TpCacheAllocNa *ebpf.ProgramSpec `ebpf:"tp_cache_alloc_na"`
@@ -399,9 +411,9 @@ type kmemprofMapSpecs struct {
 	CgroupNameBuf *ebpf.MapSpec `ebpf:"cgroup_name_buf"`
 	CgroupNames   *ebpf.MapSpec `ebpf:"cgroup_names"`
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	FreeGuards    *ebpf.MapSpec `ebpf:"free_guards"`
 	KpPending     *ebpf.MapSpec `ebpf:"kp_pending"`
 	LastAllocs    *ebpf.MapSpec `ebpf:"last_allocs"`
-	LastFrees     *ebpf.MapSpec `ebpf:"last_frees"`
 	MissedFrees   *ebpf.MapSpec `ebpf:"missed_frees"`
 	Sites         *ebpf.MapSpec `ebpf:"sites"`
 	StackScratch  *ebpf.MapSpec `ebpf:"stack_scratch"`
@@ -444,6 +456,7 @@ type kmemprofVariableSpecs struct {
 	KmallocMax     *ebpf.VariableSpec `ebpf:"kmalloc_max"`
 	MemcgHierarchy *ebpf.VariableSpec `ebpf:"memcg_hierarchy"`
 	MinSize        *ebpf.VariableSpec `ebpf:"min_size"`
+	NestedRuns     *ebpf.VariableSpec `ebpf:"nested_runs"`
 	NrCpus         *ebpf.VariableSpec `ebpf:"nr_cpus"`
 	PageShift      *ebpf.VariableSpec `ebpf:"page_shift"`
 	ProbeResult    *ebpf.VariableSpec `ebpf:"probe_result"`
@@ -487,9 +500,9 @@ type kmemprofMaps struct {
 	CgroupNameBuf *ebpf.Map `ebpf:"cgroup_name_buf"`
 	CgroupNames   *ebpf.Map `ebpf:"cgroup_names"`
 	Counters      *ebpf.Map `ebpf:"counters"`
+	FreeGuards    *ebpf.Map `ebpf:"free_guards"`
 	KpPending     *ebpf.Map `ebpf:"kp_pending"`
 	LastAllocs    *ebpf.Map `ebpf:"last_allocs"`
-	LastFrees     *ebpf.Map `ebpf:"last_frees"`
 	MissedFrees   *ebpf.Map `ebpf:"missed_frees"`
 	Sites         *ebpf.Map `ebpf:"sites"`
 	StackScratch  *ebpf.Map `ebpf:"stack_scratch"`
@@ -511,9 +524,9 @@ func (m *kmemprofMaps) Close() error {
 		m.CgroupNameBuf,
 		m.CgroupNames,
 		m.Counters,
+		m.FreeGuards,
 		m.KpPending,
 		m.LastAllocs,
-		m.LastFrees,
 		m.MissedFrees,
 		m.Sites,
 		m.StackScratch,
@@ -557,6 +570,7 @@ type kmemprofVariables struct {
 	KmallocMax     *ebpf.Variable `ebpf:"kmalloc_max"`
 	MemcgHierarchy *ebpf.Variable `ebpf:"memcg_hierarchy"`
 	MinSize        *ebpf.Variable `ebpf:"min_size"`
+	NestedRuns     *ebpf.Variable `ebpf:"nested_runs"`
 	NrCpus         *ebpf.Variable `ebpf:"nr_cpus"`
 	PageShift      *ebpf.Variable `ebpf:"page_shift"`
 	ProbeResult    *ebpf.Variable `ebpf:"probe_result"`
@@ -692,6 +706,7 @@ type kmemprofPrograms struct {
 	KtPcpuFreeNaB  *ebpf.Program `ebpf:"kt_pcpu_free_na_b"`
 	ObjCacheProbe  *ebpf.Program `ebpf:"obj_cache_probe"`
 	ReadWord       *ebpf.Program `ebpf:"read_word"`
+	RegisterCaches *ebpf.Program `ebpf:"register_caches"`
 	ResolveCache   *ebpf.Program `ebpf:"resolve_cache"`
 	TpCacheAlloc   *ebpf.Program `ebpf:"tp_cache_alloc"`
 	TpCacheAllocNa *ebpf.Program `ebpf:"tp_cache_alloc_na"`
@@ -831,6 +846,7 @@ func (p *kmemprofPrograms) Close() error {
 		p.KtPcpuFreeNaB,
 		p.ObjCacheProbe,
 		p.ReadWord,
+		p.RegisterCaches,
 		p.ResolveCache,
 		p.TpCacheAlloc,
 		p.TpCacheAllocNa,

@@ -111,6 +111,10 @@ func makePlan(cfg Config, mode Mode, loadOnly bool) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Tracking == TrackCount {
+		// kfree passes no cache: count mode reads it from the object.
+		p.needsObjCache = true
+	}
 	if !p.fn && cfg.has(tracer.KindSlab) && !loadOnly {
 		p.planBulk(cfg, sfx)
 	}
@@ -126,7 +130,7 @@ func makePlan(cfg Config, mode Mode, loadOnly bool) (*plan, error) {
 	p.addProg(progLoad{key: "cgroup_mkdir", from: "cgroup_mkdir"})
 	p.attach = append(p.attach, attachment{how: attachRawTP, prog: "cgroup_mkdir", target: "cgroup_mkdir", label: "cgroup_mkdir", optional: true})
 	// Programs run from user space (BPF_PROG_TEST_RUN), never attached.
-	for _, name := range []string{"resolve_cache", "read_word", "calib_probe", "obj_cache_probe"} {
+	for _, name := range []string{"resolve_cache", "read_word", "calib_probe", "obj_cache_probe", "register_caches"} {
 		p.addProg(progLoad{key: name, from: name})
 	}
 	return p, nil

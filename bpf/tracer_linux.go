@@ -221,6 +221,8 @@ func trackingCode(t Tracking) uint8 {
 		return 1
 	case TrackSample:
 		return 2
+	case TrackCount:
+		return 3
 	}
 	return 0
 }
@@ -327,7 +329,7 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, p *plan) (*ebpf.Colle
 		{vs.TraceMode, trackingCode(cfg.Tracking)},
 		{vs.HotThreshold, int64(cfg.HotThreshold)},
 		{vs.SampleEvery, uint32(cfg.SampleEvery)},
-		{vs.KeepTotals, boolByte(cfg.Tracking != TrackAdaptive)},
+		{vs.KeepTotals, boolByte(cfg.Tracking != TrackAdaptive && cfg.Tracking != TrackCount)},
 		{vs.CountCaches, boolByte(cfg.CountCaches)},
 		{vs.HaveTaskBtf, boolByte(p.features.taskBTF)},
 		{vs.CtxDirect, boolByte(p.ctxDirect)},
@@ -406,6 +408,10 @@ func open(spec *ebpf.CollectionSpec, cfg Config, mode Mode) (_ *Tracer, err erro
 	if p.needsObjCache {
 		if err := t.calibrate(); err != nil {
 			t.notes = append(t.notes, "slab caches cannot be read from objects ("+err.Error()+"): such allocations are shown as [unknown cache]")
+		} else if cfg.Tracking == TrackCount {
+			if err := t.registerCaches(); err != nil {
+				t.notes = append(t.notes, err.Error())
+			}
 		}
 	}
 	if cfg.Tracking == TrackAdaptive {
@@ -854,4 +860,24 @@ func KernelRelease() string {
 		return "unknown"
 	}
 	return unix.ByteSliceToString(u.Release[:])
+}
+
+// registerCaches registers every slab cache for count mode, whose frees
+// that read their cache from the object count only for registered caches.
+func (t *Tracer) registerCaches() error {
+	prog := t.coll.Programs["register_caches"]
+	if prog == nil {
+		return errors.New("register_caches was not loaded")
+	}
+	if _, err := prog.Run(&ebpf.RunOptions{Context: []uint64{0}}); err != nil {
+		return fmt.Errorf("listing the slab caches: %w (frees of a cache count from its first allocation seen)", err)
+	}
+	var n uint64
+	if err := t.vars.ProbeResult.Get(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return errors.New("the list of slab caches could not be walked: frees of a cache count from its first allocation seen")
+	}
+	return nil
 }

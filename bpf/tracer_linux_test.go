@@ -487,13 +487,15 @@ func checkAccounting(t *testing.T, snap *tracer.Snapshot) {
 	allocs := c("events_kmem_cache_alloc") + c("events_kmalloc") + c("events_mm_page_alloc") + c("events_percpu_alloc_percpu")
 	frees := c("events_kmem_cache_free") + c("events_kfree") + c("events_mm_page_free") + c("events_mm_page_free_batched") +
 		c("events_percpu_free_percpu") + c("events_kmem_cache_free_bulk") + c("events_kvfree_call_rcu")
-	outcomes := c("tracked") + c("outstanding_map_full") + c("filtered") + c("self") + c("failed_allocs") + c("sampled_out") + c("nested_allocs")
+	outcomes := c("tracked") + c("outstanding_map_full") + c("filtered") + c("self") + c("failed_allocs") + c("sampled_out") + c("nested_allocs") +
+		c("counted_allocs")
 	if allocs == 0 || allocs != outcomes {
-		t.Errorf("allocation events %d, but tracked+map_full+filtered+self+failed+sampled_out+nested = %d", allocs, outcomes)
+		t.Errorf("allocation events %d, but tracked+map_full+filtered+self+failed+sampled_out+nested+counted = %d", allocs, outcomes)
 	}
-	freed := c("freed") + c("free_untracked_slab") + c("free_untracked_page") + c("free_untracked_percpu") + c("free_null") + c("bulk_free_truncated")
+	freed := c("freed") + c("free_untracked_slab") + c("free_untracked_page") + c("free_untracked_percpu") + c("free_null") + c("bulk_free_truncated") +
+		c("counted_frees") + c("free_cache_unresolved")
 	if frees == 0 || frees != freed {
-		t.Errorf("free events %d, but freed+untracked+null+bulk_truncated = %d", frees, freed)
+		t.Errorf("free events %d, but freed+untracked+null+bulk_truncated+counted+unresolved = %d", frees, freed)
 	}
 }
 
@@ -666,4 +668,101 @@ func hasSlabCache(t *testing.T, name string) bool {
 		}
 	}
 	return false
+}
+
+// TestCountMode: top's mode counts slab allocations and frees per cache and
+// records no slab object. Frees of objects allocated before tracing began
+// count too (a leaker's eventfds released during the capture), and kfree,
+// which names no cache, finds its kmalloc cache from the object. Every attach
+// mode the kernel offers.
+func TestCountMode(t *testing.T) {
+	bpftest.Require(t)
+	for _, mode := range []Mode{ModeRawTP, ModeTPBTF, ModeTracepoint, ModeFentry, ModeKprobe} {
+		t.Run(string(mode), func(t *testing.T) {
+			const before, during = 2000, 3000
+			old := bpftest.StartLeaker(t, before)
+			tr, err := Open(Config{Mode: mode, Tracking: TrackCount})
+			if err != nil {
+				if (mode == ModeFentry || mode == ModeKprobe) && errors.Is(err, ErrAttach) {
+					old.Release(t)
+					t.Skipf("this kernel cannot attach %s: %v", mode, err)
+				}
+				t.Fatalf("Open: %+v", err)
+			}
+			defer tr.Close()
+			for _, n := range tr.Notes() {
+				if strings.Contains(n, "slab caches") {
+					t.Errorf("note: %s", n)
+				}
+			}
+			l := bpftest.StartLeaker(t, during)
+			old.Release(t)
+			// Files are freed after an RCU grace period on some kernels.
+			var filp, eventfdCtx CacheStat
+			var stats []CacheStat
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+				if stats, err = tr.CacheStats(); err != nil {
+					t.Fatal(err)
+				}
+				filp, eventfdCtx = CacheStat{}, CacheStat{}
+				for _, s := range stats {
+					if s.Name == "filp" {
+						filp = s
+					}
+					// eventfd_ctx is a kmalloc (a random kmalloc cache where the kernel has them).
+					if strings.HasPrefix(s.Name, "kmalloc-") && s.Allocs >= during && s.Frees >= before && s.Size > 0 && s.Size <= 128 {
+						eventfdCtx = s
+					}
+				}
+				if filp.Frees >= before && eventfdCtx.Name != "" {
+					break
+				}
+			}
+			l.Release(t)
+			if filp.Allocs < during || filp.Frees < before {
+				t.Errorf("filp: %d allocations and %d frees, want >= %d and >= %d (the files of eventfds made before tracing count when freed)", filp.Allocs, filp.Frees, during, before)
+			}
+			// Recording modes count only frees of allocations made since they
+			// started: the held eventfds would leave DIFF >= during.
+			// A free counted twice (by both programs of a free hook) would
+			// take it below zero.
+			if d := filp.Diff(); d <= during-before-before/2 || d >= during-before/2 {
+				t.Errorf("filp DIFF %+d, want about %d (%d made, %d older ones freed)", d, during-before, during, before)
+			}
+			if eventfdCtx.Name == "" {
+				t.Errorf("no kmalloc cache of at most 128 bytes with >= %d allocations and >= %d frees (eventfd_ctx, freed by kfree): %+v", during, before, stats)
+			}
+			if err := tr.Detach(); err != nil {
+				t.Fatal(err)
+			}
+			snap, err := tr.Snapshot()
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkAccounting(t, snap)
+			if got := counter(snap, "counted_allocs"); got < during {
+				t.Errorf("counted_allocs %d, want >= %d", got, during)
+			}
+			// Every cache is registered at start: frees whose cache is not
+			// found are those of kmalloc-large objects made before it.
+			if got := counter(snap, "free_cache_unresolved"); got > 100 {
+				t.Errorf("free_cache_unresolved %d: the slab caches were not all registered", got)
+			}
+			if got := counter(snap, "stacks_walked"); got != 0 {
+				t.Errorf("count mode walked %d stacks", got)
+			}
+			// Only kmalloc-large (and objects whose cache could not be read) are recorded.
+			var large int
+			for _, r := range snap.Records {
+				if r.Cache == "kmalloc-large" || r.Cache == "" {
+					large++
+					continue
+				}
+				t.Errorf("count mode recorded a %s object (%+v)", r.Cache, r)
+				break
+			}
+			t.Logf("%s: filp %+v; %s %+v; records %d; free_cache_unresolved %d; nested_rescued %d; prog_recursion_misses %d", mode, filp, eventfdCtx.Name, eventfdCtx, large,
+				counter(snap, "free_cache_unresolved"), counter(snap, "nested_rescued"), counter(snap, "prog_recursion_misses"))
+		})
+	}
 }

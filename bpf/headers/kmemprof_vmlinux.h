@@ -59,11 +59,16 @@ enum {
 
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
+struct list_head {
+	struct list_head *next, *prev;
+};
+
 struct kmem_cache {
 	slab_flags_t flags;
 	unsigned int size;
 	unsigned int object_size;
 	const char *name;
+	struct list_head list; /* every cache, linked from slab_caches */
 };
 
 /*

@@ -13,9 +13,9 @@ import (
 const topUsage = `Usage: kmemprof top [options]
 
 A live, poolmon-style view of the kernel's slab caches: one row per cache
-with the allocations made since top started, the frees of those, their
-difference (still outstanding), the bytes that difference holds, and how fast
-it grows. A cache whose DIFF keeps rising while ALLOCS and FREES churn is the
+with the allocations and the frees since top started, their difference (how
+many objects the cache gained, negative when it shrank), the bytes that
+difference holds, and how fast it grows. A cache whose DIFF keeps rising while ALLOCS and FREES churn is the
 place to point 'kmemprof record --cache NAME --interval 5s' at.
 
 On a terminal the view refreshes in place; keys:
@@ -32,8 +32,10 @@ Options:
       --attach MODE  auto (default), raw_tp, tp_btf, tracepoint, fentry or kprobe
   -h, --help         show this help
 
-Only allocations made since top started are counted (frees of older objects
-are not); top walks no stacks, so it is cheap to leave running. Needs root.
+Every free counts, whenever its object was allocated: top keeps no record of
+each object, only counts per cache, and walks no stacks, so it is cheap to
+leave running. The header says how many events it saw and how many it could
+not count (a free whose cache was not found). Needs root.
 `
 
 type topOptions struct {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"os/signal"
 	"slices"
@@ -30,12 +29,19 @@ func top(o *topOptions, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err := checkPrivileges(); err != nil {
 		return err
 	}
-	// No stack is ever walked: a hot threshold no site reaches.
-	tr, err := bpf.Open(bpf.Config{Mode: o.mode, Tracking: bpf.TrackAdaptive, HotThreshold: math.MaxInt32, CountCaches: true})
+	// Count mode: slab objects are counted per cache, never recorded, and
+	// no stack is walked.
+	tr, err := bpf.Open(bpf.Config{Mode: o.mode, Tracking: bpf.TrackCount})
 	if err != nil {
 		return err
 	}
 	defer tr.Close()
+	// What the kernel could not offer (a cache that cannot be read from an
+	// object leaves kfree's frees uncounted, say): before the view takes the
+	// terminal.
+	for _, n := range tr.Notes() {
+		fmt.Fprintln(stderr, "note:", n)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -76,7 +82,9 @@ func top(o *topOptions, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 
 	start := time.Now()
-	prev := map[string]uint64{}
+	prev := map[string]int64{}
+	var stats bpf.Stats
+	var statsErr error
 	// Caches the allocator merged: a row shows the names users look for.
 	merged, _ := host.SlabAliases(os.DirFS("/sys/kernel/slab"))
 	last := start
@@ -90,7 +98,14 @@ func top(o *topOptions, stdin io.Reader, stdout, stderr io.Writer) error {
 		if interactive {
 			b.WriteString("\033[H\033[2J")
 		}
-		fmt.Fprintf(&b, "kmemprof top  %s since start  via %s  sort: %s", time.Since(start).Round(time.Second), tr.Mode(), o.sortKey)
+		fmt.Fprintf(&b, "kmemprof top  %s since start  via %s  sort: %s  events %d", time.Since(start).Round(time.Second), tr.Mode(), o.sortKey, stats.Events)
+		if stats.Losses > 0 {
+			// Frees whose cache was not found, and the like: kmemprof record's summary names them.
+			fmt.Fprintf(&b, "  lost %d", stats.Losses)
+		}
+		if statsErr != nil {
+			fmt.Fprintf(&b, "  error: %v", statsErr)
+		}
 		if interactive {
 			b.WriteString("   keys: d diff  b bytes  a allocs  f frees  g growth  q quit")
 		}
@@ -108,7 +123,7 @@ func top(o *topOptions, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(&b, "%-*s %10s %10s %10s %11s %10s%s", w, "CACHE", "ALLOCS", "FREES", "DIFF", "IN-USE", "GROWTH/s", nl)
 		for _, r := range shown {
-			fmt.Fprintf(&b, "%-*s %10d %10d %10d %11s %+10.0f%s", w, name(r), r.Allocs, r.Frees, r.Diff(), tracer.HumanBytes(r.InUse()), r.growth, nl)
+			fmt.Fprintf(&b, "%-*s %10d %10d %+10d %11s %+10.0f%s", w, name(r), r.Allocs, r.Frees, r.Diff(), signedBytes(r.InUse()), r.growth, nl)
 		}
 		if len(rows) == 0 {
 			b.WriteString("(no slab allocations yet)" + nl)
@@ -120,13 +135,17 @@ func top(o *topOptions, stdin io.Reader, stdout, stderr io.Writer) error {
 		drawn = time.Now()
 	}
 	refresh := func(now time.Time) {
-		stats, err := tr.CacheStats()
+		cs, err := tr.CacheStats()
+		if err == nil {
+			stats, err = tr.Stats()
+		}
+		statsErr = err
 		if err != nil {
 			return
 		}
 		dt := now.Sub(last).Seconds()
 		rows = rows[:0]
-		for _, s := range stats {
+		for _, s := range cs {
 			g := 0.0
 			if dt > 0 {
 				g = (float64(s.Diff()) - float64(prev[s.Name])) / dt
@@ -190,4 +209,12 @@ func sortTop(rows []topRow, key string) {
 	slices.SortStableFunc(rows, func(x, y topRow) int {
 		return cmp.Or(cmp.Compare(value(y), value(x)), cmp.Compare(x.Name, y.Name))
 	})
+}
+
+// signedBytes is HumanBytes with a sign: a cache can shrink.
+func signedBytes(n int64) string {
+	if n < 0 {
+		return "-" + tracer.HumanBytes(uint64(-n))
+	}
+	return tracer.HumanBytes(uint64(n))
 }
