@@ -15,8 +15,9 @@ const topUsage = `Usage: kmemprof top [options]
 A live, poolmon-style view of the kernel's slab caches: one row per cache
 with the allocations and the frees since top started, their difference (how
 many objects the cache gained, negative when it shrank), the bytes that
-difference holds, and how fast it grows. A cache whose DIFF keeps rising while ALLOCS and FREES churn is the
-place to point 'kmemprof record --cache NAME --interval 5s' at.
+difference holds, and how fast it grows. A cache whose DIFF keeps rising
+while ALLOCS and FREES churn is the place to point
+'kmemprof record --cache NAME --interval 5s' at.
 
 On a terminal the view refreshes in place; keys:
   d  sort by diff (default)    b  by in-use bytes    a  by allocs
