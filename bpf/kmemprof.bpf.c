@@ -993,15 +993,17 @@ static __always_inline void site_freed(__u64 site)
 		__sync_fetch_and_add(&st->frees, 1); /* result unused: plain XADD, every kernel */
 }
 
-static __always_inline void cache_stat_add(__u64 cache, int alloc, __u64 bytes)
+/* cache_stat_add counts for cache; it returns true when the cache was new to cache_stats. */
+static __always_inline bool cache_stat_add(__u64 cache, int alloc, __u64 bytes)
 {
+	bool added = false;
 	struct cache_stat *cs = bpf_map_lookup_elem(&cache_stats, &cache);
 	if (!cs) {
 		struct cache_stat init = {};
-		bpf_map_update_elem(&cache_stats, &cache, &init, BPF_NOEXIST);
+		added = bpf_map_update_elem(&cache_stats, &cache, &init, BPF_NOEXIST) == 0;
 		cs = bpf_map_lookup_elem(&cache_stats, &cache);
 		if (!cs)
-			return;
+			return added;
 	}
 	/*
 	 * Atomic adds: a program in an interrupt may count on this CPU
@@ -1017,6 +1019,7 @@ static __always_inline void cache_stat_add(__u64 cache, int alloc, __u64 bytes)
 		if (bytes)
 			__sync_fetch_and_add(&cs->freed_bytes, bytes);
 	}
+	return added;
 }
 
 /*
@@ -1202,9 +1205,13 @@ static __always_inline bool count_alloc(struct alloc_ev *ev)
 {
 	if (ev->keep || !ev->cache)
 		return false;
-	/* Known from now on: a free that reads its cache from the object trusts only known caches. */
-	cache_lookup((struct kmem_cache *)ev->cache);
-	cache_stat_add(ev->cache, 1, ev->alloc);
+	/*
+	 * A cache first seen here (made after the start's registration) is
+	 * registered: a free that reads its cache from the object trusts only
+	 * known caches.
+	 */
+	if (cache_stat_add(ev->cache, 1, ev->alloc))
+		cache_lookup((struct kmem_cache *)ev->cache);
 	count(C_COUNTED_ALLOCS);
 	return true;
 }
@@ -1216,23 +1223,23 @@ static __always_inline void count_free(__u64 cache)
 }
 
 /*
- * free_not_tracked ends a free that found no record: in count mode a slab
- * object's free counts for the cache read from its slab, if that is a cache
- * seen allocating (a large kmalloc's page holds no cache); else it counts as
- * untracked.
+ * known_obj_cache is, for count mode, the cache read from a freed object's
+ * slab if it is a known cache: a large kmalloc's page holds no cache.
  */
-static __always_inline void free_not_tracked(__u64 ptr, __u8 kind, __u32 untracked)
+static __always_inline __u64 known_obj_cache(__u64 ptr)
 {
-	if (counting(kind)) {
-		__u64 pg = page_of(ptr);
-		__u64 s = pg ? slab_cache_of(pg) : 0;
-		if (s && bpf_map_lookup_elem(&caches, &s)) {
-			count_free(s);
-			return;
-		}
-		untracked = C_FREE_UNRESOLVED;
-	}
-	count(untracked);
+	__u64 pg = page_of(ptr);
+	__u64 s = pg ? slab_cache_of(pg) : 0;
+	return s && bpf_map_lookup_elem(&caches, &s) ? s : 0;
+}
+
+/*
+ * free_not_tracked ends a free that found no record: untracked, or in count
+ * mode a slab free whose cache was not found.
+ */
+static __always_inline void free_not_tracked(__u8 kind, __u32 untracked)
+{
+	count(counting(kind) ? C_FREE_UNRESOLVED : untracked);
 }
 
 /*
@@ -1317,14 +1324,19 @@ static __always_inline void forget_freed(__u64 key)
 static __always_inline void free_event(__u64 ptr, __u64 key, __u8 kind, __u32 untracked, const int A, __u64 cache)
 {
 	forget_freed(key);
-	if (cache && counting(kind)) {
-		count_free(cache);
-		return;
+	if (counting(kind)) {
+		/* Its cache from the hook, else from its slab; the table holds only large kmallocs. */
+		if (!cache)
+			cache = known_obj_cache(ptr);
+		if (cache) {
+			count_free(cache);
+			return;
+		}
 	}
 	if (!A) {
 		struct alloc_info *v = bpf_map_lookup_elem(&table_hash, &key);
 		if (!v) {
-			free_not_tracked(ptr, kind, untracked);
+			free_not_tracked(kind, untracked);
 			return;
 		}
 		site_freed(v->site);
@@ -1355,7 +1367,7 @@ static __always_inline void free_event(__u64 ptr, __u64 key, __u8 kind, __u32 un
 			return;
 		}
 	}
-	free_not_tracked(ptr, kind, untracked);
+	free_not_tracked(kind, untracked);
 }
 
 /*
