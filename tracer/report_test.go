@@ -34,3 +34,20 @@ func TestWriteReport(t *testing.T) {
 type errWriter struct{}
 
 func (errWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+func TestSignedBytes(t *testing.T) {
+	for _, tt := range []struct {
+		d    int64
+		want string
+	}{
+		{0, "0 B"},
+		{512, "+512 B"},
+		{-1536, "-1.5 KiB"},
+		{-1 << 63, "-8.0 EiB"},
+		{1<<63 - 1, "+8.0 EiB"},
+	} {
+		if got := SignedBytes(tt.d); got != tt.want {
+			t.Errorf("SignedBytes(%d) = %q, want %q", tt.d, got, tt.want)
+		}
+	}
+}

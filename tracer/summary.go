@@ -348,3 +348,14 @@ func HumanBytes(n uint64) string {
 	}
 	return strconv.FormatFloat(v, 'f', 1, 64) + " " + string("KMGTPE"[exp]) + "iB"
 }
+
+// SignedBytes is HumanBytes of a change: "+1.5 MiB", "-12 B", "0 B".
+func SignedBytes(d int64) string {
+	switch {
+	case d > 0:
+		return "+" + HumanBytes(uint64(d))
+	case d < 0:
+		return "-" + HumanBytes(uint64(-(d+1))+1)
+	}
+	return "0 B"
+}

@@ -123,7 +123,7 @@ func top(o *topOptions, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(&b, "%-*s %10s %10s %10s %11s %10s%s", w, "CACHE", "ALLOCS", "FREES", "DIFF", "IN-USE", "GROWTH/s", nl)
 		for _, r := range shown {
-			fmt.Fprintf(&b, "%-*s %10d %10d %+10d %11s %+10.0f%s", w, name(r), r.Allocs, r.Frees, r.Diff(), signedBytes(r.InUse()), r.growth, nl)
+			fmt.Fprintf(&b, "%-*s %10d %10d %+10d %11s %+10.0f%s", w, name(r), r.Allocs, r.Frees, r.Diff(), tracer.SignedBytes(r.InUse()), r.growth, nl)
 		}
 		if len(rows) == 0 {
 			b.WriteString("(no slab allocations yet)" + nl)
@@ -209,12 +209,4 @@ func sortTop(rows []topRow, key string) {
 	slices.SortStableFunc(rows, func(x, y topRow) int {
 		return cmp.Or(cmp.Compare(value(y), value(x)), cmp.Compare(x.Name, y.Name))
 	})
-}
-
-// signedBytes is HumanBytes with a sign: a cache can shrink.
-func signedBytes(n int64) string {
-	if n < 0 {
-		return "-" + tracer.HumanBytes(uint64(-n))
-	}
-	return tracer.HumanBytes(uint64(n))
 }

@@ -362,18 +362,6 @@ func delta(from, to uint64) int64 {
 	return -int64(min(from-to, math.MaxInt64))
 }
 
-// signedBytes formats d like tracer.HumanBytes with its sign: "+1.5 MiB",
-// "-512 B", "0 B".
-func signedBytes(d int64) string {
-	switch {
-	case d > 0:
-		return "+" + tracer.HumanBytes(uint64(d))
-	case d < 0:
-		return "-" + tracer.HumanBytes(uint64(-(d+1))+1)
-	}
-	return "0 B"
-}
-
 func percent(f float64) string {
 	return strconv.FormatFloat(100*f, 'f', 1, 64) + "%"
 }
@@ -430,7 +418,7 @@ func SystemViewReport(start, end SystemView, tracked map[string]uint64) tracer.R
 		if !m.always && m.start == 0 && m.end == 0 {
 			continue
 		}
-		rows = append(rows, []string{m.name, tracer.HumanBytes(m.start), "->", tracer.HumanBytes(m.end), signedBytes(delta(m.start, m.end))})
+		rows = append(rows, []string{m.name, tracer.HumanBytes(m.start), "->", tracer.HumanBytes(m.end), tracer.SignedBytes(delta(m.start, m.end))})
 	}
 	if rows != nil {
 		r = append(r, tracer.ReportBlock{Table: rows, Left: 1})
@@ -455,7 +443,7 @@ func SystemViewReport(start, end SystemView, tracked map[string]uint64) tracer.R
 			rows = append(rows, []string{
 				g.Name,
 				tracer.HumanBytes(g.ActiveBytes()),
-				signedBytes(g.growth),
+				tracer.SignedBytes(g.growth),
 				strconv.FormatUint(g.ActiveObjs, 10) + "/" + strconv.FormatUint(g.NumObjs, 10),
 				percent(g.Fragmentation()),
 				t,
@@ -494,7 +482,7 @@ func memcgLine(start, end MemcgCount) string {
 func SystemViewComments(start, end SystemView) []string {
 	var mi []string
 	for _, r := range meminfoRows(start, end)[:3] {
-		mi = append(mi, fmt.Sprintf("%s %s -> %s (%s)", r.name, tracer.HumanBytes(r.start), tracer.HumanBytes(r.end), signedBytes(delta(r.start, r.end))))
+		mi = append(mi, fmt.Sprintf("%s %s -> %s (%s)", r.name, tracer.HumanBytes(r.start), tracer.HumanBytes(r.end), tracer.SignedBytes(delta(r.start, r.end))))
 	}
 	line := "meminfo: " + strings.Join(mi, ", ")
 	if !start.Taken.IsZero() && !end.Taken.IsZero() {
@@ -513,7 +501,7 @@ func SystemViewComments(start, end SystemView) []string {
 	}
 	for _, g := range gs {
 		c = append(c, fmt.Sprintf("slabinfo %s: active %s (%s), %d/%d objects active, fragmentation %s",
-			g.Name, tracer.HumanBytes(g.ActiveBytes()), signedBytes(g.growth), g.ActiveObjs, g.NumObjs, percent(g.Fragmentation())))
+			g.Name, tracer.HumanBytes(g.ActiveBytes()), tracer.SignedBytes(g.growth), g.ActiveObjs, g.NumObjs, percent(g.Fragmentation())))
 	}
 	return c
 }

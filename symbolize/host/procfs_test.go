@@ -587,23 +587,6 @@ func TestSystemViewComments(t *testing.T) {
 	})
 }
 
-func TestSignedBytes(t *testing.T) {
-	for _, tt := range []struct {
-		d    int64
-		want string
-	}{
-		{0, "0 B"},
-		{512, "+512 B"},
-		{-1536, "-1.5 KiB"},
-		{-1 << 63, "-8.0 EiB"},
-		{1<<63 - 1, "+8.0 EiB"},
-	} {
-		if got := signedBytes(tt.d); got != tt.want {
-			t.Errorf("signedBytes(%d) = %q, want %q", tt.d, got, tt.want)
-		}
-	}
-}
-
 func TestTrackedByCache(t *testing.T) {
 	key := func(kind tracer.Kind, cache string, pid uint32) tracer.Key {
 		return tracer.Key{Kind: kind, Stack: 1, Cache: cache, PID: pid}
