@@ -37,9 +37,11 @@ type Options struct {
 	TrimLeading []string
 	// Growth, when set, gives every stack's growth over the capture
 	// (Series.Growth): the profile gets growth_objects and growth_space
-	// sample types and the summary ranks by growth.
+	// sample types (unreclaimable growth only: AggSample.LeakGrowth) and
+	// the summary ranks by growth, unreclaimable first.
 	Growth map[StackID]GrowthFigure
-	// Reclaimable names the slab caches created with SLAB_RECLAIM_ACCOUNT.
+	// Reclaimable names the slab caches created with SLAB_RECLAIM_ACCOUNT
+	// (with Snapshot.Reclaimable and kmalloc-rcl-*: AggSample.Reclaimable).
 	Reclaimable map[string]bool
 	// GFPName renders GFP flags for the gfp label of page samples, e.g.
 	// "GFP_KERNEL|__GFP_COMP"; nil means hexadecimal.
@@ -90,7 +92,8 @@ type AggSample struct {
 	MemcgRemoved bool
 	// GrowthObjects and GrowthSpace are the stack's growth figure (see
 	// GrowthFigure), shared among its samples by in-use objects; zero
-	// without Options.Growth.
+	// without Options.Growth. They are the raw figure, reclaimable or not:
+	// the summary shows them; the profile's growth_* values are LeakGrowth.
 	GrowthObjects uint64
 	GrowthSpace   uint64
 	// Steadiness is the stack's GrowthFigure.Steadiness.
@@ -98,10 +101,38 @@ type AggSample struct {
 	// Reclaimable is true for slab caches whose objects the kernel reclaims
 	// under memory pressure (Options.Reclaimable, kmalloc-rcl-*).
 	Reclaimable bool
+	// ReclaimableOwner, for a slab sample of a cache that is not
+	// reclaimable, names the reclaimable cache whose objects its objects
+	// are freed with ("" when none): an inode's LSM blob, a dentry's
+	// external name. Both were allocated under the same call of the
+	// owner's constructor: the sample's stack has a frame in the function
+	// of a reclaimable sample's call site, or of that call site's caller,
+	// and the frames above it are those above that one, address for
+	// address. A call-site-only stack (Snapshot.Partial) is owned when its
+	// call site is in the function of a reclaimable sample's call site.
+	ReclaimableOwner string
 	// FreesUntraced is true for slab caches some of whose frees were not
 	// seen (Snapshot.UntracedFrees): part of their in-use count may be
 	// objects freed through a path without a hook.
 	FreesUntraced bool
+}
+
+// Reclaimed reports whether the kernel gives the sample's objects back
+// under memory pressure: they are of a reclaimable cache, or freed with
+// objects of one (ReclaimableOwner). Their growth is seldom a leak.
+func (s *AggSample) Reclaimed() bool {
+	return s.Reclaimable || s.ReclaimableOwner != ""
+}
+
+// LeakGrowth is the growth the profile's growth_objects and growth_space
+// count: GrowthObjects and GrowthSpace, or zero when the sample is
+// Reclaimed, so that the top of those sample types is growth the kernel
+// will not give back.
+func (s *AggSample) LeakGrowth() (objects, space uint64) {
+	if s.Reclaimed() {
+		return 0, 0
+	}
+	return s.GrowthObjects, s.GrowthSpace
 }
 
 // Aggregation is a Snapshot grouped by Key and symbolized, ready to become a
@@ -515,6 +546,7 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 		a.Samples[i].Reclaimable = c != "" && (IsReclaimableCache(c, opt.Reclaimable) || snap.Reclaimable[c])
 		a.Samples[i].FreesUntraced = c != "" && snap.UntracedFrees[c] > 0
 	}
+	markOwners(a.Samples, snap.Partial, snap.Platform.isAllocator)
 	a.UntracedFrees = snap.UntracedFrees
 	a.MergedCaches = snap.MergedCaches
 	a.gfpName, a.migrateName, a.container = opt.GFPName, opt.MigrateName, opt.Container

@@ -120,7 +120,8 @@ func IsReclaimableCache(name string, reclaimable map[string]bool) bool {
 }
 
 // sortByGrowth orders rows for the summary: unreclaimable before
-// reclaimable, then by growth of bytes, then of objects.
+// reclaimable (a reclaimable cache, or objects freed with one), then by
+// growth of bytes, then of objects.
 func sortByGrowth[T any](rows []T, reclaimable func(T) bool, space, objects func(T) uint64) {
 	sort.SliceStable(rows, func(i, j int) bool {
 		ri, rj := reclaimable(rows[i]), reclaimable(rows[j])

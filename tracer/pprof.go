@@ -24,14 +24,15 @@ const (
 	LabelPID       = "pid"
 	LabelCgroup    = "cgroup"
 	LabelPool      = "pool"
-	LabelTag       = "tag"            // Windows pool tag (pool samples carry it instead of cache)
-	LabelDriver    = "driver"         // Windows: the first driver in the stack past the kernel image
-	LabelReclaim   = "reclaimable"    // "true" for slab caches the kernel reclaims under pressure
-	LabelUntraced  = "frees_untraced" // "true" for slab caches some of whose frees were not seen
-	LabelMerged    = "merged_with"    // slab caches merged into this one, comma-separated
-	LabelOrder     = "order"          // page allocations: 2^order pages
-	LabelGFP       = "gfp"            // page allocations: GFP flags
-	LabelMigrate   = "migratetype"    // page allocations: migrate type
+	LabelTag       = "tag"               // Windows pool tag (pool samples carry it instead of cache)
+	LabelDriver    = "driver"            // Windows: the first driver in the stack past the kernel image
+	LabelReclaim   = "reclaimable"       // "true" for slab caches the kernel reclaims under pressure
+	LabelOwner     = "reclaimable_owner" // the reclaimable cache a slab sample's objects are freed with (AggSample.ReclaimableOwner)
+	LabelUntraced  = "frees_untraced"    // "true" for slab caches some of whose frees were not seen
+	LabelMerged    = "merged_with"       // slab caches merged into this one, comma-separated
+	LabelOrder     = "order"             // page allocations: 2^order pages
+	LabelGFP       = "gfp"               // page allocations: GFP flags
+	LabelMigrate   = "migratetype"       // page allocations: migrate type
 	LabelAccounted = "accounted"
 	LabelContainer = "container" // the container of the cgroup path (Options.Container), e.g. "docker:3f4e5a6b7c8d..."
 	LabelPod       = "pod"       // the Kubernetes pod uid of the cgroup path (Options.Container)
@@ -86,6 +87,8 @@ func (a *Aggregation) Profile() (*profile.Profile, error) {
 	nv := 4
 	if a.HasGrowth {
 		// Growth over the capture (record --interval): see GrowthFigure.
+		// Only unreclaimable growth counts (AggSample.LeakGrowth): the
+		// summary shows the rest.
 		p.SampleType = append(p.SampleType,
 			&profile.ValueType{Type: "growth_objects", Unit: "count"},
 			&profile.ValueType{Type: "growth_space", Unit: "bytes"})
@@ -109,8 +112,9 @@ func (a *Aggregation) Profile() (*profile.Profile, error) {
 		ps.Value[2] = clampInt64(s.InuseObjects)
 		ps.Value[3] = clampInt64(s.InuseSpace)
 		if a.HasGrowth {
-			ps.Value[4] = clampInt64(s.GrowthObjects)
-			ps.Value[5] = clampInt64(s.GrowthSpace)
+			objects, space := s.LeakGrowth()
+			ps.Value[4] = clampInt64(objects)
+			ps.Value[5] = clampInt64(space)
 		}
 		ps.Location = b.locations(s)
 		ps.Label = b.labels(s)
@@ -301,6 +305,7 @@ type labelSet struct {
 	pool      string
 	driver    string
 	reclaim   bool
+	owner     string
 	untraced  bool
 	detail    uint64
 }
@@ -312,7 +317,7 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 	if b.platform.Origin != nil {
 		driver = b.platform.Origin(s.Frames)
 	}
-	ls := labelSet{s.Kind, s.Accounted, s.PID, s.CgroupID, s.Cache, s.Comm, s.CgroupPath, s.MemcgPath, s.MemcgRemoved, s.Pool, driver, s.Reclaimable, s.FreesUntraced, keyDetail(&s.Key)}
+	ls := labelSet{s.Kind, s.Accounted, s.PID, s.CgroupID, s.Cache, s.Comm, s.CgroupPath, s.MemcgPath, s.MemcgRemoved, s.Pool, driver, s.Reclaimable, s.ReclaimableOwner, s.FreesUntraced, keyDetail(&s.Key)}
 	if l, ok := b.labelSets[ls]; ok {
 		return l
 	}
@@ -332,6 +337,9 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 	}
 	if s.Reclaimable {
 		l[LabelReclaim] = []string{"true"}
+	}
+	if s.ReclaimableOwner != "" {
+		l[LabelOwner] = []string{s.ReclaimableOwner}
 	}
 	if s.FreesUntraced {
 		l[LabelUntraced] = []string{"true"}

@@ -34,6 +34,7 @@ type summaryRow struct {
 	growthObjects, growthSpace uint64
 	steadiness                 float64
 	reclaimable                bool
+	owner                      string // ReclaimableOwner: the row's objects are freed with that cache's
 	untraced                   bool
 	merged                     []string // slab caches merged into this one
 }
@@ -50,8 +51,10 @@ type rowKey struct {
 // first frames past the allocator and the share of its bytes the callers
 // requested (REQ%), then the totals, then every counter, with
 // non-zero losses marked "!" and explained. The frames the snapshot's
-// Platform.AllocatorFrame names are skipped. It returns the first write
-// error.
+// Platform.AllocatorFrame names are skipped. With growth (Options.Growth)
+// the rows are ranked by it, rows the kernel reclaims (AggSample.Reclaimed:
+// marked "(reclaimable)" or "(freed with CACHE)") after the others, with
+// their growth shown all the same. It returns the first write error.
 func (a *Aggregation) WriteSummary(w io.Writer, n int) error {
 	if n <= 0 {
 		n = DefaultSummaryRows
@@ -79,6 +82,7 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int) error {
 		rows[ri].growthSpace += s.GrowthSpace
 		rows[ri].steadiness = s.Steadiness
 		rows[ri].reclaimable = s.Reclaimable
+		rows[ri].owner = s.ReclaimableOwner
 		rows[ri].untraced = s.FreesUntraced
 		if s.Kind == KindSlab {
 			rows[ri].merged = a.MergedCaches[s.Cache]
@@ -88,8 +92,9 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int) error {
 		return cmp.Or(cmp.Compare(y.space, x.space), cmp.Compare(y.objects, x.objects))
 	})
 	if a.HasGrowth {
-		// What still grows, and cannot be reclaimed, first.
-		sortByGrowth(rows, func(r summaryRow) bool { return r.reclaimable },
+		// What still grows, and cannot be reclaimed, first; objects freed
+		// with reclaimable ones are reclaimed with them.
+		sortByGrowth(rows, func(r summaryRow) bool { return r.reclaimable || r.owner != "" },
 			func(r summaryRow) uint64 { return r.growthSpace }, func(r summaryRow) uint64 { return r.growthObjects })
 	}
 
@@ -264,6 +269,9 @@ func (r *summaryRow) cacheLabel() string {
 	name := r.cacheName()
 	if r.reclaimable {
 		name += " (reclaimable)"
+	}
+	if r.owner != "" {
+		name += " (freed with " + r.owner + ")"
 	}
 	if r.untraced {
 		name += " (frees untraced)"

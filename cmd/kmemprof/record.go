@@ -62,9 +62,12 @@ Options:
       --interval D       measure every stack's outstanding allocations every D
                          (e.g. 5s) and rank by growth: how steadily each stack
                          still climbs in the second half of the capture. Adds
-                         growth_objects/growth_space to the profile; the summary
-                         lists unreclaimable growth first (slab caches the kernel
-                         reclaims, like dentry and inode caches, are marked)
+                         growth_objects/growth_space to the profile, which count
+                         unreclaimable growth only; the summary lists it first.
+                         Slab caches the kernel reclaims (dentry, inode caches)
+                         are marked "(reclaimable)", and objects freed with them
+                         (an inode's LSM blob, a dentry's name) "(freed with
+                         CACHE)": their growth is shown after the rest
       --min-age D        keep only allocations at least D old at the end
                          (e.g. 2s: leaves out short-lived churn); default 0
       --kinds LIST       allocators to trace, comma-separated (default slab):
