@@ -74,6 +74,12 @@ type attachment struct {
 	label    string // for the tracing line ("" for a kretprobe paired with its kprobe)
 	optional bool   // failing to attach is a note, not an error
 	bulk     bool   // it hooks kmem_cache_free_bulk
+	// alloc: it records allocations. Allocation hooks are attached after
+	// every other hook (frees first) and detached first: an allocation
+	// recorded while its free could not yet be seen would stay outstanding
+	// although it was freed (a false leak); a free seen before its
+	// allocation is only counted untracked.
+	alloc bool
 }
 
 func (p *plan) addProg(pl progLoad) {
@@ -191,7 +197,7 @@ func (p *plan) addTracing(ev hookEvent, prog string, typed bool) {
 		names = append(names, backupName(prog))
 	}
 	for i, name := range names {
-		a := attachment{how: attachRawTP, prog: name, target: ev.event, optional: !ev.needed || i > 0}
+		a := attachment{how: attachRawTP, prog: name, target: ev.event, optional: !ev.needed || i > 0, alloc: !isFreeHook(ev.hook)}
 		if i == 0 {
 			a.label = label
 		}
@@ -311,7 +317,7 @@ func (p *plan) planClassic(cfg Config, sfx string) error {
 		prog := "tp_" + ev.prog + sfx
 		p.addProg(progLoad{key: prog, from: prog})
 		p.attach = append(p.attach, attachment{how: attachTracepoint, prog: prog, group: ev.group, target: ev.event,
-			label: ev.group + ":" + ev.event, optional: !ev.needed})
+			label: ev.group + ":" + ev.event, optional: !ev.needed, alloc: !isFreeHook(ev.hook)})
 	}
 	return nil
 }
@@ -419,15 +425,15 @@ func (p *plan) planFunctions(cfg Config, sfx string) error {
 		if fentry {
 			key := fmt.Sprintf("fx_alloc_%d%s", i, sfx)
 			p.addProg(progLoad{key: key, from: key, typ: ebpf.Tracing, attachType: ebpf.AttachTraceFExit, attachTo: s.name})
-			p.attach = append(p.attach, attachment{how: attachTracing, prog: key, target: s.name, label: kind + s.name, optional: optional})
+			p.attach = append(p.attach, attachment{how: attachTracing, prog: key, target: s.name, label: kind + s.name, optional: optional, alloc: true})
 		} else {
 			key := fmt.Sprintf("kp_alloc_%d%s", i, sfx)
 			p.addProg(progLoad{key: key, from: key})
 			p.addProg(progLoad{key: "kr_alloc" + sfx, from: "kr_alloc" + sfx})
 			// The kretprobe first: see kp_alloc in kmemprof.bpf.c.
 			p.attach = append(p.attach,
-				attachment{how: attachKretprobe, prog: "kr_alloc" + sfx, target: s.name, optional: optional},
-				attachment{how: attachKprobe, prog: key, target: s.name, label: kind + s.name, optional: optional})
+				attachment{how: attachKretprobe, prog: "kr_alloc" + sfx, target: s.name, optional: optional, alloc: true},
+				attachment{how: attachKprobe, prog: key, target: s.name, label: kind + s.name, optional: optional, alloc: true})
 		}
 	}
 	frees := []struct{ prog, fn string }{

@@ -44,12 +44,15 @@ type Tracer struct {
 	hooks    []string
 	start    time.Time
 	stop     time.Time // when Detach ran; zero while tracing
-	notes    []string  // what the attach chose or skipped, for the profile
-	cgroupFD *os.File
-	clock    *ebpf.Variable
-	stopTick chan struct{}
-	tickDone chan struct{}
-	sites    *siteCooler // adaptive mode only
+	// attachTime is how long attaching every program took (seconds for
+	// kprobes under emulation).
+	attachTime time.Duration
+	notes      []string // what the attach chose or skipped, for the profile
+	cgroupFD   *os.File
+	clock      *ebpf.Variable
+	stopTick   chan struct{}
+	tickDone   chan struct{}
+	sites      *siteCooler // adaptive mode only
 	// hashTable: the outstanding table is table_hash (kernels without BPF
 	// atomics) instead of table_keys/table_recs.
 	hashTable bool
@@ -422,11 +425,13 @@ func open(spec *ebpf.CollectionSpec, cfg Config, mode Mode) (_ *Tracer, err erro
 	if err := t.startClock(); err != nil {
 		return nil, err
 	}
+	began := time.Now()
 	if err := t.attach(p); err != nil {
 		return nil, err
 	}
 	t.mu.Lock()
 	t.start = time.Now()
+	t.attachTime = t.start.Sub(began)
 	t.mu.Unlock()
 	return t, nil
 }
@@ -438,7 +443,8 @@ func (t *Tracer) attach(p *plan) error {
 	defer t.mu.Unlock()
 	var bulkWanted, bulkAttached int
 	attached := map[string]*ebpf.Program{}
-	for _, a := range p.attach {
+	labels := map[string]bool{}
+	for _, a := range attachOrder(p.attach) {
 		prog := t.coll.Programs[a.prog]
 		if prog == nil {
 			return fmt.Errorf("program %s was not loaded", a.prog)
@@ -469,8 +475,8 @@ func (t *Tracer) attach(p *plan) error {
 		t.progs = append(t.progs, prog)
 		t.progRoles = append(t.progRoles, p.role(a.prog))
 		attached[a.prog] = prog
-		if a.label != "" && !contains(t.hooks, a.label) {
-			t.hooks = append(t.hooks, a.label)
+		if a.label != "" {
+			labels[a.label] = true
 		}
 		if a.bulk {
 			bulkAttached++
@@ -480,6 +486,10 @@ func (t *Tracer) attach(p *plan) error {
 		if a.bulk {
 			bulkWanted++
 		}
+		// The tracing line names the hooks in the plan's order.
+		if labels[a.label] && !contains(t.hooks, a.label) {
+			t.hooks = append(t.hooks, a.label)
+		}
 	}
 	t.bulkHooked = bulkWanted > 0 && bulkAttached == bulkWanted
 	if !t.bulkHooked && t.cfg.has(tracer.KindSlab) {
@@ -488,6 +498,22 @@ func (t *Tracer) attach(p *plan) error {
 			"caches where that happened are marked \"frees untraced\"")
 	}
 	return nil
+}
+
+// attachOrder is the order attachments are made in: every hook that does
+// not record allocations (frees, the follow tree, cgroup names) first, then
+// the allocation hooks, each group in the plan's order (a kretprobe before
+// its kprobe). Detach closes the links in the opposite order.
+func attachOrder(as []attachment) []attachment {
+	out := make([]attachment, 0, len(as))
+	for _, alloc := range []bool{false, true} {
+		for _, a := range as {
+			if a.alloc == alloc {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }
 
 // attachOne makes one attachment's link.
@@ -674,6 +700,10 @@ func copy8(dst []int8, s string) {
 // argIdxCache returns where kmem_cache_alloc passes the cache (0: it does not).
 func (t *Tracer) argIdxCache() uint8 { return t.plan.argIdx[hookCacheAlloc][fCache] }
 
+// AttachTime returns how long attaching the programs took: when Open
+// returns, every program is attached and runs for every event.
+func (t *Tracer) AttachTime() time.Duration { return t.attachTime }
+
 // Mode returns the attach mode in use.
 func (t *Tracer) Mode() Mode { return t.mode }
 
@@ -754,7 +784,10 @@ func (t *Tracer) Detach() error {
 	t.mu.Lock()
 	t.detached = true
 	var errs []error
-	for _, l := range t.links {
+	// Allocation hooks first (they were attached last): what is freed
+	// until the free hooks go is still seen to be freed.
+	for i := len(t.links) - 1; i >= 0; i-- {
+		l := t.links[i]
 		if info, err := l.Info(); err == nil {
 			if pe := info.PerfEvent(); pe != nil {
 				if kp := pe.Kprobe(); kp != nil {

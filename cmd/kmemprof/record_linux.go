@@ -135,8 +135,8 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 			how += ", at most " + o.duration.String()
 		}
 	}
-	fmt.Fprintf(stderr, "tracing %s via %s %s (Ctrl-C to stop early)\n",
-		strings.Join(tr.Hooks(), ","), tr.Mode(), how)
+	fmt.Fprintf(stderr, "tracing %s via %s (attached in %s) %s (Ctrl-C to stop early)\n",
+		strings.Join(tr.Hooks(), ","), tr.Mode(), roundDuration(tr.AttachTime()), how)
 	fmt.Fprintf(stderr, "%s\n", tr.Choice())
 	for _, n := range tr.Notes() {
 		fmt.Fprintf(stderr, "note: %s\n", n)
@@ -218,4 +218,17 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		fmt.Fprintln(w)
 		return tracer.WriteReport(w, host.SystemViewReport(sysStart, sysEnd, host.TrackedByCache(agg)))
 	})
+}
+
+// roundDuration rounds a short duration for people: 4.2s, 35ms.
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(time.Second)
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond)
+	case d >= 10*time.Millisecond:
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(100 * time.Microsecond)
 }
