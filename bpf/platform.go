@@ -15,6 +15,21 @@ var Platform = tracer.Platform{
 	TrimLeading:    trimLeading,
 	AllocatorFrame: func(f tracer.Frame) bool { return IsAllocatorFrame(f.Function) },
 	MigrateName:    MigrateName,
+	Constructor:    IsConstructor,
+}
+
+// IsConstructor reports whether a kernel function builds an object of a
+// reclaimable cache together with what is freed with it: alloc_inode (the
+// inode, then in inode_init_always its security blob and the like) and
+// __d_alloc (the dentry and its external name). Objects allocated under a
+// call of one are owned by the inode or dentry of that call (see
+// tracer.Platform.Constructor).
+func IsConstructor(name string) bool {
+	switch name {
+	case "alloc_inode", "__d_alloc":
+		return true
+	}
+	return false
 }
 
 // trimLeading are the function-name prefixes of the frames that stacks

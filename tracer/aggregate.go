@@ -546,7 +546,7 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 		a.Samples[i].Reclaimable = c != "" && (IsReclaimableCache(c, opt.Reclaimable) || snap.Reclaimable[c])
 		a.Samples[i].FreesUntraced = c != "" && snap.UntracedFrees[c] > 0
 	}
-	markOwners(a.Samples, snap.Partial, snap.Platform.isAllocator)
+	markOwners(a.Samples, snap.Partial, snap.Platform.isAllocator, snap.Platform.isConstructor)
 	a.UntracedFrees = snap.UntracedFrees
 	a.MergedCaches = snap.MergedCaches
 	a.gfpName, a.migrateName, a.container = opt.GFPName, opt.MigrateName, opt.Container

@@ -77,6 +77,7 @@ var testPlatform = tracer.Platform{
 		}
 		return f.Module == "ntoskrnl.exe"
 	},
+	Constructor: func(fn string) bool { return fn == "alloc_inode" || fn == "__d_alloc" },
 	Origin: func(fs []tracer.Frame) string {
 		for _, f := range fs {
 			if strings.HasSuffix(f.Module, ".sys") {

@@ -27,6 +27,7 @@ type ownerIndex struct {
 	sites     map[ctorKey][]ctorSite
 	callSites map[int32]string // function of a call site (r0) -> owner cache; 0 is no function
 	hashes    []uint64         // scratch for aboveHashes
+	ctor      func(Frame) bool // constructor functions
 }
 
 // markOwners sets ReclaimableOwner on the samples owned by reclaimable
@@ -37,29 +38,36 @@ type ownerIndex struct {
 //
 // The rule works on stacks alone. Let R be a sample of a reclaimable slab
 // cache and r0, r1, ... its frames past the allocator (r0 the call site,
-// r1 its caller): the constructors of R's object. A slab sample S of a
-// cache that is not reclaimable is owned by R when S's stack has a frame
-// in the same function as r0 (or r1) and every frame above it, up to the
-// root, has the same address as the frames above r0 (r1) in R: both were
-// allocated under the same call of that constructor. A frame shared
-// further up proves nothing (an eventfd's context and its file's dentry
-// are both allocated under do_eventfd, and no dentry reclaim frees the
-// context): the shared frame must be R's call site or its caller. A partial stack (the call site
-// only, Snapshot.Partial) is owned when its call site is in the function
-// of a reclaimable sample's call site (r0), walked or not; a partial
+// r1 its caller). Those of r0 and r1 that are in a constructor function
+// (Platform.Constructor: on Linux alloc_inode and __d_alloc, which build
+// an inode or a dentry and allocate what is freed with it) are R's
+// constructor frames. A slab sample S of a cache that is not reclaimable
+// is owned by R when S's stack has a frame in the same function as one of
+// them and every frame above it, up to the root, has the same address as
+// the frames above it in R: both were allocated under the same call of
+// that constructor. A frame shared further up proves nothing (an eventfd's
+// context and its file's dentry are both allocated under do_eventfd, and
+// no dentry reclaim frees the context), nor does a caller that is not a
+// constructor (create_pipe_files allocates a pipe's inode and its
+// pipe_inode_info, which the pipe's release frees, not the inode's
+// eviction). A partial stack (the call site only, Snapshot.Partial) is
+// owned when its call site is in a constructor function that is a
+// reclaimable sample's call site (r0), walked or not; a partial
 // reclaimable sample owns nothing else, since the frames above its call
 // site are not known.
 //
 // isAllocator names the allocator frames at the leaf end of a stack, which
-// are not call sites; partial marks the stacks that hold a call site only.
+// are not call sites; isConstructor the constructor functions; partial
+// marks the stacks that hold a call site only.
 // Samples must be sorted as Aggregate sorts them: where several reclaimable
 // samples could own one, the owner is the first. The cost is one pass over
 // the frames of each distinct stack.
-func markOwners(samples []AggSample, partial map[StackID]bool, isAllocator func(Frame) bool) {
+func markOwners(samples []AggSample, partial map[StackID]bool, isAllocator, isConstructor func(Frame) bool) {
 	ix := ownerIndex{
 		fns:       map[ownerFunc]int32{},
 		sites:     map[ctorKey][]ctorSite{},
 		callSites: map[int32]string{},
+		ctor:      isConstructor,
 	}
 	seen := map[StackID]bool{}
 	for i := range samples {
@@ -91,7 +99,7 @@ func markOwners(samples []AggSample, partial map[StackID]bool, isAllocator func(
 // add indexes the constructor frames of a reclaimable sample of cache
 // owner whose frames past the allocator are fs.
 func (ix *ownerIndex) add(fs []Frame, partial bool, owner string) {
-	if len(fs) > 0 && isCodeFrame(fs[0]) {
+	if len(fs) > 0 && isCodeFrame(fs[0]) && ix.ctor(fs[0]) {
 		fn := ix.funcID(fs[0])
 		if _, ok := ix.callSites[fn]; !ok {
 			ix.callSites[fn] = owner
@@ -102,7 +110,7 @@ func (ix *ownerIndex) add(fs []Frame, partial bool, owner string) {
 	}
 	hs := ix.aboveHashes(fs)
 	for k := 0; k < 2 && k < len(fs); k++ {
-		if !isCodeFrame(fs[k]) {
+		if !isCodeFrame(fs[k]) || !ix.ctor(fs[k]) {
 			continue
 		}
 		key := ctorKey{ix.funcID(fs[k]), hs[k]}

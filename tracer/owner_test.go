@@ -87,6 +87,13 @@ const (
 	stShmemInode      = "kmem_cache_alloc_lru_noprof+0x10 < shmem_alloc_inode+0x20 < alloc_inode+0x30 < new_inode+0x40 < __shmem_get_inode+0x50 < shmem_mknod+0x60 < lookup_open+0x70 < open_last_lookups+0x50 < path_openat+0x70"
 	stShmemLSM        = "kmem_cache_alloc_noprof+0x10 < security_inode_alloc+0x24 < inode_init_always_gfp+0x28 < alloc_inode+0x44 < new_inode+0x40 < __shmem_get_inode+0x50 < shmem_mknod+0x60 < lookup_open+0x70 < open_last_lookups+0x50 < path_openat+0x70"
 	stShmemDentry     = "kmem_cache_alloc_lru_noprof+0x10 < __d_alloc+0x30 < d_alloc+0x20 < lookup_open+0x40 < open_last_lookups+0x50 < path_openat+0x70"
+	// A pipe: its inode (inode_cache, reclaimable, allocated by alloc_inode
+	// itself), the inode's lsm blob, and the pipe_inode_info that
+	// create_pipe_files allocates beside the inode, which the pipe's
+	// release frees, not the inode's eviction.
+	stPipeInode = "kmem_cache_alloc_lru_noprof+0x10 < alloc_inode+0x30 < create_pipe_files+0x20 < do_pipe2+0x40 < __x64_sys_pipe2+0x10"
+	stPipeLSM   = "kmem_cache_alloc_noprof+0x10 < security_inode_alloc+0x24 < inode_init_always_gfp+0x28 < alloc_inode+0x44 < create_pipe_files+0x20 < do_pipe2+0x40 < __x64_sys_pipe2+0x10"
+	stPipeInfo  = "__kmalloc_cache_noprof+0x10 < alloc_pipe_info+0x30 < create_pipe_files+0x38 < do_pipe2+0x40 < __x64_sys_pipe2+0x10"
 	// Call sites only (adaptive mode): the allocator's return address into
 	// its caller.
 	stCallDAlloc    = "__d_alloc+0x30"
@@ -111,7 +118,7 @@ type ownerSample struct {
 
 // reclaimableFixture names the reclaimable caches of the owner tests:
 // shmem_inode_cache is not one.
-var reclaimableFixture = map[string]bool{"ext4_inode_cache": true, "dentry": true, "sock_inode_cache": true}
+var reclaimableFixture = map[string]bool{"ext4_inode_cache": true, "dentry": true, "sock_inode_cache": true, "inode_cache": true}
 
 // ownerSnapshot makes a snapshot with one record per sample, each on its
 // own stack (stack id = index + 1), and the symbolizer of its stacks.
@@ -182,6 +189,15 @@ func TestReclaimableOwner(t *testing.T) {
 				{cache: "kmalloc-64", stack: stEventfdCtx},
 				{cache: "filp", stack: stEventfdFile},
 				{cache: "lsm_file_cache", stack: stEventfdFileLSM},
+			},
+		},
+		{
+			name: "a pipe's inode owns its lsm blob, not its pipe_inode_info",
+			samples: []ownerSample{
+				{cache: "inode_cache", stack: stPipeInode},
+				{cache: "lsm_inode_cache", stack: stPipeLSM, want: "inode_cache"},
+				// create_pipe_files is the inode's r1, but no constructor.
+				{cache: "kmalloc-cg-1k", stack: stPipeInfo},
 			},
 		},
 		{

@@ -24,6 +24,12 @@ type Platform struct {
 	// summary shows: it shows the first frame past the run of them. nil:
 	// none is.
 	AllocatorFrame func(f Frame) bool
+	// Constructor reports whether a function builds an object of a
+	// reclaimable cache and allocates what is freed with it (an inode's
+	// security blob, a dentry's long name): objects allocated under one
+	// call of it are owned by the reclaimable object allocated under the
+	// same call (see markOwners). nil: none is, nothing is owned.
+	Constructor func(function string) bool
 	// Origin names, for the driver label, the module a stack's allocation
 	// came from (Windows: the first driver past the kernel image); nil or
 	// "": no label.
@@ -45,6 +51,10 @@ func (p *Platform) kernelMapping() string {
 
 func (p *Platform) isAllocator(f Frame) bool {
 	return p.AllocatorFrame != nil && p.AllocatorFrame(f)
+}
+
+func (p *Platform) isConstructor(f Frame) bool {
+	return p.Constructor != nil && f.Function != "" && p.Constructor(f.Function)
 }
 
 func (p *Platform) cacheHeader() string {
