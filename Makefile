@@ -2,7 +2,7 @@
 #   make build      build ./kmemprof, static (no clang needed: the BPF object is committed)
 #   make run        build, then a real 10 s capture to kmem.pb.gz and its top stacks (root)
 #   make test       every test; the kernel tests load real BPF programs (root)
-#   make generate   rebuild the BPF object from bpf/kmemprof.bpf.c (needs clang, llvm-strip)
+#   make generate   rebuild the BPF object from bpf/kmemprof.bpf.c and bpf/c/ (needs clang, llvm-strip)
 #   make bench      Go benchmarks, then the overhead harness: kmemprof's modes beside
 #                   bpftrace and BCC memleak on the same workload (root, several minutes)
 #   make release    static binaries for linux/amd64, linux/arm64 and windows/amd64,
@@ -56,8 +56,9 @@ fuzz:
 		done; \
 	done
 
-# The BPF C's style (bpf/.clang-format); format-bpf applies it.
-BPF_C = bpf/kmemprof.bpf.c bpf/kmemprof.h
+# The BPF C's style (bpf/.clang-format); format-bpf applies it. The C is
+# bpf/kmemprof.bpf.c, the parts it includes (bpf/c/*.h) and kmemprof.h.
+BPF_C = bpf/kmemprof.bpf.c bpf/kmemprof.h $(sort $(wildcard bpf/c/*.h))
 check-format:
 	clang-format --dry-run --Werror $(BPF_C)
 format-bpf:
