@@ -3,7 +3,7 @@ package bpf
 import "fmt"
 
 // kmallocIDBase marks the synthetic cache ids of kmalloc size classes
-// (KMALLOC_ID in kmemprof.bpf.c): base | variant<<16 | size, size 0 for
+// (KMALLOC_ID in kmemprof.h): base | variant<<16 | size, size 0 for
 // allocations above the largest kmalloc cache.
 const kmallocIDBase = uint64(1) << 40
 

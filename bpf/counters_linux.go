@@ -1,6 +1,6 @@
 package bpf
 
-// Hook and counter indexes: enum hook and enum counter of kmemprof.bpf.c,
+// Hook and counter indexes: enum hook and enum counter of kmemprof.h,
 // through the bindings bpf2go generates from the object's BTF.
 const (
 	hookCacheAlloc      = int(kmemprofHookHOOK_CACHE_ALLOC)
@@ -28,6 +28,8 @@ const (
 	cNested          = int(kmemprofCounterC_NESTED)
 	cBulkTruncated   = int(kmemprofCounterC_BULK_TRUNCATED)
 	cReturnNoEntry   = int(kmemprofCounterC_RETURN_NO_ENTRY)
+	cReturnAtAttach  = int(kmemprofCounterC_RETURN_AT_ATTACH)
+	cPageSiteUnknown = int(kmemprofCounterC_PAGE_SITE_UNKNOWN)
 	cRescued         = int(kmemprofCounterC_RESCUED)
 	cTreeFull        = int(kmemprofCounterC_TREE_FULL)
 	nrCounters       = int(kmemprofCounterNR_COUNTERS)
@@ -52,7 +54,7 @@ var hookNames = [nrHooks]string{
 
 // counterInfo describes each non-hook counter for the summary and the
 // profile, keyed by the constants bpf2go generates from enum counter of
-// kmemprof.bpf.c: adding a counter is its enum entry and its line here
+// kmemprof.h: adding a counter is its enum entry and its line here
 // (TestEveryCounterDescribed fails without the line).
 var counterInfo = [nrCounters]struct {
 	name string
@@ -91,4 +93,6 @@ var counterInfo = [nrCounters]struct {
 	kmemprofCounterC_COUNTED_ALLOCS:        {"counted_allocs", "count mode (top): slab allocations counted for their cache, with no record", false},
 	kmemprofCounterC_COUNTED_FREES:         {"counted_frees", "count mode (top): slab frees counted for their cache, whenever the object was allocated", false},
 	kmemprofCounterC_FREE_UNRESOLVED:       {"free_cache_unresolved", "count mode (top): slab frees whose cache was not found (read from the object, not yet seen allocating): counted in no row", true},
+	kmemprofCounterC_RETURN_AT_ATTACH:      {"kretprobe_no_entry_at_attach", "allocator returns without their entry while the kprobes were being attached (calls begun before the capture): not recorded", false},
+	kmemprofCounterC_PAGE_SITE_UNKNOWN:     {"page_site_unknown", "adaptive mode: page allocations whose caller was not found in the stack's first 16 frames: they share one call site", false},
 }

@@ -25,7 +25,7 @@ import (
 // tracepoints), which allocator functions exist and with which parameters
 // (kprobe, fentry), and which BPF features the kernel has.
 
-// Field indexes, as enum field of kmemprof.bpf.c.
+// Field indexes, as enum field of kmemprof.h.
 const (
 	fSite     = int(kmemprofFieldF_SITE)
 	fPtr      = int(kmemprofFieldF_PTR)
@@ -84,7 +84,7 @@ var hookEvents = []hookEvent{
 }
 
 // argShape is where a tracepoint passes each field: argument index + 1, 0
-// when absent, as arg_idx of kmemprof.bpf.c.
+// when absent, as arg_idx of bpf/c/maps.h.
 type argShape [nrFields]uint8
 
 // kernelBTF is the running kernel's BTF, loaded once.
@@ -271,7 +271,7 @@ func parseClassicFormat(r io.Reader) (classicFormat, error) {
 }
 
 // fnSlot is an allocator function hooked by kprobe or fentry mode, and the
-// layout its program reads (fn_layout of kmemprof.bpf.c).
+// layout its program reads (fn_layout of kmemprof.h).
 type fnSlot struct {
 	name   string
 	layout kmemprofFnLayout

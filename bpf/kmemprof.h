@@ -75,6 +75,8 @@ enum counter {
 	C_COUNTED_ALLOCS,    /* count mode: slab allocations counted for their cache, not recorded */
 	C_COUNTED_FREES,     /* count mode: slab frees counted for their cache */
 	C_FREE_UNRESOLVED,   /* count mode: slab frees whose cache was not found: counted in no cache */
+	C_RETURN_AT_ATTACH, /* kprobe mode: allocator returns without their entry while attaching (calls begun before) */
+	C_PAGE_SITE_UNKNOWN, /* adaptive mode: page allocations whose caller was not found in the stack's first frames */
 	NR_COUNTERS,
 };
 

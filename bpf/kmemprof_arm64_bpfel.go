@@ -104,7 +104,9 @@ const (
 	kmemprofCounterC_COUNTED_ALLOCS        kmemprofCounter = 40
 	kmemprofCounterC_COUNTED_FREES         kmemprofCounter = 41
 	kmemprofCounterC_FREE_UNRESOLVED       kmemprofCounter = 42
-	kmemprofCounterNR_COUNTERS             kmemprofCounter = 43
+	kmemprofCounterC_RETURN_AT_ATTACH      kmemprofCounter = 43
+	kmemprofCounterC_PAGE_SITE_UNKNOWN     kmemprofCounter = 44
+	kmemprofCounterNR_COUNTERS             kmemprofCounter = 45
 )
 
 type kmemprofField uint32
@@ -435,6 +437,7 @@ type kmemprofVariableSpecs struct {
 	FieldEnum      *ebpf.VariableSpec `ebpf:"_field_enum"`
 	HookEnum       *ebpf.VariableSpec `ebpf:"_hook_enum"`
 	ArgIdx         *ebpf.VariableSpec `ebpf:"arg_idx"`
+	Attached       *ebpf.VariableSpec `ebpf:"attached"`
 	BackupsArmed   *ebpf.VariableSpec `ebpf:"backups_armed"`
 	CacheFilter    *ebpf.VariableSpec `ebpf:"cache_filter"`
 	CacheFilterN   *ebpf.VariableSpec `ebpf:"cache_filter_n"`
@@ -458,6 +461,8 @@ type kmemprofVariableSpecs struct {
 	MinSize        *ebpf.VariableSpec `ebpf:"min_size"`
 	NestedRuns     *ebpf.VariableSpec `ebpf:"nested_runs"`
 	NrCpus         *ebpf.VariableSpec `ebpf:"nr_cpus"`
+	PageRange      *ebpf.VariableSpec `ebpf:"page_range"`
+	PageRangeN     *ebpf.VariableSpec `ebpf:"page_range_n"`
 	PageShift      *ebpf.VariableSpec `ebpf:"page_shift"`
 	ProbeResult    *ebpf.VariableSpec `ebpf:"probe_result"`
 	RcuPtrArg      *ebpf.VariableSpec `ebpf:"rcu_ptr_arg"`
@@ -549,6 +554,7 @@ type kmemprofVariables struct {
 	FieldEnum      *ebpf.Variable `ebpf:"_field_enum"`
 	HookEnum       *ebpf.Variable `ebpf:"_hook_enum"`
 	ArgIdx         *ebpf.Variable `ebpf:"arg_idx"`
+	Attached       *ebpf.Variable `ebpf:"attached"`
 	BackupsArmed   *ebpf.Variable `ebpf:"backups_armed"`
 	CacheFilter    *ebpf.Variable `ebpf:"cache_filter"`
 	CacheFilterN   *ebpf.Variable `ebpf:"cache_filter_n"`
@@ -572,6 +578,8 @@ type kmemprofVariables struct {
 	MinSize        *ebpf.Variable `ebpf:"min_size"`
 	NestedRuns     *ebpf.Variable `ebpf:"nested_runs"`
 	NrCpus         *ebpf.Variable `ebpf:"nr_cpus"`
+	PageRange      *ebpf.Variable `ebpf:"page_range"`
+	PageRangeN     *ebpf.Variable `ebpf:"page_range_n"`
 	PageShift      *ebpf.Variable `ebpf:"page_shift"`
 	ProbeResult    *ebpf.Variable `ebpf:"probe_result"`
 	RcuPtrArg      *ebpf.Variable `ebpf:"rcu_ptr_arg"`

@@ -187,7 +187,7 @@ func (p *plan) planTracing(cfg Config, sfx string) error {
 }
 
 // addTracing adds a tracepoint's raw_tp or tp_btf program, and for frees
-// its backup (see struct guard in kmemprof.bpf.c): the backup handles the
+// its backup (see guard_enter in bpf/c/guard.h): the backup handles the
 // frees the kernel does not run the primary for because it is already
 // running on that CPU.
 func (p *plan) addTracing(ev hookEvent, prog string, typed bool) {
@@ -271,7 +271,7 @@ func sameShape(a, b argShape) bool { return a == b }
 // runs on the same CPU, so frees in a softirq that interrupts an
 // allocation's stack walk would be lost (and show as leaks).
 func (p *plan) planClassic(cfg Config, sfx string) error {
-	rawFrees := p.rawFrees(cfg, sfx)
+	rawFrees := p.rawFrees(cfg, sfx, anyKind)
 	seen := map[int]bool{}
 	for _, ev := range hookEvents {
 		if !cfg.has(ev.kind) || (rawFrees && isFreeHook(ev.hook)) {
@@ -335,7 +335,7 @@ func isFreeHook(hook int) bool {
 // whose own free hooks can miss events (classic tracepoints, kprobes: the
 // kernel runs no such program while another runs on the same CPU). It
 // returns false, with a note, when the kernel's BTF does not describe them.
-func (p *plan) rawFrees(cfg Config, sfx string) bool {
+func (p *plan) rawFrees(cfg Config, sfx string, kinds func(tracer.Kind) bool) bool {
 	spec, err := kernelBTF()
 	if err != nil {
 		p.notes = append(p.notes, "frees use "+string(p.mode)+" hooks, which miss frees that interrupt another tracing program (no kernel BTF for raw tracepoints)")
@@ -347,7 +347,7 @@ func (p *plan) rawFrees(cfg Config, sfx string) bool {
 	}
 	var adds []add
 	for _, ev := range hookEvents {
-		if !cfg.has(ev.kind) || !isFreeHook(ev.hook) {
+		if !cfg.has(ev.kind) || !kinds(ev.kind) || !isFreeHook(ev.hook) {
 			continue
 		}
 		shape, err := tracepointShape(spec, ev.event)
@@ -370,6 +370,34 @@ func (p *plan) rawFrees(cfg Config, sfx string) bool {
 	return true
 }
 
+func isSlab(k tracer.Kind) bool  { return k == tracer.KindSlab }
+func anyKind(tracer.Kind) bool   { return true }
+func notSlab(k tracer.Kind) bool { return k != tracer.KindSlab }
+
+// rawOtherKinds adds, to a mode that hooks the slab allocator's functions,
+// the raw tracepoints of the other kinds cfg asks for (pages, per-CPU
+// allocations), their allocations and frees.
+func (p *plan) rawOtherKinds(cfg Config, sfx string, spec *btf.Spec) error {
+	for _, ev := range hookEvents {
+		if !cfg.has(ev.kind) || !notSlab(ev.kind) {
+			continue
+		}
+		shape, err := tracepointShape(spec, ev.event)
+		if err == nil {
+			err = shapeHas(shape, ev)
+		}
+		if err != nil {
+			if ev.needed {
+				return fmt.Errorf("%w: %s mode traces %s allocations through their raw tracepoints, which this kernel's BTF does not describe (%v): use --attach raw_tp, tp_btf or tracepoint", ErrAttach, p.mode, ev.kind, err)
+			}
+			continue
+		}
+		p.argIdx[ev.hook] = shape
+		p.addTracing(ev, "kt_"+ev.prog+sfx, false)
+	}
+	return nil
+}
+
 // coreAllocFunctions must attach in kprobe and fentry modes (under one of
 // their names); the other allocator functions are skipped with a note when
 // they cannot be hooked.
@@ -381,9 +409,6 @@ var coreAllocFunctions = map[string]bool{
 // planFunctions: kprobe or fentry on the allocator functions and on kfree,
 // kmem_cache_free and kmem_cache_free_bulk.
 func (p *plan) planFunctions(cfg Config, sfx string) error {
-	if cfg.has(tracer.KindPage) || cfg.has(tracer.KindPercpu) {
-		return fmt.Errorf("%w: %s mode traces slab allocations only; use --attach raw_tp, tp_btf or tracepoint for page and percpu", ErrAttach, p.mode)
-	}
 	spec, err := kernelBTF()
 	if err != nil {
 		return fmt.Errorf("%w: %s mode needs the kernel's BTF (/sys/kernel/btf/vmlinux, CONFIG_DEBUG_INFO_BTF=y) to read the allocator functions' parameters: %v", ErrAttach, p.mode, err)
@@ -430,7 +455,7 @@ func (p *plan) planFunctions(cfg Config, sfx string) error {
 			key := fmt.Sprintf("kp_alloc_%d%s", i, sfx)
 			p.addProg(progLoad{key: key, from: key})
 			p.addProg(progLoad{key: "kr_alloc" + sfx, from: "kr_alloc" + sfx})
-			// The kretprobe first: see kp_alloc in kmemprof.bpf.c.
+			// The kretprobe first: see kp_alloc in bpf/c/attach_functions.h.
 			p.attach = append(p.attach,
 				attachment{how: attachKretprobe, prog: "kr_alloc" + sfx, target: s.name, optional: optional, alloc: true},
 				attachment{how: attachKprobe, prog: key, target: s.name, label: kind + s.name, optional: optional, alloc: true})
@@ -444,8 +469,13 @@ func (p *plan) planFunctions(cfg Config, sfx string) error {
 	// in a softirq during an allocation's stack walk): take the frees from
 	// raw tracepoints where the kernel has them. Trampolines have no such
 	// limit.
-	if !fentry && p.rawFrees(cfg, sfx) {
+	if !fentry && p.rawFrees(cfg, sfx, isSlab) {
 		frees = nil
+	}
+	// The allocator functions are the slab allocator's: pages and per-CPU
+	// allocations come from their raw tracepoints.
+	if err := p.rawOtherKinds(cfg, sfx, spec); err != nil {
+		return err
 	}
 	for _, f := range frees {
 		if fentry {

@@ -203,7 +203,7 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 }
 
 // pageDetailBit marks the cache ids of page allocations (PAGE_DETAIL in
-// kmemprof.bpf.c).
+// kmemprof.h).
 const pageDetailBit = uint64(1) << 48
 
 // readMissedFrees reads, per cache id, how many allocations were found at the
@@ -222,7 +222,7 @@ func (t *Tracer) readMissedFrees() (map[uint64]uint64, error) {
 }
 
 // pageDetail decodes the cache id of a page allocation (PAGE_DETAIL in
-// kmemprof.bpf.c): gfp | order << 32 | migratetype << 40. Migrate is the
+// kmemprof.h): gfp | order << 32 | migratetype << 40. Migrate is the
 // migrate type plus one, 0 meaning unknown.
 func pageDetail(id uint64) (gfp uint32, order, migrate uint8) {
 	return uint32(id), uint8(id >> 32), uint8(id>>40) + 1
@@ -330,7 +330,7 @@ func (t *Tracer) Usage() (map[tracer.StackID]tracer.Usage, error) {
 	return out, nil
 }
 
-// stackNotWalked is STACK_NOT_WALKED of kmemprof.bpf.c.
+// stackNotWalked is STACK_NOT_WALKED of kmemprof.h.
 const stackNotWalked = -6
 
 // partialStackBase numbers the synthetic stacks of call sites; real stack
@@ -605,7 +605,8 @@ func (t *Tracer) meta(c [nrCounters]uint64) tracer.Meta {
 	fn := t.mode == ModeKprobe || t.mode == ModeFentry
 	for i := nrHooks; i < nrCounters; i++ {
 		switch {
-		case (i == cReturnMissed || i == cReturnNoEntry) && t.mode != ModeKprobe,
+		case (i == cReturnMissed || i == cReturnNoEntry || i == cReturnAtAttach) && t.mode != ModeKprobe,
+			i == cPageSiteUnknown && (t.cfg.Tracking != TrackAdaptive || !t.cfg.has(tracer.KindPage)),
 			i == cNested && !fn,
 			i == cBulkTruncated && !t.bulkHooked,
 			i == cTreeFull && !t.cfg.Follow,
@@ -662,7 +663,7 @@ func (t *Tracer) meta(c [nrCounters]uint64) tracer.Meta {
 	if t.mode == ModeKprobe || t.kprobeMissed != 0 {
 		m.Counters = append(m.Counters, tracer.Counter{
 			Name: "kprobe_missed", Value: t.kprobeMissed, Loss: true,
-			Help: "kprobe hits the kernel skipped (another kprobe program was running on that CPU, e.g. a free in a softirq); known from Linux 6.7",
+			Help: "allocator calls the kernel's kprobes dropped: a hit while another kprobe's handler ran on that CPU, or a call beyond the kretprobe's instances (maxactive); counted on every kernel where tracefs is mounted (kretprobes made through it), else from Linux 6.7",
 		})
 	}
 	return m

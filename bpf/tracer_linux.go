@@ -30,7 +30,9 @@ type Tracer struct {
 	// clock goroutine attaches backup programs while the capture runs.
 	mu    sync.Mutex
 	links []link.Link
-	progs []*ebpf.Program // attached programs, for stats
+	// linkKinds says, for each of links, what it is.
+	linkKinds []linkKind
+	progs     []*ebpf.Program // attached programs, for stats
 	// progRoles says, for each of progs, whether it is a free hook's
 	// primary program with a backup, the backup, or neither.
 	progRoles []progRole
@@ -205,7 +207,7 @@ func LoadOnly(cfg Config, mode Mode) ([]string, error) {
 	return names, nil
 }
 
-// bucketWays is BUCKET_WAYS of kmemprof.bpf.c: slots per table bucket.
+// bucketWays is BUCKET_WAYS of kmemprof.h: slots per table bucket.
 const bucketWays = 8
 
 // tableBits returns log2 of the number of buckets for n outstanding
@@ -309,6 +311,16 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, p *plan) (*ebpf.Colle
 		fnLayouts[i] = s.layout
 		fnAddrs[i] = p.slotAddrs[i]
 	}
+	// Page allocations' call sites, for the adaptive mode's decisions.
+	var pageRanges [nrPageRanges][2]uint64
+	var pageRangeN uint32
+	if cfg.Tracking == TrackAdaptive && cfg.has(tracer.KindPage) && !p.loadOnly {
+		var note string
+		pageRanges, pageRangeN, note = pageRangeConsts()
+		if note != "" {
+			p.notes = append(p.notes, note)
+		}
+	}
 	pageShift := uint32(0)
 	for 1<<pageShift < os.Getpagesize() {
 		pageShift++
@@ -347,6 +359,8 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, p *plan) (*ebpf.Colle
 		{vs.FnAddr, fnAddrs},
 		{vs.DedupeNested, boolByte(p.fn)},
 		{vs.RcuPtrArg, boolByte(p.rcuPtrArg)},
+		{vs.PageRange, pageRanges},
+		{vs.PageRangeN, pageRangeN},
 	} {
 		if err := kv.vs.Set(kv.v); err != nil {
 			return nil, fmt.Errorf("setting %s: %w", kv.vs.Name, err)
@@ -429,6 +443,10 @@ func open(spec *ebpf.CollectionSpec, cfg Config, mode Mode) (_ *Tracer, err erro
 	if err := t.attach(p); err != nil {
 		return nil, err
 	}
+	// From now on an allocator's return without its entry is a loss.
+	if err := t.vars.Attached.Set(uint32(1)); err != nil {
+		return nil, fmt.Errorf("marking the programs attached: %w", err)
+	}
 	t.mu.Lock()
 	t.start = time.Now()
 	t.attachTime = t.start.Sub(began)
@@ -463,7 +481,7 @@ func (t *Tracer) attach(p *plan) error {
 				return err
 			}
 		}
-		l, err := attachOne(a, prog)
+		l, viaTracefs, err := attachOne(a, prog)
 		if err != nil {
 			if a.optional {
 				t.notes = append(t.notes, fmt.Sprintf("%s not attached (%v)", a.label, err))
@@ -472,6 +490,7 @@ func (t *Tracer) attach(p *plan) error {
 			return fmt.Errorf("%w: %s %s: %v%s", ErrAttach, t.mode, a.label, err, attachHint(t.mode, a.how, err))
 		}
 		t.links = append(t.links, l)
+		t.linkKinds = append(t.linkKinds, linkKind{how: a.how, alloc: a.alloc, tracefs: viaTracefs})
 		t.progs = append(t.progs, prog)
 		t.progRoles = append(t.progRoles, p.role(a.prog))
 		attached[a.prog] = prog
@@ -516,8 +535,26 @@ func attachOrder(as []attachment) []attachment {
 	return out
 }
 
-// attachOne makes one attachment's link.
-func attachOne(a attachment, prog *ebpf.Program) (link.Link, error) {
+// linkKind is what an attached link is, for reading the kernel's drop
+// counts at Detach.
+type linkKind struct {
+	how     attachHow
+	alloc   bool // an allocation hook
+	tracefs bool // a kprobe made through tracefs: its drops are in kprobe_profile
+}
+
+// attachOne makes one attachment's link; viaTracefs says a kretprobe was
+// made through tracefs (see makeKretprobe).
+func attachOne(a attachment, prog *ebpf.Program) (l link.Link, viaTracefs bool, err error) {
+	if a.how == attachKretprobe {
+		return makeKretprobe(a.target, prog)
+	}
+	l, err = attachLink(a, prog)
+	return l, false, err
+}
+
+// attachLink makes one link of any kind but a kretprobe.
+func attachLink(a attachment, prog *ebpf.Program) (link.Link, error) {
 	switch a.how {
 	case attachRawTP:
 		return link.AttachRawTracepoint(link.RawTracepointOptions{Name: a.target, Program: prog})
@@ -527,8 +564,6 @@ func attachOne(a attachment, prog *ebpf.Program) (link.Link, error) {
 		return link.Tracepoint(a.group, a.target, prog, nil)
 	case attachKprobe:
 		return link.Kprobe(a.target, prog, nil)
-	case attachKretprobe:
-		return link.Kretprobe(a.target, prog, nil)
 	}
 	return nil, fmt.Errorf("unknown attachment kind %d", a.how)
 }
@@ -577,12 +612,13 @@ func (t *Tracer) armBackups() {
 			rest = append(rest, pb)
 			continue
 		}
-		l, err := attachOne(pb.a, pb.prog)
+		l, viaTracefs, err := attachOne(pb.a, pb.prog)
 		if err != nil {
 			t.notes = append(t.notes, fmt.Sprintf("the backup program of a free hook (%s) failed to attach (%v): frees nested in its primary program are lost (prog_recursion_misses)", pb.a.target, err))
 			continue
 		}
 		t.links = append(t.links, l)
+		t.linkKinds = append(t.linkKinds, linkKind{how: pb.a.how, tracefs: viaTracefs})
 		t.progs = append(t.progs, pb.prog)
 		t.progRoles = append(t.progRoles, roleBackup)
 		at := time.Duration(0)
@@ -784,22 +820,15 @@ func (t *Tracer) Detach() error {
 	t.mu.Lock()
 	t.detached = true
 	var errs []error
+	t.readKprobeDrops()
 	// Allocation hooks first (they were attached last): what is freed
 	// until the free hooks go is still seen to be freed.
 	for i := len(t.links) - 1; i >= 0; i-- {
-		l := t.links[i]
-		if info, err := l.Info(); err == nil {
-			if pe := info.PerfEvent(); pe != nil {
-				if kp := pe.Kprobe(); kp != nil {
-					t.kprobeMissed += kp.Missed
-				}
-			}
-		}
-		if err := l.Close(); err != nil {
+		if err := t.links[i].Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	t.links = nil
+	t.links, t.linkKinds = nil, nil
 	t.mu.Unlock()
 	// The clock goroutine takes mu (armBackups): stopped outside it.
 	if t.stopTick != nil {
@@ -814,6 +843,43 @@ func (t *Tracer) Detach() error {
 		return fmt.Errorf("detaching BPF programs: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// readKprobeDrops adds to kprobeMissed what the kernel reports its
+// kprobes dropped, while they are still attached: the kretprobes made
+// through tracefs from kprobe_profile (every kernel), the others from
+// their link's info (Linux 6.7+). An allocator function's entry kprobe
+// shares its address with the function's kretprobe, whose count already
+// holds the hits dropped there: it is not counted twice. Called with mu
+// held.
+func (t *Tracer) readKprobeDrops() {
+	viaTracefs := false
+	for i, l := range t.links {
+		k := t.linkKinds[i]
+		if k.tracefs {
+			viaTracefs = true
+			continue
+		}
+		if k.how == attachKprobe && k.alloc || k.how != attachKprobe && k.how != attachKretprobe {
+			continue
+		}
+		if info, err := l.Info(); err == nil {
+			if pe := info.PerfEvent(); pe != nil {
+				if kp := pe.Kprobe(); kp != nil {
+					t.kprobeMissed += kp.Missed
+				}
+			}
+		}
+	}
+	if !viaTracefs {
+		return
+	}
+	n, _, err := readKprobeMisses(kprobeGroupPrefix())
+	if err != nil {
+		t.notes = append(t.notes, "the kernel's count of the kretprobes' dropped calls could not be read ("+err.Error()+"): kprobe_missed may be short")
+		return
+	}
+	t.kprobeMissed += n
 }
 
 // Close detaches the programs and frees every kernel object of the tracer.

@@ -95,6 +95,19 @@ func HelperMain() {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	case "anon":
+		if err := anonChurn(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	case "objects":
+		n, _ := strconv.Atoi(os.Getenv(helperEnv + "_N"))
+		if err := objectsMaker(n, os.Getenv(helperEnv+"_DIR"), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	case "eventfd":
 		n, err := strconv.Atoi(os.Getenv(helperEnv + "_N"))
 		if err != nil {
@@ -314,6 +327,54 @@ func StartTreeWalker(t testing.TB, dir string, n int) *Child {
 func StartPipeFiller(t testing.TB, n int) *Child {
 	t.Helper()
 	return startChild(t, helperEnv+"=pipes", helperEnv+"_N="+strconv.Itoa(n))
+}
+
+// StartAnonChurn starts a child that maps, touches and unmaps anonymous
+// memory until stdin closes (page allocations and frees, thousands a
+// second); it waits until the churn has begun.
+func StartAnonChurn(t testing.TB) *Child {
+	t.Helper()
+	c := startChild(t, helperEnv+"=anon")
+	c.Wait(t, "churning")
+	return c
+}
+
+// Objects is a child that makes several kinds of kernel objects and holds
+// them until Release: N files in a tmpfs directory (shmem_inode_cache and
+// dentry objects, allocated with kmem_cache_alloc_lru), N timerfds (a
+// kmalloc'd timerfd_ctx, a file and a dentry each) and N/4 pipes with a
+// page written into each (a page allocation, and a kmalloc'd
+// pipe_inode_info).
+type Objects struct {
+	*Child
+	N int
+}
+
+// StartObjects starts an Objects child that will make its objects in dir
+// (a tmpfs directory); it waits until the child is ready. Call Make.
+func StartObjects(t testing.TB, n int, dir string) *Objects {
+	t.Helper()
+	o := &Objects{Child: startChild(t, helperEnv+"=objects", helperEnv+"_N="+strconv.Itoa(n), helperEnv+"_DIR="+dir), N: n}
+	o.Wait(t, "ready")
+	return o
+}
+
+// Make makes the child make its objects and waits until it holds them.
+func (o *Objects) Make(t testing.TB) {
+	t.Helper()
+	if _, err := io.WriteString(o.stdin, "make\n"); err != nil {
+		t.Fatalf("telling the child to make its objects: %v", err)
+	}
+	o.Wait(t, fmt.Sprintf("made %d", o.N))
+}
+
+// Release makes the child close and remove every object and waits until it has.
+func (o *Objects) Release(t testing.TB) {
+	t.Helper()
+	if _, err := io.WriteString(o.stdin, "release\n"); err != nil {
+		t.Fatalf("telling the child to release its objects: %v", err)
+	}
+	o.Wait(t, fmt.Sprintf("released %d", o.N))
 }
 
 // Cgroup makes a cgroup v2 directory under mnt (the cgroup2 mount) for one

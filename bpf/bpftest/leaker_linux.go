@@ -224,3 +224,99 @@ func lockFile(path string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// objectsMaker makes, on "make", n files in dir (a tmpfs: an inode of
+// shmem_inode_cache and a dentry each, allocated with
+// kmem_cache_alloc_lru), n timerfds (a kmalloc'd timerfd_ctx, a file and a
+// pseudo dentry each) and n/4 pipes holding one written page each (a page
+// allocation, and the pipe's kmalloc'd pipe_inode_info); it prints "made N"
+// and holds them. On "release" it closes and unlinks them all and prints
+// "released N".
+func objectsMaker(n int, dir string, in io.Reader, out io.Writer) error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("reading RLIMIT_NOFILE: %w", err)
+	}
+	if need := uint64(n + n/2 + 64); lim.Cur < need {
+		lim.Cur = min(max(need, lim.Cur), lim.Max)
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			return fmt.Errorf("raising RLIMIT_NOFILE to %d: %w", lim.Cur, err)
+		}
+	}
+	fmt.Fprintln(out, "ready")
+	sc := bufio.NewScanner(in)
+	if !sc.Scan() {
+		return nil
+	}
+	var files []string
+	var fds []int
+	for i := 0; i < n; i++ {
+		p := filepath.Join(dir, "f"+strconv.Itoa(i))
+		fd, err := unix.Open(p, unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return fmt.Errorf("making %s: %w", p, err)
+		}
+		unix.Close(fd)
+		files = append(files, p)
+	}
+	for i := 0; i < n; i++ {
+		fd, err := unix.TimerfdCreate(unix.CLOCK_MONOTONIC, unix.TFD_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("timerfd %d: %w", i, err)
+		}
+		fds = append(fds, fd)
+	}
+	page := make([]byte, unix.Getpagesize())
+	for i := 0; i < n/4; i++ {
+		var p [2]int
+		if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+			return fmt.Errorf("pipe %d: %w", i, err)
+		}
+		if _, err := unix.Write(p[1], page); err != nil {
+			return fmt.Errorf("writing pipe %d: %w", i, err)
+		}
+		fds = append(fds, p[0], p[1])
+	}
+	fmt.Fprintf(out, "made %d\n", n)
+	if !sc.Scan() {
+		return nil
+	}
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	for _, p := range files {
+		if err := unix.Unlink(p); err != nil {
+			return fmt.Errorf("removing %s: %w", p, err)
+		}
+	}
+	fmt.Fprintf(out, "released %d\n", n)
+	sc.Scan() // until the parent closes stdin
+	return nil
+}
+
+// anonChurn maps 4 MiB of anonymous memory, touches every page and unmaps
+// it, over and over until stdin closes: page allocations and frees at the
+// anonymous page fault's call site, many thousands a second.
+func anonChurn(in io.Reader, out io.Writer) error {
+	stop := make(chan struct{})
+	go func() { bufio.NewScanner(in).Scan(); close(stop) }()
+	page := unix.Getpagesize()
+	fmt.Fprintln(out, "churning")
+	for rounds := 0; ; rounds++ {
+		select {
+		case <-stop:
+			return nil
+		default:
+		}
+		b, err := unix.Mmap(-1, 0, 4<<20, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			return fmt.Errorf("mmap: %w", err)
+		}
+		for i := 0; i < len(b); i += page {
+			b[i] = 1
+		}
+		if err := unix.Munmap(b); err != nil {
+			return fmt.Errorf("munmap: %w", err)
+		}
+	}
+}

@@ -162,7 +162,7 @@ static __always_inline int do_kr_alloc(struct pt_regs *ctx, const int A)
 	if (!p) {
 		/* Entries of filtered tasks are not saved. */
 		if (task_passes(bpf_get_current_pid_tgid() >> 32))
-			count(C_RETURN_NO_ENTRY);
+			count(attached ? C_RETURN_NO_ENTRY : C_RETURN_AT_ATTACH);
 		return 0;
 	}
 	struct kp_args a = *p;

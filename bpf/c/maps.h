@@ -227,6 +227,15 @@ const volatile __u64 min_size = 0;
 const volatile __u32 cache_filter_n = 0;
 const volatile char cache_filter[MAX_CACHE_FILTERS][CACHE_NAME_LEN] = {};
 const volatile __u32 stack_flags = 0;
+/*
+ * The page allocator's functions (__alloc_pages, alloc_pages_mpol,
+ * folio_alloc, ...): their text ranges [start, end), sorted and merged, set
+ * by the loader from kallsyms. A page allocation's call site is the first
+ * frame past them (page_site).
+ */
+#define PAGE_RANGES 32
+const volatile __u64 page_range[PAGE_RANGES][2] = {};
+const volatile __u32 page_range_n = 0;
 /* Stack map capacity: stacks2 ids start there. */
 const volatile __u32 stack_base = 0;
 /* stacks2 capacity, and the next free slot. */
@@ -294,6 +303,13 @@ __u8 fx_site_word[NR_FN_SLOTS] = {};
  * on the primaries note the key they handle.
  */
 volatile __u32 backups_armed = 0;
+
+/*
+ * Set by user space once every program is attached. An allocator's return
+ * without its entry is a loss only from then on: while the entry kprobes
+ * are being attached, calls already under way return without one.
+ */
+volatile __u32 attached = 0;
 
 /* Set when a free program is seen running nested in itself (see guard.h). */
 volatile __u32 nested_runs = 0;

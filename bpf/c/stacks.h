@@ -5,7 +5,8 @@
  * (walk_stack, and second_chance_stack for a stack that collided in the stack
  * map), and deciding whether an allocation's stack is walked at all
  * (decide_stack: every time, or only at hot call sites), which counts each
- * site's allocations, and site_freed, which counts its frees.
+ * site's allocations, and site_freed, which counts its frees; page_site,
+ * the call site of a page allocation, which its tracepoint does not pass.
  *
  * Depends on: maps.h (stacks, stacks2, stack_scratch, stacks2_index, sites,
  * trace_mode, hot_threshold, count).
@@ -153,4 +154,53 @@ static __always_inline void site_freed(__u64 site)
 	struct site_state *st = bpf_map_lookup_elem(&sites, &si);
 	if (st)
 		__sync_fetch_and_add(&st->frees, 1); /* result unused: plain XADD, every kernel */
+}
+
+/*
+ * page_site returns the call site of a page allocation: mm_page_alloc
+ * passes none, so without one every page allocation would share one
+ * adaptive site, which page churn cools, and page leaks would go unwalked.
+ * It reads the stack's first PAGE_SITE_DEPTH frames (a short walk, a
+ * fraction of a whole one) and returns the first frame past the page
+ * allocator's functions (page_range): the tracepoint is called from inside
+ * them, below the tracing machinery's frames. 0 (counted) when the walk
+ * fails or ends inside them.
+ */
+#define PAGE_SITE_DEPTH 16
+
+static __always_inline bool in_page_allocator(__u64 ip)
+{
+	/* Binary search of the sorted ranges: at most log2(PAGE_RANGES) steps. */
+	__u32 lo = 0, hi = page_range_n;
+	for (int i = 0; i < 6 && lo < hi; i++) {
+		__u32 mid = (lo + hi) / 2;
+		if (mid >= PAGE_RANGES)
+			return false;
+		if (ip < page_range[mid][0])
+			hi = mid;
+		else if (ip >= page_range[mid][1])
+			lo = mid + 1;
+		else
+			return true;
+	}
+	return false;
+}
+
+static __always_inline __u64 page_site(void *ctx)
+{
+	__u64 ips[PAGE_SITE_DEPTH] = {};
+	long n = bpf_get_stack(ctx, ips, sizeof(ips), 0);
+	bool inside = false;
+	for (int i = 0; i < PAGE_SITE_DEPTH; i++) {
+		if (i * 8 >= n)
+			break;
+		if (in_page_allocator(ips[i])) {
+			inside = true;
+			continue;
+		}
+		if (inside)
+			return ips[i];
+	}
+	count(C_PAGE_SITE_UNKNOWN);
+	return 0;
 }

@@ -9,7 +9,8 @@
  * frees.
  *
  * Depends on: maps.h, guard.h (record_free), caches.h, filters.h (admit,
- * current_memcg_css, task_memcg_id), stacks.h (decide_stack, site_freed).
+ * current_memcg_css, task_memcg_id), stacks.h (decide_stack, site_freed,
+ * page_site).
  */
 
 /* cache_stat_add counts for cache; it returns true when the cache was new to cache_stats. */
@@ -326,6 +327,9 @@ static __always_inline void record_alloc(void *ctx, struct alloc_ev *ev, const i
 	}
 	if (!admit(tgid))
 		return;
+	/* The adaptive mode decides by call site, which page hooks do not pass. */
+	if (trace_mode == MODE_ADAPTIVE && ev->kind == KIND_PAGE && !ev->site && page_range_n)
+		ev->site = page_site(ctx);
 	ev->stack_id = STACK_UNSET;
 	store_alloc(ctx, ev, tgid, task, A);
 }
