@@ -476,6 +476,7 @@ type kmemprofVariableSpecs struct {
 	TpOff          *ebpf.VariableSpec `ebpf:"tp_off"`
 	TpSize         *ebpf.VariableSpec `ebpf:"tp_size"`
 	TraceMode      *ebpf.VariableSpec `ebpf:"trace_mode"`
+	TypedCtx       *ebpf.VariableSpec `ebpf:"typed_ctx"`
 	VmPageC        *ebpf.VariableSpec `ebpf:"vm_page_c"`
 }
 
@@ -593,6 +594,7 @@ type kmemprofVariables struct {
 	TpOff          *ebpf.Variable `ebpf:"tp_off"`
 	TpSize         *ebpf.Variable `ebpf:"tp_size"`
 	TraceMode      *ebpf.Variable `ebpf:"trace_mode"`
+	TypedCtx       *ebpf.Variable `ebpf:"typed_ctx"`
 	VmPageC        *ebpf.Variable `ebpf:"vm_page_c"`
 }
 

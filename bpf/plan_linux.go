@@ -269,12 +269,24 @@ func sameShape(a, b argShape) bool { return a == b }
 // formats. Frees come from raw tracepoints where the kernel has them: a
 // classic tracepoint's program does not run while another tracing program
 // runs on the same CPU, so frees in a softirq that interrupts an
-// allocation's stack walk would be lost (and show as leaks).
+// allocation's stack walk would be lost (and show as leaks). Pages and
+// per-CPU allocations then come wholly from raw tracepoints too: the
+// classic page records hold a pfn, the raw ones a struct page, and an
+// allocation must be keyed as its free is.
 func (p *plan) planClassic(cfg Config, sfx string) error {
-	rawFrees := p.rawFrees(cfg, sfx, anyKind)
+	rawFrees := p.rawFrees(cfg, sfx, isSlab)
+	if rawFrees {
+		spec, err := kernelBTF()
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrAttach, err)
+		}
+		if err := p.rawOtherKinds(cfg, sfx, spec); err != nil {
+			return err
+		}
+	}
 	seen := map[int]bool{}
 	for _, ev := range hookEvents {
-		if !cfg.has(ev.kind) || (rawFrees && isFreeHook(ev.hook)) {
+		if !cfg.has(ev.kind) || (rawFrees && (isFreeHook(ev.hook) || ev.kind != tracer.KindSlab)) {
 			continue
 		}
 		format, err := readClassicFormat(ev.group, ev.event)

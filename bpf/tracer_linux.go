@@ -348,6 +348,7 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, p *plan) (*ebpf.Colle
 		{vs.CountCaches, boolByte(cfg.CountCaches)},
 		{vs.HaveTaskBtf, boolByte(p.features.taskBTF)},
 		{vs.CtxDirect, boolByte(p.ctxDirect)},
+		{vs.TypedCtx, boolByte(p.mode == ModeTPBTF)},
 		{vs.ArgIdx, p.argIdx},
 		{vs.TpOff, p.tpOff},
 		{vs.TpSize, p.tpSize},

@@ -5,7 +5,7 @@
  * fentry, fexit) by argument index, classic tracepoint records by field offset,
  * kprobe registers.
  *
- * Depends on: maps.h (ctx_direct, tp_off, tp_size).
+ * Depends on: maps.h (ctx_direct, typed_ctx, tp_off, tp_size).
  */
 
 /*
@@ -60,6 +60,18 @@ static __always_inline __u64 ctx_copy(__u64 *ctx, int i)
 	__u64 v = 0;
 	bpf_probe_read_kernel(&v, sizeof(v), (void *)ctx + 8 * (i - 1));
 	return v;
+}
+
+/*
+ * page_arg returns a struct page * argument as a number, to key the table
+ * with: loaded directly where the context is untyped (raw_tp), copied
+ * where the verifier types it (tp_btf) and forbids arithmetic on it.
+ */
+static __always_inline __u64 page_arg(__u64 *ctx, int i)
+{
+	if (typed_ctx && i)
+		return ctx_copy(ctx, i);
+	return ctx_arg(ctx, i);
 }
 
 /* tp_field reads a field of a classic tracepoint record; 0 when absent. */

@@ -45,7 +45,7 @@ static __always_inline int do_kmalloc(__u64 *ctx, const int A)
 static __always_inline int do_page_alloc(__u64 *ctx, const int A)
 {
 	struct alloc_ev ev = {};
-	ev.ptr = ctx_arg(ctx, A_(HOOK_PAGE_ALLOC, F_PTR));
+	ev.ptr = page_arg(ctx, A_(HOOK_PAGE_ALLOC, F_PTR));
 	ev.order = ctx_arg(ctx, A_(HOOK_PAGE_ALLOC, F_ORDER));
 	ev.gfp = ctx_arg(ctx, A_(HOOK_PAGE_ALLOC, F_GFP));
 	on_page_alloc(ctx, &ev, ctx_arg(ctx, A_(HOOK_PAGE_ALLOC, F_MIGRATE)), A);
@@ -66,7 +66,7 @@ static __always_inline int do_pcpu_alloc(__u64 *ctx, const int A)
 
 static __always_inline int kt_free(__u64 *ctx, int hook, __u8 kind, __u32 untracked, const int A, const int role)
 {
-	__u64 ptr = kind == KIND_PAGE ? ctx_arg(ctx, arg_idx[hook][F_PTR]) : ctx_ptr(ctx, arg_idx[hook][F_PTR]);
+	__u64 ptr = kind == KIND_PAGE ? page_arg(ctx, arg_idx[hook][F_PTR]) : ctx_ptr(ctx, arg_idx[hook][F_PTR]);
 	/* kmem_cache_free passes its cache from 6.1: count mode needs no read of the slab. */
 	__u64 cache = counting(kind) ? ctx_arg(ctx, arg_idx[hook][F_CACHE]) : 0;
 	record_free(ptr, kind, untracked, hook, A, role, cache);

@@ -261,6 +261,12 @@ const volatile __u8 have_task_btf = 1;
  * verifiers reject that, and such arguments are copied with a helper.
  */
 const volatile __u8 ctx_direct = 1;
+/*
+ * Whether the tracing programs run as tp_btf, whose struct pointer
+ * arguments (struct page *) the verifier types: no arithmetic on them, so
+ * page_arg copies them as plain numbers.
+ */
+const volatile __u8 typed_ctx = 0;
 /* Tracing programs (raw_tp, tp_btf): each field's argument index + 1, 0 = absent. */
 const volatile __u8 arg_idx[NR_HOOKS][NR_FIELDS] = {};
 /* Classic tracepoints: each field's offset and size in the record, 0 = absent. */
