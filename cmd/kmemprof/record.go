@@ -102,7 +102,8 @@ Options:
                          The tracepoint modes also hook kmem_cache_free_bulk
                          (no tracepoint) with fentry or a kprobe where the
                          kernel allows; fentry and kprobe modes hook the
-                         allocator functions (slab only)
+                         slab allocator's functions (pages and per-CPU
+                         allocations from their raw tracepoints)
       --stack-depth N    deepest kernel stack recorded (default 64, max 127)
       --max-outstanding N
                          capacity of the in-kernel outstanding map per kind
