@@ -251,6 +251,7 @@ struct kp_args {
 struct last_alloc {
 	__u64 key;
 	__u64 pid_tgid;
+	__u64 ts; /* bpf_ktime_get_ns when recorded */
 };
 
 #endif /* KMEMPROF_H */

@@ -187,6 +187,7 @@ type kmemprofLastAlloc struct {
 	_       structs.HostLayout
 	Key     uint64
 	PidTgid uint64
+	Ts      uint64
 }
 
 type kmemprofSiteState struct {

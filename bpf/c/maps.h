@@ -116,8 +116,13 @@ struct {
 	__uint(max_entries, NR_COUNTERS);
 } counters SEC(".maps");
 
+/*
+ * kprobe mode: an allocator call's arguments from its entry to its return,
+ * keyed by stack pointer. LRU: an entry whose return never came (a
+ * kretprobe out of instances: kprobe_missed) gives way to live ones.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__type(key, __u64);
 	__type(value, struct kp_args);
 	__uint(max_entries, 16384);

@@ -67,8 +67,14 @@ static __always_inline void missed_free(struct alloc_info *old)
 /*
  * nested reports whether this allocation was just recorded on this CPU by
  * the same task: an allocator function called by another hooked one (kprobe
- * and fentry modes), which must count once.
+ * and fentry modes: __kmalloc_noprof calls __kmalloc_large_node_noprof for
+ * large sizes), whose return follows the inner one's at once, and which must
+ * count once. "Just": within NESTED_WINDOW_NS, so that an object freed on
+ * another CPU (which cannot clear this CPU's last allocation) and handed to
+ * the same task again later is not taken for a nested call and dropped.
  */
+#define NESTED_WINDOW_NS 1000000ULL
+
 static __always_inline bool nested(__u64 key, __u64 pid_tgid)
 {
 	if (!dedupe_nested)
@@ -77,12 +83,14 @@ static __always_inline bool nested(__u64 key, __u64 pid_tgid)
 	struct last_alloc *l = bpf_map_lookup_elem(&last_allocs, &zero);
 	if (!l)
 		return false;
-	if (l->key == key && l->pid_tgid == pid_tgid) {
+	__u64 now = bpf_ktime_get_ns();
+	if (l->key == key && l->pid_tgid == pid_tgid && now - l->ts < NESTED_WINDOW_NS) {
 		count(C_NESTED);
 		return true;
 	}
 	l->key = key;
 	l->pid_tgid = pid_tgid;
+	l->ts = now;
 	return false;
 }
 
