@@ -89,7 +89,7 @@ var counterInfo = [nrCounters]struct {
 	kmemprofCounterC_RETURN_NO_ENTRY:       {"kretprobe_no_entry", "allocator returns seen without their entry (kprobe mode): not recorded", true},
 	kmemprofCounterC_RESCUED:               {"nested_rescued", "events nested in their own hook's program (an interrupt's frees during a free), which the kernel does not run it for: handled by the hook's backup program", false},
 	kmemprofCounterC_TREE_FULL:             {"follow_map_full", "--follow: processes forked in the followed tree that could not be added to it (65,536 at most): their allocations were filtered out", true},
-	kmemprofCounterC_CGROUP_NAMES_FULL:     {"cgroup_names_full", "cgroups made during the capture whose path could not be kept (65,536 between snapshots): if removed, their objects are labelled memcg=id:N", true},
+	kmemprofCounterC_CGROUP_NAMES_FULL:     {"cgroup_names_full", "cgroups made during the capture whose path could not be kept (65,536 between snapshots; 2,048 before Linux 6.1): if removed, their objects are labelled memcg=id:N", true},
 	kmemprofCounterC_COUNTED_ALLOCS:        {"counted_allocs", "count mode (top): slab allocations counted for their cache, with no record", false},
 	kmemprofCounterC_COUNTED_FREES:         {"counted_frees", "count mode (top): slab frees counted for their cache, whenever the object was allocated", false},
 	kmemprofCounterC_FREE_UNRESOLVED:       {"free_cache_unresolved", "count mode (top): slab frees whose cache was not found (read from the object, not yet seen allocating): counted in no row", true},

@@ -373,6 +373,10 @@ type kernelFeatures struct {
 	atomics   bool // BPF_ATOMIC compare-and-swap and fetch-add (5.12+)
 	taskBTF   bool // bpf_get_current_task_btf (5.11+)
 	ctxDirect bool // typed contexts allow loading pointers to non-structs
+	// memAlloc: tracing programs may use hash maps that allocate their
+	// elements at run time (the BPF memory allocator, 6.1+); before, the
+	// verifier accepts them with a kernel WARNING.
+	memAlloc bool
 }
 
 var probeFeatures = sync.OnceValue(func() kernelFeatures {
@@ -380,8 +384,19 @@ var probeFeatures = sync.OnceValue(func() kernelFeatures {
 		atomics:   probeAtomics() == nil,
 		taskBTF:   features.HaveProgramHelper(ebpf.RawTracepoint, asm.FnGetCurrentTaskBtf) == nil,
 		ctxDirect: probeCtxDirect() == nil,
+		memAlloc:  haveBTFStruct("bpf_mem_alloc"),
 	}
 })
+
+// haveBTFStruct reports whether the kernel's BTF has a struct of that name.
+func haveBTFStruct(name string) bool {
+	spec, err := kernelBTF()
+	if err != nil {
+		return false
+	}
+	var st *btf.Struct
+	return spec.TypeByName(name, &st) == nil
+}
 
 // probeAtomics loads a program with a compare-and-swap on the stack.
 func probeAtomics() error {

@@ -207,6 +207,11 @@ func LoadOnly(cfg Config, mode Mode) ([]string, error) {
 	return names, nil
 }
 
+// cgroupNamesPrealloc is the capacity of cgroup_names where it must be
+// preallocated (kernels before 6.1): cgroups made between two snapshots
+// beyond it are counted (cgroup_names_full).
+const cgroupNamesPrealloc = 2048
+
 // bucketWays is BUCKET_WAYS of kmemprof.h: slots per table bucket.
 const bucketWays = 8
 
@@ -289,6 +294,14 @@ func loadCollection(base *ebpf.CollectionSpec, cfg Config, p *plan) (*ebpf.Colle
 	ms.Totals.MaxEntries = uint32(max(cfg.MaxStacks*2, 4096))
 	if !p.fn {
 		ms.KpPending.MaxEntries = 1
+	}
+	// cgroup_names allocates its 520-byte paths as cgroups are made. Before
+	// the BPF memory allocator (6.1) the verifier takes such a map in a
+	// tracing program with a kernel WARNING ("trace type BPF program uses
+	// run-time allocation"): there it is preallocated, and smaller.
+	if !p.features.memAlloc {
+		ms.CgroupNames.Flags &^= unix.BPF_F_NO_PREALLOC
+		ms.CgroupNames.MaxEntries = cgroupNamesPrealloc
 	}
 
 	var vs kmemprofVariableSpecs
