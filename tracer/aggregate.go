@@ -175,6 +175,8 @@ type Aggregation struct {
 	// MergedCaches: see Snapshot.MergedCaches.
 	MergedCaches  map[string][]string
 	UntracedFrees map[string]uint64
+	// SelfCheck is Snapshot.SelfCheck.
+	SelfCheck *SelfCheck
 	// UnresolvedFrames counts the distinct addresses in the referenced
 	// stacks that the Symbolizer could not name (Frame.Function == "").
 	UnresolvedFrames uint64
@@ -549,6 +551,7 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 	markOwners(a.Samples, snap.Partial, snap.Platform.isAllocator, snap.Platform.isConstructor)
 	a.UntracedFrees = snap.UntracedFrees
 	a.MergedCaches = snap.MergedCaches
+	a.SelfCheck = snap.SelfCheck
 	a.gfpName, a.migrateName, a.container = opt.GFPName, opt.MigrateName, opt.Container
 	if a.migrateName == nil {
 		a.migrateName = snap.Platform.MigrateName

@@ -51,6 +51,12 @@ type CaptureConfig struct {
 	// Progress, when set, is called every second with the elapsed time,
 	// the Source's stats and its events per second.
 	Progress func(elapsed time.Duration, st Stats, eventsPerSecond float64)
+	// BeforeStop, when set, is called once the capture ends, after the
+	// last growth measurement and before the source is stopped: the
+	// source still traces, so that what it holds can be compared with the
+	// kernel's own counts at that instant (RunSelfCheck). An error it
+	// returns becomes a note of the result; the capture goes on.
+	BeforeStop func() error
 }
 
 // CaptureResult is what a capture saw.
@@ -67,8 +73,8 @@ type CaptureResult struct {
 }
 
 // Capture runs one capture: it waits for the duration, Done or ctx, with
-// progress and growth measurements on the way, then stops the source and
-// takes its final snapshot. An interrupted capture returns its snapshot
+// progress and growth measurements on the way, then calls BeforeStop,
+// stops the source and takes its final snapshot. An interrupted capture returns its snapshot
 // like any other: nothing seen is lost to a Ctrl-C.
 func Capture(ctx context.Context, src Source, cfg CaptureConfig) (*CaptureResult, error) {
 	now := time.Now
@@ -132,6 +138,11 @@ loop:
 			res.Series.Add(now(), u)
 		} else {
 			res.Notes = append(res.Notes, "measuring growth at the end: "+err.Error())
+		}
+	}
+	if cfg.BeforeStop != nil {
+		if err := cfg.BeforeStop(); err != nil {
+			res.Notes = append(res.Notes, err.Error())
 		}
 	}
 	if err := src.Stop(); err != nil {

@@ -3,6 +3,8 @@ package tracer_test
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,6 +97,26 @@ func TestCapture(t *testing.T) {
 		res, err := tracer.Capture(context.Background(), &fakeSource{}, tracer.CaptureConfig{Done: closed, Interval: time.Millisecond})
 		if err != nil || res.Series != nil {
 			t.Errorf("a source that cannot measure usage gave a series: %+v, %v", res, err)
+		}
+	})
+	t.Run("before stop", func(t *testing.T) {
+		// The self-check's hook runs while the source still traces: after
+		// the last measurement, before Stop; its error is a note.
+		src := usageSource{&fakeSource{}}
+		res, err := tracer.Capture(context.Background(), src, tracer.CaptureConfig{Done: closed, Interval: time.Hour,
+			BeforeStop: func() error {
+				src.calls = append(src.calls, "check")
+				return errors.New("self-check: reading /proc/slabinfo: permission denied")
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"usage", "check", "stop", "snapshot"}
+		if !slices.Equal(src.calls, want) {
+			t.Errorf("calls %v, want %v", src.calls, want)
+		}
+		if len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "slabinfo") || res.Snapshot == nil {
+			t.Errorf("a failed check: notes %q, snapshot %v; want its error as a note and the snapshot kept", res.Notes, res.Snapshot != nil)
 		}
 	})
 	t.Run("stop fails", func(t *testing.T) {

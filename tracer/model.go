@@ -133,6 +133,9 @@ type Counter struct {
 	Value uint64
 	Help  string // what it means for the user, one line
 	Loss  bool   // true when a non-zero value means data was lost or is wrong
+	// Gauge says Value is a figure of the moment the snapshot was taken
+	// (the self-check's), not a count since the capture started.
+	Gauge bool
 }
 
 // Meta describes the capture a snapshot came from.
@@ -188,6 +191,10 @@ type Snapshot struct {
 	Memcgs map[uint64]Memcg
 	// Taken is when the snapshot was read.
 	Taken time.Time
+	// SelfCheck is the comparison of what was tracked with the kernel's
+	// own counts, made while the capture still ran (RunSelfCheck, Apply);
+	// nil when none was made.
+	SelfCheck *SelfCheck
 }
 
 // Frame is one symbolized kernel frame.

@@ -472,6 +472,11 @@ func (a *Aggregation) comments() []string {
 	if line := untracedLine(a.UntracedFrees); line != "" {
 		c = append(c, line)
 	}
+	if a.SelfCheck != nil {
+		for _, l := range a.SelfCheck.Lines() {
+			c = append(c, strings.TrimSpace(l))
+		}
+	}
 	c = append(c, m.Comments...)
 	return c
 }

@@ -240,7 +240,8 @@ func (a *Aggregation) writeRemovedMemcgs(w io.Writer, skipFrame func(Frame) bool
 
 // writeCounters prints the counters compactly: events per hook, the other
 // statistics and every loss counter on one line each, then one line per
-// non-zero loss, marked "!" and explained.
+// non-zero loss, marked "!" and explained, then the self-check's lines
+// (SelfCheck.Lines), when one was made.
 func (a *Aggregation) writeCounters(w io.Writer) error {
 	g := groupCounters(a.Counters)
 	events, stats, losses, lost := g.events, g.stats, g.losses, g.lost
@@ -261,7 +262,17 @@ func (a *Aggregation) writeCounters(w io.Writer) error {
 	for _, c := range lost {
 		fmt.Fprintf(tw, "! %s\t%d\t%s\n", c.Name, c.Value, c.Help)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if a.SelfCheck != nil {
+		for _, l := range a.SelfCheck.Lines() {
+			if _, err := fmt.Fprintln(w, l); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // cacheLabel is the CACHE cell: the name, and what qualifies it.

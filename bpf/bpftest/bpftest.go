@@ -108,6 +108,13 @@ func HelperMain() {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	case "inflight":
+		n, _ := strconv.Atoi(os.Getenv(helperEnv + "_N"))
+		if err := inflightLeaker(n, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	case "eventfd":
 		n, err := strconv.Atoi(os.Getenv(helperEnv + "_N"))
 		if err != nil {

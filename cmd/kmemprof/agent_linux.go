@@ -211,12 +211,32 @@ type tracerSource struct {
 	tr    *bpf.Tracer
 	names *hostNames
 	gfp   *host.GFPNamer
+	// start is the kernel's view read once the tracer was attached, for
+	// the self-check's growth comparison (nil: not read).
+	start *host.SystemView
+	// checkErr is the last self-check error printed, so that a failing
+	// check is said once, not every snapshot.
+	checkErr string
+	stderr   io.Writer
 }
 
 func (s *tracerSource) Collect() (*tracer.Aggregation, error) {
+	// The self-check first, while the programs run: its counters join the
+	// snapshot's (and /metrics), its lines the profile's comments.
+	check, err := selfCheck(s.tr, s.start)
+	if err != nil && err.Error() != s.checkErr && s.stderr != nil {
+		fmt.Fprintf(s.stderr, "note: %v\n", err)
+	}
+	s.checkErr = ""
+	if err != nil {
+		s.checkErr = err.Error()
+	}
 	snap, err := s.tr.Snapshot()
 	if err != nil {
 		return nil, err
+	}
+	if check != nil {
+		check.check.Apply(snap)
 	}
 	syms, err := symbolize.LoadKallsyms()
 	if err != nil {
@@ -252,8 +272,15 @@ func agent(ctx context.Context, o *agentOptions, stderr io.Writer) error {
 	}
 	defer tr.Close()
 	fmt.Fprintf(stderr, "tracing %s (attach %s), a snapshot every %s\n", strings.Join(tr.Hooks(), ", "), tr.Mode(), o.interval)
+	src := &tracerSource{tr: tr, names: names, gfp: host.KernelGFPNamer(), stderr: stderr}
+	// The kernel's counts once attached: the self-check's start.
+	if v, err := host.ReadKernelCounts(); err == nil {
+		src.start = &v
+	} else {
+		fmt.Fprintf(stderr, "note: %v (the self-check compares no growth)\n", err)
+	}
 	// The GFP names come from the kernel's BTF, read once, not per snapshot.
-	return runAgentLoop(ctx, o, &tracerSource{tr: tr, names: names, gfp: host.KernelGFPNamer()}, stderr)
+	return runAgentLoop(ctx, o, src, stderr)
 }
 
 // runAgentLoop samples src every interval, pushes and exposes what it
@@ -568,6 +595,7 @@ var (
 	descRemObjects = prometheus.NewDesc("kmemprof_removed_memcg_objects", "Objects charged to removed memory cgroups that live on.", nil, nil)
 	descRemBytes   = prometheus.NewDesc("kmemprof_removed_memcg_bytes", "Bytes of objects charged to removed memory cgroups that live on.", nil, nil)
 	descCounter    = prometheus.NewDesc("kmemprof_counter_total", "kmemprof's counters since the agent started (events, outcomes, and losses: loss=\"true\").", []string{"name", "loss"}, nil)
+	descFigure     = prometheus.NewDesc("kmemprof_figure", "kmemprof's figures of the last snapshot, not cumulative: the self-check's objects tracked beyond the kernel's counts (selfcheck_over_kernel: frees missed) and growth beyond what is tracked (selfcheck_growth_untracked: allocations missed); losses are loss=\"true\".", []string{"name", "loss"}, nil)
 	descSnapDur    = prometheus.NewDesc("kmemprof_agent_snapshot_seconds", "How long the last snapshot took (read, symbolize, aggregate, encode).", nil, nil)
 	descEventRate  = prometheus.NewDesc("kmemprof_agent_events_per_second", "Kernel allocation and free events traced per second, between the last two snapshots.", nil, nil)
 	descSnapshots  = prometheus.NewDesc("kmemprof_agent_snapshots_total", "Snapshots taken.", nil, nil)
@@ -577,7 +605,7 @@ var (
 )
 
 func (m *agentMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descObjects, descBytes, descGrowth, descRemMemcgs, descRemObjects, descRemBytes, descCounter,
+	for _, d := range []*prometheus.Desc{descObjects, descBytes, descGrowth, descRemMemcgs, descRemObjects, descRemBytes, descCounter, descFigure,
 		descSnapDur, descEventRate, descSnapshots, descSnapErrs, descPushes, descQueue} {
 		ch <- d
 	}
@@ -597,6 +625,10 @@ func (m *agentMetrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descRemObjects, prometheus.GaugeValue, float64(m.removedObjects))
 	ch <- prometheus.MustNewConstMetric(descRemBytes, prometheus.GaugeValue, float64(m.removedBytes))
 	for _, c := range m.counters {
+		if c.Gauge {
+			ch <- prometheus.MustNewConstMetric(descFigure, prometheus.GaugeValue, float64(c.Value), c.Name, fmt.Sprint(c.Loss))
+			continue
+		}
 		ch <- prometheus.MustNewConstMetric(descCounter, prometheus.CounterValue, float64(c.Value), c.Name, fmt.Sprint(c.Loss))
 	}
 	ch <- prometheus.MustNewConstMetric(descSnapDur, prometheus.GaugeValue, m.snapshotDur.Seconds())

@@ -97,7 +97,8 @@ func (s *fakeSource) Collect() (*tracer.Aggregation, error) {
 	for i := range 10 {
 		snap.Records = append(snap.Records, tracer.Record{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 2, Cache: "dentry", MemcgID: 7}, Addr: uint64(1<<30 + i<<8), BytesAlloc: 192})
 	}
-	snap.Meta.Counters = []tracer.Counter{{Name: "events_kmalloc", Value: uint64(1000 * s.n)}, {Name: "outstanding_map_full", Value: 3, Loss: true}}
+	snap.Meta.Counters = []tracer.Counter{{Name: "events_kmalloc", Value: uint64(1000 * s.n)}, {Name: "outstanding_map_full", Value: 3, Loss: true},
+		{Name: tracer.CounterSelfCheckOverKernel, Value: 5, Loss: true, Gauge: true}}
 	return tracer.Aggregate(snap, nameSym{}, tracer.Options{Container: host.Container})
 }
 
@@ -290,6 +291,13 @@ func TestAgentMetrics(t *testing.T) {
 	if v, ok := find("kmemprof_counter_total", map[string]string{"name": "outstanding_map_full", "loss": "true"}); !ok || v != 3 {
 		t.Errorf("loss counter outstanding_map_full = %v, %v", v, ok)
 	}
+	// The self-check's figures are of the last snapshot: gauges, not counters.
+	if v, ok := find("kmemprof_figure", map[string]string{"name": tracer.CounterSelfCheckOverKernel, "loss": "true"}); !ok || v != 5 || fams["kmemprof_figure"].GetType().String() != "GAUGE" {
+		t.Errorf("kmemprof_figure{name=%s} = %v, %v; want the gauge 5", tracer.CounterSelfCheckOverKernel, v, ok)
+	}
+	if _, ok := find("kmemprof_counter_total", map[string]string{"name": tracer.CounterSelfCheckOverKernel}); ok {
+		t.Errorf("%s exported as a counter", tracer.CounterSelfCheckOverKernel)
+	}
 	for _, name := range []string{"kmemprof_agent_events_per_second", "kmemprof_agent_snapshot_seconds", "process_cpu_seconds_total", "go_memstats_heap_alloc_bytes"} {
 		if _, ok := find(name, nil); !ok {
 			t.Errorf("no %s", name)
@@ -333,6 +341,13 @@ func TestAgentPushesTheLeak(t *testing.T) {
 	leaker := bpftest.StartLeaker(t, 1000)
 	if leak := waitLeakPushed(t, f, leaker.PID, 1000); leak < 1000-64 {
 		t.Errorf("pushed profiles hold %d of the leaker's eventfd objects under do_eventfd, want about 1000", leak)
+	}
+	// Each snapshot carries its self-check, made while the programs run.
+	reqs, _ := f.received()
+	if p, err := profile.ParseData(reqs[len(reqs)-1].Series[0].Samples[0].RawProfile); err != nil {
+		t.Error(err)
+	} else if c := strings.Join(p.Comments, "\n"); !strings.Contains(c, tracer.CounterSelfCheckOverKernel+"=") || !strings.Contains(c, "self-check: tracked objects and growth of") {
+		t.Errorf("the pushed profile has no self-check:\n%s", c)
 	}
 	stopAgent(t, cmd, stderr)
 	r := &recorder{progs: progs}

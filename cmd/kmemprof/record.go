@@ -39,8 +39,13 @@ unless --follow keeps only CMD and the processes it starts:
 
 Once attached, kmemprof prints a line starting with "tracing" (hooks and
 attach mode) on stderr; on a terminal a progress line follows. At the end it
-prints the ten heaviest in-use stacks, every loss counter, and the command
-that opens the profile.
+prints the ten heaviest in-use stacks, every loss counter, the self-check,
+and the command that opens the profile. The self-check runs as the capture
+ends, programs still attached: per slab cache, what kmemprof tracks against
+the kernel's count (/proc/slabinfo, read just before and after): more
+tracked than the kernel holds means frees were missed (selfcheck_over_kernel);
+without a filter or sampling, a cache grown by more than is tracked means
+allocations were missed (selfcheck_growth_untracked).
 
 Options:
   -d, --duration D       how long to trace (default 10s, or until CMD exits;

@@ -164,11 +164,23 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		defer func() { o.exitStatus = child.finish(5*time.Second, stderr) }()
 	}
 
+	// The self-check runs as the capture ends, programs still attached: what
+	// is tracked against the kernel's counts at that instant, which also
+	// end the system view.
+	var check *selfCheckResult
+	var startView *host.SystemView
+	if sysErr == nil {
+		startView = &sysStart
+	}
 	res, err := tracer.Capture(ctx, tr, tracer.CaptureConfig{
 		Duration: o.duration,
 		Done:     childDone,
 		Interval: o.interval,
 		Progress: progressLine(stderr, o.duration),
+		BeforeStop: func() (err error) {
+			check, err = selfCheck(tr, startView)
+			return err
+		},
 	})
 	clearProgress(stderr)
 	if err != nil {
@@ -187,7 +199,17 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sysEnd, _ := host.ReadSystemView()
+	// The system view ends where the self-check read the kernel's counts,
+	// so that its TRACKED column is from the same instant; without a
+	// self-check it ends now, and its TRACKED cells are "-".
+	var sysEnd host.SystemView
+	var trackedBytes map[string]uint64
+	if check != nil {
+		check.check.Apply(snap)
+		sysEnd, trackedBytes = check.end, check.trackedBytes
+	} else {
+		sysEnd, _ = host.ReadSystemView()
+	}
 	cg, err := names.annotate(tr, snap)
 	if err != nil {
 		return err
@@ -216,7 +238,7 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 	agg.Meta.Comments = append(agg.Meta.Comments, host.SystemViewComments(sysStart, sysEnd)...)
 	return writeOutputs(o, agg, stdout, stderr, func(w io.Writer) error {
 		fmt.Fprintln(w)
-		return tracer.WriteReport(w, host.SystemViewReport(sysStart, sysEnd, host.TrackedByCache(agg)))
+		return tracer.WriteReport(w, host.SystemViewReport(sysStart, sysEnd, trackedBytes))
 	})
 }
 

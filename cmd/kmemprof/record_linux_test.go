@@ -499,7 +499,7 @@ func TestSelftest(t *testing.T) {
 	if err != nil {
 		t.Fatalf("selftest failed: %v\n%s", err, out)
 	}
-	for _, w := range []string{"PASS  attach", "PASS  found", "PASS  count", "PASS  stack", "PASS  gone", "selftest PASS"} {
+	for _, w := range []string{"PASS  attach", "PASS  found", "PASS  count", "PASS  stack", "PASS  gone", "PASS  self-check", "selftest PASS"} {
 		if !strings.Contains(string(out), w) {
 			t.Errorf("selftest output lacks %q:\n%s", w, out)
 		}

@@ -15,8 +15,12 @@ Check that kmemprof works on this kernel: start a capture, make a known
 kernel leak in a child process (N eventfds, held open: each is a file, a
 dentry, an eventfd context and an LSM blob, allocated through do_eventfd),
 check that the heaviest in-use stack is that leak with the right count and a
-well-formed stack, release it, and check that it is gone. Prints PASS or FAIL
-for each check and exits 0 only when all pass. Needs root.
+well-formed stack, release it, and check that it is gone. Once the child has
+exited, the self-check compares what kmemprof tracks with the kernel's own
+counts (/proc/slabinfo), programs still attached: it fails if more objects are
+tracked in a cache than the kernel holds (frees missed) or a cache grew by more
+than is tracked (allocations missed). Prints PASS or FAIL for each check and
+exits 0 only when all pass. Needs root.
 
 Options:
       --attach MODE   attach mode to test: auto (default), raw_tp, tp_btf,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kmemprof/kmemprof/bpf"
 	"github.com/kmemprof/kmemprof/symbolize"
+	"github.com/kmemprof/kmemprof/symbolize/host"
 	"github.com/kmemprof/kmemprof/tracer"
 )
 
@@ -73,6 +74,11 @@ func selftest(o *selftestOptions, w io.Writer) bool {
 	}
 	defer tr.Close()
 	c.check(true, "attach", "%s via %s in %s", strings.Join(tr.Hooks(), ","), tr.Mode(), time.Since(start).Round(time.Millisecond))
+	// The kernel's counts once attached: the self-check's start.
+	var startView *host.SystemView
+	if v, err := host.ReadKernelCounts(); err == nil {
+		startView = &v
+	}
 
 	children, err := startSelftestChildren(o.n)
 	defer children.stop()
@@ -176,7 +182,40 @@ func selftest(o *selftestOptions, w io.Writer) bool {
 		remaining = " (" + remaining + ")"
 	}
 	c.check(left <= uint64(o.n/50), "gone", "%d of the children's do_eventfd objects still in use after release%s, want at most %d (%d slab-metadata objects the allocator keeps are not counted)", left, remaining, o.n/50, slabs)
+
+	// The self-check once the children have exited: what other processes
+	// allocated for them (a monitor listing their open files makes /proc
+	// inodes and dentries, which it may do out of the tracer's sight) is
+	// gone with them, and the frees of the whole leak must have been seen.
+	children.stop()
+	selftestSelfCheck(c, tr, startView)
 	return c.done()
+}
+
+// selftestSelfCheck compares what tr tracks with the kernel's counts
+// (selfCheck): a PASS when nothing contradicts them, a FAIL on any loss,
+// with one NOTE line per finding.
+func selftestSelfCheck(c *checker, tr *bpf.Tracer, start *host.SystemView) {
+	r, err := selfCheck(tr, start)
+	if err != nil {
+		c.check(false, "self-check", "%v", err)
+		return
+	}
+	var losses []string
+	for _, k := range r.check.Counters() {
+		if k.Value > 0 {
+			losses = append(losses, fmt.Sprintf("%s=%d", k.Name, k.Value))
+		}
+	}
+	lines := r.check.Lines()
+	summary := strings.TrimPrefix(lines[len(lines)-1], "self-check: ")
+	if len(losses) > 0 {
+		summary = strings.Join(losses, " ") + ": " + summary
+	}
+	c.check(len(losses) == 0, "self-check", "%s", summary)
+	for _, l := range lines[:len(lines)-1] {
+		c.note("self-check", "%s", strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "!")))
+	}
 }
 
 // leftAfterRelease counts the children's do_eventfd objects still in use.

@@ -35,7 +35,10 @@ const SlabTopCaches = 10
 // whose line the kernel does not print (an older kernel, another
 // configuration) is 0.
 type Meminfo struct {
-	MemTotal     uint64
+	MemTotal uint64
+	// MemFree is memory no one uses; MemTotal - MemFree bounds what the
+	// kernel can have allocated (the self-check's page comparison).
+	MemFree      uint64
 	MemAvailable uint64
 	// Slab is all slab memory, SReclaimable + SUnreclaim.
 	Slab uint64
@@ -56,6 +59,7 @@ type Meminfo struct {
 func meminfoFields(m *Meminfo) map[string]*uint64 {
 	return map[string]*uint64{
 		"MemTotal":     &m.MemTotal,
+		"MemFree":      &m.MemFree,
 		"MemAvailable": &m.MemAvailable,
 		"Slab":         &m.Slab,
 		"SReclaimable": &m.SReclaimable,
@@ -402,9 +406,11 @@ func slabHint(start, end SystemView) string {
 // start and end with their change, a hint where the slab growth went, then
 // the SlabTopCaches caches whose active bytes grew most, each with its
 // objects in use and allocated, its fragmentation (share of free objects)
-// and, from tracked (cache name -> outstanding bytes kmemprof recorded; nil
-// when unknown), what kmemprof saw of it. start and end should come from
-// ReadSystemView; a view without caches is reported as such.
+// and, from tracked (cache name -> bytes kmemprof held outstanding when end
+// was read, programs attached: the self-check's counts; nil when unknown),
+// what kmemprof saw of it. start and end should come from ReadSystemView
+// (end: ReadKernelCounts, read just after the tracked figures); a view
+// without caches is reported as such.
 func SystemViewReport(start, end SystemView, tracked map[string]uint64) tracer.Report {
 	var r tracer.Report
 	line := func(s string) { r = append(r, tracer.ReportBlock{Line: s}) }
@@ -451,7 +457,7 @@ func SystemViewReport(start, end SystemView, tracked map[string]uint64) tracer.R
 		}
 		r = append(r, tracer.ReportBlock{Table: rows, Left: 1})
 		if tracked != nil {
-			line("  TRACKED: outstanding bytes kmemprof recorded in the cache; growth beyond it was not traced")
+			line("  TRACKED: bytes kmemprof held outstanding in the cache when ACTIVE was read (programs attached); growth beyond it was not traced")
 		}
 	}
 	if l := memcgLine(start.Memcg, end.Memcg); l != "" {
@@ -504,20 +510,6 @@ func SystemViewComments(start, end SystemView) []string {
 			g.Name, tracer.HumanBytes(g.ActiveBytes()), tracer.SignedBytes(g.growth), g.ActiveObjs, g.NumObjs, percent(g.Fragmentation())))
 	}
 	return c
-}
-
-// TrackedByCache returns the tracked argument of FormatSystemView: the
-// in-use bytes of agg's slab samples by cache name. A cache kmemprof saw
-// allocations in but none outstanding is present with 0.
-func TrackedByCache(agg *tracer.Aggregation) map[string]uint64 {
-	m := make(map[string]uint64)
-	for i := range agg.Samples {
-		s := &agg.Samples[i]
-		if s.Kind == tracer.KindSlab && s.Cache != "" {
-			m[s.Cache] += s.InuseSpace
-		}
-	}
-	return m
 }
 
 // SlabAliases reads which slab caches the allocator merged into one (SLUB,

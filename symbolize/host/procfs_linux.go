@@ -3,7 +3,6 @@ package host
 import (
 	"io/fs"
 	"os"
-	"time"
 )
 
 // ReadSystemView reads /proc/meminfo and /proc/slabinfo and returns them
@@ -14,10 +13,17 @@ import (
 // part. It returns an empty view and an error when /proc/meminfo cannot be
 // read or parsed.
 func ReadSystemView() (SystemView, error) {
-	v, err := readSystemView(os.DirFS("/proc"), time.Now(), uint64(os.Getpagesize()))
+	v, err := ReadKernelCounts()
 	if v.Taken.IsZero() {
 		return v, err
 	}
+	v.Memcg = CountMemcgs()
+	return v, err
+}
+
+// CountMemcgs counts the memory cgroups, dying ones apart: SystemView.Memcg
+// (Source "" when unknown).
+func CountMemcgs() MemcgCount {
 	var v1, v2 fs.FS
 	if m := cgroupV1Mount("memory"); m != "" {
 		v1 = os.DirFS(m)
@@ -25,6 +31,5 @@ func ReadSystemView() (SystemView, error) {
 	if m := Cgroup2Mount(); m != "" {
 		v2 = os.DirFS(m)
 	}
-	v.Memcg = memcgCount(os.DirFS("/proc"), v1, v2)
-	return v, err
+	return memcgCount(os.DirFS("/proc"), v1, v2)
 }

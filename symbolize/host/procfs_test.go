@@ -60,6 +60,7 @@ func TestParseMeminfoFixture(t *testing.T) {
 	const k = 1024
 	want := Meminfo{
 		MemTotal:     24683656 * k,
+		MemFree:      22545824 * k,
 		MemAvailable: 23938084 * k,
 		Slab:         580396 * k,
 		SReclaimable: 539540 * k,
@@ -388,7 +389,7 @@ slab caches that grew most (/proc/slabinfo):
   filp               215.2 KiB   +65.6 KiB           1148/1155   0.6%          -
   kmalloc-cg-64       56.0 KiB   +40.0 KiB             896/896   0.0%        0 B
   skbuff_head_cache  100.0 KiB   +16.0 KiB             400/400   0.0%          -
-  TRACKED: outstanding bytes kmemprof recorded in the cache; growth beyond it was not traced
+  TRACKED: bytes kmemprof held outstanding in the cache when ACTIVE was read (programs attached); growth beyond it was not traced
 `
 
 func TestFormatSystemView(t *testing.T) {
@@ -460,7 +461,7 @@ func TestFormatSystemView(t *testing.T) {
 		}
 	})
 	t.Run("tracked note", func(t *testing.T) {
-		if !strings.HasPrefix(lines[len(lines)-1], "  TRACKED: outstanding bytes") {
+		if !strings.HasPrefix(lines[len(lines)-1], "  TRACKED: bytes kmemprof held") {
 			t.Errorf("last line = %q", lines[len(lines)-1])
 		}
 		var b strings.Builder
@@ -585,31 +586,6 @@ func TestSystemViewComments(t *testing.T) {
 			t.Errorf("comments = %q", c)
 		}
 	})
-}
-
-func TestTrackedByCache(t *testing.T) {
-	key := func(kind tracer.Kind, cache string, pid uint32) tracer.Key {
-		return tracer.Key{Kind: kind, Stack: 1, Cache: cache, PID: pid}
-	}
-	snap := &tracer.Snapshot{
-		Stacks: map[tracer.StackID][]uint64{1: {0xffffffff81000000}},
-		Records: []tracer.Record{
-			{Key: key(tracer.KindSlab, "kmalloc-192", 1), BytesAlloc: 192},
-			{Key: key(tracer.KindSlab, "kmalloc-192", 2), BytesAlloc: 192},
-			{Key: key(tracer.KindSlab, "dentry", 1), BytesAlloc: 192},
-			{Key: key(tracer.KindPage, "", 1), BytesAlloc: 4096},
-			{Key: key(tracer.KindPool, "Tag1", 1), BytesAlloc: 64},
-		},
-		Totals: []tracer.Total{{Key: key(tracer.KindSlab, "filp", 3), Count: 2, Bytes: 384}}, // all freed
-	}
-	agg, err := tracer.Aggregate(snap, nil, tracer.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[string]uint64{"kmalloc-192": 384, "dentry": 192, "filp": 0}
-	if got := TrackedByCache(agg); !maps.Equal(got, want) {
-		t.Errorf("TrackedByCache = %v, want %v", got, want)
-	}
 }
 
 // TestSlabAliases reads merged caches from a sysfs-like directory: names
