@@ -439,6 +439,11 @@ check_output() {
 	awk -v c="$2" 'index($0, "KMEMPROF-CHECK " c " ") { exit } on; $0 == "KMEMPROF-BEGIN " c { on = 1 }' "$1"
 }
 meta() { sed -n "s/^$2=//p" "$RESULTS/$1.meta" 2>/dev/null; }
+# kernel_trouble LOG: the kernel's own lines reporting an oops, a BUG, a
+# WARNING or a broken kprobe.
+kernel_trouble() {
+	grep -E '^\[ *[0-9]+\.[0-9]+\] .*(Oops|BUG:|WARNING:|Unrecoverable kprobe|Kernel panic)' "$1" 2>/dev/null || true
+}
 
 # summary NAME...: the table, then why each failure failed; sets STATUS.
 summary() {
@@ -468,6 +473,11 @@ summary() {
 		status=$(meta "$n" status)
 		err=$(cat "$RESULTS/build/$arch.error" 2>/dev/null || true)
 		[ -n "$err" ] && status="not built: $err (boot-only: $status)"
+		# Any oops, BUG or WARNING the guest's kernel printed fails the
+		# kernel, whatever the checks' exit codes.
+		if [ "$status" = DONE ] && [ -n "$(kernel_trouble "$log")" ]; then
+			status="KERNEL TROUBLE: $(kernel_trouble "$log" | head -n 1 | cut -c1-120 | tr '|' '/')"
+		fi
 		[ "$status" = DONE ] || STATUS=1
 		uname=$(sed -n 's/^KMEMPROF-GUEST uname=\([^ ]*\).*/\1/p' "$log" | head -n 1)
 		boot=$(sed -n 's/^KMEMPROF-GUEST .*uptime=\([^ ]*\).*/\1/p' "$log" | head -n 1)
@@ -506,6 +516,13 @@ summary() {
 			echo '```'
 		done
 		status=$(meta "$n" status)
+		if [ -n "$(kernel_trouble "$log")" ]; then
+			echo
+			echo "### $n: the guest's kernel logged (log: $log):"
+			echo '```'
+			kernel_trouble "$log" | head -n 20
+			echo '```'
+		fi
 		if [ "$status" != DONE ]; then
 			echo
 			echo "### $n: $status (log: $log), its last lines:"

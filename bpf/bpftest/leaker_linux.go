@@ -230,8 +230,8 @@ func lockFile(path string) (*os.File, error) {
 // kmem_cache_alloc_lru), n timerfds (a kmalloc'd timerfd_ctx, a file and a
 // pseudo dentry each) and n/4 pipes holding one written page each (a page
 // allocation, and the pipe's kmalloc'd pipe_inode_info); it prints "made N"
-// and holds them. On "release" it closes and unlinks them all and prints
-// "released N".
+// and holds them (the descriptors in flight in a unix socket). On "release"
+// it closes and unlinks them all and prints "released N".
 func objectsMaker(n int, dir string, in io.Reader, out io.Writer) error {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
@@ -277,13 +277,29 @@ func objectsMaker(n int, dir string, in io.Reader, out io.Writer) error {
 		}
 		fds = append(fds, p[0], p[1])
 	}
+	// Held in flight in a unix socket, not in the descriptor table: a
+	// process that lists every /proc/PID/fd (a monitoring agent) would
+	// otherwise make proc inodes and dentries for each, growing caches
+	// under the capture with allocations of its own.
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socketpair: %w", err)
+	}
+	for i := 0; i < len(fds); i += inflightBatch {
+		batch := fds[i:min(i+inflightBatch, len(fds))]
+		if err := unix.Sendmsg(pair[0], []byte{0}, unix.UnixRights(batch...), nil, 0); err != nil {
+			return fmt.Errorf("sending descriptors %d-%d: %w", i, i+len(batch), err)
+		}
+		for _, fd := range batch {
+			unix.Close(fd)
+		}
+	}
 	fmt.Fprintf(out, "made %d\n", n)
 	if !sc.Scan() {
 		return nil
 	}
-	for _, fd := range fds {
-		unix.Close(fd)
-	}
+	unix.Close(pair[1])
+	unix.Close(pair[0])
 	for _, p := range files {
 		if err := unix.Unlink(p); err != nil {
 			return fmt.Errorf("removing %s: %w", p, err)

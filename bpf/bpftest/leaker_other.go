@@ -36,6 +36,14 @@ func openCloseLoop(int) (float64, error) {
 	return 0, errors.New("the open/close loop is only used on Linux")
 }
 
+func objectsMaker(int, string, io.Reader, io.Writer) error {
+	return errors.New("the objects maker is only used on Linux")
+}
+
+func anonChurn(io.Reader, io.Writer) error {
+	return errors.New("the anonymous memory churner is only used on Linux")
+}
+
 func holdEventfds(int, io.Writer) error {
 	return errors.New("the eventfd holder needs Linux")
 }

@@ -66,6 +66,18 @@ func kmemprofCmd(args ...string) *exec.Cmd {
 // waits until it prints its "tracing" line.
 func startRecord(t testing.TB, args ...string) *recorder {
 	t.Helper()
+	r, err := startRecordWait(t, 30*time.Second, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// startRecordWait is startRecord waiting up to wait for the tracing line
+// (attaching kprobes under emulation takes long); it returns an error
+// holding kmemprof's stderr when kmemprof exits before tracing.
+func startRecordWait(t testing.TB, wait time.Duration, args ...string) (*recorder, error) {
+	t.Helper()
 	r := &recorder{out: filepath.Join(t.TempDir(), "kmem.pb.gz"), lines: make(chan string, 100),
 		stderr: &lockedBuffer{ch: make(chan struct{}, 1)}}
 	r.cmd = kmemprofCmd(append([]string{"record", "-o", r.out}, args...)...)
@@ -96,20 +108,20 @@ func startRecord(t testing.TB, args ...string) *recorder {
 		}
 		close(r.lines)
 	}()
-	deadline := time.After(30 * time.Second)
+	deadline := time.After(wait)
 	for {
 		select {
 		case line, ok := <-r.lines:
 			if !ok {
 				r.cmd.Wait()
-				t.Fatalf("kmemprof exited before tracing: %s", r.stderr.String())
+				return nil, fmt.Errorf("kmemprof exited before tracing: %s", r.stderr.String())
 			}
 			if strings.HasPrefix(line, "tracing ") {
 				r.progs = progIDs(t, r.cmd.Process.Pid)
-				return r
+				return r, nil
 			}
 		case <-deadline:
-			t.Fatalf("no tracing line after 30s: %s", r.stderr.String())
+			return nil, fmt.Errorf("no tracing line after %v: %s", wait, r.stderr.String())
 		}
 	}
 }
