@@ -22,6 +22,10 @@ import (
 // (comma-separated); all of them by default.
 const captureModesEnv = "KMEMPROF_CAPTURE_MODES"
 
+// captureArgsEnv adds options to the check's kmemprof record (for
+// debugging: a failure's stacks with "--mode full --top 40").
+const captureArgsEnv = "KMEMPROF_CAPTURE_ARGS"
+
 // modeRefused matches what kmemprof says when the kernel cannot offer an
 // attach mode at all (no BPF trampolines, no kprobes): the mode is not
 // available here, which is not a failure of the capture.
@@ -173,7 +177,10 @@ func captureCheck(t *testing.T, mode string) {
 	released := bpftest.StartObjects(t, n, tmpfsDir(t))
 	slab0 := slabActive(t)
 	began := time.Now()
-	r, err := startRecordWait(t, 5*time.Minute, "--attach", mode, "--kinds", "slab,page", "-d", "10m", "--top", "12")
+	args := []string{"--attach", mode, "--kinds", "slab,page", "-d", "10m", "--top", "12"}
+	// More options for whoever debugs a failure (e.g. "--mode full --top 40").
+	args = append(args, strings.Fields(os.Getenv(captureArgsEnv))...)
+	r, err := startRecordWait(t, 5*time.Minute, args...)
 	if err != nil {
 		if msg := err.Error(); modeRefused.MatchString(msg) {
 			t.Logf("NA: the kernel refuses %s: %s", mode, modeRefused.FindString(msg))

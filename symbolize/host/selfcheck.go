@@ -38,6 +38,12 @@ type SlabAllocator struct {
 	// (sysfs not readable) gets the kernel's default cpu_partial for its
 	// object size and no sheaves.
 	Params map[string]SlubParams
+	// PartialByFreeObjects: the kernel (before 5.16) bounds a CPU's
+	// partial slabs by the free objects they had when put there, often
+	// one each: up to cpu_partial slabs pile up, and as more of their
+	// objects are freed, each may come to hold a slab's worth of free
+	// objects. From 5.16 it bounds the slabs themselves.
+	PartialByFreeObjects bool
 }
 
 // barnFullSheaves is how many full sheaves SLUB keeps per memory node in
@@ -57,12 +63,17 @@ func (a SlabAllocator) Cached(c SlabCache) uint64 {
 		p = SlubParams{CPUPartial: defaultCPUPartial(c.ObjSize)}
 	}
 	cpus, nodes := uint64(max(a.CPUs, 1)), uint64(max(a.Nodes, 1))
-	perCPU := 2*c.ObjPerSlab + 2*p.CPUPartial + 3*p.SheafCapacity
+	partial := 2 * p.CPUPartial
+	if a.PartialByFreeObjects {
+		partial = p.CPUPartial * max(c.ObjPerSlab, 1)
+	}
+	perCPU := 2*c.ObjPerSlab + partial + 3*p.SheafCapacity
 	return cpus*perCPU + nodes*barnFullSheaves*p.SheafCapacity
 }
 
 // defaultCPUPartial is the cpu_partial SLUB gives a cache of objects of
-// size bytes (set_cpu_partial).
+// size bytes (set_cpu_partial, 5.16+; before, 2, 6, 13 and 30: smaller,
+// and Cached's bound for those kernels is the larger for it).
 func defaultCPUPartial(size uint64) uint64 {
 	switch {
 	case size >= DefaultPageSize:
@@ -73,6 +84,18 @@ func defaultCPUPartial(size uint64) uint64 {
 		return 52
 	}
 	return 120
+}
+
+// partialByFreeObjects reports whether a kernel release (uname -r) is
+// older than 5.16, whose SLUB bounds a CPU's partial slabs by free objects
+// (SlabAllocator.PartialByFreeObjects). An unreadable release is taken as
+// newer.
+func partialByFreeObjects(release string) bool {
+	var major, minor int
+	if _, err := fmt.Sscanf(release, "%d.%d", &major, &minor); err != nil {
+		return false
+	}
+	return major < 5 || major == 5 && minor < 16
 }
 
 // kmallocLine matches the names of kmalloc's caches and of the caches that

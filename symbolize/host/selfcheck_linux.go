@@ -2,6 +2,7 @@ package host
 
 import (
 	"os"
+	"strings"
 	"time"
 )
 
@@ -19,5 +20,9 @@ func ReadKernelCounts() (SystemView, error) {
 // read keeps its default (one CPU and node; the kernel's default
 // cpu_partial, no sheaves).
 func ReadSlabAllocator(names []string) SlabAllocator {
-	return readSlabAllocator(os.DirFS("/sys/devices/system"), os.DirFS("/sys/kernel/slab"), names)
+	a := readSlabAllocator(os.DirFS("/sys/devices/system"), os.DirFS("/sys/kernel/slab"), names)
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		a.PartialByFreeObjects = partialByFreeObjects(strings.TrimSpace(string(b)))
+	}
+	return a
 }
