@@ -84,7 +84,7 @@ var counterInfo = [nrCounters]struct {
 	kmemprofCounterC_SITES_CHURN:           {"sites_churn", "hot call sites cooled because they freed nearly all they allocated (adaptive mode)", false},
 	kmemprofCounterC_HOT_SITES:             {"hot_sites", "call sites whose stacks were walked because enough of their allocations were outstanding (adaptive mode)", false},
 	kmemprofCounterC_CACHE_UNRESOLVED:      {"cache_unresolved", "slab allocations whose cache could not be read from the object (shown as [unknown cache])", true},
-	kmemprofCounterC_NESTED:                {"nested_allocs", "allocator functions called by another hooked allocator function, counted once (kprobe and fentry modes)", false},
+	kmemprofCounterC_NESTED:                {"nested_allocs", "allocations the kernel reported twice, counted once: an allocator function called by another hooked one (kprobe and fentry modes), a large kmalloc whose tracepoint fires twice (6.10+)", false},
 	kmemprofCounterC_BULK_TRUNCATED:        {"bulk_free_truncated", "objects of kmem_cache_free_bulk calls beyond the first 512, not looked up (they stay outstanding)", true},
 	kmemprofCounterC_RETURN_NO_ENTRY:       {"kretprobe_no_entry", "allocator returns seen without their entry (kprobe mode): not recorded", true},
 	kmemprofCounterC_RESCUED:               {"nested_rescued", "events nested in their own hook's program (an interrupt's frees during a free), which the kernel does not run it for: handled by the hook's backup program", false},

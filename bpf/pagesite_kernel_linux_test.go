@@ -69,3 +69,34 @@ func TestPageLeakOwnSite(t *testing.T) {
 		t.Errorf("only %d of the filler's %d pages have their stack walked: its call site was not hot", walked, n)
 	}
 }
+
+// TestLargeKmallocOnce: from 6.10 the kernel fires the kmalloc tracepoint
+// twice for a large kmalloc made through __do_kmalloc_node (kvmalloc's
+// arrays: a file descriptor table that grows past 1,024 entries). Each is
+// one allocation, found again by its one kfree: none may show as an
+// allocation at a tracked pointer (a missed free).
+func TestLargeKmallocOnce(t *testing.T) {
+	bpftest.Require(t)
+	tr, err := Open(Config{Tracking: TrackFull, MaxOutstanding: 1 << 18})
+	if err != nil {
+		t.Fatalf("Open: %+v", err)
+	}
+	defer tr.Close()
+	// 5,000 descriptors: the table grows to 8,192 entries, its 16, 32 and 64
+	// KiB arrays are large kmallocs, the older ones freed as it grows.
+	l := bpftest.StartLeaker(t, 5000)
+	l.Release(t)
+	time.Sleep(time.Second) // the old tables are freed after an RCU grace period
+	if err := tr.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := tr.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAccounting(t, snap)
+	if n := snap.UntracedFrees["kmalloc-large"]; n != 0 {
+		t.Errorf("%d large kmallocs found at a tracked pointer: the kernel's second event of one was taken for another allocation", n)
+	}
+	t.Logf("nested_allocs=%d alloc_at_tracked_ptr=%d", counter(snap, "nested_allocs"), counter(snap, "alloc_at_tracked_ptr"))
+}

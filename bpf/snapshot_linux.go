@@ -602,12 +602,10 @@ func (t *Tracer) meta(c [nrCounters]uint64) tracer.Meta {
 			})
 		}
 	}
-	fn := t.mode == ModeKprobe || t.mode == ModeFentry
 	for i := nrHooks; i < nrCounters; i++ {
 		switch {
 		case (i == cReturnMissed || i == cReturnNoEntry || i == cReturnAtAttach) && t.mode != ModeKprobe,
 			i == cPageSiteUnknown && (t.cfg.Tracking != TrackAdaptive || !t.cfg.has(tracer.KindPage)),
-			i == cNested && !fn,
 			i == cBulkTruncated && !t.bulkHooked,
 			i == cTreeFull && !t.cfg.Follow,
 			i == cCacheUnresolved && c[i] == 0 && !t.objCache:

@@ -34,6 +34,9 @@ static __always_inline void on_kmalloc(void *ctx, struct alloc_ev *ev, const int
 		count(C_NULL);
 		return;
 	}
+	/* The kernel reports some large kmallocs twice: count them once. */
+	if (ev->alloc > kmalloc_max && kmalloc_twice((ev->ptr << 2) | KIND_SLAB))
+		return;
 	ev->kind = KIND_SLAB;
 	ev->hook = HOOK_KMALLOC;
 	ev->accounted = (ev->gfp & GFP_ACCOUNT) != 0;

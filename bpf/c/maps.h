@@ -132,7 +132,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct last_alloc);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2); /* LAST_NESTED, LAST_LARGE */
 } last_allocs SEC(".maps");
 
 /* Nested frees: a per-CPU guard for each free hook's two programs; see guard.h. */

@@ -74,13 +74,17 @@ static __always_inline void missed_free(struct alloc_info *old)
  * the same task again later is not taken for a nested call and dropped.
  */
 #define NESTED_WINDOW_NS 1000000ULL
+#define LAST_NESTED 0
+#define LAST_LARGE 1
 
-static __always_inline bool nested(__u64 key, __u64 pid_tgid)
+/*
+ * seen_twice reports whether key was just recorded on this CPU by the
+ * same task (slot: LAST_NESTED or LAST_LARGE of last_allocs), and records it
+ * as this CPU's last otherwise.
+ */
+static __always_inline bool seen_twice(__u32 slot, __u64 key, __u64 pid_tgid)
 {
-	if (!dedupe_nested)
-		return false;
-	__u32 zero = 0;
-	struct last_alloc *l = bpf_map_lookup_elem(&last_allocs, &zero);
+	struct last_alloc *l = bpf_map_lookup_elem(&last_allocs, &slot);
 	if (!l)
 		return false;
 	__u64 now = bpf_ktime_get_ns();
@@ -92,6 +96,22 @@ static __always_inline bool nested(__u64 key, __u64 pid_tgid)
 	l->pid_tgid = pid_tgid;
 	l->ts = now;
 	return false;
+}
+
+/*
+ * kmalloc_twice reports whether a large kmalloc's event is the kernel's
+ * second of the same allocation: from 6.10, __do_kmalloc_node fires the
+ * kmalloc tracepoint after __kmalloc_large_node_noprof, which fired it
+ * already, with the same pointer. Counted once (nested_allocs).
+ */
+static __always_inline bool kmalloc_twice(__u64 key)
+{
+	return seen_twice(LAST_LARGE, key, bpf_get_current_pid_tgid());
+}
+
+static __always_inline bool nested(__u64 key, __u64 pid_tgid)
+{
+	return dedupe_nested && seen_twice(LAST_NESTED, key, pid_tgid);
 }
 
 /* bucket_of is the array table's bucket of a key, one of 1 << table_bits. */
@@ -351,8 +371,8 @@ static __always_inline void forget_freed(__u64 key)
 {
 	if (!dedupe_nested)
 		return;
-	__u32 zero = 0;
-	struct last_alloc *l = bpf_map_lookup_elem(&last_allocs, &zero);
+	__u32 slot = LAST_NESTED;
+	struct last_alloc *l = bpf_map_lookup_elem(&last_allocs, &slot);
 	if (l && l->key == key)
 		l->key = 0;
 }
