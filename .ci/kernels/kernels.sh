@@ -33,10 +33,9 @@ CACHE=${KMEMPROF_KERNEL_CACHE:-/var/cache/kmemprof-kernels}
 RESULTS=${KMEMPROF_KERNEL_RESULTS:-/tmp/kmemprof-kernels}
 # Two guests at a time, each emulated by one host thread (thread=single):
 # the 2 host cores stay busy without oversubscription. Multi-threaded TCG
-# (KMEMPROF_KERNEL_ACCEL=tcg) ran single guests no faster overall, and it
-# oopsed on the int3 of a half-patched ftrace site (kfree+0x36) in 2 of 3 6.12
-# runs while BPF attached to kfree: cross-vCPU code patching that
-# single-threaded TCG (and -smp 1) never showed.
+# (KMEMPROF_KERNEL_ACCEL=tcg) ran single guests no faster overall, and its
+# guests crash on the kernel's own text patching, kmemprof or not: QEMU's
+# cross-modifying-code race (mttcg/README.md, mttcg/repro.sh).
 JOBS=${KMEMPROF_KERNEL_JOBS:-2}
 ACCEL=${KMEMPROF_KERNEL_ACCEL:-tcg,thread=single}
 TIMEOUT=${KMEMPROF_KERNEL_TIMEOUT:-1500}
