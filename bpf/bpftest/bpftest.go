@@ -95,6 +95,14 @@ func HelperMain() {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	case "storm":
+		n, _ := strconv.Atoi(os.Getenv(helperEnv + "_N"))
+		d, _ := time.ParseDuration(os.Getenv(helperEnv + "_D"))
+		if err := fileStorm(os.Getenv(helperEnv+"_DIR"), n, d, os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	case "anon":
 		if err := anonChurn(os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -334,6 +342,14 @@ func StartTreeWalker(t testing.TB, dir string, n int) *Child {
 func StartPipeFiller(t testing.TB, n int) *Child {
 	t.Helper()
 	return startChild(t, helperEnv+"=pipes", helperEnv+"_N="+strconv.Itoa(n))
+}
+
+// StartFileStorm starts a child that makes n files in dir evenly over d,
+// opening each for writing and stat'ing it; it prints "made N" when done
+// and holds nothing else until stdin closes.
+func StartFileStorm(t testing.TB, dir string, n int, d time.Duration) *Child {
+	t.Helper()
+	return startChild(t, helperEnv+"=storm", helperEnv+"_N="+strconv.Itoa(n), helperEnv+"_D="+d.String(), helperEnv+"_DIR="+dir)
 }
 
 // StartAnonChurn starts a child that maps, touches and unmaps anonymous

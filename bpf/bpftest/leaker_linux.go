@@ -336,3 +336,30 @@ func anonChurn(in io.Reader, out io.Writer) error {
 		}
 	}
 }
+
+// fileStorm makes n files in dir, evenly over d, opening each for writing
+// (O_CREAT) and stat'ing it, then prints "made N" and waits for stdin to
+// close: the dentries, inodes and their satellites of a busy file system.
+func fileStorm(dir string, n int, d time.Duration, in io.Reader, out io.Writer) error {
+	start := time.Now()
+	var st unix.Stat_t
+	for i := 0; i < n; i++ {
+		p := filepath.Join(dir, "s"+strconv.Itoa(i))
+		fd, err := unix.Open(p, unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			return fmt.Errorf("making %s: %w", p, err)
+		}
+		unix.Close(fd)
+		if err := unix.Stat(p, &st); err != nil {
+			return fmt.Errorf("stat %s: %w", p, err)
+		}
+		if i%100 == 99 {
+			if ahead := time.Duration(i+1)*d/time.Duration(n) - time.Since(start); ahead > 0 {
+				time.Sleep(ahead)
+			}
+		}
+	}
+	fmt.Fprintf(out, "made %d\n", n)
+	bufio.NewScanner(in).Scan()
+	return nil
+}

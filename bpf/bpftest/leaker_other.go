@@ -40,6 +40,10 @@ func objectsMaker(int, string, io.Reader, io.Writer) error {
 	return errors.New("the objects maker is only used on Linux")
 }
 
+func fileStorm(string, int, time.Duration, io.Reader, io.Writer) error {
+	return errors.New("the file storm is only used on Linux")
+}
+
 func anonChurn(io.Reader, io.Writer) error {
 	return errors.New("the anonymous memory churner is only used on Linux")
 }
