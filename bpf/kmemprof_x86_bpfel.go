@@ -312,6 +312,7 @@ type kmemprofProgramSpecs struct {
 	FxAlloc8Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_8_na"`
 	FxAlloc9       *ebpf.ProgramSpec `ebpf:"fx_alloc_9"`
 	FxAlloc9Na     *ebpf.ProgramSpec `ebpf:"fx_alloc_9_na"`
+	FxAllocBulk    *ebpf.ProgramSpec `ebpf:"fx_alloc_bulk"`
 	KpAlloc0       *ebpf.ProgramSpec `ebpf:"kp_alloc_0"`
 	KpAlloc0Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_0_na"`
 	KpAlloc1       *ebpf.ProgramSpec `ebpf:"kp_alloc_1"`
@@ -340,6 +341,7 @@ type kmemprofProgramSpecs struct {
 	KpAlloc8Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_8_na"`
 	KpAlloc9       *ebpf.ProgramSpec `ebpf:"kp_alloc_9"`
 	KpAlloc9Na     *ebpf.ProgramSpec `ebpf:"kp_alloc_9_na"`
+	KpAllocBulk    *ebpf.ProgramSpec `ebpf:"kp_alloc_bulk"`
 	KpCacheFree    *ebpf.ProgramSpec `ebpf:"kp_cache_free"`
 	KpCacheFreeNa  *ebpf.ProgramSpec `ebpf:"kp_cache_free_na"`
 	KpFreeBulk     *ebpf.ProgramSpec `ebpf:"kp_free_bulk"`
@@ -408,6 +410,7 @@ type kmemprofProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type kmemprofMapSpecs struct {
+	BulkAllocs    *ebpf.MapSpec `ebpf:"bulk_allocs"`
 	CacheStats    *ebpf.MapSpec `ebpf:"cache_stats"`
 	Caches        *ebpf.MapSpec `ebpf:"caches"`
 	CgroupFilter  *ebpf.MapSpec `ebpf:"cgroup_filter"`
@@ -418,6 +421,7 @@ type kmemprofMapSpecs struct {
 	KpPending     *ebpf.MapSpec `ebpf:"kp_pending"`
 	LastAllocs    *ebpf.MapSpec `ebpf:"last_allocs"`
 	MissedFrees   *ebpf.MapSpec `ebpf:"missed_frees"`
+	RcuFrees      *ebpf.MapSpec `ebpf:"rcu_frees"`
 	Sites         *ebpf.MapSpec `ebpf:"sites"`
 	StackScratch  *ebpf.MapSpec `ebpf:"stack_scratch"`
 	Stacks        *ebpf.MapSpec `ebpf:"stacks"`
@@ -501,6 +505,7 @@ func (o *kmemprofObjects) Close() error {
 //
 // It can be passed to loadKmemprofObjects or ebpf.CollectionSpec.LoadAndAssign.
 type kmemprofMaps struct {
+	BulkAllocs    *ebpf.Map `ebpf:"bulk_allocs"`
 	CacheStats    *ebpf.Map `ebpf:"cache_stats"`
 	Caches        *ebpf.Map `ebpf:"caches"`
 	CgroupFilter  *ebpf.Map `ebpf:"cgroup_filter"`
@@ -511,6 +516,7 @@ type kmemprofMaps struct {
 	KpPending     *ebpf.Map `ebpf:"kp_pending"`
 	LastAllocs    *ebpf.Map `ebpf:"last_allocs"`
 	MissedFrees   *ebpf.Map `ebpf:"missed_frees"`
+	RcuFrees      *ebpf.Map `ebpf:"rcu_frees"`
 	Sites         *ebpf.Map `ebpf:"sites"`
 	StackScratch  *ebpf.Map `ebpf:"stack_scratch"`
 	Stacks        *ebpf.Map `ebpf:"stacks"`
@@ -525,6 +531,7 @@ type kmemprofMaps struct {
 
 func (m *kmemprofMaps) Close() error {
 	return _KmemprofClose(
+		m.BulkAllocs,
 		m.CacheStats,
 		m.Caches,
 		m.CgroupFilter,
@@ -535,6 +542,7 @@ func (m *kmemprofMaps) Close() error {
 		m.KpPending,
 		m.LastAllocs,
 		m.MissedFrees,
+		m.RcuFrees,
 		m.Sites,
 		m.StackScratch,
 		m.Stacks,
@@ -649,6 +657,7 @@ type kmemprofPrograms struct {
 	FxAlloc8Na     *ebpf.Program `ebpf:"fx_alloc_8_na"`
 	FxAlloc9       *ebpf.Program `ebpf:"fx_alloc_9"`
 	FxAlloc9Na     *ebpf.Program `ebpf:"fx_alloc_9_na"`
+	FxAllocBulk    *ebpf.Program `ebpf:"fx_alloc_bulk"`
 	KpAlloc0       *ebpf.Program `ebpf:"kp_alloc_0"`
 	KpAlloc0Na     *ebpf.Program `ebpf:"kp_alloc_0_na"`
 	KpAlloc1       *ebpf.Program `ebpf:"kp_alloc_1"`
@@ -677,6 +686,7 @@ type kmemprofPrograms struct {
 	KpAlloc8Na     *ebpf.Program `ebpf:"kp_alloc_8_na"`
 	KpAlloc9       *ebpf.Program `ebpf:"kp_alloc_9"`
 	KpAlloc9Na     *ebpf.Program `ebpf:"kp_alloc_9_na"`
+	KpAllocBulk    *ebpf.Program `ebpf:"kp_alloc_bulk"`
 	KpCacheFree    *ebpf.Program `ebpf:"kp_cache_free"`
 	KpCacheFreeNa  *ebpf.Program `ebpf:"kp_cache_free_na"`
 	KpFreeBulk     *ebpf.Program `ebpf:"kp_free_bulk"`
@@ -789,6 +799,7 @@ func (p *kmemprofPrograms) Close() error {
 		p.FxAlloc8Na,
 		p.FxAlloc9,
 		p.FxAlloc9Na,
+		p.FxAllocBulk,
 		p.KpAlloc0,
 		p.KpAlloc0Na,
 		p.KpAlloc1,
@@ -817,6 +828,7 @@ func (p *kmemprofPrograms) Close() error {
 		p.KpAlloc8Na,
 		p.KpAlloc9,
 		p.KpAlloc9Na,
+		p.KpAllocBulk,
 		p.KpCacheFree,
 		p.KpCacheFreeNa,
 		p.KpFreeBulk,

@@ -80,6 +80,11 @@ type attachment struct {
 	// although it was freed (a false leak); a free seen before its
 	// allocation is only counted untracked.
 	alloc bool
+	// paired: an allocator function's entry kprobe, which shares its
+	// address (and the count of dropped hits) with the function's kretprobe.
+	paired bool
+	// allocBulk: it counts kmem_cache_alloc_bulk's objects (bulk_allocs).
+	allocBulk bool
 }
 
 func (p *plan) addProg(pl progLoad) {
@@ -470,7 +475,7 @@ func (p *plan) planFunctions(cfg Config, sfx string) error {
 			// The kretprobe first: see kp_alloc in bpf/c/attach_functions.h.
 			p.attach = append(p.attach,
 				attachment{how: attachKretprobe, prog: "kr_alloc" + sfx, target: s.name, optional: optional, alloc: true},
-				attachment{how: attachKprobe, prog: key, target: s.name, label: kind + s.name, optional: optional, alloc: true})
+				attachment{how: attachKprobe, prog: key, target: s.name, label: kind + s.name, optional: optional, alloc: true, paired: true})
 		}
 	}
 	frees := []struct{ prog, fn string }{
@@ -562,6 +567,24 @@ func (p *plan) planUntracedFrees(cfg Config, sfx string, how attachHow) {
 	}
 	if p.bulkWhy == "" {
 		p.bulkWhy = "its hooks failed to attach"
+	}
+	// kmem_cache_alloc_bulk: its objects are counted per cache, not
+	// tracked (bulk_allocs), for the self-check.
+	for _, fn := range []string{"kmem_cache_alloc_bulk_noprof", "kmem_cache_alloc_bulk"} {
+		var f *btf.Func
+		if spec.TypeByName(fn, &f) != nil {
+			continue
+		}
+		a := attachment{prog: "kp_alloc_bulk", target: fn, label: "kprobe:" + fn, optional: true, alloc: true, allocBulk: true}
+		if how == attachTracing {
+			a.how, a.prog, a.label = attachTracing, "fx_alloc_bulk", "fexit:"+fn
+			p.addProg(progLoad{key: a.prog, from: a.prog, typ: ebpf.Tracing, attachType: ebpf.AttachTraceFExit, attachTo: fn})
+		} else {
+			a.how = attachKprobe
+			p.addProg(progLoad{key: a.prog, from: a.prog})
+		}
+		p.attach = append(p.attach, a)
+		break
 	}
 }
 

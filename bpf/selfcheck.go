@@ -20,4 +20,15 @@ type TrackedCounts struct {
 	PageBytes uint64
 	// Unnamed counts the slab records of no known cache ([unknown cache]).
 	Unnamed uint64
+	// BulkAllocs counts, per cache, the objects kmem_cache_alloc_bulk
+	// allocated since the start: it has no tracepoint, and its objects are
+	// counted, not tracked. BulkHooked says it is hooked; where it is not,
+	// the growth of a cache with nothing tracked cannot be told from
+	// allocations missed.
+	BulkAllocs map[string]uint64
+	BulkHooked bool
+	// RecentRCU counts, per cache, the tracked objects handed to kfree_rcu
+	// (freed, for kmemprof) in the last 10 seconds: the kernel frees them
+	// in batches seconds later, and may still count them as in use.
+	RecentRCU map[string]uint64
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -65,8 +66,30 @@ func (t *Tracer) CountTracked(kernel func()) (*TrackedCounts, error) {
 	if err != nil {
 		return nil, fmt.Errorf("counting the outstanding table: %w", err)
 	}
-	ids := make([]uint64, 0, len(slab))
+	// Objects handed to kfree_rcu lately, which the kernel may still hold.
+	rcuNow, err := t.readRCUFrees()
+	if err != nil {
+		return nil, fmt.Errorf("reading kfree_rcu's counts: %w", err)
+	}
+	rcu := t.recentRCU(rcuNow, taken)
+	// kmem_cache_alloc_bulk's objects, counted (not tracked) since the start.
+	bulk := map[uint64]uint64{}
+	var id, n uint64
+	it := t.maps.BulkAllocs.Iterate()
+	for it.Next(&id, &n) {
+		bulk[id] = n
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("reading kmem_cache_alloc_bulk's counts: %w", err)
+	}
+	ids := make([]uint64, 0, len(slab)+len(bulk))
 	for id := range slab {
+		ids = append(ids, id)
+	}
+	for id := range bulk {
+		ids = append(ids, id)
+	}
+	for id := range rcu {
 		ids = append(ids, id)
 	}
 	if err := t.resolveCaches(ids); err != nil {
@@ -85,6 +108,23 @@ func (t *Tracer) CountTracked(kernel func()) (*TrackedCounts, error) {
 		}
 		out.Objects[name] += c.objects
 		out.Bytes[name] += c.bytes + c.unsized*uint64(caches[id].size)
+	}
+	out.BulkHooked = t.allocBulkHooked
+	for id, n := range rcu {
+		if name := caches.name(id); name != "[unknown cache]" {
+			if out.RecentRCU == nil {
+				out.RecentRCU = map[string]uint64{}
+			}
+			out.RecentRCU[name] += n
+		}
+	}
+	for id, n := range bulk {
+		if name := caches.name(id); name != "[unknown cache]" {
+			if out.BulkAllocs == nil {
+				out.BulkAllocs = map[string]uint64{}
+			}
+			out.BulkAllocs[name] += n
+		}
 	}
 	return out, nil
 }
@@ -183,4 +223,71 @@ func (t *Tracer) detachForTest(match func(attachment) bool) (int, error) {
 	}
 	t.pending = rest
 	return n, errors.Join(errs...)
+}
+
+// rcuWindow is how long after an object is handed to kfree_rcu the kernel
+// may still hold it: kfree_rcu drains its batches up to 5 s later
+// (KFREE_DRAIN_JIFFIES, 6.1+), after a grace period.
+const rcuWindow = 10 * time.Second
+
+// rcuHistory keeps, once a second, the cumulative count of tracked objects
+// handed to kfree_rcu per cache (rcu_frees), for rcuWindow: what was
+// handed over in the last rcuWindow is what the kernel may not have freed.
+type rcuHistory struct {
+	mu      sync.Mutex
+	samples []rcuSample
+}
+
+type rcuSample struct {
+	at     time.Time
+	counts map[uint64]uint64
+}
+
+// readRCUFrees reads rcu_frees.
+func (t *Tracer) readRCUFrees() (map[uint64]uint64, error) {
+	out := map[uint64]uint64{}
+	var id, n uint64
+	it := t.maps.RcuFrees.Iterate()
+	for it.Next(&id, &n) {
+		out[id] = n
+	}
+	return out, it.Err()
+}
+
+// sampleRCU records rcu_frees now; called every second while tracing.
+func (t *Tracer) sampleRCU(now time.Time) {
+	counts, err := t.readRCUFrees()
+	if err != nil {
+		return // the last good sample stays; the window only gets wider
+	}
+	h := &t.rcu
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.samples = append(h.samples, rcuSample{at: now, counts: counts})
+	// Keep one sample at least rcuWindow old.
+	for len(h.samples) > 1 && now.Sub(h.samples[1].at) >= rcuWindow {
+		h.samples = h.samples[1:]
+	}
+}
+
+// recentRCU returns, per cache id, the tracked objects handed to kfree_rcu
+// in the last rcuWindow (since the start when the capture is younger).
+func (t *Tracer) recentRCU(now map[uint64]uint64, at time.Time) map[uint64]uint64 {
+	h := &t.rcu
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var base map[uint64]uint64
+	for i := len(h.samples) - 1; i >= 0; i-- {
+		if at.Sub(h.samples[i].at) >= rcuWindow {
+			base = h.samples[i].counts
+			break
+		}
+	}
+	out := map[uint64]uint64{}
+	for id, n := range now {
+		if d := n - min(base[id], n); d > 0 {
+			out[id] = d
+		}
+	}
+	return out
 }

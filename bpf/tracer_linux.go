@@ -60,6 +60,9 @@ type Tracer struct {
 	hashTable bool
 	// bulkHooked: kmem_cache_free_bulk is hooked, so every slab free path is.
 	bulkHooked bool
+	// allocBulkHooked: kmem_cache_alloc_bulk's objects are counted
+	// (bulk_allocs), though not tracked.
+	allocBulkHooked bool
 	// objCache: some allocations' cache is read from the object.
 	objCache bool
 	// plan is what was loaded and attached.
@@ -76,6 +79,8 @@ type Tracer struct {
 	clockErr    atomic.Pointer[error]
 	// cont is the state of Config.Continuous (nil without it).
 	cont *continuous
+	// rcu samples rcu_frees every second, for the self-check.
+	rcu rcuHistory
 }
 
 // clockTick is how often the allocation clock (clock_ns in the BPF program)
@@ -108,9 +113,12 @@ func (t *Tracer) startClock() error {
 					t.clockErr.CompareAndSwap(nil, &err)
 				}
 				t.armBackups()
-				if t.sites != nil && now.Sub(lastCool) >= coolEvery {
+				if now.Sub(lastCool) >= coolEvery {
 					lastCool = now
-					t.sites.cool()
+					if t.sites != nil {
+						t.sites.cool()
+					}
+					t.sampleRCU(now)
 				}
 			}
 		}
@@ -504,7 +512,10 @@ func (t *Tracer) attach(p *plan) error {
 			return fmt.Errorf("%w: %s %s: %v%s", ErrAttach, t.mode, a.label, err, attachHint(t.mode, a.how, err))
 		}
 		t.links = append(t.links, l)
-		t.linkKinds = append(t.linkKinds, linkKind{how: a.how, alloc: a.alloc, tracefs: viaTracefs})
+		t.linkKinds = append(t.linkKinds, linkKind{how: a.how, paired: a.paired, tracefs: viaTracefs})
+		if a.allocBulk {
+			t.allocBulkHooked = true
+		}
 		t.progs = append(t.progs, prog)
 		t.progRoles = append(t.progRoles, p.role(a.prog))
 		attached[a.prog] = prog
@@ -553,7 +564,7 @@ func attachOrder(as []attachment) []attachment {
 // counts at Detach.
 type linkKind struct {
 	how     attachHow
-	alloc   bool // an allocation hook
+	paired  bool // an allocator's entry kprobe, beside its kretprobe
 	tracefs bool // a kprobe made through tracefs: its drops are in kprobe_profile
 }
 
@@ -874,7 +885,7 @@ func (t *Tracer) readKprobeDrops() {
 			viaTracefs = true
 			continue
 		}
-		if k.how == attachKprobe && k.alloc || k.how != attachKprobe && k.how != attachKretprobe {
+		if k.paired || k.how != attachKprobe && k.how != attachKretprobe {
 			continue
 		}
 		if info, err := l.Info(); err == nil {

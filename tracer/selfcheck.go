@@ -70,6 +70,16 @@ type SelfCheckCache struct {
 	// objects its allocator keeps for each CPU, which it counts as in use
 	// (on Linux, SLUB's per-CPU slabs and partial slabs, and sheaves).
 	Cached uint64
+	// Pending is how many of the cache's objects the tracer saw freed in
+	// the last seconds by a deferred free that the kernel completes later
+	// (Linux's kfree_rcu, drained in batches up to seconds later): the
+	// kernel may still count them as in use, so growth up to them is
+	// allowed.
+	Pending uint64
+	// Counted is how many of the cache's objects the tracer saw allocated
+	// since the start through a path whose objects it counts but does not
+	// track (SelfCheckInput.CountedPath): growth up to it is explained.
+	Counted uint64
 }
 
 // slack is how far the cache's figures may disagree without a
@@ -99,6 +109,16 @@ type SelfCheckInput struct {
 	// Unmatched are tracked caches the kernel's counts do not list (name
 	// -> objects): they cannot be compared, and are reported as a note.
 	Unmatched map[string]uint64
+	// CountedPath names the allocation path whose objects the tracer
+	// counts without tracking them ("kmem_cache_alloc_bulk"), for the notes
+	// of growth it explains (SelfCheckCache.Counted).
+	CountedPath string
+	// UnseenWhy, when not empty, says why a cache's growth with nothing of
+	// it tracked and nothing counted (GrowthUnseen) may come from a path the
+	// tracer cannot hook on this kernel: it is then a note. When empty the
+	// tracer hooks (or counts) every allocation path, and such growth is a
+	// loss like any other.
+	UnseenWhy string
 }
 
 // SelfCheckPages compares memory taken from the page allocator.
@@ -123,9 +143,13 @@ const (
 	// tracked (allocations missed).
 	GrowthUntracked
 	// GrowthUnseen: the kernel's count grew, and not one outstanding object
-	// of the cache is tracked: its allocations go through a path without a
-	// hook. A note, not a loss.
+	// of the cache is tracked, on a kernel where the tracer cannot hook
+	// every allocation path (SelfCheckInput.UnseenWhy). A note, not a loss.
 	GrowthUnseen
+	// GrowthCounted: the kernel's count grew by more than is tracked, but
+	// no more than is tracked and counted through a path whose objects the
+	// tracer counts without tracking them. A note, not a loss.
+	GrowthCounted
 	// PagesOverKernel: more page memory tracked than is in use.
 	PagesOverKernel
 )
@@ -145,10 +169,14 @@ type SelfCheckFinding struct {
 	// Slack is what was allowed; Excess is by how much the figures
 	// disagree (Tracked - KernelCount, or KernelCount - Tracked for growth).
 	Slack, Excess uint64
+	// Counted is the cache's SelfCheckCache.Counted; Why, for a note, the
+	// path or the reason (SelfCheckInput.CountedPath, UnseenWhy).
+	Counted uint64
+	Why     string
 }
 
 // Loss says whether the finding means data is missing or wrong.
-func (f SelfCheckFinding) Loss() bool { return f.Verdict != GrowthUnseen }
+func (f SelfCheckFinding) Loss() bool { return f.Verdict != GrowthUnseen && f.Verdict != GrowthCounted }
 
 // String is the finding's line in the summary and the profile comments,
 // "!"-marked when it is a loss.
@@ -165,8 +193,11 @@ func (f SelfCheckFinding) String() string {
 		return fmt.Sprintf("! self-check %s: the kernel's count grew by %s objects since the start, %s tracked (allocations missed: %s)",
 			name, Thousands(f.KernelCount), Thousands(f.Tracked), Thousands(f.Excess))
 	case GrowthUnseen:
-		return fmt.Sprintf("  self-check %s: the kernel's count grew by %s objects since the start and none is tracked: its allocations take a path kmemprof has no hook for (not counted as a loss)",
-			name, Thousands(f.KernelCount))
+		return fmt.Sprintf("  self-check %s: the kernel's count grew by %s objects since the start and none is tracked: its allocations may take a path kmemprof cannot hook here (%s; not counted as a loss)",
+			name, Thousands(f.KernelCount), f.Why)
+	case GrowthCounted:
+		return fmt.Sprintf("  self-check %s: the kernel's count grew by %s objects since the start, %s tracked; %s were allocated through %s, whose objects kmemprof counts but does not track (not counted as a loss)",
+			name, Thousands(f.KernelCount), Thousands(f.Tracked), Thousands(f.Counted), f.Why)
 	case PagesOverKernel:
 		return fmt.Sprintf("! self-check pages: %s of page allocations tracked, the kernel has %s in use (frees missed)",
 			HumanBytes(f.Tracked), HumanBytes(f.KernelCount))
@@ -215,13 +246,16 @@ func RunSelfCheck(in SelfCheckInput) *SelfCheck {
 			continue
 		}
 		growth := low - c.Start
-		if growth <= c.Tracked+slack {
+		if growth <= c.Tracked+slack+c.Pending {
 			continue
 		}
 		f := SelfCheckFinding{Verdict: GrowthUntracked, Cache: c.Name, Kernel: c.Kernel,
-			Tracked: c.Tracked, KernelCount: growth, Slack: slack, Excess: growth - c.Tracked}
-		if c.Tracked == 0 {
-			f.Verdict = GrowthUnseen
+			Tracked: c.Tracked, KernelCount: growth, Slack: slack, Excess: growth - c.Tracked, Counted: c.Counted}
+		switch {
+		case c.Counted > 0 && growth <= c.Tracked+c.Counted+slack:
+			f.Verdict, f.Why = GrowthCounted, in.CountedPath
+		case c.Tracked == 0 && c.Counted == 0 && in.UnseenWhy != "":
+			f.Verdict, f.Why = GrowthUnseen, in.UnseenWhy
 		}
 		r.Findings = append(r.Findings, f)
 	}

@@ -32,7 +32,10 @@ func TestRunSelfCheck(t *testing.T) {
 		over, growth     uint64
 		growthCounted    bool
 		kernel, trackedF uint64
+		unseenWhy        string // SelfCheckInput.UnseenWhy
 	}
+	counted := func(c tracer.SelfCheckCache, n uint64) tracer.SelfCheckCache { c.Counted = n; return c }
+	pending := func(c tracer.SelfCheckCache, n uint64) tracer.SelfCheckCache { c.Pending = n; return c }
 	tests := []struct {
 		name   string
 		c      tracer.SelfCheckCache
@@ -57,12 +60,20 @@ func TestRunSelfCheck(t *testing.T) {
 		{"growth not compared when filtered", cache(5000, 20100, 20100, 100), false, want{}},
 		{"growth not compared without a start", tracer.SelfCheckCache{Name: "filp", Tracked: 5000, Before: 20100, After: 20100}, true, want{growthCounted: true}},
 		{"shrank", cache(0, 100, 100, 20000), true, want{growthCounted: true}},
-		{"growth of a cache with nothing tracked is a note", cache(0, 20100, 20100, 100), true,
-			want{verdict: tracer.GrowthUnseen, excess: 20000, growthCounted: true, kernel: 20000}},
+		{"growth of a cache with nothing tracked, every path hooked: a loss", cache(0, 20100, 20100, 100), true,
+			want{verdict: tracer.GrowthUntracked, excess: 20000, growth: 20000, growthCounted: true, kernel: 20000}},
+		{"growth of a cache with nothing tracked, a path without a hook: a note", cache(0, 20100, 20100, 100), true,
+			want{verdict: tracer.GrowthUnseen, excess: 20000, growthCounted: true, kernel: 20000, unseenWhy: "no hook"}},
+		{"growth explained by objects counted, not tracked: a note", counted(cache(5000, 20100, 20100, 100), 15000), true,
+			want{verdict: tracer.GrowthCounted, excess: 15000, growthCounted: true, kernel: 20000, trackedF: 5000}},
+		{"growth within objects freed by kfree_rcu, not yet by the kernel", pending(cache(5000, 7100, 7100, 100), 2000), true, want{growthCounted: true}},
+		{"growth beyond what is tracked and counted: a loss", counted(cache(5000, 30100, 30100, 100), 15000), true,
+			want{verdict: tracer.GrowthUntracked, excess: 25000, growth: 25000, growthCounted: true, kernel: 30000, trackedF: 5000}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := tracer.RunSelfCheck(tracer.SelfCheckInput{Caches: []tracer.SelfCheckCache{tt.c}, Growth: tt.growth, NoGrowth: "a filter"})
+			r := tracer.RunSelfCheck(tracer.SelfCheckInput{Caches: []tracer.SelfCheckCache{tt.c}, Growth: tt.growth, NoGrowth: "a filter",
+				CountedPath: "kmem_cache_alloc_bulk", UnseenWhy: tt.want.unseenWhy})
 			var got tracer.SelfCheckFinding
 			switch len(r.Findings) {
 			case 0:
@@ -126,7 +137,7 @@ func TestSelfCheckLines(t *testing.T) {
 		tracer.SelfCheckCache{Name: "kmalloc-64", Kernel: []string{"kmalloc-64", "kmalloc-rnd-01-64"}, Tracked: 12000, Before: 2113, After: 2000, Start: 2000, HasStart: true})
 	taken := time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC)
 	r := tracer.RunSelfCheck(tracer.SelfCheckInput{Taken: taken, Source: "/proc/slabinfo", Caches: caches, Growth: true,
-		Unmatched: map[string]uint64{"kmalloc-72": 3}})
+		Unmatched: map[string]uint64{"kmalloc-72": 3}, UnseenWhy: "kmem_cache_alloc_bulk is not hooked"})
 	lines := r.Lines()
 	for _, l := range lines {
 		t.Log(l)

@@ -270,6 +270,31 @@ static __always_inline __u64 rcu_obj(__u64 head, __u64 arg2)
 	return 0;
 }
 
+/*
+ * kmem_cache_alloc_bulk(s, flags, size, p) allocates size objects with no
+ * tracepoint (the maple tree's nodes, NAPI's skb heads, io_uring's
+ * requests): they are not tracked, but counted per cache (bulk_allocs), so
+ * that the self-check can tell a cache's growth through it from
+ * allocations it missed.
+ */
+/* fexit: what it allocated, its return value (0 when it failed). */
+SEC("fexit")
+int fx_alloc_bulk(__u64 *ctx)
+{
+	__s32 got = (__s32)ctx_arg(ctx, 5);
+	if (got > 0)
+		add_per_cache(&bulk_allocs, ctx_copy(ctx, 1), got);
+	return 0;
+}
+
+/* kprobe: what it was asked for (it fails only when memory runs out). */
+SEC("kprobe")
+int kp_alloc_bulk(struct pt_regs *ctx)
+{
+	add_per_cache(&bulk_allocs, PT_REGS_PARM1(ctx), PT_REGS_PARM3(ctx));
+	return 0;
+}
+
 #define FX_SLOT(K, SFX, A)                                       \
 	SEC("fexit") int fx_alloc_##K##SFX(__u64 *ctx)           \
 	{                                                        \

@@ -109,6 +109,31 @@ struct {
 	__uint(max_entries, 4096);
 } missed_frees SEC(".maps");
 
+/*
+ * Per cache: objects allocated through kmem_cache_alloc_bulk, which has no
+ * tracepoint and whose objects are not tracked: counted, so that the
+ * self-check can tell a cache's growth through it from allocations missed.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, __u64);
+	__uint(max_entries, 4096);
+} bulk_allocs SEC(".maps");
+
+/*
+ * Per cache: tracked objects handed to kfree_rcu/kvfree_rcu (their free, for
+ * kmemprof), which the kernel frees seconds later in a batch. User space
+ * samples it every second: the self-check allows the objects handed over in
+ * the last seconds, which the kernel still counts as in use.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, __u64);
+	__type(value, __u64);
+	__uint(max_entries, 4096);
+} rcu_frees SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);

@@ -378,7 +378,30 @@ static __always_inline void forget_freed(__u64 key)
 }
 
 /* free_event deletes a freed allocation, or counts it (count mode). */
-static __always_inline void free_event(__u64 ptr, __u64 key, __u8 kind, __u32 untracked, const int A, __u64 cache)
+/* add_per_cache adds n to cache's count in m (bulk_allocs, rcu_frees). */
+static __always_inline void add_per_cache(void *m, __u64 cache, __u64 n)
+{
+	if (!cache || !n)
+		return;
+	__u64 *v = bpf_map_lookup_elem(m, &cache);
+	if (v) {
+		__sync_fetch_and_add(v, n);
+		return;
+	}
+	if (bpf_map_update_elem(m, &cache, &n, BPF_NOEXIST) == -EEXIST) {
+		v = bpf_map_lookup_elem(m, &cache);
+		if (v)
+			__sync_fetch_and_add(v, n);
+	}
+}
+
+/*
+ * free_event deletes a freed allocation, or counts it (count mode). hook is
+ * the free's hook: an object handed to kfree_rcu is counted for its cache
+ * (rcu_frees).
+ */
+static __always_inline void free_event(__u64 ptr, __u64 key, __u8 kind, __u32 untracked, const int A, __u64 cache,
+				       __u32 hook)
 {
 	forget_freed(key);
 	if (counting(kind)) {
@@ -399,6 +422,8 @@ static __always_inline void free_event(__u64 ptr, __u64 key, __u8 kind, __u32 un
 		site_freed(v->site);
 		if (count_caches)
 			cache_stat_add(v->cache, 0, v->bytes_alloc);
+		if (hook == HOOK_FREE_RCU)
+			add_per_cache(&rcu_frees, v->cache, 1);
 		bpf_map_delete_elem(&table_hash, &key);
 		count(C_FREED);
 		return;
@@ -410,13 +435,15 @@ static __always_inline void free_event(__u64 ptr, __u64 key, __u8 kind, __u32 un
 #pragma unroll
 	for (int i = 0; i < BUCKET_WAYS; i++) {
 		if (bk->key[i] == key) {
-			if (trace_mode == MODE_ADAPTIVE || count_caches) {
+			if (trace_mode == MODE_ADAPTIVE || count_caches || hook == HOOK_FREE_RCU) {
 				__u32 idx = b * BUCKET_WAYS + i;
 				struct alloc_info *v = bpf_map_lookup_elem(&table_recs, &idx);
 				if (v) {
 					site_freed(v->site);
 					if (count_caches)
 						cache_stat_add(v->cache, 0, v->bytes_alloc);
+					if (hook == HOOK_FREE_RCU)
+						add_per_cache(&rcu_frees, v->cache, 1);
 				}
 			}
 			bk->key[i] = 0;
@@ -444,7 +471,7 @@ static __always_inline void record_free(__u64 ptr, __u8 kind, __u32 untracked, _
 		if (hook < NR_HOOKS)
 			count(hook);
 		if (ptr)
-			free_event(ptr, key, kind, untracked, A, cache);
+			free_event(ptr, key, kind, untracked, A, cache, hook);
 		else
 			count(C_FREE_NULL);
 	}

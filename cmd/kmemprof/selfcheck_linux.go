@@ -55,6 +55,17 @@ func selfCheck(tr *bpf.Tracer, start *host.SystemView) (*selfCheckResult, error)
 	}
 	every, why := tr.EveryAllocation()
 	in := host.SelfCheckInput(counts.Taken, counts.Objects, counts.PageBytes, start, before, after, alloc, every, why)
+	// kmem_cache_alloc_bulk has no tracepoint: its objects are counted where
+	// fentry or kprobes can hook it, and explain the growth they make; where
+	// it cannot be hooked, a cache grown with nothing tracked may be its.
+	in.CountedPath = "kmem_cache_alloc_bulk"
+	for i := range in.Caches {
+		in.Caches[i].Counted = counts.BulkAllocs[in.Caches[i].Name]
+		in.Caches[i].Pending = counts.RecentRCU[in.Caches[i].Name]
+	}
+	if !counts.BulkHooked {
+		in.UnseenWhy = "kmem_cache_alloc_bulk, which has no tracepoint, is not hooked on this kernel"
+	}
 	if counts.Unnamed > 0 {
 		// Their cache was not found (cache_unresolved): not comparable.
 		if in.Unmatched == nil {
