@@ -73,13 +73,8 @@ func (t *Tracer) CountTracked(kernel func()) (*TrackedCounts, error) {
 	}
 	rcu := t.recentRCU(rcuNow, taken)
 	// kmem_cache_alloc_bulk's objects, counted (not tracked) since the start.
-	bulk := map[uint64]uint64{}
-	var id, n uint64
-	it := t.maps.BulkAllocs.Iterate()
-	for it.Next(&id, &n) {
-		bulk[id] = n
-	}
-	if err := it.Err(); err != nil {
+	bulk, err := readPerCache(t.maps.BulkAllocs)
+	if err != nil {
 		return nil, fmt.Errorf("reading kmem_cache_alloc_bulk's counts: %w", err)
 	}
 	ids := make([]uint64, 0, len(slab)+len(bulk))
@@ -244,15 +239,7 @@ type rcuSample struct {
 }
 
 // readRCUFrees reads rcu_frees.
-func (t *Tracer) readRCUFrees() (map[uint64]uint64, error) {
-	out := map[uint64]uint64{}
-	var id, n uint64
-	it := t.maps.RcuFrees.Iterate()
-	for it.Next(&id, &n) {
-		out[id] = n
-	}
-	return out, it.Err()
-}
+func (t *Tracer) readRCUFrees() (map[uint64]uint64, error) { return readPerCache(t.maps.RcuFrees) }
 
 // sampleRCU records rcu_frees now; called every second while tracing.
 func (t *Tracer) sampleRCU(now time.Time) {

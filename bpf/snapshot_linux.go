@@ -209,16 +209,23 @@ const pageDetailBit = uint64(1) << 48
 // readMissedFrees reads, per cache id, how many allocations were found at the
 // address of a tracked one (their old record's free was never seen).
 func (t *Tracer) readMissedFrees() (map[uint64]uint64, error) {
-	out := map[uint64]uint64{}
-	var id, n uint64
-	it := t.maps.MissedFrees.Iterate()
-	for it.Next(&id, &n) {
-		out[id] = n
-	}
-	if err := it.Err(); err != nil {
+	out, err := readPerCache(t.maps.MissedFrees)
+	if err != nil {
 		return nil, fmt.Errorf("reading missed frees: %w", err)
 	}
 	return out, nil
+}
+
+// readPerCache reads a map of counts by cache id (missed_frees,
+// bulk_allocs, rcu_frees).
+func readPerCache(m *ebpf.Map) (map[uint64]uint64, error) {
+	out := map[uint64]uint64{}
+	var id, n uint64
+	it := m.Iterate()
+	for it.Next(&id, &n) {
+		out[id] = n
+	}
+	return out, it.Err()
 }
 
 // pageDetail decodes the cache id of a page allocation (PAGE_DETAIL in
