@@ -142,6 +142,28 @@ func TestSelfCheckMissedFrees(t *testing.T) {
 	if !strings.Contains(filp.String(), "! self-check filp: ") || !strings.Contains(filp.String(), "frees missed") {
 		t.Errorf("finding line %q", filp.String())
 	}
+	// The terminal summary of that capture flags it, as record writes it.
+	if err := tr.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := tr.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.check.Apply(snap)
+	agg, err := tracer.Aggregate(snap, nil, tracer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := agg.WriteSummary(&out, 5); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"losses (SOME DATA LOST OR SUSPECT)", "! " + tracer.CounterSelfCheckOverKernel, "! self-check filp: "} {
+		if !strings.Contains(out.String(), w) {
+			t.Errorf("the summary lacks %q:\n%s", w, out.String())
+		}
+	}
 }
 
 // TestSelfCheckMissedAllocations: with the allocation hooks detached, a
