@@ -99,7 +99,7 @@ func countObjects(t *testing.T, p *profile.Profile, pid int) captureObjects {
 		switch {
 		case cache == "shmem_inode_cache":
 			c.shmemInodes += v
-		case strings.HasPrefix(cache, "kmalloc") && callSite(fs) == "__do_sys_timerfd_create":
+		case strings.HasPrefix(cache, "kmalloc") && strings.Contains(callSite(fs), "timerfd_create"):
 			c.timerfdCtx += v
 		case cache == "filp":
 			c.files += v
