@@ -246,9 +246,11 @@ func captureCheck(t *testing.T, mode string) {
 	}
 	// The kernel's own count: the held objects exist, and the profile
 	// holds no more of a cache than the kernel does.
-	// (Other tests' tmpfs inodes may be freed meanwhile: a margin.)
-	if grew := int64(slab1["shmem_inode_cache"]) - int64(slab0["shmem_inode_cache"]); grew < n*9/10 {
-		t.Errorf("/proc/slabinfo: shmem_inode_cache grew by %d during the capture, want >= %d: the workload did not do what the check assumes", grew, n*9/10)
+	// (Its growth is only logged: other tests' tmpfs inodes may be freed
+	// meanwhile, and SLUB counts free objects kept per CPU as active.)
+	t.Logf("/proc/slabinfo: shmem_inode_cache %d -> %d active objects", slab0["shmem_inode_cache"], slab1["shmem_inode_cache"])
+	if slab1["shmem_inode_cache"] < uint64(n) {
+		t.Errorf("/proc/slabinfo: %d shmem_inode_cache objects active while the %d files are held: the workload did not do what the check assumes", slab1["shmem_inode_cache"], n)
 	}
 	objects := sampleIndex(t, p, "inuse_objects")
 	byCache := map[string]int64{}
