@@ -3,6 +3,7 @@ package bpf
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 	"unsafe"
 
@@ -48,7 +49,7 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 			snap.Partial[stack] = true
 		}
 		if tracer.Kind(v.Kind) == tracer.KindSlab {
-			stack = t.withLeaf(stack, v.Order)
+			stack = t.withLeaf(t.withCaller(stack, v.Site), v.Order)
 		}
 		snap.Records = append(snap.Records, tracer.Record{
 			Key: tracer.Key{
@@ -177,6 +178,11 @@ func (t *Tracer) Snapshot() (*tracer.Snapshot, error) {
 	if err := t.readStacks(snap); err != nil {
 		return nil, err
 	}
+	for id, c := range t.callerBase {
+		if st, ok := snap.Stacks[c.base]; ok {
+			snap.Stacks[id] = withCallerFrame(st, c.site)
+		}
+	}
 	for id, base := range t.leafBase {
 		if st, ok := snap.Stacks[base]; ok {
 			snap.Stacks[id] = st
@@ -259,6 +265,59 @@ func (t *Tracer) withLeaf(stack tracer.StackID, fn uint8) tracer.StackID {
 	return id
 }
 
+// callerStackBase numbers the stacks withCaller makes: above the partial
+// stacks, below the allocator function slots of withLeaf.
+const callerStackBase = tracer.StackID(1) << 44
+
+// callerStack is a stack walked at an allocator's kprobe with its caller
+// put back (withCaller).
+type callerStack struct {
+	base tracer.StackID
+	site uint64
+}
+
+// withCaller returns the stack id under which a kprobe mode allocation
+// walked as stack, whose caller's return address is site, is kept. A
+// kprobe's stack is walked from the allocator's entry, where the return
+// address into the caller is still in a register on arm64 (the link
+// register): its frame-record unwinder goes from the allocator straight to
+// the caller's caller, and the frame that called the allocator, the one
+// that matters most, is lost. The kprobe read it (site): the stack is kept
+// once per site, with the caller put back (withCallerFrame). Other modes and
+// architectures keep their stack.
+func (t *Tracer) withCaller(stack tracer.StackID, site uint64) tracer.StackID {
+	if t.mode != ModeKprobe || runtime.GOARCH != "arm64" || stack < 0 || stack >= partialStackBase || site == 0 {
+		return stack
+	}
+	k := callerStack{stack, site}
+	if id, ok := t.callerIDs[k]; ok {
+		return id
+	}
+	if t.callerIDs == nil {
+		t.callerIDs, t.callerBase = map[callerStack]tracer.StackID{}, map[tracer.StackID]callerStack{}
+	}
+	id := callerStackBase + tracer.StackID(len(t.callerIDs))
+	t.callerIDs[k], t.callerBase[id] = id, k
+	return id
+}
+
+// withCallerFrame returns the frames of a stack walked at an allocator's
+// entry with site, its caller's return address, after the first frame
+// (the allocator, where the walk began), unless the walk has it already.
+func withCallerFrame(st []uint64, site uint64) []uint64 {
+	for i := 0; i < len(st) && i < 4; i++ {
+		if st[i] == site {
+			return st
+		}
+	}
+	if len(st) == 0 {
+		return []uint64{site}
+	}
+	out := make([]uint64, 0, len(st)+1)
+	out = append(out, st[0], site)
+	return append(out, st[1:]...)
+}
+
 // leafAddr returns the allocator function of a stack id made by withLeaf.
 func (t *Tracer) leafAddr(id tracer.StackID) uint64 {
 	fn := int(id >> leafSlotShift)
@@ -299,7 +358,7 @@ func (t *Tracer) Usage() (map[tracer.StackID]tracer.Usage, error) {
 			stack = t.partialID(v.Site)
 		}
 		if tracer.Kind(v.Kind) == tracer.KindSlab {
-			stack = t.withLeaf(stack, v.Order)
+			stack = t.withLeaf(t.withCaller(stack, v.Site), v.Order)
 		}
 		k := key{stack, 0}
 		if v.BytesAlloc == 0 && v.Kind == uint8(tracer.KindSlab) {
@@ -525,6 +584,9 @@ func (t *Tracer) readStacks(snap *tracer.Snapshot) error {
 	want := func(id tracer.StackID) error {
 		if base, ok := t.leafBase[id]; ok {
 			id = base
+		}
+		if c, ok := t.callerBase[id]; ok {
+			id = c.base
 		}
 		if id < 0 {
 			return nil

@@ -73,6 +73,10 @@ type Tracer struct {
 	partialIDs map[uint64]tracer.StackID
 	// leafBase maps the stack ids withLeaf made to the walked stack's id.
 	leafBase map[tracer.StackID]tracer.StackID
+	// callerIDs and callerBase map the stacks withCaller made (arm64
+	// kprobe mode) to and from their walked stack and caller.
+	callerIDs  map[callerStack]tracer.StackID
+	callerBase map[tracer.StackID]callerStack
 	// clockErrors counts the ticks whose clock update failed; clockErr is
 	// the first such error.
 	clockErrors atomic.Uint64

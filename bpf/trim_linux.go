@@ -84,6 +84,9 @@ func (t *Tracer) trim(snap *tracer.Snapshot, now map[kmemprofTotalsKey]kmemprofT
 		if base, ok := t.leafBase[id]; ok {
 			id = base
 		}
+		if c, ok := t.callerBase[id]; ok {
+			id = c.base
+		}
 		if id >= 0 && id < tracer.StackID(t.cfg.MaxStacks) {
 			used[uint32(id)] = true
 		}
