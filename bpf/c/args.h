@@ -117,3 +117,19 @@ static __always_inline __u64 kp_arg(struct pt_regs *ctx, int i)
 	}
 	return 0;
 }
+
+/*
+ * ret_addr returns a return address as code addresses are: on arm64 with
+ * pointer authentication, a return address read from the link register or
+ * a frame holds its signature in the bits above the virtual address, which
+ * differ with the stack pointer it was signed with; kernel text has them
+ * all set. Elsewhere it is the address itself.
+ */
+static __always_inline __u64 ret_addr(__u64 a)
+{
+#if defined(__TARGET_ARCH_arm64)
+	if (a)
+		a |= 0xffff000000000000ULL;
+#endif
+	return a;
+}

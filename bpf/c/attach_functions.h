@@ -66,7 +66,7 @@ static __always_inline __u64 fx_site(__u64 *ctx, int slot)
 		w = 0xff;
 #pragma unroll
 		for (int i = 0; i + FX_PARENT_DELTA < FX_SCAN_WORDS; i++) {
-			if (words[i] > fn && words[i] < fn + 32) {
+			if (ret_addr(words[i]) > fn && ret_addr(words[i]) < fn + 32) {
 				w = base + i + FX_PARENT_DELTA;
 				break;
 			}
@@ -76,7 +76,7 @@ static __always_inline __u64 fx_site(__u64 *ctx, int slot)
 			return 0;
 	}
 	bpf_probe_read_kernel(&v, sizeof(v), (void *)ctx + 8 * (w & 0x3f));
-	return v;
+	return ret_addr(v);
 }
 
 /* fexit: the arguments and the return value in one program, no pairing. */
@@ -147,6 +147,7 @@ static __always_inline int kp_alloc(struct pt_regs *ctx, const int slot, const i
 	a.ev.cache = kp_arg(ctx, fn_alloc[slot].cache);
 	a.size = kp_arg(ctx, fn_alloc[slot].size);
 	BPF_KPROBE_READ_RET_IP(a.ev.site, ctx);
+	a.ev.site = ret_addr(a.ev.site);
 	a.ev.stack_id = decide_stack(ctx, a.ev.site, A);
 	struct kp_args *old = bpf_map_lookup_elem(&kp_pending, &sp);
 	if (old) /* a call whose return was never seen left it */
