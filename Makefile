@@ -10,7 +10,7 @@
 #                   .deb), SHA256SUMS; every archive is read back and checked
 #   make test-kernels  the selftests and kernel tests inside Debian's own kernels
 #                   (5.10, 6.1, 6.12, sid, arm64) under qemu, a table kernel x check
-#                   (root, downloads the kernels, about 11 minutes); KERNELS="6.12 sid"
+#                   (root, downloads the kernels, about 30 minutes); KERNELS="6.12 sid"
 #                   picks some; see .ci/kernels/README.md
 
 GO      ?= go
