@@ -133,3 +133,21 @@ static __always_inline __u64 ret_addr(__u64 a)
 #endif
 	return a;
 }
+
+/*
+ * kp_ret_ip returns, at a kprobe on a function's entry, its return address
+ * into its caller: on arm64 the link register (x30, pt_regs offset 240),
+ * signature stripped; on x86 the word at the stack pointer. (libbpf's
+ * BPF_KPROBE_READ_RET_IP reads memory at the link register on arm64: the
+ * instructions there, not an address.)
+ */
+static __always_inline __u64 kp_ret_ip(struct pt_regs *ctx)
+{
+#if defined(__TARGET_ARCH_arm64)
+	return ret_addr(KP_WORD(ctx, 240));
+#else
+	__u64 ip = 0;
+	bpf_probe_read_kernel(&ip, sizeof(ip), (void *)PT_REGS_SP(ctx));
+	return ip;
+#endif
+}

@@ -146,8 +146,7 @@ static __always_inline int kp_alloc(struct pt_regs *ctx, const int slot, const i
 	a.ev.gfp = kp_arg(ctx, fn_alloc[slot].gfp);
 	a.ev.cache = kp_arg(ctx, fn_alloc[slot].cache);
 	a.size = kp_arg(ctx, fn_alloc[slot].size);
-	BPF_KPROBE_READ_RET_IP(a.ev.site, ctx);
-	a.ev.site = ret_addr(a.ev.site);
+	a.ev.site = kp_ret_ip(ctx);
 	a.ev.stack_id = decide_stack(ctx, a.ev.site, A);
 	struct kp_args *old = bpf_map_lookup_elem(&kp_pending, &sp);
 	if (old) /* a call whose return was never seen left it */
