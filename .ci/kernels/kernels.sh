@@ -371,7 +371,7 @@ boot() {
 	elif grep -q 'KMEMPROF-DONE' "$log"; then
 		status=DONE
 	elif grep -q 'Kernel panic' "$log"; then
-		status="PANIC: $(grep -m 1 -o 'Kernel panic.*' "$log" | tr '|' '/')"
+		status="PANIC: $(grep -a -m 1 -o 'Kernel panic.*' "$log" | tr '|' '/')"
 	else
 		status="NO-DONE (qemu exit $rc)"
 	fi
@@ -441,7 +441,7 @@ meta() { sed -n "s/^$2=//p" "$RESULTS/$1.meta" 2>/dev/null; }
 # kernel_trouble LOG: the kernel's own lines reporting an oops, a BUG, a
 # WARNING or a broken kprobe.
 kernel_trouble() {
-	grep -E '^\[ *[0-9]+\.[0-9]+\] .*(Oops|BUG:|WARNING:|Unrecoverable kprobe|Kernel panic)' "$1" 2>/dev/null || true
+	grep -a -E '^\[ *[0-9]+\.[0-9]+\] .*(Oops|BUG:|WARNING:|Unrecoverable kprobe|Kernel panic)' "$1" 2>/dev/null || true
 }
 
 # summary NAME...: the table, then why each failure failed; sets STATUS.
@@ -452,7 +452,7 @@ summary() {
 		[ -f "$RESULTS/$n.log" ] || continue
 		while read -r c; do
 			case " ${checks[*]} " in *" $c "*) ;; *) checks+=("$c") ;; esac
-		done < <(grep -o 'KMEMPROF-CHECK [^ ]*' "$RESULTS/$n.log" | cut -d' ' -f2 || true)
+		done < <(grep -a -o 'KMEMPROF-CHECK [^ ]*' "$RESULTS/$n.log" | cut -d' ' -f2 || true)
 	done
 	echo
 	echo "## kmemprof kernel matrix ($(date -u '+%Y-%m-%d %H:%M UTC'))"
@@ -506,7 +506,7 @@ summary() {
 			echo '```'
 		fi
 		[ -f "$log" ] || continue
-		for c in $(grep -o 'KMEMPROF-CHECK [^ ]* FAIL' "$log" | cut -d' ' -f2 || true); do
+		for c in $(grep -a -o 'KMEMPROF-CHECK [^ ]* FAIL' "$log" | cut -d' ' -f2 || true); do
 			STATUS=1
 			echo
 			echo "### $n: $(check_line "$log" "$c" | cut -d' ' -f2-) (log: $log)"
