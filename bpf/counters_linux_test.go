@@ -1,6 +1,9 @@
 package bpf
 
 import (
+	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -56,5 +59,22 @@ func TestNoAtomicsProgramsUseOnlyAdd(t *testing.T) {
 		if checked < 10 {
 			t.Errorf("checked %d _na programs, want the whole set", checked)
 		}
+	}
+}
+
+// TestClockTickMatchesC: the programs judge how fresh a record is by
+// CLOCK_TICK_NS (recorded_just_now), which must be the tick at which user
+// space advances their clock.
+func TestClockTickMatchesC(t *testing.T) {
+	src, err := os.ReadFile("c/maps.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`#define CLOCK_TICK_NS (\d+)ULL`).FindSubmatch(src)
+	if m == nil {
+		t.Fatal("c/maps.h defines no CLOCK_TICK_NS")
+	}
+	if got := string(m[1]); got != strconv.FormatInt(clockTick.Nanoseconds(), 10) {
+		t.Errorf("CLOCK_TICK_NS is %s, clockTick %d ns", got, clockTick.Nanoseconds())
 	}
 }

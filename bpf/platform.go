@@ -13,6 +13,7 @@ var Platform = tracer.Platform{
 	KernelMapping:  "[kernel.kallsyms]", // as perf and other kernel profilers name it
 	KernelFile:     "vmlinux",
 	TrimLeading:    trimLeading,
+	DropFrames:     []string{"bpf_trampoline_"},
 	AllocatorFrame: func(f tracer.Frame) bool { return IsAllocatorFrame(f.Function) },
 	MigrateName:    MigrateName,
 	Constructor:    IsConstructor,

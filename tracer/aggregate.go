@@ -489,6 +489,7 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 	slices.SortFunc(orders, compareOrders)
 
 	res := newResolver(snap.Stacks, snap.Partial, sym, trim)
+	res.drop = snap.Platform.DropFrames
 	res.leafFn = snap.Leaf
 	// A sampled capture recorded one allocation in SampleEvery, uniformly:
 	// scaling by the rate makes every value an unbiased estimate.
@@ -629,6 +630,7 @@ type resolver struct {
 	partial map[StackID]bool
 	sym     Symbolizer
 	trim    []string
+	drop    []string
 	// The leaf is resolved as is and the other frames as return addresses,
 	// so the same address may resolve differently in the two roles.
 	leaf, ret  map[uint64]Frame
@@ -663,6 +665,7 @@ func (r *resolver) stack(id StackID) []Frame {
 		for _, addr := range addrs {
 			fs = append(fs, r.frame(addr, false))
 		}
+		fs = dropFrames(fs, r.drop)
 		fs = append(fs, Frame{Function: NotWalkedName})
 	} else {
 		addrs := r.stacks[id]
@@ -670,7 +673,7 @@ func (r *resolver) stack(id StackID) []Frame {
 		for i, addr := range addrs {
 			fs[i] = r.frame(addr, i == 0)
 		}
-		fs = trimLeading(fs, r.trim)
+		fs = dropFrames(trimLeading(fs, r.trim), r.drop)
 	}
 	if fn := r.leafFn[id]; fn != 0 {
 		if lf := r.frame(fn, true); len(fs) == 0 || fs[0].Function != lf.Function {
@@ -731,6 +734,33 @@ func trimLeading(fs []Frame, prefixes []string) []Frame {
 		return fs
 	}
 	return fs[n:]
+}
+
+// dropFrames drops the frames whose function name starts with one of
+// prefixes, wherever they are, unless that would leave nothing.
+func dropFrames(fs []Frame, prefixes []string) []Frame {
+	if len(prefixes) == 0 {
+		return fs
+	}
+	var out []Frame
+	for i, f := range fs {
+		if !hasAnyPrefix(f.Function, prefixes) {
+			if out != nil {
+				out = append(out, f)
+			}
+			continue
+		}
+		if out == nil {
+			out = append(make([]Frame, 0, len(fs)-1), fs[:i]...)
+		}
+	}
+	if out == nil {
+		return fs
+	}
+	if len(out) == 0 {
+		return fs
+	}
+	return out
 }
 
 func hasAnyPrefix(name string, prefixes []string) bool {

@@ -69,6 +69,7 @@ var testPlatform = tracer.Platform{
 	KernelMapping: "[kernel.kallsyms]",
 	KernelFile:    "vmlinux",
 	TrimLeading:   []string{"bpf_prog_", "bpf_trace_run", "__bpf_trace_", "bpf_trampoline_"},
+	DropFrames:    []string{"bpf_trampoline_"},
 	AllocatorFrame: func(f tracer.Frame) bool {
 		for _, p := range []string{"kmem_cache_alloc", "__kmalloc", "kmalloc", "__alloc_pages", "alloc_pages", "ExAllocatePool"} {
 			if strings.HasPrefix(f.Function, p) {

@@ -86,6 +86,59 @@ func TestLeafFunction(t *testing.T) {
 	}
 }
 
+// TestTrampolineInsideStack checks that a BPF trampoline in the middle of
+// a stack (a new slab's pages, allocated inside a kmem_cache_alloc hooked
+// by fexit: the trampoline lies between the allocator's body and its entry)
+// is dropped, so that the frame past the allocator is its real caller, and
+// that a stack of nothing else is kept whole.
+func TestTrampolineInsideStack(t *testing.T) {
+	now := time.Unix(5000, 0)
+	snap := &tracer.Snapshot{
+		Platform: testPlatform,
+		Taken:    now,
+		Stacks: map[tracer.StackID][]uint64{
+			1: {lfProg, lfAlloc5 + 0x40, lfTramp, lfAlloc5, lfDAlloc, lfCaller},
+			2: {lfTramp},
+			3: {lfAlloc5, lfTramp, lfDAlloc}, // a call site and the frames read with it
+		},
+		Partial: map[tracer.StackID]bool{3: true},
+	}
+	for id := tracer.StackID(1); id <= 3; id++ {
+		snap.Records = append(snap.Records, tracer.Record{
+			Key:        tracer.Key{Kind: tracer.KindPage, Stack: id},
+			BytesAlloc: 16384, Time: now.Add(-time.Minute).UnixNano(),
+		})
+	}
+	agg, err := tracer.Aggregate(snap, leafSymbolizer(), tracer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[tracer.StackID]string{
+		1: "kmem_cache_alloc_noprof < kmem_cache_alloc_noprof < __d_alloc < d_alloc_pseudo",
+		2: "bpf_trampoline_6442",
+		3: "kmem_cache_alloc_noprof < __d_alloc < " + tracer.NotWalkedName,
+	}
+	if len(agg.Samples) != len(want) {
+		t.Fatalf("%d samples, want %d", len(agg.Samples), len(want))
+	}
+	for _, s := range agg.Samples {
+		var names []string
+		for _, f := range s.Frames {
+			names = append(names, f.Function)
+		}
+		if got := strings.Join(names, " < "); got != want[s.Stack] {
+			t.Errorf("stack %d: %s, want %s", s.Stack, got, want[s.Stack])
+		}
+	}
+	var sum bytes.Buffer
+	if err := agg.WriteSummary(&sum, 10); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(sum.String(), "bpf_trampoline_6442 < ") {
+		t.Errorf("the summary shows a trampoline inside a stack:\n%s", sum.String())
+	}
+}
+
 // TestUntracedFrees checks that caches some of whose frees were not seen are
 // marked in the summary, labelled in the profile and listed in its comments.
 func TestUntracedFrees(t *testing.T) {

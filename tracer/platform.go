@@ -19,6 +19,12 @@ type Platform struct {
 	// builder drops the run of them at the leaf end (Options.TrimLeading
 	// overrides it).
 	TrimLeading []string
+	// DropFrames lists function-name prefixes of frames dropped wherever
+	// they are in a walked stack: code that runs between a function and
+	// its caller without being either (Linux: the BPF trampoline of an
+	// fentry/fexit hook, on the stack of whatever the hooked allocator
+	// itself allocates, such as a new slab's pages).
+	DropFrames []string
 	// AllocatorFrame reports whether a frame is the kernel allocator (or
 	// the kernel image underneath a driver) rather than the caller the
 	// summary shows: it shows the first frame past the run of them. nil:

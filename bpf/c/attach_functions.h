@@ -39,6 +39,20 @@ static __always_inline bool fn_finish(struct alloc_ev *ev, int slot, __u64 size)
 }
 
 /*
+ * nested_large reports whether a large kmalloc seen at the return of a
+ * kmalloc function that is not itself a large one was recorded already by
+ * the hooked large-kmalloc function it called (6.10+: __kmalloc_noprof calls
+ * __kmalloc_large_node_noprof past kmalloc_max): counted once, exactly, where
+ * nested() may miss the pair (recorded_just_now).
+ */
+static __always_inline bool nested_large(__u64 ptr, int slot, __u64 size, __u32 tgid, const int A)
+{
+	if (fn_alloc[slot].large || fn_alloc[slot].hook == HOOK_CACHE_ALLOC || size <= kmalloc_max)
+		return false;
+	return recorded_just_now((ptr << 2) | KIND_SLAB, tgid, A);
+}
+
+/*
  * fx_site returns the allocator's return address into its caller. An fexit
  * program's context lies in its trampoline's stack frame, below the
  * trampoline's own return address (into the allocator, just past its start)
@@ -90,13 +104,14 @@ static __always_inline int fx_alloc(__u64 *ctx, const int slot, const int A)
 		return 0;
 	}
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (nested((ev.ptr << 2) | KIND_SLAB, pid_tgid))
+	__u64 size = ctx_arg(ctx, fn_alloc[slot].size);
+	if (nested((ev.ptr << 2) | KIND_SLAB, pid_tgid) || nested_large(ev.ptr, slot, size, pid_tgid >> 32, A))
 		return 0;
 	ev.hook = fn_alloc[slot].hook;
 	ev.order = slot + 1; /* user space puts the allocator function at the stack's leaf */
 	ev.gfp = ctx_arg(ctx, fn_alloc[slot].gfp);
 	ev.cache = ctx_arg(ctx, fn_alloc[slot].cache);
-	if (!fn_finish(&ev, slot, ctx_arg(ctx, fn_alloc[slot].size)))
+	if (!fn_finish(&ev, slot, size))
 		return 0;
 	__u32 tgid = pid_tgid >> 32;
 	if (!admit(tgid))
@@ -179,7 +194,8 @@ static __always_inline int do_kr_alloc(struct pt_regs *ctx, const int A)
 		return 0;
 	}
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (nested((a.ev.ptr << 2) | KIND_SLAB, pid_tgid) || !fn_finish(&a.ev, slot, a.size)) {
+	if (nested((a.ev.ptr << 2) | KIND_SLAB, pid_tgid) || nested_large(a.ev.ptr, slot, a.size, pid_tgid >> 32, A) ||
+	    !fn_finish(&a.ev, slot, a.size)) {
 		site_freed(a.ev.site);
 		return 0;
 	}

@@ -35,7 +35,9 @@ static __always_inline void on_kmalloc(void *ctx, struct alloc_ev *ev, const int
 		return;
 	}
 	/* The kernel reports some large kmallocs twice: count them once. */
-	if (ev->alloc > kmalloc_max && kmalloc_twice((ev->ptr << 2) | KIND_SLAB))
+	if (ev->alloc > kmalloc_max &&
+	    (kmalloc_twice((ev->ptr << 2) | KIND_SLAB) ||
+	     recorded_just_now((ev->ptr << 2) | KIND_SLAB, bpf_get_current_pid_tgid() >> 32, A)))
 		return;
 	ev->kind = KIND_SLAB;
 	ev->hook = HOOK_KMALLOC;

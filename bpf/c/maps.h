@@ -327,6 +327,8 @@ __u64 vm_page_c = 0;
  * is cheaper than any time helper.
  */
 volatile __u64 clock_ns = 0;
+/* How often user space advances clock_ns (clockTick of bpf/tracer_linux.go). */
+#define CLOCK_TICK_NS 10000000ULL
 /*
  * fexit: per slot, the position (in words above ctx) of the allocator's
  * return address into its caller in the trampoline's frame, found at the first

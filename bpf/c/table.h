@@ -120,6 +120,44 @@ static __always_inline __u32 bucket_of(__u64 key)
 	return (__u32)((key * 0x9E3779B97F4A7C15ULL) >> (64 - table_bits));
 }
 
+/* find_record is the outstanding record of key, or NULL. */
+static __always_inline struct alloc_info *find_record(__u64 key, const int A)
+{
+	if (!A)
+		return bpf_map_lookup_elem(&table_hash, &key);
+	__u32 b = bucket_of(key);
+	struct bucket *bk = bpf_map_lookup_elem(&table_keys, &b);
+	if (!bk)
+		return NULL;
+#pragma unroll
+	for (int i = 0; i < BUCKET_WAYS; i++) {
+		if (bk->key[i] == key) {
+			__u32 idx = b * BUCKET_WAYS + i;
+			return bpf_map_lookup_elem(&table_recs, &idx);
+		}
+	}
+	return NULL;
+}
+
+/*
+ * recorded_just_now reports whether key's record is a large kmalloc the
+ * same process made within the last two ticks of the allocation clock: the
+ * first of a pair of reports of one allocation (kmalloc_twice, nested_large),
+ * which the second must not replace. nested() and kmalloc_twice see the pair
+ * on this CPU's last allocation, which an interrupt that allocates between
+ * the two, or a slow one (emulated kernels), overwrites or ages; the table
+ * is exact. A real reuse of the pointer after a missed free, by the same
+ * process within 20 ms, is all it could mistake.
+ */
+static __always_inline bool recorded_just_now(__u64 key, __u32 tgid, const int A)
+{
+	struct alloc_info *v = find_record(key, A);
+	if (!v || v->tgid != tgid || v->kind != KIND_SLAB || v->ts + 2 * CLOCK_TICK_NS < clock_ns)
+		return false;
+	count(C_NESTED);
+	return true;
+}
+
 /*
  * table_claim claims a slot for key in the array table and returns its
  * record, or NULL when the bucket is full. A slot already holding key (a

@@ -264,6 +264,12 @@ func captureCheck(t *testing.T, mode string) {
 			t.Errorf("the profile holds %d %s objects, /proc/slabinfo %d active: frees were missed", byCache[c], c, slab1[c])
 		}
 	}
+	// No stack crosses the tracing machinery: a trampoline left inside one
+	// (a slab's pages allocated under a kmem_cache_alloc hooked by fexit),
+	// or a BPF program named as an allocator's callee, misnames its site.
+	if bad := tracingFramesInside(p); len(bad) > 0 {
+		t.Errorf("stacks through the tracing machinery:\n%s", strings.Join(bad, "\n"))
+	}
 	losses := []string{"selfcheck_growth_untracked"}
 	if allHooked {
 		// Where a free path has no hook (no fentry, no kprobes), objects
@@ -279,6 +285,33 @@ func captureCheck(t *testing.T, mode string) {
 	if t.Failed() {
 		t.Logf("kmemprof's stdout:\n%s\nstderr:\n%s", r.stdout.String(), r.stderr.String())
 	}
+}
+
+// tracingFramesInside lists the profile's stacks (up to 5) that hold a BPF
+// trampoline, or a BPF program called by an allocator function: frames of
+// the tracing machinery where the kernel's own should be.
+func tracingFramesInside(p *profile.Profile) []string {
+	var bad []string
+	for _, s := range p.Sample {
+		var names []string
+		for _, l := range s.Location {
+			for _, ln := range l.Line {
+				names = append(names, ln.Function.Name)
+			}
+		}
+		for i, n := range names {
+			tramp := strings.HasPrefix(n, "bpf_trampoline_")
+			progUnderAlloc := strings.HasPrefix(n, "bpf_prog_") && i+1 < len(names) && bpf.IsAllocatorFrame(names[i+1])
+			if tramp || progUnderAlloc {
+				bad = append(bad, strings.Join(names, " < "))
+				break
+			}
+		}
+		if len(bad) == 5 {
+			break
+		}
+	}
+	return bad
 }
 
 // callSite is the first frame of a stack past the allocator's.

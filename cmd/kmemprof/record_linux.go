@@ -168,6 +168,8 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 	// is tracked against the kernel's counts at that instant, which also
 	// end the system view.
 	var check *selfCheckResult
+	var syms *symbolize.Kallsyms
+	var symsErr error
 	var startView *host.SystemView
 	if sysErr == nil {
 		startView = &sysStart
@@ -178,6 +180,11 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		Interval: o.interval,
 		Progress: progressLine(stderr, o.duration),
 		BeforeStop: func() (err error) {
+			// kallsyms is read while the programs are attached: their
+			// trampolines' symbols leave it at detach, and a stack that
+			// crossed one (a slab's pages, allocated under a hooked
+			// kmem_cache_alloc) would name the program loaded beside it.
+			syms, symsErr = symbolize.LoadKallsyms()
 			check, err = selfCheck(tr, startView)
 			return err
 		},
@@ -193,11 +200,14 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stderr, "interrupted: writing what was captured")
 	}
 	snap := res.Snapshot
-	// Read after the programs were loaded, so that their JIT symbols are in
-	// it and the trimming of tracing frames can name them.
-	syms, err := symbolize.LoadKallsyms()
-	if err != nil {
-		return err
+	// Read after the programs were loaded (in BeforeStop, or now if that
+	// did not run), so that their JIT symbols are in it and the trimming of
+	// tracing frames can name them.
+	if syms == nil && symsErr == nil {
+		syms, symsErr = symbolize.LoadKallsyms()
+	}
+	if symsErr != nil {
+		return symsErr
 	}
 	// The system view ends where the self-check read the kernel's counts,
 	// so that its TRACKED column is from the same instant; without a
