@@ -115,7 +115,7 @@ func parseAgent(args []string, stdout io.Writer, getenv func(string) string) (*a
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&help, "h", false, "")
 	if err := fs.Parse(args); err != nil {
-		return nil, usagef("%s", strings.TrimPrefix(err.Error(), "flag provided but not defined: "))
+		return nil, flagError(err)
 	}
 	if help {
 		fmt.Fprint(stdout, agentUsage)
@@ -124,9 +124,9 @@ func parseAgent(args []string, stdout io.Writer, getenv func(string) string) (*a
 	if fs.NArg() > 0 {
 		return nil, usagef("unexpected argument %q", fs.Arg(0))
 	}
-	d, err := time.ParseDuration(interval)
+	d, err := parseDuration(interval)
 	if err != nil || d < time.Second {
-		return nil, usagef("bad --interval %q: want a duration of 1s or more, such as 60s", interval)
+		return nil, usagef("bad --interval %q: want a duration of 1s or more, such as 60s or 60", interval)
 	}
 	o.interval = d
 	if o.pyroscope == "" && o.metrics == "" {

@@ -468,3 +468,12 @@ func TestAgentSoak(t *testing.T) {
 		t.Errorf("agent exit: %v\n%s", err, stderr.String())
 	}
 }
+
+// TestAgentIntervalSeconds: --interval takes bare seconds, as record's and
+// top's durations do.
+func TestAgentIntervalSeconds(t *testing.T) {
+	o, err := parseAgent([]string{"--metrics", "127.0.0.1:0", "--interval", "60"}, io.Discard, func(string) string { return "" })
+	if err != nil || o.interval != time.Minute {
+		t.Fatalf("agent --interval 60: %+v, %v", o, err)
+	}
+}

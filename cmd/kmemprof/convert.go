@@ -49,7 +49,7 @@ Options:
                       losses; writes no profile
       --json          with --info: one JSON object
       --tag TAGS      only these pool tags, comma-separated (e.g. Leak,Ntfx)
-      --pid PID       only allocations made by this process
+  -p, --pid PID       only allocations made by this process
       --min-age D     keep only allocations at least D old at the end of the
                       trace (e.g. 2s)
       --pooltag FILE  pooltag.txt, to print the owner of each tag
@@ -82,6 +82,7 @@ func parseConvert(args []string, stdout io.Writer) (*convertOptions, error) {
 	fs.BoolVar(&o.json, "json", false, "")
 	fs.StringVar(&tags, "tag", "", "")
 	fs.StringVar(&pid, "pid", "", "")
+	fs.StringVar(&pid, "p", "", "")
 	fs.StringVar(&minAge, "min-age", "0s", "")
 	fs.StringVar(&o.pooltag, "pooltag", "", "")
 	fs.IntVar(&o.rec.top, "top", 10, "")
@@ -120,9 +121,9 @@ func parseConvert(args []string, stdout io.Writer) (*convertOptions, error) {
 		}
 		o.rec.bpf.PID = uint32(p)
 	}
-	d, err := time.ParseDuration(minAge)
+	d, err := parseDuration(minAge)
 	if err != nil || d < 0 {
-		return nil, usagef("bad --min-age %q: want a duration such as 2s", minAge)
+		return nil, usagef("bad --min-age %q: want a duration such as 2s or 2", minAge)
 	}
 	o.rec.minAge = d
 	if o.rec.top < 0 {

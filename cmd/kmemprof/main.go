@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -53,6 +54,12 @@ Examples:
 Run 'kmemprof record --help' for every capture option and how to read the output.
 `
 
+const versionUsage = `Usage: kmemprof version   (also --version, -V)
+
+Prints kmemprof's version, the commit it was built from, and the Go toolchain
+and platform it was built for.
+`
+
 // exit codes
 const (
 	exitOK    = 0
@@ -89,11 +96,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runAgent(args[1:], stdout, stderr)
 	case "serve":
 		return runServe(args[1:], stdout, stderr)
-	case "version", "--version", "-version":
+	case "version", "--version", "-version", "-V":
+		if len(args) > 1 && isHelp(args[1]) {
+			fmt.Fprint(stdout, versionUsage)
+			return exitOK
+		}
+		if len(args) > 1 {
+			return report(stderr, "version", usagef("takes no arguments, got %q", args[1]))
+		}
 		fmt.Fprintln(stdout, versionString())
 		return exitOK
 	case "help", "-h", "--help", "-help":
-		if len(args) > 1 {
+		// help CMD is CMD --help; help of help (or -h -h) is this page.
+		if len(args) > 1 && !isHelp(args[1]) {
 			return run([]string{args[1], "--help"}, stdout, stderr)
 		}
 		fmt.Fprint(stdout, mainUsage)
@@ -102,6 +117,56 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kmemprof: unknown command %q\nRun 'kmemprof --help' for the list of commands.\n", cmd)
 		return exitUsage
 	}
+}
+
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "--help", "-help":
+		return true
+	}
+	return false
+}
+
+// Errors of the flag package, reworded the way the help spells options:
+// --long, -s.
+var (
+	flagUndefined = regexp.MustCompile(`^flag provided but not defined: -+(.*)$`)
+	flagNoValue   = regexp.MustCompile(`^flag needs an argument: -+(.*)$`)
+	flagBadValue  = regexp.MustCompile(`^invalid (?:boolean )?value "(.*)" for (?:flag )?-+([^:]*): (.*)$`)
+)
+
+// optionName spells a flag's name as the help does.
+func optionName(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// flagError turns an error of flag.FlagSet.Parse into a usageError that
+// names the option as the help spells it.
+func flagError(err error) error {
+	msg := err.Error()
+	if m := flagUndefined.FindStringSubmatch(msg); m != nil {
+		return usagef("unknown option %s", optionName(m[1]))
+	}
+	if m := flagNoValue.FindStringSubmatch(msg); m != nil {
+		return usagef("option %s needs a value", optionName(m[1]))
+	}
+	if m := flagBadValue.FindStringSubmatch(msg); m != nil {
+		why := m[3]
+		switch why {
+		case "parse error":
+			why = "not a number"
+			if strings.Contains(msg, "boolean") {
+				why = "want true or false"
+			}
+		case "value out of range":
+			why = "out of range"
+		}
+		return usagef("bad value %q for %s: %s", m[1], optionName(m[2]), why)
+	}
+	return usagef("%s", msg)
 }
 
 // usageError is a bad command line: it is printed with a pointer to --help
@@ -137,7 +202,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	rest := args
 	for len(rest) > 0 {
 		if err := fs.Parse(rest); err != nil {
-			return nil, usagef("%s", strings.TrimPrefix(err.Error(), "flag provided but not defined: "))
+			return nil, flagError(err)
 		}
 		left := fs.Args()
 		if consumed := len(rest) - len(left); consumed > 0 && rest[consumed-1] == "--" {

@@ -85,7 +85,15 @@ func TestBadInput(t *testing.T) {
 		want string
 	}{
 		{"unknown command", []string{"recrod"}, exitUsage, `unknown command "recrod"`},
-		{"unknown flag", []string{"record", "--durration", "5s", "-o", out}, exitUsage, "-durration"},
+		{"unknown flag", []string{"record", "--durration", "5s", "-o", out}, exitUsage, "unknown option --durration\nRun 'kmemprof record --help'"},
+		{"unknown short flag", []string{"record", "-q", "-o", out}, exitUsage, "unknown option -q"},
+		{"flag without value", []string{"record", "-o", out, "--top"}, exitUsage, "option --top needs a value"},
+		{"flag type named as in help", []string{"record", "-top", "x", "-o", out}, exitUsage, `bad value "x" for --top: not a number`},
+		{"bool flag value", []string{"record", "--follow=maybe", "-o", out}, exitUsage, `bad value "maybe" for --follow: want true or false`},
+		{"version with argument", []string{"version", "extra"}, exitUsage, `takes no arguments, got "extra"`},
+		{"bad -p", []string{"record", "-p", "abc", "-o", out}, exitUsage, `bad --pid "abc"`},
+		{"nan duration", []string{"record", "-d", "NaN", "-o", out}, exitUsage, `bad --duration "NaN"`},
+		{"huge duration", []string{"record", "-d", "1e300", "-o", out}, exitUsage, `bad --duration "1e300"`},
 		{"bad duration", []string{"record", "-d", "abc", "-o", out}, exitUsage, `bad --duration "abc"`},
 		{"zero duration", []string{"record", "-d", "0", "-o", out}, exitUsage, "bad --duration"},
 		{"negative duration", []string{"record", "-d", "-5s", "-o", out}, exitUsage, "bad --duration"},
@@ -141,6 +149,40 @@ func TestBadInput(t *testing.T) {
 				t.Errorf("files left in the output directory: %v", left)
 			}
 		})
+	}
+}
+
+// TestHelpOfHelp: help of help, in every spelling, is the main page, not
+// a recursion to the stack limit; help of a command is its page.
+func TestHelpOfHelp(t *testing.T) {
+	for _, args := range [][]string{
+		{"help", "help"}, {"help", "-h"}, {"-h", "-h"}, {"--help", "--help"}, {"help", "--help"}, {"-help", "help"},
+	} {
+		code, out, errOut := runInProcess(args...)
+		if code != exitOK || !strings.Contains(out, "Commands:") || errOut != "" {
+			t.Errorf("%q: exit %d, stdout %d bytes, stderr %q", args, code, len(out), errOut)
+		}
+	}
+	for _, args := range [][]string{{"help", "version"}, {"version", "--help"}} {
+		code, out, _ := runInProcess(args...)
+		if code != exitOK || !strings.Contains(out, "Usage: kmemprof version") {
+			t.Errorf("%q: exit %d, stdout %q", args, code, out)
+		}
+	}
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-V"}} {
+		code, out, _ := runInProcess(args...)
+		if code != exitOK || !strings.HasPrefix(out, "kmemprof ") {
+			t.Errorf("%q: exit %d, stdout %q", args, code, out)
+		}
+	}
+}
+
+// TestOneDurationSyntax: every subcommand takes bare seconds and Go
+// durations alike (the agent's in TestAgentIntervalSeconds).
+func TestOneDurationSyntax(t *testing.T) {
+	o, err := parseConvert([]string{"--min-age", "2", "-o", filepath.Join(t.TempDir(), "k.pb.gz"), "x.etl"}, &bytes.Buffer{})
+	if err != nil || o.rec.minAge.String() != "2s" {
+		t.Errorf("convert --min-age 2: %v", err)
 	}
 }
 

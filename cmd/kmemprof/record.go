@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -79,7 +80,7 @@ Options:
                            slab    kmem_cache_alloc/free and kmalloc/kfree
                            page    mm_page_alloc/free (page allocator)
                            percpu  percpu_alloc/free_percpu
-      --pid PID          only allocations made by this process
+  -p, --pid PID          only allocations made by this process
       --follow           with -- CMD: only allocations made by CMD and every
                          process it starts (children, grandchildren... as they
                          are forked; filtered in the kernel)
@@ -191,6 +192,7 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 	fs.StringVar(&minAge, "min-age", "0s", "")
 	fs.StringVar(&kinds, "kinds", "slab", "")
 	fs.StringVar(&pid, "pid", "", "")
+	fs.StringVar(&pid, "p", "", "")
 	fs.BoolVar(&follow, "follow", false, "")
 	var nestedFrees string
 	fs.StringVar(&nestedFrees, "nested-frees", "exact", "")
@@ -216,7 +218,7 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&help, "h", false, "")
 	if err := fs.Parse(args); err != nil {
-		return nil, usagef("%s", strings.TrimPrefix(err.Error(), "flag provided but not defined: "))
+		return nil, flagError(err)
 	}
 	if help {
 		fmt.Fprint(stdout, recordUsage)
@@ -369,8 +371,12 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 
 // parseDuration accepts Go durations ("30s", "1m30s") and plain numbers of
 // seconds ("30", "0.5").
+// Every subcommand's durations go through it: one syntax everywhere.
 func parseDuration(s string) (time.Duration, error) {
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > float64(math.MaxInt64/int64(time.Second)) {
+			return 0, fmt.Errorf("duration %q out of range", s)
+		}
 		return time.Duration(f * float64(time.Second)), nil
 	}
 	return time.ParseDuration(s)

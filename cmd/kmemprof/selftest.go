@@ -46,7 +46,7 @@ func parseSelftest(args []string, stdout io.Writer) (*selftestOptions, error) {
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&help, "h", false, "")
 	if err := fs.Parse(args); err != nil {
-		return nil, usagef("%s", strings.TrimPrefix(err.Error(), "flag provided but not defined: "))
+		return nil, flagError(err)
 	}
 	if help {
 		fmt.Fprint(stdout, selftestUsage)

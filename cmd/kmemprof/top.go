@@ -4,7 +4,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/kmemprof/kmemprof/bpf"
@@ -64,7 +63,7 @@ func parseTop(args []string, stdout io.Writer) (*topOptions, error) {
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&help, "h", false, "")
 	if err := fs.Parse(args); err != nil {
-		return nil, usagef("%s", strings.TrimPrefix(err.Error(), "flag provided but not defined: "))
+		return nil, flagError(err)
 	}
 	if help {
 		fmt.Fprint(stdout, topUsage)
