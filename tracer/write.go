@@ -23,6 +23,14 @@ const profileMode = 0o600
 // file gets mode 0600 whatever the umask. On error the temporary file is
 // removed and path is untouched; the error reads "writing profile PATH: ...".
 func WriteProfile(path string, p *profile.Profile) (err error) {
+	return WriteProfileOwned(path, p, -1, -1)
+}
+
+// WriteProfileOwned is WriteProfile with the file given to user uid and
+// group gid (as chown does; -1 keeps the writer's) before it takes path's
+// name: a profile written under sudo belongs to the user who ran sudo, still
+// readable by no one else.
+func WriteProfileOwned(path string, p *profile.Profile, uid, gid int) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -42,6 +50,11 @@ func WriteProfile(path string, p *profile.Profile) (err error) {
 
 	if err := f.Chmod(profileMode); err != nil {
 		return err
+	}
+	if uid >= 0 || gid >= 0 {
+		if err := f.Chown(uid, gid); err != nil {
+			return err
+		}
 	}
 	// gzip hands the file many small writes; batch them.
 	w := bufio.NewWriterSize(f, 256<<10)

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -454,7 +456,11 @@ func writeOutputs(o *recordOptions, agg *tracer.Aggregation, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
-	if err := tracer.WriteProfile(o.output, prof); err != nil {
+	uid, gid, sudo := sudoUser(os.Getenv)
+	if !sudo {
+		uid, gid = -1, -1
+	}
+	if err := tracer.WriteProfileOwned(o.output, prof, uid, gid); err != nil {
 		return err
 	}
 	if o.top > 0 {
@@ -467,9 +473,40 @@ func writeOutputs(o *recordOptions, agg *tracer.Aggregation, stdout, stderr io.W
 			}
 		}
 	}
-	fmt.Fprintf(stderr, "wrote %s (%d samples)\nopen it with: go tool pprof -http=127.0.0.1:8080 %s\n",
-		o.output, len(prof.Sample), o.output)
+	fmt.Fprintf(stderr, "wrote %s (%d samples)\n%s", o.output, len(prof.Sample), nextSteps(o.output))
 	return nil
+}
+
+// nextSteps is what to run next on a written profile: kmemprof serve first
+// (no Go toolchain needed), as the user who ran sudo when under it, since the
+// profile is theirs.
+func nextSteps(path string) string {
+	arg := path
+	if strings.ContainsAny(arg, " \t'\"$`\\") {
+		arg = "'" + strings.ReplaceAll(arg, "'", `'\''`) + "'"
+	}
+	self := "kmemprof"
+	if exe, err := os.Executable(); err == nil && filepath.Base(exe) == "kmemprof" {
+		if p, err := exec.LookPath("kmemprof"); err != nil || p != exe {
+			self = exe
+		}
+	}
+	return fmt.Sprintf("open it with: %s serve %s   (or: go tool pprof -http=127.0.0.1:8080 %s)\n", self, arg, arg)
+}
+
+// sudoUser is the user who ran kmemprof through sudo (SUDO_UID, SUDO_GID),
+// when kmemprof runs as root on a Unix: the files it writes are given to
+// them. ok is false otherwise, or when the variables do not parse.
+func sudoUser(getenv func(string) string) (uid, gid int, ok bool) {
+	if runtime.GOOS == "windows" || os.Geteuid() != 0 {
+		return 0, 0, false
+	}
+	u, err1 := strconv.Atoi(getenv("SUDO_UID"))
+	g, err2 := strconv.Atoi(getenv("SUDO_GID"))
+	if err1 != nil || err2 != nil || u <= 0 || g < 0 {
+		return 0, 0, false
+	}
+	return u, g, true
 }
 
 // progressLine returns a tracer.CaptureConfig.Progress that keeps one line
