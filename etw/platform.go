@@ -14,8 +14,11 @@ var Platform = tracer.Platform{
 	// symbols they only say "ntoskrnl.exe+0x...", and the first driver past
 	// them is the caller worth showing.
 	AllocatorFrame: func(f tracer.Frame) bool { return IsAllocatorFrame(f.Function) || isKernelImage(f.Module) },
-	Origin:         firstDriver,
-	CacheHeader:    "TAG",
+	// The profile leaves out only the pool allocator itself: the kernel
+	// functions that called it for a driver (IoAllocateIrp...) stay.
+	ProfileAllocator: func(f tracer.Frame) bool { return IsAllocatorFrame(f.Function) },
+	Origin:           firstDriver,
+	CacheHeader:      "TAG",
 }
 
 // kernelImages are the modules that make up the Windows kernel itself: the

@@ -30,6 +30,11 @@ type Platform struct {
 	// summary shows: it shows the first frame past the run of them. nil:
 	// none is.
 	AllocatorFrame func(f Frame) bool
+	// ProfileAllocator reports whether a frame is the allocator proper,
+	// which the profile leaves out at the leaf end of its stacks (so that
+	// pprof's flat column names the code that allocated, as Go's heap
+	// profiles do) and names in the allocator label; nil: AllocatorFrame.
+	ProfileAllocator func(f Frame) bool
 	// Constructor reports whether a function builds an object of a
 	// reclaimable cache and allocates what is freed with it (an inode's
 	// security blob, a dentry's long name): objects allocated under one
@@ -57,6 +62,30 @@ func (p *Platform) kernelMapping() string {
 
 func (p *Platform) isAllocator(f Frame) bool {
 	return p.AllocatorFrame != nil && p.AllocatorFrame(f)
+}
+
+func (p *Platform) isProfileAllocator(f Frame) bool {
+	if p.ProfileAllocator != nil {
+		return p.ProfileAllocator(f)
+	}
+	return p.isAllocator(f)
+}
+
+// allocatorRun is the number of allocator frames at the leaf end of fs that
+// the profile leaves out: none when every frame is one (the stack would be
+// empty), or for a placeholder of a lost stack.
+func (p *Platform) allocatorRun(s *AggSample) int {
+	if s.Stack < 0 {
+		return 0
+	}
+	n := 0
+	for n < len(s.Frames) && s.Frames[n].Function != NotWalkedName && p.isProfileAllocator(s.Frames[n]) {
+		n++
+	}
+	if n == len(s.Frames) {
+		return 0
+	}
+	return n
 }
 
 func (p *Platform) isConstructor(f Frame) bool {

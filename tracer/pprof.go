@@ -34,6 +34,11 @@ const (
 	LabelGFP       = "gfp"               // page allocations: GFP flags
 	LabelMigrate   = "migratetype"       // page allocations: migrate type
 	LabelAccounted = "accounted"
+	// LabelAllocator is the allocator function the sample's code called
+	// (kmem_cache_alloc_noprof, __kmalloc_noprof, alloc_pages_mpol_noprof,
+	// ExAllocatePool2): the profile leaves the allocator's frames out of
+	// the stack, so that its leaf is the code that allocated.
+	LabelAllocator = "allocator"
 	LabelContainer = "container" // the container of the cgroup path (Options.Container), e.g. "docker:3f4e5a6b7c8d..."
 	LabelPod       = "pod"       // the Kubernetes pod uid of the cgroup path (Options.Container)
 	// LabelMemcg is the memory cgroup charged, by its path in the memory
@@ -221,8 +226,9 @@ func (b *profileBuilder) locations(s *AggSample) []*profile.Location {
 	if ls, ok := b.stacks[s.Stack]; ok {
 		return ls
 	}
-	ls := make([]*profile.Location, len(s.Frames))
-	for i, f := range s.Frames {
+	frames := s.Frames[b.platform.allocatorRun(s):]
+	ls := make([]*profile.Location, len(frames))
+	for i, f := range frames {
 		if s.Stack < 0 {
 			// A placeholder has no address to map; pprof accepts a
 			// mapping-less location that carries its function.
@@ -308,6 +314,7 @@ type labelSet struct {
 	owner     string
 	untraced  bool
 	detail    uint64
+	allocator string
 }
 
 // labels returns the string labels of a sample, shared with every sample
@@ -317,7 +324,11 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 	if b.platform.Origin != nil {
 		driver = b.platform.Origin(s.Frames)
 	}
-	ls := labelSet{s.Kind, s.Accounted, s.PID, s.CgroupID, s.Cache, s.Comm, s.CgroupPath, s.MemcgPath, s.MemcgRemoved, s.Pool, driver, s.Reclaimable, s.ReclaimableOwner, s.FreesUntraced, keyDetail(&s.Key)}
+	var allocator string
+	if n := b.platform.allocatorRun(s); n > 0 {
+		allocator = frameName(s.Frames[n-1])
+	}
+	ls := labelSet{s.Kind, s.Accounted, s.PID, s.CgroupID, s.Cache, s.Comm, s.CgroupPath, s.MemcgPath, s.MemcgRemoved, s.Pool, driver, s.Reclaimable, s.ReclaimableOwner, s.FreesUntraced, keyDetail(&s.Key), allocator}
 	if l, ok := b.labelSets[ls]; ok {
 		return l
 	}
@@ -405,6 +416,9 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 	}
 	if s.Accounted {
 		l[LabelAccounted] = []string{"true"}
+	}
+	if allocator != "" {
+		l[LabelAllocator] = []string{allocator}
 	}
 	b.labelSets[ls] = l
 	return l

@@ -38,7 +38,9 @@ func TestGoToolPprof(t *testing.T) {
 		{
 			name: "top",
 			args: []string{"-top"},
-			want: []string{"Type: inuse_space", "__alloc_pages_noprof", "ringbuf_drops=3", "[stack lost: bucket collision]"},
+			// The flat column names the code that allocated, not the allocator.
+			want:    []string{"Type: inuse_space", "ftrace_process_locs", "alloc_foo", "ringbuf_drops=3", "[stack lost: bucket collision]"},
+			notWant: []string{"__alloc_pages_noprof", "__kmalloc_noprof", "kmem_cache_alloc_noprof"},
 		},
 		{
 			name: "raw",
@@ -53,8 +55,13 @@ func TestGoToolPprof(t *testing.T) {
 		{
 			name:    "tagfocus",
 			args:    []string{"-tagfocus=cache=kmalloc-64", "-top"},
-			want:    []string{"__kmalloc_noprof", "[stack lost: bucket collision]"},
-			notWant: []string{"__alloc_pages_noprof", "kmem_cache_alloc_noprof"},
+			want:    []string{"alloc_foo", "[stack lost: bucket collision]"},
+			notWant: []string{"ftrace_process_locs", "nft_trans_alloc_gfp"},
+		},
+		{
+			name: "allocator label",
+			args: []string{"-tags"},
+			want: []string{"allocator:", "__kmalloc_noprof", "kmem_cache_alloc_noprof"},
 		},
 	}
 	for _, tt := range tests {

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -270,6 +272,11 @@ func captureCheck(t *testing.T, mode string) {
 	if bad := tracingFramesInside(p); len(bad) > 0 {
 		t.Errorf("stacks through the tracing machinery:\n%s", strings.Join(bad, "\n"))
 	}
+	// The leaves are the code that allocated (pprof's flat column): the
+	// allocator is a label.
+	if bad := allocatorLeaves(p, held.PID); len(bad) > 0 {
+		t.Errorf("stacks whose leaf is the allocator, or with no allocator label:\n%s", strings.Join(bad, "\n"))
+	}
 	losses := []string{"selfcheck_growth_untracked"}
 	if allHooked {
 		// Where a free path has no hook (no fentry, no kprobes), objects
@@ -306,6 +313,33 @@ func tracingFramesInside(p *profile.Profile) []string {
 				bad = append(bad, strings.Join(names, " < "))
 				break
 			}
+		}
+		if len(bad) == 5 {
+			break
+		}
+	}
+	return bad
+}
+
+// allocatorLeaves lists the profile's stacks (up to 5) whose leaf is an
+// allocator function, and those of process pid that were walked (not a
+// call site only) but carry no allocator label.
+func allocatorLeaves(p *profile.Profile, pid int) []string {
+	var bad []string
+	for _, s := range p.Sample {
+		var names []string
+		for _, l := range s.Location {
+			for _, ln := range l.Line {
+				names = append(names, ln.Function.Name)
+			}
+		}
+		if len(names) == 0 || strings.HasPrefix(names[0], "[stack lost") {
+			continue
+		}
+		walked := !slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, "[stack not walked") })
+		ours := len(s.Label["pid"]) == 1 && s.Label["pid"][0] == strconv.Itoa(pid)
+		if bpf.IsAllocatorFrame(names[0]) || (ours && walked && len(s.Label["allocator"]) != 1) {
+			bad = append(bad, fmt.Sprintf("%s (allocator=%v)", strings.Join(names, " < "), s.Label["allocator"]))
 		}
 		if len(bad) == 5 {
 			break

@@ -139,15 +139,20 @@ Reading the output:
   go tool pprof -tagfocus=cache=filp -top kmem.pb.gz    one slab cache
   go tool pprof -tags kmem.pb.gz                        caches, comms, pids, cgroups
   go tool pprof -http=127.0.0.1:8080 kmem.pb.gz         flame graph in a browser
-  go tool pprof -diff_base=before.pb.gz -top after.pb.gz
+  go tool pprof -diff_base=a.pb.gz -top b.pb.gz         two captures' leftovers
+                                                        (each holds only its own
+                                                        window's allocations)
 
 Sample types: inuse_space (default), inuse_objects, alloc_space,
 alloc_objects (with --mode full or sample, alloc_* count every allocation made
 during the capture, freed or not; in the default mode they equal inuse_*).
 Labels: kind, cache, comm, pid, cgroup, memcg (the memory cgroup charged, v1
 or v2), memcg_removed=true (its memcg was removed while the objects live on:
-a dead container's kernel memory), container, pod, accounted; numeric label
-bytes. The summary lists removed memcgs whose objects live on.
+a dead container's kernel memory), container, pod, accounted, allocator (the
+allocator function called: its frames leave the stacks, so that the leaf is
+the code that allocated), reclaimable, reclaimable_owner, merged_with,
+frees_untraced; pages: order, gfp, migratetype; numeric label bytes. The
+summary lists removed memcgs whose objects live on.
 
 Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYSLOG (or CAP_SYS_ADMIN), and a
 kernel with BTF (/sys/kernel/btf/vmlinux).

@@ -192,7 +192,7 @@ func TestTagsBadInput(t *testing.T) {
 		{"tag too long in bytes", []string{"--drivers", drivers, "Lé€"}, exitUsage, "longer than 4 characters"},
 		{"empty tag", []string{"--drivers", drivers, ""}, exitUsage, "empty tag"},
 		{"unknown flag", []string{"--driver", drivers, "Leak"}, exitUsage, "-driver"},
-		{"flag without value", []string{"Leak", "--pooltag"}, exitUsage, "flag needs an argument"},
+		{"flag without value", []string{"Leak", "--pooltag"}, exitUsage, "option --pooltag needs a value"},
 		{"nothing to look in", []string{"--drivers", "", "Leak"}, exitUsage, `nothing to look in: give --pooltag FILE (triage\pooltag.txt`},
 		{"empty pooltag", []string{"--pooltag", "", "--drivers", drivers, "Leak"}, exitUsage, "--pooltag needs a file name"},
 		{"missing drivers dir", []string{"--drivers", filepath.Join(dir, "nope"), "Leak"}, exitUsage, "not a directory"},
