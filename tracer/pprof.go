@@ -49,6 +49,17 @@ const (
 	// removed while they live on: `-tagfocus memcg_removed=true`.
 	LabelMemcgRemoved = "memcg_removed"
 	LabelBytes        = "bytes" // numeric: average allocation size in the sample
+	// LabelRequested (numeric, bytes) is what the callers of the sample's
+	// in-use allocations asked for (the summary's REQ%); absent when unknown.
+	LabelRequested = "requested"
+	// LabelSteadiness (numeric, parts per million) is the growth figure's
+	// steadiness (GrowthFigure.Steadiness), on profiles with growth.
+	LabelSteadiness = "steadiness"
+	// LabelGrowthObjects and LabelGrowthSpace (numeric) are the growth of a
+	// sample whose growth values are zero because it is reclaimable
+	// (AggSample.LeakGrowth): the summary shows it all the same.
+	LabelGrowthObjects = "reclaimable_growth_objects"
+	LabelGrowthSpace   = "reclaimable_growth_space"
 )
 
 // Profile builds a heap-shaped pprof profile from the aggregation: the sample
@@ -123,10 +134,18 @@ func (a *Aggregation) Profile() (*profile.Profile, error) {
 		}
 		ps.Location = b.locations(s)
 		ps.Label = b.labels(s)
-		if avg, ok := averageBytes(s); ok {
-			ps.NumLabel = b.numLabel(avg)
-			ps.NumUnit = b.numUnit
+		nk := numKey{req: -1, steady: -1, growthObjects: -1, growthSpace: -1}
+		nk.avg, nk.hasAvg = averageBytes(s)
+		if s.ReqSpace > 0 && s.InuseObjects > 0 {
+			nk.req = clampInt64(s.ReqSpace)
 		}
+		if a.HasGrowth {
+			nk.steady = int64(math.Round(s.Steadiness * 1e6))
+			if objects, space := s.LeakGrowth(); objects != s.GrowthObjects || space != s.GrowthSpace {
+				nk.growthObjects, nk.growthSpace = clampInt64(s.GrowthObjects), clampInt64(s.GrowthSpace)
+			}
+		}
+		ps.NumLabel, ps.NumUnit = b.numLabel(nk)
 		p.Sample[i] = ps
 	}
 
@@ -178,8 +197,7 @@ type profileBuilder struct {
 	locs        map[locKey]*profile.Location
 	stacks      map[StackID][]*profile.Location
 	labelSets   map[labelSet]map[string][]string
-	numLabels   map[int64]map[string][]int64
-	numUnit     map[string][]string
+	numLabels   map[numKey]numLabels
 }
 
 func newProfileBuilder(p *profile.Profile, samples []AggSample, platform *Platform) *profileBuilder {
@@ -190,8 +208,7 @@ func newProfileBuilder(p *profile.Profile, samples []AggSample, platform *Platfo
 		locs:      make(map[locKey]*profile.Location),
 		stacks:    make(map[StackID][]*profile.Location),
 		labelSets: make(map[labelSet]map[string][]string),
-		numLabels: make(map[int64]map[string][]int64),
-		numUnit:   map[string][]string{LabelBytes: {"bytes"}},
+		numLabels: make(map[numKey]numLabels),
 	}
 	// The mapping must span every kernel address, so find the range first.
 	lo, hi := uint64(math.MaxUint64), uint64(0)
@@ -424,15 +441,48 @@ func (b *profileBuilder) labels(s *AggSample) map[string][]string {
 	return l
 }
 
-// numLabel returns the numeric labels for a sample whose objects average avg
-// bytes, shared with every sample of the same average.
-func (b *profileBuilder) numLabel(avg int64) map[string][]int64 {
-	if l, ok := b.numLabels[avg]; ok {
-		return l
+// numKey is everything a sample's numeric labels depend on; -1: absent.
+type numKey struct {
+	avg                        int64
+	hasAvg                     bool
+	req, steady                int64
+	growthObjects, growthSpace int64
+}
+
+// numLabel returns the numeric labels of a sample and their units, shared
+// with every sample that has the same ones (nil, nil when it has none).
+func (b *profileBuilder) numLabel(k numKey) (map[string][]int64, map[string][]string) {
+	if l, ok := b.numLabels[k]; ok {
+		return l.labels, l.units
 	}
-	l := map[string][]int64{LabelBytes: {avg}}
-	b.numLabels[avg] = l
-	return l
+	l := numLabels{labels: map[string][]int64{}, units: map[string][]string{}}
+	add := func(key string, v int64, unit string) {
+		l.labels[key] = []int64{v}
+		l.units[key] = []string{unit}
+	}
+	if k.hasAvg {
+		add(LabelBytes, k.avg, "bytes")
+	}
+	if k.req >= 0 {
+		add(LabelRequested, k.req, "bytes")
+	}
+	if k.steady >= 0 {
+		add(LabelSteadiness, k.steady, "ppm")
+	}
+	if k.growthObjects >= 0 {
+		add(LabelGrowthObjects, k.growthObjects, "count")
+		add(LabelGrowthSpace, k.growthSpace, "bytes")
+	}
+	if len(l.labels) == 0 {
+		l = numLabels{}
+	}
+	b.numLabels[k] = l
+	return l.labels, l.units
+}
+
+type numLabels struct {
+	labels map[string][]int64
+	units  map[string][]string
 }
 
 // comments returns the profile comments: the capture facts, the counters

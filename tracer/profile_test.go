@@ -68,15 +68,18 @@ func sampleName(s *profile.Sample) string {
 		}
 	}
 	slices.Sort(labels)
+	var nums []string
 	for k, vs := range s.NumLabel {
 		for i, v := range vs {
 			unit := ""
 			if us := s.NumUnit[k]; i < len(us) {
 				unit = us[i]
 			}
-			labels = append(labels, fmt.Sprintf("%s=%d%s", k, v, unit))
+			nums = append(nums, fmt.Sprintf("%s=%d%s", k, v, unit))
 		}
 	}
+	slices.Sort(nums)
+	labels = append(labels, nums...)
 	return strings.Join(names, ";") + " " + strings.Join(labels, " ")
 }
 
@@ -119,16 +122,16 @@ func TestProfileRoundTrip(t *testing.T) {
 		)
 		// alloc_objects, alloc_space, inuse_objects, inuse_space.
 		want := map[string][4]int64{
-			pages + " allocator=alloc_pages_mpol comm=swapper/0 gfp=0xcc0 kind=page migratetype=Unmovable order=1 bytes=8192bytes":                        {2, 16384, 1, 8192},
-			foo + " allocator=__kmalloc_noprof comm=System kind=pool pid=4 pool=NonPaged tag=Tag1 bytes=320bytes":                                         {1, 320, 1, 320},
-			"[stack lost: evicted from stack map] cache=kmalloc-128 comm=bar kind=slab pid=5 bytes=128bytes":                                              {2, 256, 2, 256},
-			foo + " accounted=true allocator=__kmalloc_noprof cache=kmalloc-64 cgroup=/system.slice/foo.service comm=foo kind=slab pid=100 bytes=64bytes": {10, 640, 2, 128},
-			nft + " allocator=kmem_cache_alloc_noprof cache=nft_trans comm=nft kind=slab pid=200 bytes=128bytes":                                          {3, 384, 1, 128},
-			foo + " allocator=__kmalloc_noprof cache=kmalloc-64 cgroup=/system.slice/foo.service comm=foo kind=slab pid=101 bytes=64bytes":                {1, 64, 1, 64},
-			"[stack lost: bucket collision] cache=kmalloc-64 comm=foo kind=slab pid=100 bytes=64bytes":                                                    {4, 256, 1, 64},
-			plumb + " cache=kmalloc-32 comm=baz kind=slab pid=6 bytes=32bytes":                                                                            {1, 32, 1, 32},
-			pages + " allocator=alloc_pages_mpol cache=kmalloc-8k comm=qux kind=slab pid=8 bytes=8192bytes":                                               {1, 8192, 0, 0},
-			nft + " allocator=kmem_cache_alloc_noprof cache=nft_trans cgroup=9 comm=nft kind=slab pid=300 bytes=128bytes":                                 {5, 640, 0, 0},
+			pages + " allocator=alloc_pages_mpol comm=swapper/0 gfp=0xcc0 kind=page migratetype=Unmovable order=1 bytes=8192bytes requested=8192bytes":                      {2, 16384, 1, 8192},
+			foo + " allocator=__kmalloc_noprof comm=System kind=pool pid=4 pool=NonPaged tag=Tag1 bytes=320bytes requested=300bytes":                                        {1, 320, 1, 320},
+			"[stack lost: evicted from stack map] cache=kmalloc-128 comm=bar kind=slab pid=5 bytes=128bytes requested=220bytes":                                             {2, 256, 2, 256},
+			foo + " accounted=true allocator=__kmalloc_noprof cache=kmalloc-64 cgroup=/system.slice/foo.service comm=foo kind=slab pid=100 bytes=64bytes requested=90bytes": {10, 640, 2, 128},
+			nft + " allocator=kmem_cache_alloc_noprof cache=nft_trans comm=nft kind=slab pid=200 bytes=128bytes requested=100bytes":                                         {3, 384, 1, 128},
+			foo + " allocator=__kmalloc_noprof cache=kmalloc-64 cgroup=/system.slice/foo.service comm=foo kind=slab pid=101 bytes=64bytes requested=64bytes":                {1, 64, 1, 64},
+			"[stack lost: bucket collision] cache=kmalloc-64 comm=foo kind=slab pid=100 bytes=64bytes requested=64bytes":                                                    {4, 256, 1, 64},
+			plumb + " cache=kmalloc-32 comm=baz kind=slab pid=6 bytes=32bytes requested=20bytes":                                                                            {1, 32, 1, 32},
+			pages + " allocator=alloc_pages_mpol cache=kmalloc-8k comm=qux kind=slab pid=8 bytes=8192bytes":                                                                 {1, 8192, 0, 0},
+			nft + " allocator=kmem_cache_alloc_noprof cache=nft_trans cgroup=9 comm=nft kind=slab pid=300 bytes=128bytes":                                                   {5, 640, 0, 0},
 		}
 		got := make(map[string][4]int64)
 		for _, s := range p.Sample {

@@ -223,6 +223,9 @@ type SelfCheck struct {
 	Findings []SelfCheckFinding
 	// Unmatched are tracked caches the kernel's counts do not list.
 	Unmatched map[string]uint64
+	// Printed, when set, are the lines of a self-check read back from a
+	// profile's comments (FromProfile): Lines returns them as they are.
+	Printed []string
 }
 
 // RunSelfCheck compares the tracked figures of in with the kernel's (see
@@ -316,6 +319,9 @@ func (c *SelfCheck) Counters() []Counter {
 // comments: one per finding (at most selfCheckLines, largest first),
 // losses "!"-marked, then one that says what was compared.
 func (c *SelfCheck) Lines() []string {
+	if c.Printed != nil {
+		return c.Printed
+	}
 	var out []string
 	for i, f := range c.Findings {
 		if i == selfCheckLines {

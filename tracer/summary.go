@@ -41,9 +41,32 @@ type summaryRow struct {
 
 type rowKey struct {
 	kind  Kind
-	stack StackID
+	stack string // the stack as the profile shows it (stackKey)
 	cache string
 	pool  string
+}
+
+// stackKey tells stacks apart as the profile does: by the frames past the
+// allocator's (which the profile leaves out) and the allocator called, so
+// that the summary's rows are those `kmemprof report` and pprof find in
+// the profile.
+func (p *Platform) stackKey(s *AggSample) string {
+	if s.Stack < 0 {
+		return "lost " + strconv.Itoa(int(s.Stack))
+	}
+	n := p.allocatorRun(s)
+	var b strings.Builder
+	if n > 0 {
+		b.WriteString(frameName(s.Frames[n-1]))
+	}
+	for _, f := range s.Frames[n:] {
+		b.WriteByte(' ')
+		b.WriteString(strconv.FormatUint(f.Addr, 16))
+		if f.Addr == 0 {
+			b.WriteString(f.Function)
+		}
+	}
+	return b.String()
 }
 
 // WriteSummary writes a human-readable report to w: the n call sites
@@ -68,7 +91,7 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int) error {
 		if s.InuseObjects == 0 && s.InuseSpace == 0 {
 			continue
 		}
-		k := rowKey{s.Kind, s.Stack, s.Cache, s.Pool}
+		k := rowKey{s.Kind, a.Platform.stackKey(s), s.Cache, s.Pool}
 		ri, ok := index[k]
 		if !ok {
 			ri = len(rows)
@@ -196,7 +219,7 @@ func (a *Aggregation) writeRemovedMemcgs(w io.Writer, skipFrame func(Frame) bool
 		r.space += s.InuseSpace
 		objects += s.InuseObjects
 		space += s.InuseSpace
-		k := rowKey{s.Kind, s.Stack, s.Cache, s.Pool}
+		k := rowKey{s.Kind, a.Platform.stackKey(s), s.Cache, s.Pool}
 		st := r.sites[k]
 		if st == nil {
 			st = &site{cache: s.Cache, frames: s.Frames}

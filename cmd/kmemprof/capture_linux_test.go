@@ -277,6 +277,12 @@ func captureCheck(t *testing.T, mode string) {
 	if bad := allocatorLeaves(p, held.PID); len(bad) > 0 {
 		t.Errorf("stacks whose leaf is the allocator, or with no allocator label:\n%s", strings.Join(bad, "\n"))
 	}
+	// kmemprof report prints the rows the capture printed.
+	if code, out, errOut := runInProcess("report", "--top", "12", r.out); code != exitOK {
+		t.Errorf("kmemprof report: exit %d: %s", code, errOut)
+	} else if got, want := summaryTable(out), summaryTable(r.stdout.String()); got != want || want == "" {
+		t.Errorf("kmemprof report's rows differ from the capture's:\n--- capture\n%s\n--- report\n%s", want, got)
+	}
 	losses := []string{"selfcheck_growth_untracked"}
 	if allHooked {
 		// Where a free path has no hook (no fentry, no kprobes), objects
@@ -319,6 +325,17 @@ func tracingFramesInside(p *profile.Profile) []string {
 		}
 	}
 	return bad
+}
+
+// summaryTable is the table of a summary: from its IN-USE header to the
+// line before the totals.
+func summaryTable(out string) string {
+	_, rest, ok := strings.Cut(out, "IN-USE")
+	if !ok {
+		return ""
+	}
+	table, _, _ := strings.Cut(rest, "\noutstanding:")
+	return "IN-USE" + table
 }
 
 // allocatorLeaves lists the profile's stacks (up to 5) whose leaf is an

@@ -38,6 +38,7 @@ Commands:
   record    trace kernel allocations and write a profile (needs root)
   top       live view of the slab caches: allocs, frees, diff, in-use, growth (needs root)
   selftest  check that kmemprof finds a known leak on this kernel (needs root)
+  report    print the summary of a saved profile (top rows, counters, losses)
   serve     open a saved profile in the pprof web UI (flame graph, top, graph)
   tags      find the driver that owns a Windows pool tag (pooltag.txt, *.sys scan)
   convert   turn a Windows .etl trace with pool events into a profile (any OS)
@@ -48,6 +49,8 @@ Commands:
 Examples:
   sudo kmemprof record -d 30s                  # 30 s capture to kmem.pb.gz
   sudo kmemprof record --pid 1234 -o app.pb.gz # only allocations by process 1234
+  kmemprof report kmem.pb.gz                   # the summary again, later
+  kmemprof serve kmem.pb.gz                    # flame graph in a browser
   go tool pprof -top kmem.pb.gz                # heaviest in-use stacks
   go tool pprof -http=127.0.0.1:8080 kmem.pb.gz
 
@@ -96,6 +99,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runAgent(args[1:], stdout, stderr)
 	case "serve":
 		return runServe(args[1:], stdout, stderr)
+	case "report":
+		return runReport(args[1:], stdout, stderr)
 	case "version", "--version", "-version", "-V":
 		if len(args) > 1 && isHelp(args[1]) {
 			fmt.Fprint(stdout, versionUsage)

@@ -47,6 +47,8 @@ func TestHelp(t *testing.T) {
 	}{
 		{"main", []string{"--help"}, []string{"record", "go tool pprof", "kmemprof record --help"}},
 		{"help record", []string{"help", "record"}, []string{"--duration", "--kinds"}},
+		{"report", []string{"report", "--help"}, []string{"--top", "kmemprof report kmem.pb.gz"}},
+		{"main lists report", []string{"help"}, []string{"report    print the summary"}},
 		{"record", []string{"record", "--help"}, []string{
 			"--duration", "--output", "--min-age", "--kinds", "--pid", "--cgroup", "--cache",
 			"--min-size", "--attach", "--stack-depth", "--max-outstanding", "--top",
@@ -90,6 +92,10 @@ func TestBadInput(t *testing.T) {
 		{"flag without value", []string{"record", "-o", out, "--top"}, exitUsage, "option --top needs a value"},
 		{"flag type named as in help", []string{"record", "-top", "x", "-o", out}, exitUsage, `bad value "x" for --top: not a number`},
 		{"bool flag value", []string{"record", "--follow=maybe", "-o", out}, exitUsage, `bad value "maybe" for --follow: want true or false`},
+		{"report without file", []string{"report"}, exitUsage, "no profile given"},
+		{"report two files", []string{"report", out, out}, exitUsage, "one profile at a time"},
+		{"report bad top", []string{"report", "--top", "0", out}, exitUsage, "bad --top 0"},
+		{"report missing file", []string{"report", filepath.Join(dir, "none.pb.gz")}, exitError, "no such file"},
 		{"version with argument", []string{"version", "extra"}, exitUsage, `takes no arguments, got "extra"`},
 		{"bad -p", []string{"record", "-p", "abc", "-o", out}, exitUsage, `bad --pid "abc"`},
 		{"nan duration", []string{"record", "-d", "NaN", "-o", out}, exitUsage, `bad --duration "NaN"`},

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/google/pprof/profile"
+
+	"github.com/kmemprof/kmemprof/bpf"
+	"github.com/kmemprof/kmemprof/etw"
+	"github.com/kmemprof/kmemprof/tracer"
+)
+
+const reportUsage = `Usage: kmemprof report [--top N] FILE
+
+Prints the summary of a saved profile (kmemprof record, convert or agent):
+the capture's facts, the call sites holding the most in-use bytes with their
+cache, kind and REQ%, the totals, every counter with the losses explained,
+and the self-check, as record printed them when the capture ended. No root,
+no Go toolchain.
+
+Options:
+      --top N     rows to show (default 10)
+  -h, --help      this help
+
+Examples:
+  kmemprof report kmem.pb.gz
+  kmemprof report --top 30 kmem.pb.gz
+  kmemprof serve kmem.pb.gz      # the same profile in the pprof web UI
+
+A profile keeps each sample's stack (the allocator's own frames as the
+allocator label), values and labels, and the capture's counters, self-check
+and facts as comments: the rows are the ones the capture printed.
+`
+
+type reportOptions struct {
+	path string
+	top  int
+}
+
+func parseReport(args []string, stdout io.Writer) (*reportOptions, error) {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var (
+		o    reportOptions
+		help bool
+	)
+	fs.IntVar(&o.top, "top", tracer.DefaultSummaryRows, "")
+	fs.BoolVar(&help, "help", false, "")
+	fs.BoolVar(&help, "h", false, "")
+	files, err := parseInterspersed(fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if help {
+		fmt.Fprint(stdout, reportUsage)
+		return nil, flag.ErrHelp
+	}
+	switch {
+	case len(files) == 0:
+		return nil, usagef("no profile given: kmemprof report [--top N] FILE (e.g. kmem.pb.gz)")
+	case len(files) > 1:
+		return nil, usagef("one profile at a time: got %d files (%s)", len(files), strings.Join(files, ", "))
+	case files[0] == "":
+		return nil, usagef("empty profile file name")
+	}
+	if o.top <= 0 {
+		return nil, usagef("bad --top %d: want 1 or more rows", o.top)
+	}
+	o.path = files[0]
+	return &o, nil
+}
+
+func runReport(args []string, stdout, stderr io.Writer) int {
+	o, err := parseReport(args, stdout)
+	if err != nil {
+		return report(stderr, "report", err)
+	}
+	if err := writeReport(o, stdout); err != nil {
+		return report(stderr, "report", err)
+	}
+	return exitOK
+}
+
+// writeReport reads the profile and prints its summary.
+func writeReport(o *reportOptions, w io.Writer) error {
+	f, err := os.Open(o.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	p, err := profile.Parse(f)
+	if err != nil {
+		return fmt.Errorf("%s is not a pprof profile: %w", o.path, err)
+	}
+	platform := bpf.Platform
+	if len(p.Comments) > 0 && strings.HasPrefix(p.Comments[0], "kmemprof windows") {
+		platform = etw.Platform
+	}
+	agg, facts, err := tracer.FromProfile(p, platform)
+	if err != nil {
+		return fmt.Errorf("%s: %w", o.path, err)
+	}
+	if len(facts) == 0 {
+		return errors.New(o.path + ": not a kmemprof profile (no kmemprof comments)")
+	}
+	// The capture's facts above the table; the rest (the system view:
+	// meminfo, slab caches that grew) below it, where record prints it.
+	var head, tail []string
+	for i, c := range facts {
+		switch {
+		case strings.HasPrefix(c, "sampled:"): // the summary says it
+		case i == 0 || strings.HasPrefix(c, "hooks:") || strings.HasPrefix(c, "start "):
+			head = append(head, c)
+		default:
+			tail = append(tail, c)
+		}
+	}
+	for _, c := range head {
+		fmt.Fprintln(w, c)
+	}
+	fmt.Fprintln(w)
+	if err := agg.WriteSummary(w, o.top); err != nil {
+		return err
+	}
+	if len(tail) > 0 {
+		fmt.Fprintln(w)
+	}
+	for _, c := range tail {
+		if _, err := fmt.Fprintln(w, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

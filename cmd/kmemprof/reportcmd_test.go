@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kmemprof/kmemprof/bpf"
+	"github.com/kmemprof/kmemprof/tracer"
+)
+
+// TestReportOfSavedProfile: kmemprof report of a profile that record's
+// writer wrote prints the summary record printed, and the capture's facts.
+func TestReportOfSavedProfile(t *testing.T) {
+	now := time.Unix(5000, 0)
+	snap := &tracer.Snapshot{
+		Platform: bpf.Platform,
+		Meta:     tracer.Meta{Platform: "linux", Kernel: "6.12.0", AttachMode: "raw_tp", Hooks: []string{"kmem:kmalloc"}, Counters: []tracer.Counter{{Name: "alloc_at_tracked_ptr", Value: 3, Loss: true, Help: "a free was missed"}}},
+		Taken:    now,
+		Stacks: map[tracer.StackID][]uint64{
+			1: {0xffffffff81300010, 0xffffffff81400020, 0xffffffff81500030},
+			2: {0xffffffff81300110, 0xffffffff81400020, 0xffffffff81500030},
+		},
+	}
+	for i := 0; i < 5; i++ {
+		snap.Records = append(snap.Records, tracer.Record{Key: tracer.Key{Kind: tracer.KindSlab, Stack: tracer.StackID(1 + i%2), Cache: "kmalloc-64", PID: 42}, BytesAlloc: 64, BytesReq: 40, Time: now.UnixNano()})
+	}
+	names := map[uint64]string{0xffffffff81300000: "__kmalloc_cache_noprof", 0xffffffff81300100: "kmem_cache_alloc_noprof", 0xffffffff81400000: "do_eventfd", 0xffffffff81500000: "__x64_sys_eventfd2"}
+	sym := symbolizerFunc(func(pc uint64) (tracer.Symbol, bool) {
+		start := pc &^ 0xff
+		n, ok := names[start]
+		return tracer.Symbol{Name: n, Start: start}, ok
+	})
+	agg, err := tracer.Aggregate(snap, sym, tracer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "kmem.pb.gz")
+	var summary, stderr bytes.Buffer
+	if err := writeOutputs(&recordOptions{output: out, top: 10}, agg, &summary, &stderr, nil); err != nil {
+		t.Fatal(err)
+	}
+	code, got, errOut := runInProcess("report", out)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(got, summary.String()) {
+		t.Errorf("report does not hold the capture's summary:\n--- capture\n%s\n--- report\n%s", summary.String(), got)
+	}
+	for _, w := range []string{"kmemprof linux 6.12.0, attach raw_tp", "hooks: kmem:kmalloc", "! alloc_at_tracked_ptr", "62.5%"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("report lacks %q:\n%s", w, got)
+		}
+	}
+	// Two stacks that differ only in the allocator called are two rows.
+	if n := strings.Count(got, "do_eventfd < __x64_sys_eventfd2"); n != 2 {
+		t.Errorf("%d rows through do_eventfd, want 2:\n%s", n, got)
+	}
+}
+
+func TestReportRefusesOtherFiles(t *testing.T) {
+	dir := t.TempDir()
+	junk := filepath.Join(dir, "junk.pb.gz")
+	if err := os.WriteFile(junk, []byte("not a profile"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := runInProcess("report", junk)
+	if code != exitError || !strings.Contains(errOut, "is not a pprof profile") {
+		t.Errorf("junk: exit %d, %q", code, errOut)
+	}
+}
+
+type symbolizerFunc func(pc uint64) (tracer.Symbol, bool)
+
+func (f symbolizerFunc) Lookup(pc uint64) (tracer.Symbol, bool) { return f(pc) }
