@@ -12,7 +12,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 
 	"github.com/kmemprof/kmemprof/tracer"
@@ -152,8 +151,8 @@ func Open(cfg Config) (*Tracer, error) {
 	if cfg.SelfPID == 0 {
 		cfg.SelfPID = uint32(os.Getpid())
 	}
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("raising RLIMIT_MEMLOCK: %w", err)
+	if err := removeMemlock(); err != nil {
+		return nil, err
 	}
 	spec, err := loadKmemprof()
 	if err != nil {
@@ -196,8 +195,8 @@ func LoadOnly(cfg Config, mode Mode) ([]string, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("raising RLIMIT_MEMLOCK: %w", err)
+	if err := removeMemlock(); err != nil {
+		return nil, err
 	}
 	spec, err := loadKmemprof()
 	if err != nil {
@@ -1006,6 +1005,30 @@ func (t *Tracer) registerCaches() error {
 	}
 	if n == 0 {
 		return errors.New("the list of slab caches could not be walked: frees of a cache count from its first allocation seen")
+	}
+	return nil
+}
+
+// removeMemlock lifts RLIMIT_MEMLOCK, which BPF maps count against on
+// kernels before 5.11 (later ones charge the memory cgroup). It is done here,
+// when BPF is about to be used, rather than by cilium/ebpf's rlimit package,
+// whose init probes the kernel with a bpf() call in every kmemprof command,
+// even version. Where the limit cannot be lifted (no CAP_SYS_RESOURCE) it is
+// raised as far as allowed: 5.11+ kernels do not need it, and older ones
+// say so when a map fails to load (loadError names MEMLOCK).
+func removeMemlock() error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim); err != nil {
+		return fmt.Errorf("reading RLIMIT_MEMLOCK: %w", err)
+	}
+	if lim.Cur == unix.RLIM_INFINITY {
+		return nil
+	}
+	if unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}) == nil {
+		return nil
+	}
+	if lim.Cur < lim.Max {
+		_ = unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: lim.Max, Max: lim.Max})
 	}
 	return nil
 }

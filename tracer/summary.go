@@ -298,6 +298,34 @@ func (a *Aggregation) writeCounters(w io.Writer) error {
 	return nil
 }
 
+// WriteLosses writes only what says data was lost or is suspect: the
+// non-zero loss counters, explained, and the self-check's contradictions;
+// nothing when there are none. For a summary of no rows (record --top 0),
+// which must still not lose the news that the profile is incomplete.
+func (a *Aggregation) WriteLosses(w io.Writer) error {
+	g := groupCounters(a.Counters)
+	var b strings.Builder
+	if len(g.lost) > 0 {
+		fmt.Fprintf(&b, "losses (SOME DATA LOST OR SUSPECT): %s\n", strings.Join(g.losses, " "))
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		for _, c := range g.lost {
+			fmt.Fprintf(tw, "! %s\t%d\t%s\n", c.Name, c.Value, c.Help)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if a.SelfCheck != nil {
+		for _, l := range a.SelfCheck.Lines() {
+			if strings.HasPrefix(strings.TrimSpace(l), "!") {
+				b.WriteString(l + "\n")
+			}
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
 // cacheLabel is the CACHE cell: the name, and what qualifies it.
 func (r *summaryRow) cacheLabel() string {
 	name := r.cacheName()

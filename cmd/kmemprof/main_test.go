@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -197,6 +198,28 @@ func TestParseDuration(t *testing.T) {
 		d, err := parseDuration(in)
 		if err != nil || d.String() != want {
 			t.Errorf("parseDuration(%q) = %v, %v; want %s", in, d, err, want)
+		}
+	}
+}
+
+// TestNoBPFAtStart: no package linked into kmemprof touches the kernel's BPF
+// at init (cilium/ebpf's rlimit package makes a bpf() call in its init, so
+// every command, even version, would): the memlock limit is lifted where
+// programs are loaded (bpf.removeMemlock).
+func TestNoBPFAtStart(t *testing.T) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool in PATH")
+	}
+	for _, goos := range []string{"linux", "windows"} {
+		cmd := exec.Command(goBin, "list", "-deps", ".")
+		cmd.Env = append(os.Environ(), "GOOS="+goos)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go list -deps (GOOS=%s): %v", goos, err)
+		}
+		if strings.Contains(string(out), "github.com/cilium/ebpf/rlimit\n") {
+			t.Errorf("GOOS=%s: kmemprof links github.com/cilium/ebpf/rlimit, whose init calls bpf()", goos)
 		}
 	}
 }

@@ -116,7 +116,8 @@ Options:
       --max-outstanding N
                          capacity of the in-kernel outstanding map per kind
                          (default 1048576); more is counted as outstanding_map_full
-      --top N            rows in the terminal summary (default 10; 0 for none)
+      --top N            rows in the terminal summary (default 10; 0 for none:
+                         losses are still printed, on stderr)
       --http ADDR        when done, open the profile in the pprof web UI at ADDR
                          (e.g. 127.0.0.1:8080) until Ctrl-C; loopback only unless
                          --allow-remote (the profile holds kernel addresses)
@@ -465,8 +466,12 @@ func writeOutputs(o *recordOptions, agg *tracer.Aggregation, stdout, stderr io.W
 	if !sudo {
 		uid, gid = -1, -1
 	}
+	old := keepPrevious(o.output)
 	if err := tracer.WriteProfileOwned(o.output, prof, uid, gid); err != nil {
 		return err
+	}
+	if old != "" {
+		fmt.Fprintf(stderr, "kept the previous %s as %s\n", o.output, old)
 	}
 	if o.top > 0 {
 		if err := agg.WriteSummary(stdout, o.top); err != nil {
@@ -477,9 +482,32 @@ func writeOutputs(o *recordOptions, agg *tracer.Aggregation, stdout, stderr io.W
 				return err
 			}
 		}
+	} else if err := agg.WriteLosses(stderr); err != nil {
+		// --top 0: no summary, but losses are never silent.
+		return err
 	}
 	fmt.Fprintf(stderr, "wrote %s (%d samples)\n%s", o.output, len(prof.Sample), nextSteps(o.output))
 	return nil
+}
+
+// keepPrevious keeps a profile that the one about to be written at path
+// would replace, as path.old (perf keeps perf.data.old): a hard link, so
+// that path itself is still replaced atomically. It returns the name kept,
+// or "" when there was none, or it could not be kept (the new profile is
+// written all the same, as before).
+func keepPrevious(path string) string {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return ""
+	}
+	old := path + ".old"
+	if err := os.Remove(old); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	if err := os.Link(path, old); err != nil {
+		return ""
+	}
+	return old
 }
 
 // nextSteps is what to run next on a written profile: kmemprof serve first

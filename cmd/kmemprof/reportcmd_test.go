@@ -77,3 +77,71 @@ func TestReportRefusesOtherFiles(t *testing.T) {
 type symbolizerFunc func(pc uint64) (tracer.Symbol, bool)
 
 func (f symbolizerFunc) Lookup(pc uint64) (tracer.Symbol, bool) { return f(pc) }
+
+// TestSecondCaptureKeepsFirst: a capture written over an earlier profile
+// keeps it as FILE.old, and says so.
+func TestSecondCaptureKeepsFirst(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "kmem.pb.gz")
+	write := func(cache string) string {
+		now := time.Unix(5000, 0)
+		agg, err := tracer.Aggregate(&tracer.Snapshot{
+			Taken:   now,
+			Stacks:  map[tracer.StackID][]uint64{1: {0xffffffff81400020}},
+			Records: []tracer.Record{{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 1, Cache: cache}, BytesAlloc: 64, Time: now.UnixNano()}},
+		}, nil, tracer.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		if err := writeOutputs(&recordOptions{output: out}, agg, &stdout, &stderr, nil); err != nil {
+			t.Fatal(err)
+		}
+		return stderr.String()
+	}
+	if msg := write("first"); strings.Contains(msg, ".old") {
+		t.Errorf("first capture: %q", msg)
+	}
+	if msg := write("second"); !strings.Contains(msg, "kept the previous "+out+" as "+out+".old") {
+		t.Errorf("second capture does not say it kept the first: %q", msg)
+	}
+	for path, want := range map[string]string{out: "second", out + ".old": "first"} {
+		code, got, errOut := runInProcess("report", path)
+		if code != exitOK || !strings.Contains(got, want) {
+			t.Errorf("%s: exit %d, %s %s; want cache %s", path, code, got, errOut, want)
+		}
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, %v", path, fi.Mode(), err)
+		}
+	}
+}
+
+// TestTopZeroKeepsLosses: --top 0 prints no summary, but still the losses.
+func TestTopZeroKeepsLosses(t *testing.T) {
+	now := time.Unix(5000, 0)
+	snap := &tracer.Snapshot{
+		Meta:    tracer.Meta{Counters: []tracer.Counter{{Name: "alloc_at_tracked_ptr", Value: 3, Loss: true, Help: "a free was missed"}, {Name: "tracked", Value: 9}}},
+		Taken:   now,
+		Stacks:  map[tracer.StackID][]uint64{1: {0xffffffff81400020}},
+		Records: []tracer.Record{{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 1, Cache: "filp"}, BytesAlloc: 64, Time: now.UnixNano()}},
+	}
+	for _, lost := range []bool{true, false} {
+		if !lost {
+			snap.Meta.Counters[0].Value = 0
+		}
+		agg, err := tracer.Aggregate(snap, nil, tracer.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		if err := writeOutputs(&recordOptions{output: filepath.Join(t.TempDir(), "k.pb.gz")}, agg, &stdout, &stderr, nil); err != nil {
+			t.Fatal(err)
+		}
+		if stdout.Len() != 0 {
+			t.Errorf("--top 0 printed a summary: %q", stdout.String())
+		}
+		if got := strings.Contains(stderr.String(), "! alloc_at_tracked_ptr"); got != lost {
+			t.Errorf("loss %v: stderr %q", lost, stderr.String())
+		}
+	}
+}
