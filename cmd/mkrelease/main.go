@@ -52,6 +52,16 @@ var targets = []target{
 // docs are the files every archive carries beside the binary.
 var docs = []string{"README.md", "LICENSE", "NOTICE"}
 
+// deployFiles are the agent's deployment files, which the Linux archives
+// carry under deploy/ (the .deb installs the unit, not enabled).
+var deployFiles = []string{"kmemprof-agent.service", "kmemprof-agent-daemonset.yaml"}
+
+// deploySource is where deployFiles are in the tree.
+const deploySource = "cmd/kmemprof/deploy"
+
+// unitPath is where the .deb installs the agent's systemd unit.
+const unitPath = "lib/systemd/system/kmemprof-agent.service"
+
 func main() {
 	version := flag.String("version", "", "release version (from git describe)")
 	dist := flag.String("dist", "dist", "directory with the built binaries; archives are written there")
@@ -85,6 +95,15 @@ func run(version, dist, gpl, docDir string) error {
 				return err
 			}
 			files[d] = b
+		}
+		if t.goos == "linux" {
+			for _, d := range deployFiles {
+				b, err := os.ReadFile(filepath.Join(docDir, deploySource, d))
+				if err != nil {
+					return err
+				}
+				files["deploy/"+d] = b
+			}
 		}
 		name := fmt.Sprintf("kmemprof-%s-%s-%s", version, t.goos, t.goarch)
 		var out []byte
@@ -236,7 +255,8 @@ func debVersion(v string) string {
 }
 
 // debPackage builds a .deb: an ar archive of debian-binary, control.tar.gz
-// and data.tar.gz (/usr/bin/kmemprof and its docs).
+// and data.tar.gz (/usr/bin/kmemprof, its docs, the agent's systemd unit,
+// not enabled, and DaemonSet).
 func debPackage(version, arch string, bin []byte, files map[string][]byte) ([]byte, error) {
 	control := fmt.Sprintf(`Package: kmemprof
 Version: %s
@@ -257,6 +277,8 @@ Description: kernel memory leak profiler (eBPF, pprof output)
 	data, err := tarGz([]tarEntry{
 		{"./usr/bin/kmemprof", bin, 0o755},
 		{"./usr/share/doc/kmemprof/README.md", files["README.md"], 0o644},
+		{"./" + unitPath, files["deploy/kmemprof-agent.service"], 0o644},
+		{"./usr/share/doc/kmemprof/kmemprof-agent-daemonset.yaml", files["deploy/kmemprof-agent-daemonset.yaml"], 0o644},
 		{"./usr/share/doc/kmemprof/copyright", append(append([]byte{}, files["NOTICE"]...), append([]byte("\n"), files["LICENSE"]...)...), 0o644},
 	}, true)
 	if err != nil {
@@ -360,6 +382,10 @@ func check(version, dist string) error {
 		want := append([]string{t.exe}, docs...)
 		if t.goos == "windows" {
 			want = append(want, "COPYING.GPL-3.0", "pool.wprp")
+		} else {
+			for _, d := range deployFiles {
+				want = append(want, "deploy/"+d)
+			}
 		}
 		for _, w := range want {
 			if len(got[w]) == 0 {
@@ -485,6 +511,13 @@ func checkDeb(path string, t target) error {
 	data, err := readTarStream(zr, "./")
 	if err != nil {
 		return err
+	}
+	// The unit the package installs runs the binary it installs.
+	if !bytes.Contains(data[unitPath], []byte("ExecStart=/usr/bin/kmemprof ")) {
+		return fmt.Errorf("%s does not run /usr/bin/kmemprof:\n%s", unitPath, data[unitPath])
+	}
+	if len(data["usr/share/doc/kmemprof/kmemprof-agent-daemonset.yaml"]) == 0 {
+		return errors.New("no kmemprof-agent-daemonset.yaml in /usr/share/doc/kmemprof")
 	}
 	return checkBinary(t, data["usr/bin/kmemprof"])
 }

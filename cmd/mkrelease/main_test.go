@@ -30,7 +30,18 @@ func docDir(t *testing.T) string {
 	t.Helper()
 	d := t.TempDir()
 	os.Mkdir(filepath.Join(d, "etw"), 0o755)
-	for _, f := range append(docs, "GPL", "etw/pool.wprp") {
+	os.MkdirAll(filepath.Join(d, deploySource), 0o755)
+	files := append(docs, "GPL", "etw/pool.wprp")
+	for _, f := range deployFiles {
+		files = append(files, deploySource+"/"+f)
+	}
+	if err := os.WriteFile(filepath.Join(d, deploySource, "kmemprof-agent.service"), []byte("ExecStart=/usr/bin/kmemprof agent\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, ".service") {
+			continue
+		}
 		if err := os.WriteFile(filepath.Join(d, f), []byte(f+" text\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -110,5 +121,31 @@ func TestDebVersion(t *testing.T) {
 		if got := debVersion(in); got != want {
 			t.Errorf("debVersion(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestReleaseUnitRunsPackagedBinary: a unit that runs another path than the
+// one the .deb installs is refused.
+func TestReleaseUnitRunsPackagedBinary(t *testing.T) {
+	dist, docs := t.TempDir(), docDir(t)
+	buildTargets(t, dist)
+	unit := filepath.Join(docs, deploySource, "kmemprof-agent.service")
+	if err := os.WriteFile(unit, []byte("ExecStart=/usr/local/bin/kmemprof agent\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := run("1.2.3", dist, filepath.Join(docs, "GPL"), docs); err == nil || !strings.Contains(err.Error(), "does not run /usr/bin/kmemprof") {
+		t.Errorf("a unit running /usr/local/bin/kmemprof: %v", err)
+	}
+}
+
+// TestShippedUnitRunsPackagedBinary: the unit in the tree runs the path the
+// .deb installs.
+func TestShippedUnitRunsPackagedBinary(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", deploySource, "kmemprof-agent.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "\nExecStart=/usr/bin/kmemprof ") {
+		t.Errorf("the unit does not run /usr/bin/kmemprof:\n%s", b)
 	}
 }
