@@ -116,6 +116,7 @@ func TestBadInput(t *testing.T) {
 		{"bad stack depth", []string{"record", "--stack-depth", "500", "-o", out}, exitUsage, "bad --stack-depth"},
 		{"too many caches", []string{"record", "--cache", "a,b,c,d,e", "-o", out}, exitUsage, "at most 4"},
 		{"bad cgroup", []string{"record", "--cgroup", "/nonexistent/cg", "-o", out}, exitUsage, "not a cgroup directory"},
+		{"bad memcg on linux", []string{"record", "--memcg", "/nonexistent/memcg", "-o", out}, exitUsage, "--memcg /nonexistent/memcg"},
 		{"bad min-size", []string{"record", "--min-size", "1k", "-o", out}, exitUsage, "bad --min-size"},
 		{"bad mode", []string{"record", "--mode", "fast", "-o", out}, exitUsage, `unknown mode "fast"`},
 		{"sample with full", []string{"record", "--mode", "full", "--sample", "8", "-o", out}, exitUsage, "--sample goes with --mode sample"},

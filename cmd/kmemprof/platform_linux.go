@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"github.com/kmemprof/kmemprof/symbolize/host"
 )
 
 // processExists reports whether a process with this id exists.
@@ -17,6 +19,15 @@ func checkPlatformFlags(set map[string]bool) error {
 		if set[f] {
 			return usagef("--%s is for Windows pool tags; on Linux filter slab caches with --cache", f)
 		}
+	}
+	return nil
+}
+
+// checkMemcg checks --memcg before anything else runs (privileges, BPF):
+// a bad path is a usage error that says what to give.
+func checkMemcg(path string) error {
+	if _, err := host.FindMemcgHierarchy().FilterID(path); err != nil {
+		return usagef("%v", err)
 	}
 	return nil
 }

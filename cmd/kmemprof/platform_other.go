@@ -7,3 +7,7 @@ func processExists(uint32) bool { return true }
 
 // checkPlatformFlags accepts every flag; recording is not supported here.
 func checkPlatformFlags(map[string]bool) error { return nil }
+
+// checkMemcg: memory cgroups are Linux's; checkPlatformFlags refuses the
+// flag where it means nothing.
+func checkMemcg(string) error { return nil }

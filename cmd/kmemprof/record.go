@@ -347,6 +347,11 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 		}
 		o.bpf.CgroupPath = cgrp
 	}
+	if memcg != "" {
+		if err := checkMemcg(memcg); err != nil {
+			return nil, err
+		}
+	}
 	o.bpf.MemcgPath = memcg
 	if caches != "" {
 		for _, c := range strings.Split(caches, ",") {

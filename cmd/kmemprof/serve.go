@@ -25,10 +25,14 @@ import (
 const serveUsage = `Usage: kmemprof serve [options] FILE
 
 Open a saved profile (FILE, e.g. kmem.pb.gz from 'kmemprof record') in the
-pprof web UI: flame graph, top table, call graph, source and peek views, with
-the sample type (inuse_space, inuse_objects, alloc_*), focus, ignore and tag
-filters in the menus. It is the same UI as 'go tool pprof -http', built into
-kmemprof, so no Go toolchain is needed on the machine.
+pprof web UI: the flame graph, the top table and the peek view (callers and
+callees of a function), with the sample type (inuse_space, inuse_objects,
+alloc_*), focus, ignore and tag filters in the menus. It is the same UI as
+'go tool pprof -http', built into kmemprof, so no Go toolchain is needed on
+the machine. The UI's Graph view needs Graphviz's dot on the machine
+(apt-get install graphviz); its Source and Disassemble views need the kernel's
+sources and debug info, which a profile does not carry: they show nothing
+useful for kernel stacks.
 
 kmemprof prints "serving FILE at http://127.0.0.1:PORT/ (Ctrl-C to stop)" on
 stderr and serves until Ctrl-C (SIGINT) or SIGTERM. It never starts a browser:
