@@ -1,6 +1,8 @@
 package bpf
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"regexp"
 	"strconv"
@@ -67,6 +69,10 @@ func TestNoAtomicsProgramsUseOnlyAdd(t *testing.T) {
 // space advances their clock.
 func TestClockTickMatchesC(t *testing.T) {
 	src, err := os.ReadFile("c/maps.h")
+	if errors.Is(err, fs.ErrNotExist) {
+		// The kernel matrix's guests carry test binaries, not the C.
+		t.Skip("no BPF C sources beside the test binary")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -162,6 +162,17 @@ func Open(cfg Config) (*Tracer, error) {
 	if cfg.Mode == ModeAuto {
 		modes = AutoOrder
 	}
+	t, err := openModes(spec, cfg, modes)
+	if err != nil {
+		if why := lockdownRefusal(lockdownMode(readOptional("/sys/kernel/security/lockdown"), readOptional("/proc/cmdline"))); why != "" {
+			return nil, fmt.Errorf("%w: %s (the kernel said: %s)", ErrAttach, why, firstLine(err))
+		}
+	}
+	return t, err
+}
+
+// openModes opens the first of modes that loads and attaches.
+func openModes(spec *ebpf.CollectionSpec, cfg Config, modes []Mode) (*Tracer, error) {
 	var errs []string
 	for _, m := range modes {
 		t, err := open(spec, cfg, m)
@@ -1031,4 +1042,43 @@ func removeMemlock() error {
 		_ = unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: lim.Max, Max: lim.Max})
 	}
 	return nil
+}
+
+// readOptional is a file's content, or "" when it cannot be read.
+func readOptional(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// lockdownMode is the kernel lockdown mode ("none", "integrity",
+// "confidentiality") from securityfs's lockdown file ("none integrity
+// [confidentiality]"), or where securityfs is not mounted from the kernel
+// command line's lockdown=; "" when neither says.
+func lockdownMode(securityfs, cmdline string) string {
+	if i := strings.IndexByte(securityfs, '['); i >= 0 {
+		if j := strings.IndexByte(securityfs[i:], ']'); j > 0 {
+			return securityfs[i+1 : i+j]
+		}
+	}
+	for _, f := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(f, "lockdown="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// lockdownRefusal explains why a kernel in lockdown mode refuses
+// kmemprof's programs; "" for a mode that does not.
+func lockdownRefusal(mode string) string {
+	if mode != "confidentiality" {
+		return ""
+	}
+	return "the kernel is in lockdown=confidentiality mode, which forbids BPF programs to read kernel memory " +
+		"(bpf_probe_read_kernel) and hides tracefs: every kmemprof attach mode needs them. " +
+		"Lockdown=integrity, what Secure Boot turns on, allows them: boot without lockdown=confidentiality " +
+		"(or with lockdown=integrity) to trace kernel memory on this machine"
 }

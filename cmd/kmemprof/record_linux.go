@@ -88,7 +88,34 @@ func checkKallsyms() error {
 			return nil
 		}
 	}
-	return fmt.Errorf("reading /proc/kallsyms: %w: run as root (or with CAP_SYSLOG), or lower kernel.kptr_restrict", symbolize.ErrAddressesHidden)
+	return fmt.Errorf("reading /proc/kallsyms: %w: %s", symbolize.ErrAddressesHidden, addressesHiddenFix(readKptrRestrict(), os.Geteuid() == 0))
+}
+
+// readKptrRestrict is kernel.kptr_restrict, or -1 when it cannot be read.
+func readKptrRestrict() int {
+	b, err := os.ReadFile("/proc/sys/kernel/kptr_restrict")
+	if err != nil {
+		return -1
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return -1
+	}
+	return v
+}
+
+// addressesHiddenFix says what shows kernel addresses, by kptr_restrict:
+// 2 hides them from everyone, root included; 1 from whoever lacks
+// CAP_SYSLOG.
+func addressesHiddenFix(kptrRestrict int, root bool) string {
+	switch {
+	case kptrRestrict >= 2:
+		return "kernel.kptr_restrict is 2, which hides kernel addresses from every user, root included: " +
+			"'sysctl kernel.kptr_restrict=1' shows them to root and CAP_SYSLOG only (kmemprof needs them to name stack frames)"
+	case root:
+		return "running as root, but without CAP_SYSLOG (a container or a capability bounding set drops it): add CAP_SYSLOG"
+	}
+	return "run as root, or with CAP_SYSLOG (kernel.kptr_restrict hides kernel addresses from other users)"
 }
 
 // kallsymsSymbolizer adapts symbolize.Kallsyms to tracer.Symbolizer.

@@ -83,3 +83,17 @@ func TestSudoUser(t *testing.T) {
 		}
 	}
 }
+
+// TestAddressesHiddenFix: the fix named for hidden kernel addresses
+// depends on kernel.kptr_restrict: at 2 nobody sees them, root included.
+func TestAddressesHiddenFix(t *testing.T) {
+	if fix := addressesHiddenFix(2, true); !strings.Contains(fix, "root included") || !strings.Contains(fix, "kptr_restrict=1") || strings.Contains(fix, "run as root") {
+		t.Errorf("kptr_restrict=2 as root: %q", fix)
+	}
+	if fix := addressesHiddenFix(1, true); !strings.Contains(fix, "CAP_SYSLOG") || strings.Contains(fix, "run as root") {
+		t.Errorf("kptr_restrict=1 as root: %q", fix)
+	}
+	if fix := addressesHiddenFix(1, false); !strings.Contains(fix, "run as root") {
+		t.Errorf("kptr_restrict=1 as a user: %q", fix)
+	}
+}
