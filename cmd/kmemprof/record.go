@@ -152,8 +152,9 @@ or v2), memcg_removed=true (its memcg was removed while the objects live on:
 a dead container's kernel memory), container, pod, accounted, allocator (the
 allocator function called: its frames leave the stacks, so that the leaf is
 the code that allocated), reclaimable, reclaimable_owner, merged_with,
-frees_untraced; pages: order, gfp, migratetype; numeric label bytes. The
-summary lists removed memcgs whose objects live on.
+frees_untraced; pages: order, gfp, migratetype; numeric labels bytes,
+requested (behind REQ%) and with --interval steadiness. The summary lists
+removed memcgs whose objects live on.
 
 Needs root, or CAP_BPF + CAP_PERFMON + CAP_SYSLOG (or CAP_SYS_ADMIN), and a
 kernel with BTF (/sys/kernel/btf/vmlinux).
