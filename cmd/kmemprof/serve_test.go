@@ -595,6 +595,12 @@ func TestBrowserFlameGraph(t *testing.T) {
 			t.Errorf("the rendered flame graph has no box for %s", fn)
 		}
 	}
+	// The allocator is a label, not the tip of the flames.
+	for _, fn := range []string{"__kmalloc_cache_noprof", "kmem_cache_alloc_noprof"} {
+		if regexp.MustCompile(`<div class="boxtext"[^>]*>` + fn + `</div>`).MatchString(dom) {
+			t.Errorf("the rendered flame graph has a box for the allocator %s", fn)
+		}
+	}
 	if s := stderr.String(); s != "" {
 		t.Errorf("server stderr %q, want nothing", s)
 	}
