@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,6 +38,10 @@ func WriteProfileOwned(path string, p *profile.Profile, uid, gid int) (err error
 	}
 	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
 	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = fmt.Errorf("cannot create files in %s: %w", dir, pe.Err)
+		}
 		return fmt.Errorf("writing profile %s: %w", path, err)
 	}
 	tmp := f.Name()
@@ -134,6 +139,11 @@ func CheckWritable(path string) error {
 	}
 	f, err := os.CreateTemp(dir, "."+base+".check-*")
 	if err != nil {
+		// The temporary file's name means nothing to the user.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
 		return fmt.Errorf("checking output file %s: cannot create files in %s: %w", path, dir, err)
 	}
 	name := f.Name()

@@ -42,7 +42,8 @@ or
 Copy pool.etl anywhere and convert it there.
 
 Options:
-  -o, --output FILE   profile to write (default pool.pb.gz; 0600, atomically)
+  -o, --output FILE   profile to write (default pool.pb.gz; 0600, atomically);
+                      - for stdout
       --info          say what the trace holds instead: Windows build, pointer
                       size, time span, buffers, records by header kind and
                       kernel event, stacks (full, keyed, joined), pool events,
@@ -151,6 +152,18 @@ or
 ('kmemprof convert --info' says what the trace holds)`
 
 func convert(o *convertOptions, stdout, stderr io.Writer) error {
+	// What can fail without reading the trace fails before it is read,
+	// which may take minutes.
+	var tags *symbolize.PoolTags
+	if !o.info {
+		if err := checkOutput(o.rec.output, stdout); err != nil {
+			return err
+		}
+		var err error
+		if tags, err = loadPoolTags(o.pooltag); err != nil {
+			return err
+		}
+	}
 	fh, err := os.Open(o.path)
 	if err != nil {
 		return err
@@ -197,10 +210,6 @@ func convert(o *convertOptions, stdout, stderr io.Writer) error {
 	}
 	if scan.PoolEvents == 0 {
 		return fmt.Errorf("%s: %s", o.path, noPoolHelp)
-	}
-	tags, err := loadPoolTags(o.pooltag)
-	if err != nil {
-		return err
 	}
 	drivers := symbolize.NewDriverMap()
 	end := scan.End

@@ -53,7 +53,9 @@ allocations were missed (selfcheck_growth_untracked).
 Options:
   -d, --duration D       how long to trace (default 10s, or until CMD exits;
                          e.g. 30s, 2m, or 45 for seconds)
-  -o, --output FILE      profile to write (default kmem.pb.gz)
+  -o, --output FILE      profile to write (default kmem.pb.gz; one there already is
+                         kept as FILE.old); - for stdout (the summary then goes
+                         to stderr)
       --mode MODE        what each allocation costs and gives (default adaptive):
                            adaptive  every allocation is tracked with its call site;
                                      full stacks are walked only at call sites with
@@ -260,6 +262,9 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 		if err := checkHTTPAddr(httpAddr, allowRemote); err != nil {
 			return nil, err
 		}
+		if output == stdoutName {
+			return nil, usagef("--http serves the profile file: give -o FILE, not -o -")
+		}
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -410,7 +415,7 @@ func runRecord(args []string, stdout, stderr io.Writer) int {
 		}
 		o.commandPath = path
 	}
-	if err := tracer.CheckWritable(o.output); err != nil {
+	if err := checkOutput(o.output, stdout); err != nil {
 		return report(stderr, "record", err)
 	}
 	if err := record(o, stdout, stderr); err != nil {
@@ -468,6 +473,22 @@ func writeOutputs(o *recordOptions, agg *tracer.Aggregation, stdout, stderr io.W
 	if err != nil {
 		return err
 	}
+	if o.output == stdoutName {
+		// The profile is stdout's: the summary and the rest go to stderr.
+		if err := tracer.EncodeProfile(stdout, prof); err != nil {
+			return fmt.Errorf("writing the profile to stdout: %w", err)
+		}
+		if o.top > 0 {
+			if err := agg.WriteSummary(stderr, o.top); err != nil {
+				return err
+			}
+			if more != nil {
+				return more(stderr)
+			}
+			return nil
+		}
+		return agg.WriteLosses(stderr)
+	}
 	uid, gid, sudo := sudoUser(os.Getenv)
 	if !sudo {
 		uid, gid = -1, -1
@@ -493,6 +514,22 @@ func writeOutputs(o *recordOptions, agg *tracer.Aggregation, stdout, stderr io.W
 		return err
 	}
 	fmt.Fprintf(stderr, "wrote %s (%d samples)\n%s", o.output, len(prof.Sample), nextSteps(o.output))
+	return nil
+}
+
+// stdoutName is the -o value that writes the profile to stdout.
+const stdoutName = "-"
+
+// checkOutput checks, before a capture or a conversion starts, that its
+// profile can be written: a file that can be made in its directory, or
+// stdout ("-") when it is not a terminal, which would show gzip bytes.
+func checkOutput(path string, stdout io.Writer) error {
+	if path != stdoutName {
+		return tracer.CheckWritable(path)
+	}
+	if f, ok := stdout.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return usagef("-o - writes the profile (gzip) to stdout, which is a terminal: redirect it (-o - > kmem.pb.gz) or give -o FILE")
+	}
 	return nil
 }
 

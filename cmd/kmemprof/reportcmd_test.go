@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/pprof/profile"
+
 	"github.com/kmemprof/kmemprof/bpf"
 	"github.com/kmemprof/kmemprof/tracer"
 )
@@ -142,6 +144,61 @@ func TestTopZeroKeepsLosses(t *testing.T) {
 		}
 		if got := strings.Contains(stderr.String(), "! alloc_at_tracked_ptr"); got != lost {
 			t.Errorf("loss %v: stderr %q", lost, stderr.String())
+		}
+	}
+}
+
+// TestOutputToStdout: -o - writes the profile to stdout, the summary to
+// stderr, and no file named "-".
+func TestOutputToStdout(t *testing.T) {
+	now := time.Unix(5000, 0)
+	agg, err := tracer.Aggregate(&tracer.Snapshot{
+		Taken:   now,
+		Stacks:  map[tracer.StackID][]uint64{1: {0xffffffff81400020}},
+		Records: []tracer.Record{{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 1, Cache: "filp"}, BytesAlloc: 64, Time: now.UnixNano()}},
+	}, nil, tracer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	var stdout, stderr bytes.Buffer
+	if err := checkOutput(stdoutName, &stdout); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeOutputs(&recordOptions{output: stdoutName, top: 5}, agg, &stdout, &stderr, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, err := profile.Parse(&stdout)
+	if err != nil || len(p.Sample) != 1 {
+		t.Fatalf("stdout is not the profile: %v", err)
+	}
+	if !strings.Contains(stderr.String(), "IN-USE") || !strings.Contains(stderr.String(), "filp") {
+		t.Errorf("the summary is not on stderr: %q", stderr.String())
+	}
+	if _, err := os.Stat("-"); err == nil {
+		t.Error("a file named - was written")
+	}
+	if code, _, errOut := runInProcess("record", "-o", "-", "--http", "127.0.0.1:0"); code != exitUsage || !strings.Contains(errOut, "not -o -") {
+		t.Errorf("-o - with --http: exit %d, %q", code, errOut)
+	}
+}
+
+// TestConvertChecksBeforeReading: convert refuses an unwritable -o and a
+// missing --pooltag before it reads the trace (which may take minutes): the
+// trace here does not even exist.
+func TestConvertChecksBeforeReading(t *testing.T) {
+	dir := t.TempDir()
+	trace := filepath.Join(dir, "absent.etl")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-o", filepath.Join(dir, "no", "such", "dir", "p.pb.gz"), trace}, "checking output file"},
+		{[]string{"-o", filepath.Join(dir, "p.pb.gz"), "--pooltag", filepath.Join(dir, "none.txt"), trace}, "--pooltag"},
+	} {
+		code, _, errOut := runInProcess(append([]string{"convert"}, tc.args...)...)
+		if code == exitOK || !strings.Contains(errOut, tc.want) || strings.Contains(errOut, "absent.etl") {
+			t.Errorf("%q: exit %d, %q", tc.args, code, errOut)
 		}
 	}
 }
