@@ -209,6 +209,11 @@ func convert(o *convertOptions, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s: %w", o.path, err)
 	}
 	if scan.PoolEvents == 0 {
+		if f.Truncated || buffersShort(f) {
+			// Not a recording without pool events: a recording cut short.
+			return fmt.Errorf("%s: the file is cut short (%s), and the part that is there holds no pool events: "+
+				"copy the whole trace, after the recording has stopped (wpr -stop / xperf -stop), and convert that", o.path, truncation(f))
+		}
 		return fmt.Errorf("%s: %s", o.path, noPoolHelp)
 	}
 	drivers := symbolize.NewDriverMap()
@@ -274,4 +279,26 @@ func writeInfo(w io.Writer, in *etl.Info) error {
 		fmt.Fprintf(tw, "%d\t  %s\t%d/%d\t  %s\t\n", k.Count, k.Header, k.Group, k.Opcode, k.Name)
 	}
 	return tw.Flush()
+}
+
+// buffersShort reports whether the file holds fewer buffers than its
+// logfile header says the logger wrote (a trace cut at a buffer boundary).
+// A circular log (EVENT_TRACE_FILE_MODE_CIRCULAR) keeps only its last
+// buffers, so it says nothing there.
+func buffersShort(f *etl.File) bool {
+	const circular = 0x2
+	return f.Header.LogFileMode&circular == 0 && f.Header.BuffersWritten > 0 &&
+		uint64(len(f.Buffers)) < uint64(f.Header.BuffersWritten)
+}
+
+// truncation says how much of a cut-short trace is there.
+func truncation(f *etl.File) string {
+	s := fmt.Sprintf("%d whole buffers", len(f.Buffers))
+	if f.Header.BuffersWritten > 0 {
+		s += fmt.Sprintf(" of the %d the logger wrote", f.Header.BuffersWritten)
+	}
+	if f.Truncated {
+		s += ", then part of one"
+	}
+	return s
 }

@@ -247,3 +247,53 @@ func TestConvertWithoutPoolEvents(t *testing.T) {
 		t.Errorf("bad file: exit %d, %q", code, stderr.String())
 	}
 }
+
+// TestConvertTruncated: a real trace cut short (copied while it was being
+// written) is called that, not a recording without pool events.
+func TestConvertTruncated(t *testing.T) {
+	src := filepath.Join(sharedETLDir(), "ShutdownPerfDiagLogger.etl")
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Skipf("the real traces are not here (set KMEMPROF_ETL_DIR): %v", err)
+	}
+	dir := t.TempDir()
+	for name, cut := range map[string]int{"inside a buffer": len(b)/2 + 1234, "at a buffer's end": 24 * 65536} {
+		trace := filepath.Join(dir, "cut.etl")
+		if err := os.WriteFile(trace, b[:cut], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, _, errOut := runInProcess("convert", "-o", filepath.Join(dir, "p.pb.gz"), trace)
+		if code != exitError || !strings.Contains(errOut, "cut short") || strings.Contains(errOut, "wpr -start") {
+			t.Errorf("%s: exit %d, %q", name, code, errOut)
+		}
+	}
+	// The whole trace has no pool events either: that is what it says.
+	code, _, errOut := runInProcess("convert", "-o", filepath.Join(dir, "p.pb.gz"), src)
+	if code != exitError || strings.Contains(errOut, "cut short") || !strings.Contains(errOut, "no pool events") {
+		t.Errorf("whole trace: exit %d, %q", code, errOut)
+	}
+}
+
+// sharedETLDir is where the real traces written by Windows are:
+// $KMEMPROF_ETL_DIR, or shared/etl beside the repository or a directory
+// above it (as etw/etl's tests find them).
+func sharedETLDir() string {
+	if d := os.Getenv("KMEMPROF_ETL_DIR"); d != "" {
+		return d
+	}
+	dir, err := filepath.Abs(".")
+	if err != nil {
+		return ""
+	}
+	for {
+		cand := filepath.Join(dir, "shared", "etl")
+		if _, err := os.Stat(filepath.Join(cand, "README.md")); err == nil {
+			return cand
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+}
