@@ -129,7 +129,10 @@ Options:
   -h, --help             show this help
 
 On Windows, record traces kernel pool allocations (ETW PoolAlloc/PoolFree with
-kernel stacks) instead; --kinds, --cgroup, --memcg, --cache, --attach, --mode, --sample,
+kernel stacks) instead. That live path is built and its decoding is tested
+against real traces Windows wrote, but it has not yet been run on Windows;
+'kmemprof convert' of a trace recorded with wpr or xperf is the tested way.
+--kinds, --cgroup, --memcg, --cache, --attach, --mode, --sample,
 --hot-threshold, --min-size, --stack-depth, --max-outstanding, --nested-frees,
 --follow and -- CMD are Linux-only.
 

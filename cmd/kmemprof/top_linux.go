@@ -98,7 +98,12 @@ func top(o *topOptions, stdin io.Reader, stdout, stderr io.Writer) error {
 		if interactive {
 			b.WriteString("\033[H\033[2J")
 		}
-		fmt.Fprintf(&b, "kmemprof top  %s since start  via %s  sort: %s  events %d", time.Since(start).Round(time.Second), tr.Mode(), o.sortKey, stats.Events)
+		stamp := ""
+		if !interactive {
+			// A log of tables: each says when it was taken.
+			stamp = time.Now().Format("2006-01-02 15:04:05") + "  "
+		}
+		fmt.Fprintf(&b, "kmemprof top  %s%s since start  via %s  sort: %s  events %d", stamp, time.Since(start).Round(time.Second), tr.Mode(), o.sortKey, stats.Events)
 		if stats.Losses > 0 {
 			// Frees whose cache was not found, and the like: kmemprof record's summary names them.
 			fmt.Fprintf(&b, "  lost %d", stats.Losses)
@@ -111,19 +116,19 @@ func top(o *topOptions, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		b.WriteString(nl)
 		shown := rows[:min(o.rows, len(rows))]
+		// The cache column is as wide as the names; what SLUB merged into a
+		// cache, which can be long, ends the row.
 		w := len("CACHE")
-		name := func(r topRow) string {
-			if m := merged[r.Name]; len(m) > 0 {
-				return r.Name + " " + tracer.MergedNote(m)
-			}
-			return r.Name
-		}
 		for _, r := range shown {
-			w = max(w, len(name(r)))
+			w = max(w, len(r.Name))
 		}
 		fmt.Fprintf(&b, "%-*s %10s %10s %10s %11s %10s%s", w, "CACHE", "ALLOCS", "FREES", "DIFF", "IN-USE", "GROWTH/s", nl)
 		for _, r := range shown {
-			fmt.Fprintf(&b, "%-*s %10d %10d %+10d %11s %+10.0f%s", w, name(r), r.Allocs, r.Frees, r.Diff(), tracer.SignedBytes(r.InUse()), r.growth, nl)
+			note := ""
+			if m := merged[r.Name]; len(m) > 0 {
+				note = "  " + tracer.MergedNote(m)
+			}
+			fmt.Fprintf(&b, "%-*s %10d %10d %+10d %11s %+10.0f%s%s", w, r.Name, r.Allocs, r.Frees, r.Diff(), tracer.SignedBytes(r.InUse()), r.growth, note, nl)
 		}
 		if len(rows) == 0 {
 			b.WriteString("(no slab allocations yet)" + nl)

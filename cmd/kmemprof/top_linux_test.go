@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -139,5 +140,15 @@ func TestTopPlain(t *testing.T) {
 	}
 	if n := strings.Count(string(out), "CACHE "); n < 2 {
 		t.Errorf("%d tables printed in 1.5 s at 500 ms, want at least 2:\n%s", n, out)
+	}
+	// A log of tables: each header has the wall-clock time; the cache
+	// column is as wide as the names, merged caches' notes end the row.
+	if !regexp.MustCompile(`kmemprof top  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  `).Match(out) {
+		t.Errorf("no wall-clock time in the plain tables' headers:\n%s", out)
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "CACHE") && strings.Index(l, "ALLOCS") > 60 {
+			t.Errorf("the cache column is padded to %d characters: %q", strings.Index(l, "ALLOCS"), l)
+		}
 	}
 }
