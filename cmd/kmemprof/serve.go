@@ -45,6 +45,14 @@ Options:
                        [::1], localhost) unless --allow-remote
       --allow-remote   allow an ADDR other machines can reach, such as
                        :8080 (every interface) or 10.0.0.5:8080
+      --sample-index T the sample type shown first: inuse_space (default),
+                       inuse_objects, alloc_space, alloc_objects, and with
+                       record --interval growth_space, growth_objects
+      --tagroot KEYS   label keys shown as the flame graph's root frames,
+                       comma-separated: cache, kind, comm, memcg...
+      --diff-base OLD  show FILE minus OLD: which call paths left more (or
+                       less) behind in FILE's capture window than in OLD's;
+                       a capture holds only its own window's allocations
   -h, --help           show this help
 
 A profile holds kernel addresses (the KASLR offset, where kernel objects
@@ -57,6 +65,8 @@ pprof keeps saved views in its settings file under $XDG_CONFIG_HOME or $HOME
 
 Examples:
   kmemprof serve kmem.pb.gz
+  kmemprof serve --tagroot cache kmem.pb.gz         slab caches at the root
+  kmemprof serve --diff-base before.pb.gz after.pb.gz
   kmemprof serve --http 127.0.0.1:0 kmem.pb.gz      any free port
   kmemprof serve --http :8080 --allow-remote kmem.pb.gz
 `
@@ -68,6 +78,7 @@ const defaultHTTPAddr = "127.0.0.1:8080"
 type serveOptions struct {
 	addr string // checked by checkHTTPAddr
 	path string // the profile
+	view serveView
 }
 
 // parseServe parses the serve command line. Bad input is a usageError;
@@ -82,6 +93,9 @@ func parseServe(args []string, stdout io.Writer) (*serveOptions, error) {
 	)
 	fs.StringVar(&o.addr, "http", defaultHTTPAddr, "")
 	fs.BoolVar(&allowRemote, "allow-remote", false, "")
+	fs.StringVar(&o.view.sampleIndex, "sample-index", "", "")
+	fs.StringVar(&o.view.tagRoot, "tagroot", "", "")
+	fs.StringVar(&o.view.diffBase, "diff-base", "", "")
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&help, "h", false, "")
 
@@ -97,7 +111,7 @@ func parseServe(args []string, stdout io.Writer) (*serveOptions, error) {
 	case len(files) == 0:
 		return nil, usagef("no profile given: kmemprof serve [--http ADDR] FILE (e.g. kmem.pb.gz)")
 	case len(files) > 1:
-		return nil, usagef("one profile at a time: got %d files (%s); 'go tool pprof -diff_base=OLD NEW' compares two", len(files), strings.Join(files, ", "))
+		return nil, usagef("one profile at a time: got %d files (%s); --diff-base OLD NEW compares two", len(files), strings.Join(files, ", "))
 	case files[0] == "":
 		return nil, usagef("empty profile file name")
 	}
@@ -155,7 +169,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		<-ctx.Done()
 		stop()
 	}()
-	err = serveProfile(ctx, o.addr, o.path, stderr, func(url string) {
+	err = serveProfileView(ctx, o.addr, o.path, o.view, stderr, func(url string) {
 		fmt.Fprintf(stderr, "serving %s at %s (Ctrl-C to stop)\n", o.path, url)
 	})
 	if err != nil {
@@ -179,9 +193,33 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 // cannot start its UI (it needs a settings directory: $XDG_CONFIG_HOME or
 // $HOME, %AppData% on Windows) or when the server fails.
 func serveProfile(ctx context.Context, addr, path string, stderr io.Writer, ready func(url string)) error {
+	return serveProfileView(ctx, addr, path, serveView{}, stderr, ready)
+}
+
+// serveView is how the UI first shows the profile: pprof's -sample_index,
+// -tagroot and -diff_base.
+type serveView struct {
+	sampleIndex string // e.g. inuse_objects, growth_space
+	tagRoot     string // label keys, comma-separated, as pseudo-frames at the root
+	diffBase    string // a profile to subtract
+}
+
+// serveProfileView is serveProfile with a first view.
+func serveProfileView(ctx context.Context, addr, path string, view serveView, stderr io.Writer, ready func(url string)) error {
 	p, err := loadProfile(path)
 	if err != nil {
 		return err
+	}
+	fetch := profileFetcher{p: p}
+	if view.diffBase != "" {
+		base, err := loadProfile(view.diffBase)
+		if err != nil {
+			return err
+		}
+		fetch.base, fetch.basePath = base, view.diffBase
+	}
+	if view.sampleIndex != "" && !hasSampleType(p, view.sampleIndex) {
+		return usagef("--sample-index %s: %s has the sample types %s", view.sampleIndex, path, sampleTypeNames(p))
 	}
 	if ctx.Err() != nil {
 		return nil // stopped before it started
@@ -203,9 +241,18 @@ func serveProfile(ctx context.Context, addr, path string, stderr io.Writer, read
 			"no_browser": "true",
 		},
 	}
+	if view.sampleIndex != "" {
+		flags.set["sample_index"] = view.sampleIndex
+	}
+	if view.tagRoot != "" {
+		flags.set["tagroot"] = view.tagRoot
+	}
+	if view.diffBase != "" {
+		flags.set["diff_base"] = view.diffBase
+	}
 	err = driver.PProf(&driver.Options{
 		Flagset:    flags,
-		Fetch:      profileFetcher{p},
+		Fetch:      fetch,
 		Sym:        noSymbolizer{},
 		Obj:        noObjTool{},
 		UI:         &quietUI{w: out},
@@ -445,10 +492,36 @@ func (f *driverFlags) parse() []string {
 // profileFetcher hands the driver the profile already read, so that the
 // source name is never taken for a URL. The empty source it returns marks
 // the profile as local: pprof saves no copy of it.
-type profileFetcher struct{ p *profile.Profile }
+type profileFetcher struct {
+	p        *profile.Profile
+	base     *profile.Profile // --diff-base's, fetched by its path
+	basePath string
+}
 
-func (f profileFetcher) Fetch(string, time.Duration, time.Duration) (*profile.Profile, string, error) {
+func (f profileFetcher) Fetch(src string, _, _ time.Duration) (*profile.Profile, string, error) {
+	if f.base != nil && src == f.basePath {
+		// pprof changes a profile it fetches (a diff base's values are
+		// negated): hand it a copy each time.
+		return f.base.Copy(), "", nil
+	}
 	return f.p, "", nil
+}
+
+func hasSampleType(p *profile.Profile, name string) bool {
+	for _, st := range p.SampleType {
+		if st.Type == name {
+			return true
+		}
+	}
+	return false
+}
+
+func sampleTypeNames(p *profile.Profile) string {
+	var ns []string
+	for _, st := range p.SampleType {
+		ns = append(ns, st.Type)
+	}
+	return strings.Join(ns, ", ")
 }
 
 // noSymbolizer leaves the profile as it is: kmemprof profiles carry their

@@ -623,3 +623,42 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestServeView: --sample-index, --tagroot and --diff-base reach pprof: the
+// first view shows that sample type, the label keys as root frames, and a
+// profile minus itself is empty.
+func TestServeView(t *testing.T) {
+	path := writeServeProfile(t)
+	serve := func(view serveView) string {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		urls, done := make(chan string, 1), make(chan error, 1)
+		go func() { done <- serveProfileView(ctx, "127.0.0.1:0", path, view, io.Discard, func(u string) { urls <- u }) }()
+		select {
+		case u := <-urls:
+			_, body := httpGet(t, u+"ui/top", nil)
+			cancel()
+			<-done
+			return body
+		case err := <-done:
+			t.Fatalf("%+v: %v", view, err)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%+v: not serving after 30 s", view)
+		}
+		return ""
+	}
+	if body := serve(serveView{sampleIndex: "inuse_objects"}); !strings.Contains(body, "inuse_objects") {
+		t.Errorf("--sample-index inuse_objects: the top view does not say so")
+	}
+	// pprof names a label's pseudo-frame after its value.
+	if body := serve(serveView{tagRoot: "cache"}); !strings.Contains(body, `"Name":"filp"`) {
+		t.Errorf("--tagroot cache: no frame named after the cache filp in the top view")
+	}
+	if body := serve(serveView{diffBase: path}); strings.Contains(body, "do_eventfd") {
+		t.Errorf("--diff-base of the profile itself: do_eventfd still has a value")
+	}
+	err := serveProfileView(context.Background(), "127.0.0.1:0", path, serveView{sampleIndex: "cpu"}, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "inuse_space") {
+		t.Errorf("--sample-index cpu: %v", err)
+	}
+}
