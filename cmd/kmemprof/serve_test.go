@@ -633,7 +633,9 @@ func TestServeView(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		urls, done := make(chan string, 1), make(chan error, 1)
-		go func() { done <- serveProfileView(ctx, "127.0.0.1:0", path, view, io.Discard, func(u string) { urls <- u }) }()
+		go func() {
+			done <- serveProfileView(ctx, "127.0.0.1:0", path, view, io.Discard, func(u string) { urls <- u })
+		}()
 		select {
 		case u := <-urls:
 			_, body := httpGet(t, u+"ui/top", nil)
