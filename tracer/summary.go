@@ -429,3 +429,93 @@ func SignedBytes(d int64) string {
 	}
 	return "0 B"
 }
+
+// WriteDiff writes the n call sites whose in-use bytes grew most from base
+// to a (both rebuilt from profiles, or aggregated), keyed as the summary's
+// rows, with their figures in each and a line that says what such a diff
+// means: each capture holds only what its own window allocated and left
+// outstanding.
+func (a *Aggregation) WriteDiff(w io.Writer, base *Aggregation, n int) error {
+	if n <= 0 {
+		n = DefaultSummaryRows
+	}
+	type side struct{ objects, space uint64 }
+	type diffRow struct {
+		key       rowKey
+		frames    []Frame
+		now, then side
+	}
+	index := map[rowKey]int{}
+	var rows []diffRow
+	add := func(agg *Aggregation, now bool) {
+		for i := range agg.Samples {
+			s := &agg.Samples[i]
+			k := rowKey{s.Kind, agg.Platform.stackKey(s), s.Cache, s.Pool}
+			ri, ok := index[k]
+			if !ok {
+				ri = len(rows)
+				index[k] = ri
+				rows = append(rows, diffRow{key: k, frames: s.Frames})
+			}
+			sd := &rows[ri].then
+			if now {
+				sd = &rows[ri].now
+			}
+			sd.objects += s.InuseObjects
+			sd.space += s.InuseSpace
+		}
+	}
+	add(base, false)
+	add(a, true)
+	delta := func(r diffRow) int64 { return int64(r.now.space) - int64(r.then.space) }
+	slices.SortStableFunc(rows, func(x, y diffRow) int {
+		return cmp.Or(cmp.Compare(delta(y), delta(x)), cmp.Compare(y.now.objects, x.now.objects))
+	})
+	var grew, shrank int
+	for _, r := range rows {
+		switch d := delta(r); {
+		case d > 0:
+			grew++
+		case d < 0:
+			shrank++
+		}
+	}
+	shown := rows[:min(n, grew)]
+	skip := a.Platform.isAllocator
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if len(shown) == 0 {
+		fmt.Fprintln(tw, "no call site holds more in-use bytes than in the base")
+	} else {
+		cacheName := func(r diffRow) string {
+			if r.key.cache == "" {
+				return "-"
+			}
+			return r.key.cache
+		}
+		kindName := func(r diffRow) string {
+			if r.key.pool != "" {
+				return r.key.kind.String() + "/" + r.key.pool
+			}
+			return r.key.kind.String()
+		}
+		head := a.Platform.cacheHeader()
+		cw, kw := len(head), len("KIND")
+		for _, r := range shown {
+			cw, kw = max(cw, len(cacheName(r))), max(kw, len(kindName(r)))
+		}
+		fmt.Fprintf(tw, "DELTA\tOBJECTS\tIN-USE\tBASE\t  %-*s  %-*s  %s\n", cw, head, kw, "KIND", "WHERE")
+		for _, r := range shown {
+			fmt.Fprintf(tw, "%s\t%+d\t%s\t%s\t  %-*s  %-*s  %s\n", SignedBytes(delta(r)), int64(r.now.objects)-int64(r.then.objects),
+				HumanBytes(r.now.space), HumanBytes(r.then.space), cw, cacheName(r), kw, kindName(r), where(r.frames, skip))
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "\nin-use: %s in this capture, %s in the base (%s); %d call sites hold more, %d less\n"+
+		"A capture holds only what was allocated during its own window and still outstanding at its end: a call site "+
+		"that holds more here left more behind in this window than in the base's (before and after a change, on two "+
+		"machines), which is not what the kernel gained between the two captures. Growth within one capture is record --interval's.\n",
+		HumanBytes(a.InuseSpace), HumanBytes(base.InuseSpace), SignedBytes(int64(a.InuseSpace)-int64(base.InuseSpace)), grew, shrank)
+	return err
+}

@@ -15,7 +15,7 @@ import (
 	"github.com/kmemprof/kmemprof/tracer"
 )
 
-const reportUsage = `Usage: kmemprof report [--top N] FILE
+const reportUsage = `Usage: kmemprof report [--top N] [--diff BASE] FILE
 
 Prints the summary of a saved profile (kmemprof record, convert or agent):
 the capture's facts, the call sites holding the most in-use bytes with their
@@ -24,12 +24,19 @@ and the self-check, as record printed them when the capture ended. No root,
 no Go toolchain.
 
 Options:
-      --top N     rows to show (default 10)
-  -h, --help      this help
+      --top N        rows to show (default 10)
+      --diff BASE    instead, the call sites that hold more in-use bytes in
+                     FILE than in BASE (another capture), with both figures.
+                     A capture holds only what its own window allocated and
+                     left outstanding: the diff compares what two windows
+                     left behind (before and after a fix, two machines), not
+                     what the kernel gained between them
+  -h, --help         this help
 
 Examples:
   kmemprof report kmem.pb.gz
   kmemprof report --top 30 kmem.pb.gz
+  kmemprof report --diff before.pb.gz after.pb.gz
   kmemprof serve kmem.pb.gz      # the same profile in the pprof web UI
 
 A profile keeps each sample's stack (the allocator's own frames as the
@@ -40,6 +47,7 @@ and facts as comments: the rows are the ones the capture printed.
 type reportOptions struct {
 	path string
 	top  int
+	diff string // BASE of --diff
 }
 
 func parseReport(args []string, stdout io.Writer) (*reportOptions, error) {
@@ -50,6 +58,7 @@ func parseReport(args []string, stdout io.Writer) (*reportOptions, error) {
 		help bool
 	)
 	fs.IntVar(&o.top, "top", tracer.DefaultSummaryRows, "")
+	fs.StringVar(&o.diff, "diff", "", "")
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&help, "h", false, "")
 	files, err := parseInterspersed(fs, args)
@@ -86,16 +95,17 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// writeReport reads the profile and prints its summary.
-func writeReport(o *reportOptions, w io.Writer) error {
-	f, err := os.Open(o.path)
+// readAggregation reads a kmemprof profile back into its aggregation and
+// the capture facts of its comments.
+func readAggregation(path string) (*tracer.Aggregation, []string, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer f.Close()
 	p, err := profile.Parse(f)
 	if err != nil {
-		return fmt.Errorf("%s is not a pprof profile: %w", o.path, err)
+		return nil, nil, fmt.Errorf("%s is not a pprof profile: %w", path, err)
 	}
 	platform := bpf.Platform
 	if len(p.Comments) > 0 && strings.HasPrefix(p.Comments[0], "kmemprof windows") {
@@ -103,10 +113,28 @@ func writeReport(o *reportOptions, w io.Writer) error {
 	}
 	agg, facts, err := tracer.FromProfile(p, platform)
 	if err != nil {
-		return fmt.Errorf("%s: %w", o.path, err)
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if len(facts) == 0 {
-		return errors.New(o.path + ": not a kmemprof profile (no kmemprof comments)")
+		return nil, nil, errors.New(path + ": not a kmemprof profile (no kmemprof comments)")
+	}
+	return agg, facts, nil
+}
+
+// writeReport reads the profile and prints its summary, or its diff.
+func writeReport(o *reportOptions, w io.Writer) error {
+	agg, facts, err := readAggregation(o.path)
+	if err != nil {
+		return err
+	}
+	if o.diff != "" {
+		base, baseFacts, err := readAggregation(o.diff)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%s\n  %s\nminus the base %s\n  %s\n\n", o.path, strings.Join(facts[:min(3, len(facts))], "\n  "),
+			o.diff, strings.Join(baseFacts[:min(3, len(baseFacts))], "\n  "))
+		return agg.WriteDiff(w, base, o.top)
 	}
 	// The capture's facts above the table; the rest (the system view:
 	// meminfo, slab caches that grew) below it, where record prints it.

@@ -202,3 +202,61 @@ func TestConvertChecksBeforeReading(t *testing.T) {
 		}
 	}
 }
+
+// TestReportDiff: report --diff lists the call sites that hold more than in
+// the base, with both figures, and says what a diff of two windows is.
+func TestReportDiff(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, filp, dentry int) string {
+		now := time.Unix(5000, 0)
+		snap := &tracer.Snapshot{
+			Platform: bpf.Platform,
+			Taken:    now,
+			Stacks:   map[tracer.StackID][]uint64{1: {0xffffffff81400020}, 2: {0xffffffff81500030}},
+		}
+		for i := 0; i < filp; i++ {
+			snap.Records = append(snap.Records, tracer.Record{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 1, Cache: "filp"}, BytesAlloc: 256, Time: now.UnixNano()})
+		}
+		for i := 0; i < dentry; i++ {
+			snap.Records = append(snap.Records, tracer.Record{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 2, Cache: "dentry"}, BytesAlloc: 192, Time: now.UnixNano()})
+		}
+		names := map[uint64]string{0xffffffff81400000: "alloc_empty_file", 0xffffffff81500000: "__d_alloc"}
+		agg, err := tracer.Aggregate(snap, symbolizerFunc(func(pc uint64) (tracer.Symbol, bool) {
+			n, ok := names[pc&^0xff]
+			return tracer.Symbol{Name: n, Start: pc &^ 0xff}, ok
+		}), tracer.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(dir, name)
+		var so, se bytes.Buffer
+		if err := writeOutputs(&recordOptions{output: out}, agg, &so, &se, nil); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	base, now := write("base.pb.gz", 10, 50), write("now.pb.gz", 40, 20)
+	code, out, errOut := runInProcess("report", "--diff", base, now)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := strings.Split(out, "\n")
+	var rows []string
+	for i, l := range lines {
+		if strings.Contains(l, "DELTA") {
+			rows = lines[i+1:]
+			break
+		}
+	}
+	if len(rows) == 0 || !strings.Contains(rows[0], "+7.5 KiB") || !strings.Contains(rows[0], "+30") || !strings.Contains(rows[0], "filp") {
+		t.Errorf("the first row is not filp's growth (30 x 256 B):\n%s", out)
+	}
+	if strings.Contains(out, "dentry  ") {
+		t.Errorf("dentry, which holds less, is listed as holding more:\n%s", out)
+	}
+	for _, w := range []string{"1 call sites hold more, 1 less", "not what the kernel gained"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("report --diff lacks %q:\n%s", w, out)
+		}
+	}
+}
