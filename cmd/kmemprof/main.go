@@ -44,6 +44,8 @@ Commands:
   convert   turn a Windows .etl trace with pool events into a profile (any OS)
   agent     trace continuously; push profiles to Pyroscope, serve Prometheus metrics (needs root)
   version   print the version
+  completion  print a bash or zsh completion script
+  man       print the manual page (roff): kmemprof man | man -l -
   help      show help for a command: kmemprof help record
 
 Examples:
@@ -101,6 +103,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runServe(args[1:], stdout, stderr)
 	case "report":
 		return runReport(args[1:], stdout, stderr)
+	case "completion":
+		return runCompletion(args[1:], stdout, stderr)
+	case "man":
+		return runMan(args[1:], stdout, stderr)
 	case "version", "--version", "-version", "-V":
 		if len(args) > 1 && isHelp(args[1]) {
 			fmt.Fprint(stdout, versionUsage)
