@@ -85,6 +85,10 @@ release:
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "$(RELEASE_LDFLAGS)" -o $(DIST)/linux-amd64/kmemprof ./cmd/kmemprof
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags "$(RELEASE_LDFLAGS)" -o $(DIST)/linux-arm64/kmemprof ./cmd/kmemprof
 	CGO_ENABLED=0 GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags "$(RELEASE_LDFLAGS)" -o $(DIST)/windows-amd64/kmemprof.exe ./cmd/kmemprof
+	mkdir -p $(DIST)/docs
+	$(GO) run -ldflags "-X main.version=$(VERSION)" ./cmd/kmemprof man > $(DIST)/docs/kmemprof.8
+	$(GO) run ./cmd/kmemprof completion bash > $(DIST)/docs/kmemprof.bash
+	$(GO) run ./cmd/kmemprof completion zsh > $(DIST)/docs/_kmemprof
 	GOOS=windows $(GO) mod download github.com/0xrawsec/golang-etw
 	$(GO) run ./cmd/mkrelease -version $(VERSION) -dist $(DIST) \
 		-gpl "$$(GOOS=windows $(GO) list -m -f '{{.Dir}}' github.com/0xrawsec/golang-etw)/LICENSE"

@@ -59,6 +59,18 @@ var deployFiles = []string{"kmemprof-agent.service", "kmemprof-agent-daemonset.y
 // deploySource is where deployFiles are in the tree.
 const deploySource = "cmd/kmemprof/deploy"
 
+// generatedDocs are made by the release build from the binary's own help
+// (kmemprof man, kmemprof completion) into DIST/docs; the Linux archives
+// carry them under docs/, the .deb installs them where man, bash and zsh
+// look (debPaths).
+var generatedDocs = []string{"kmemprof.8", "kmemprof.bash", "_kmemprof"}
+
+var debPaths = map[string]string{
+	"kmemprof.8":    "usr/share/man/man8/kmemprof.8.gz",
+	"kmemprof.bash": "usr/share/bash-completion/completions/kmemprof",
+	"_kmemprof":     "usr/share/zsh/vendor-completions/_kmemprof",
+}
+
 // unitPath is where the .deb installs the agent's systemd unit.
 const unitPath = "lib/systemd/system/kmemprof-agent.service"
 
@@ -97,6 +109,13 @@ func run(version, dist, gpl, docDir string) error {
 			files[d] = b
 		}
 		if t.goos == "linux" {
+			for _, d := range generatedDocs {
+				b, err := os.ReadFile(filepath.Join(dist, "docs", d))
+				if err != nil {
+					return fmt.Errorf("%w (the release build makes it with kmemprof man / completion)", err)
+				}
+				files["docs/"+d] = b
+			}
 			for _, d := range deployFiles {
 				b, err := os.ReadFile(filepath.Join(docDir, deploySource, d))
 				if err != nil {
@@ -278,6 +297,9 @@ Description: kernel memory leak profiler (eBPF, pprof output)
 		{"./usr/bin/kmemprof", bin, 0o755},
 		{"./usr/share/doc/kmemprof/README.md", files["README.md"], 0o644},
 		{"./" + unitPath, files["deploy/kmemprof-agent.service"], 0o644},
+		{"./" + debPaths["kmemprof.8"], gzipped(files["docs/kmemprof.8"]), 0o644},
+		{"./" + debPaths["kmemprof.bash"], files["docs/kmemprof.bash"], 0o644},
+		{"./" + debPaths["_kmemprof"], files["docs/_kmemprof"], 0o644},
 		{"./usr/share/doc/kmemprof/kmemprof-agent-daemonset.yaml", files["deploy/kmemprof-agent-daemonset.yaml"], 0o644},
 		{"./usr/share/doc/kmemprof/copyright", append(append([]byte{}, files["NOTICE"]...), append([]byte("\n"), files["LICENSE"]...)...), 0o644},
 	}, true)
@@ -385,6 +407,9 @@ func check(version, dist string) error {
 		} else {
 			for _, d := range deployFiles {
 				want = append(want, "deploy/"+d)
+			}
+			for _, d := range generatedDocs {
+				want = append(want, "docs/"+d)
 			}
 		}
 		for _, w := range want {
@@ -516,8 +541,22 @@ func checkDeb(path string, t target) error {
 	if !bytes.Contains(data[unitPath], []byte("ExecStart=/usr/bin/kmemprof ")) {
 		return fmt.Errorf("%s does not run /usr/bin/kmemprof:\n%s", unitPath, data[unitPath])
 	}
+	for _, p := range debPaths {
+		if len(data[p]) == 0 {
+			return fmt.Errorf("no /%s", p)
+		}
+	}
 	if len(data["usr/share/doc/kmemprof/kmemprof-agent-daemonset.yaml"]) == 0 {
 		return errors.New("no kmemprof-agent-daemonset.yaml in /usr/share/doc/kmemprof")
 	}
 	return checkBinary(t, data["usr/bin/kmemprof"])
+}
+
+// gzipped is b compressed, as Debian keeps manual pages.
+func gzipped(b []byte) []byte {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	zw.Write(b)
+	zw.Close()
+	return buf.Bytes()
 }

@@ -16,6 +16,12 @@ func buildTargets(t *testing.T, dist string) {
 	if err := os.WriteFile(src, []byte("package main\nfunc main() {}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	os.MkdirAll(filepath.Join(dist, "docs"), 0o755)
+	for _, d := range generatedDocs {
+		if err := os.WriteFile(filepath.Join(dist, "docs", d), []byte(d+" text\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, tg := range targets {
 		out := filepath.Join(dist, tg.goos+"-"+tg.goarch, tg.exe)
 		cmd := exec.Command("go", "build", "-o", out, src)
