@@ -30,6 +30,8 @@ type summaryRow struct {
 	objects uint64
 	space   uint64
 	req     uint64 // bytes requested by the callers of the in-use allocations
+	// allocated during the capture, freed or not
+	allocObjects, allocSpace uint64
 	// growth (when the aggregation has it)
 	growthObjects, growthSpace uint64
 	steadiness                 float64
@@ -79,27 +81,52 @@ func (p *Platform) stackKey(s *AggSample) string {
 // marked "(reclaimable)" or "(freed with CACHE)") after the others, with
 // their growth shown all the same. It returns the first write error.
 func (a *Aggregation) WriteSummary(w io.Writer, n int) error {
+	return a.WriteSummaryBy(w, n, "")
+}
+
+// SummaryIndexes are the sample types a summary can be ranked by
+// (WriteSummaryBy); growth ones only with growth.
+var SummaryIndexes = []string{"inuse_space", "inuse_objects", "alloc_space", "alloc_objects", "growth_space", "growth_objects"}
+
+// WriteSummaryBy is WriteSummary with the rows ranked by the sample type
+// index (SummaryIndexes; "" ranks as WriteSummary does: growth first when
+// there is growth, else in-use bytes). Ranked by alloc_*, the first two
+// columns are what was allocated during the capture, and rows with nothing
+// in use left are shown too.
+func (a *Aggregation) WriteSummaryBy(w io.Writer, n int, index string) error {
 	if n <= 0 {
 		n = DefaultSummaryRows
 	}
+	switch index {
+	case "", "inuse_space", "inuse_objects", "alloc_space", "alloc_objects":
+	case "growth_space", "growth_objects":
+		if !a.HasGrowth {
+			return fmt.Errorf("no growth in this profile to rank by %s: record it with --interval", index)
+		}
+	default:
+		return fmt.Errorf("cannot rank by %q: want one of %s", index, strings.Join(SummaryIndexes, ", "))
+	}
+	alloc := strings.HasPrefix(index, "alloc_")
 	skipFrame := a.Platform.isAllocator
 
-	index := make(map[rowKey]int)
+	rowIndex := make(map[rowKey]int)
 	var rows []summaryRow
 	for i := range a.Samples {
 		s := &a.Samples[i]
-		if s.InuseObjects == 0 && s.InuseSpace == 0 {
+		if s.InuseObjects == 0 && s.InuseSpace == 0 && (!alloc || s.AllocObjects == 0) {
 			continue
 		}
 		k := rowKey{s.Kind, a.Platform.stackKey(s), s.Cache, s.Pool}
-		ri, ok := index[k]
+		ri, ok := rowIndex[k]
 		if !ok {
 			ri = len(rows)
-			index[k] = ri
+			rowIndex[k] = ri
 			rows = append(rows, summaryRow{kind: s.Kind, stack: s.Stack, cache: s.Cache, pool: s.Pool, frames: s.Frames})
 		}
 		rows[ri].objects += s.InuseObjects
 		rows[ri].space += s.InuseSpace
+		rows[ri].allocObjects += s.AllocObjects
+		rows[ri].allocSpace += s.AllocSpace
 		rows[ri].req += s.ReqSpace
 		rows[ri].growthObjects += s.GrowthObjects
 		rows[ri].growthSpace += s.GrowthSpace
@@ -114,7 +141,19 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int) error {
 	slices.SortStableFunc(rows, func(x, y summaryRow) int {
 		return cmp.Or(cmp.Compare(y.space, x.space), cmp.Compare(y.objects, x.objects))
 	})
-	if a.HasGrowth {
+	switch {
+	case index == "inuse_objects":
+		slices.SortStableFunc(rows, func(x, y summaryRow) int { return cmp.Compare(y.objects, x.objects) })
+	case index == "alloc_space":
+		slices.SortStableFunc(rows, func(x, y summaryRow) int {
+			return cmp.Or(cmp.Compare(y.allocSpace, x.allocSpace), cmp.Compare(y.allocObjects, x.allocObjects))
+		})
+	case index == "alloc_objects":
+		slices.SortStableFunc(rows, func(x, y summaryRow) int { return cmp.Compare(y.allocObjects, x.allocObjects) })
+	case index == "growth_objects":
+		sortByGrowth(rows, func(r summaryRow) bool { return r.reclaimable || r.owner != "" },
+			func(r summaryRow) uint64 { return r.growthObjects }, func(r summaryRow) uint64 { return r.growthSpace })
+	case a.HasGrowth && (index == "" || index == "growth_space"):
 		// What still grows, and cannot be reclaimed, first; objects freed
 		// with reclaimable ones are reclaimed with them.
 		sortByGrowth(rows, func(r summaryRow) bool { return r.reclaimable || r.owner != "" },
@@ -122,7 +161,7 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int) error {
 	}
 
 	rows = rows[:min(n, len(rows))]
-	more := len(index) - len(rows)
+	more := len(rowIndex) - len(rows)
 	// Cache and kind are text, so they are padded to the widest shown value
 	// here; the numbers are right-aligned cells of the tabwriter.
 	// Windows pool samples carry a pool tag where Linux ones carry a cache.
@@ -141,19 +180,27 @@ func (a *Aggregation) WriteSummary(w io.Writer, n int) error {
 		if a.HasGrowth {
 			growthHead = "GROWTH\tSTEADY\t"
 		}
-		fmt.Fprintf(tw, "%sIN-USE\tOBJECTS\t%%\tREQ%%\t  %-*s  %-*s  %s\n", growthHead, cw, cacheHead, kw, "KIND", "WHERE")
+		spaceHead, objectsHead, total := "IN-USE", "OBJECTS", a.InuseSpace
+		if alloc {
+			spaceHead, objectsHead, total = "ALLOCATED", "ALLOCS", a.AllocSpace
+		}
+		fmt.Fprintf(tw, "%s%s\t%s\t%%\tREQ%%\t  %-*s  %-*s  %s\n", growthHead, spaceHead, objectsHead, cw, cacheHead, kw, "KIND", "WHERE")
 		for i := range rows {
 			r := &rows[i]
+			space, objects := r.space, r.objects
+			if alloc {
+				space, objects = r.allocSpace, r.allocObjects
+			}
 			pct := "-"
-			if a.InuseSpace > 0 {
-				pct = strconv.FormatFloat(100*float64(r.space)/float64(a.InuseSpace), 'f', 1, 64) + "%"
+			if total > 0 {
+				pct = strconv.FormatFloat(100*float64(space)/float64(total), 'f', 1, 64) + "%"
 			}
 			growth := ""
 			if a.HasGrowth {
 				growth = HumanBytes(r.growthSpace) + "\t" + strconv.FormatFloat(100*r.steadiness, 'f', 0, 64) + "%\t"
 			}
 			cache := r.cacheLabel()
-			fmt.Fprintf(tw, "%s%s\t%d\t%s\t%s\t  %-*s  %-*s  %s\n", growth, HumanBytes(r.space), r.objects, pct, r.reqPercent(),
+			fmt.Fprintf(tw, "%s%s\t%d\t%s\t%s\t  %-*s  %-*s  %s\n", growth, HumanBytes(space), objects, pct, r.reqPercent(),
 				cw, cache, kw, r.kindName(), where(r.frames, skipFrame))
 		}
 		if more > 0 {

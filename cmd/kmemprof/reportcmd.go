@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/google/pprof/profile"
@@ -15,7 +16,7 @@ import (
 	"github.com/kmemprof/kmemprof/tracer"
 )
 
-const reportUsage = `Usage: kmemprof report [--top N] [--diff BASE] FILE
+const reportUsage = `Usage: kmemprof report [--top N] [--sample-index T] [--diff BASE] FILE
 
 Prints the summary of a saved profile (kmemprof record, convert or agent):
 the capture's facts, the call sites holding the most in-use bytes with their
@@ -25,6 +26,11 @@ no Go toolchain.
 
 Options:
       --top N        rows to show (default 10)
+      --sample-index T  rank the rows by inuse_space (the default, or the
+                     growth with record --interval), inuse_objects,
+                     alloc_space, alloc_objects (what the capture allocated,
+                     freed or not: --mode full or sample), growth_space or
+                     growth_objects
       --diff BASE    instead, the call sites that hold more in-use bytes in
                      FILE than in BASE (another capture), with both figures.
                      A capture holds only what its own window allocated and
@@ -48,6 +54,8 @@ type reportOptions struct {
 	path string
 	top  int
 	diff string // BASE of --diff
+	// index ranks the summary's rows (tracer.SummaryIndexes; "": default)
+	index string
 }
 
 func parseReport(args []string, stdout io.Writer) (*reportOptions, error) {
@@ -59,6 +67,7 @@ func parseReport(args []string, stdout io.Writer) (*reportOptions, error) {
 	)
 	fs.IntVar(&o.top, "top", tracer.DefaultSummaryRows, "")
 	fs.StringVar(&o.diff, "diff", "", "")
+	fs.StringVar(&o.index, "sample-index", "", "")
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&help, "h", false, "")
 	files, err := parseInterspersed(fs, args)
@@ -79,6 +88,12 @@ func parseReport(args []string, stdout io.Writer) (*reportOptions, error) {
 	}
 	if o.top <= 0 {
 		return nil, usagef("bad --top %d: want 1 or more rows", o.top)
+	}
+	if o.index != "" && !slices.Contains(tracer.SummaryIndexes, o.index) {
+		return nil, usagef("bad --sample-index %q: want one of %s", o.index, strings.Join(tracer.SummaryIndexes, ", "))
+	}
+	if o.index != "" && o.diff != "" {
+		return nil, usagef("--diff compares in-use bytes: it takes no --sample-index")
 	}
 	o.path = files[0]
 	return &o, nil
@@ -152,7 +167,7 @@ func writeReport(o *reportOptions, w io.Writer) error {
 		fmt.Fprintln(w, c)
 	}
 	fmt.Fprintln(w)
-	if err := agg.WriteSummary(w, o.top); err != nil {
+	if err := agg.WriteSummaryBy(w, o.top, o.index); err != nil {
 		return err
 	}
 	if len(tail) > 0 {

@@ -260,3 +260,57 @@ func TestReportDiff(t *testing.T) {
 		}
 	}
 }
+
+// TestReportSampleIndex: --sample-index ranks the rows by that sample type;
+// growth without growth, and unknown types, are refused.
+func TestReportSampleIndex(t *testing.T) {
+	now := time.Unix(5000, 0)
+	snap := &tracer.Snapshot{
+		Taken:  now,
+		Stacks: map[tracer.StackID][]uint64{1: {0xffffffff81400020}, 2: {0xffffffff81500030}},
+		// Stack 1: one big object in use. Stack 2: 100 small ones made, 3 in use.
+		Records: []tracer.Record{{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 1, Cache: "big"}, BytesAlloc: 4096, Time: now.UnixNano()}},
+		Totals: []tracer.Total{
+			{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 1, Cache: "big"}, Count: 1, Bytes: 4096},
+			{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 2, Cache: "small"}, Count: 100, Bytes: 100 * 64},
+		},
+	}
+	for i := 0; i < 3; i++ {
+		snap.Records = append(snap.Records, tracer.Record{Key: tracer.Key{Kind: tracer.KindSlab, Stack: 2, Cache: "small"}, BytesAlloc: 64, Time: now.UnixNano()})
+	}
+	agg, err := tracer.Aggregate(snap, nil, tracer.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "k.pb.gz")
+	var so, se bytes.Buffer
+	if err := writeOutputs(&recordOptions{output: out}, agg, &so, &se, nil); err != nil {
+		t.Fatal(err)
+	}
+	first := func(index string) string {
+		args := []string{"report", out}
+		if index != "" {
+			args = append(args, "--sample-index", index)
+		}
+		code, got, errOut := runInProcess(args...)
+		if code != exitOK {
+			t.Fatalf("%v: exit %d %s", args, code, errOut)
+		}
+		_, rest, _ := strings.Cut(got, "WHERE\n")
+		row, _, _ := strings.Cut(rest, "\n")
+		return row
+	}
+	for index, want := range map[string]string{"": "big", "inuse_space": "big", "inuse_objects": "small", "alloc_objects": "small", "alloc_space": "small"} {
+		if row := first(index); !strings.Contains(row, " "+want+" ") {
+			t.Errorf("--sample-index %q: first row %q, want %s's", index, row, want)
+		}
+	}
+	if row := first("alloc_objects"); !strings.Contains(row, " 100 ") {
+		t.Errorf("alloc_objects: the first row %q does not show the 100 allocations", row)
+	}
+	for _, bad := range []string{"growth_space", "cpu"} {
+		if code, _, errOut := runInProcess("report", "--sample-index", bad, out); code == exitOK {
+			t.Errorf("--sample-index %s accepted: %s", bad, errOut)
+		}
+	}
+}
