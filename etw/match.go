@@ -92,10 +92,17 @@ type MatcherConfig struct {
 	// events with raw stamps when Time is nil). Nil means time.Now.
 	Clock func() time.Time
 
-	// ReorderWindow bounds how many frees delivered without their
-	// allocation (and allocations delivered after a newer one at their
-	// address) are kept to be matched by time stamp when the other event
-	// arrives late. 0 means DefaultReorderWindow.
+	// ReorderSpan is how late, in trace time, an event may arrive and still
+	// be paired (see history): events are kept that long behind the newest
+	// time stamp seen. 0 means DefaultReorderSpan.
+	ReorderSpan time.Duration
+	// TicksPerSecond is the frequency of the events' time stamps: the QPC
+	// frequency with raw time stamps (an .etl file's PerfFreq), 10 MHz
+	// (FILETIME, and QPC on Windows 10 and later) when 0.
+	TicksPerSecond int64
+	// ReorderWindow bounds how many events are kept for the reorder span,
+	// outstanding allocations aside (a memory bound; events it pushes out
+	// early count as reorder_overflow). 0 means DefaultReorderWindow.
 	ReorderWindow int
 
 	// SelfTag and SelfSize, when SelfSize is not 0, describe the pool
@@ -106,10 +113,15 @@ type MatcherConfig struct {
 	SelfSize uint64
 }
 
-// DefaultReorderWindow is MatcherConfig.ReorderWindow when left zero: at a
-// few hundred thousand pool frees a second, a second or more of delivery
-// skew between CPUs.
-const DefaultReorderWindow = 1 << 18
+// DefaultReorderWindow is MatcherConfig.ReorderWindow when left zero: the
+// events of DefaultReorderSpan at several hundred thousand pool events a
+// second, 32 bytes each.
+const DefaultReorderWindow = 1 << 22
+
+// DefaultReorderSpan is MatcherConfig.ReorderSpan when left zero: a CPU's
+// buffer reaches the consumer when it fills, or when the session's flush
+// timer (1 s, StartSession) fires; twice that and a second of delivery.
+const DefaultReorderSpan = 3 * time.Second
 
 // Names of the counters a Matcher reports, in Snapshot.Meta.Counters order.
 const (
@@ -142,6 +154,8 @@ const (
 	CounterRealtimeBuffersLost    = "realtime_buffers_lost"
 	CounterLogBuffersLost         = "log_buffers_lost"
 	CounterDecodeErrors           = "decode_errors"
+	CounterReorderLate            = "reorder_late"
+	CounterReorderOverflow        = "reorder_overflow"
 )
 
 // counterInfo describes each counter, in display order.
@@ -178,6 +192,8 @@ var counterInfo = [...]struct {
 	{CounterRealtimeBuffersLost, "buffers the session failed to deliver in real time (RealTimeBuffersLost)", true},
 	{CounterLogBuffersLost, "buffers the session failed to write (LogBuffersLost)", true},
 	{CounterDecodeErrors, "events whose payload could not be decoded", true},
+	{CounterReorderLate, "allocations and frees delivered later than the reorder span after newer events (or after events of their address had been settled): not paired", true},
+	{CounterReorderOverflow, "events settled before their reorder span had passed, because the events kept reached their bound: a late event at their address may be mispaired", true},
 }
 
 // Indexes into counts.v, in counterInfo order.
@@ -211,6 +227,8 @@ const (
 	cRealtimeBuffersLost
 	cLogBuffersLost
 	cDecodeErrors
+	cReorderLate
+	cReorderOverflow
 	nCounters
 )
 
@@ -332,6 +350,18 @@ type Matcher struct {
 	firstDecodeErr string
 }
 
+// reorderTicks is the reorder span in time-stamp units.
+func reorderTicks(cfg MatcherConfig) int64 {
+	span, tps := cfg.ReorderSpan, cfg.TicksPerSecond
+	if span <= 0 {
+		span = DefaultReorderSpan
+	}
+	if tps <= 0 {
+		tps = 10_000_000
+	}
+	return int64(span.Seconds() * float64(tps))
+}
+
 // NewMatcher returns a Matcher with no events seen.
 func NewMatcher(cfg MatcherConfig) *Matcher {
 	if cfg.PtrSize == 0 {
@@ -346,7 +376,7 @@ func NewMatcher(cfg MatcherConfig) *Matcher {
 	m := &Matcher{
 		cfg:         cfg,
 		kernelStart: 0xffff800000000000,
-		outstanding: newHistory(cfg.ReorderWindow),
+		outstanding: newHistory(cfg.ReorderWindow, reorderTicks(cfg)),
 		threads:     make(map[uint64]*threadState),
 		pendingByTS: make(map[int64]uint64),
 		earlyByTS:   make(map[uint64]uint64),
@@ -454,8 +484,11 @@ func (m *Matcher) alloc(h Header, ev PoolEvent) *allocation {
 		m.counts[cOutstandingFull]++
 		return a
 	}
-	m.counts[cTracked]++
-	if m.outstanding.add(k, addrEvent{ts: a.ts, alloc: a}) {
+	late, dropped := m.outstanding.add(k, addrEvent{ts: a.ts, alloc: a})
+	if !dropped {
+		m.counts[cTracked]++
+	}
+	if late {
 		m.counts[cOutOfOrder]++
 	}
 	m.outstanding.evict()
@@ -491,7 +524,7 @@ func (m *Matcher) free(ev PoolEvent, ts int64, filtered bool) {
 			m.counts[cFreeCrossVariant]++
 		}
 	}
-	if m.outstanding.add(k, addrEvent{ts: ts, filtered: filtered}) {
+	if late, _ := m.outstanding.add(k, addrEvent{ts: ts, filtered: filtered}); late {
 		m.counts[cOutOfOrder]++
 	}
 	m.outstanding.evict()
@@ -794,6 +827,8 @@ func (m *Matcher) Counters() []tracer.Counter {
 	counts[cFreeUntracked] += p.freeUntracked
 	counts[cFiltered] += p.filtered
 	counts[cAllocAtTracked] += p.allocLostFree
+	counts[cReorderLate] += m.outstanding.late
+	counts[cReorderOverflow] += m.outstanding.overflow
 	cs := make([]tracer.Counter, len(counterInfo))
 	for i, ci := range counterInfo {
 		cs[i] = tracer.Counter{Name: ci.name, Value: counts[i], Help: ci.help, Loss: ci.loss}

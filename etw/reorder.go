@@ -1,7 +1,6 @@
 package etw
 
 import (
-	"cmp"
 	"slices"
 )
 
@@ -15,21 +14,45 @@ import (
 // free releases the allocation just before it; an allocation with no free
 // after it is outstanding; a free with no allocation before it freed what
 // was allocated before the capture; an allocation followed by another one
-// lost its free. Events leave the history, oldest arrivals first, once it
-// holds more than its bound; their pairing is settled then.
+// lost its free.
+//
+// How late an event can arrive is bounded in time, not in events: a CPU's
+// buffer reaches the consumer when it fills, or at the latest when the
+// session's flush timer fires. So events are kept for the reorder span
+// (MatcherConfig.ReorderSpan) of trace time behind the newest time stamp
+// seen, the watermark; once older than it, an address's events are final
+// and leave at once, their pairs settled. Each event is inserted once
+// (at the end of its address's list when it arrives in order) and leaves
+// once, from the front: constant work however often an address is reused.
+// An event that arrives already older than the watermark, or older than
+// events of its address that have left, cannot be paired any more: it is
+// counted (reorder_late), never taken for a leak. A bound on the events
+// kept (MatcherConfig.ReorderWindow) caps memory; events pushed out by it
+// before their span has passed are counted too (reorder_overflow).
 
 // addrEvent is an allocation or a free at one address.
 type addrEvent struct {
 	ts       int64
 	alloc    *allocation // nil for a free
-	seq      uint64      // arrival order
 	filtered bool        // a free whose tag the filter keeps out
 }
 
-// eventRef names an event in the eviction queue.
-type eventRef struct {
-	k   allocKey
-	seq uint64
+// addrQueue is an address's events in time-stamp order: es[head:].
+type addrQueue struct {
+	es   []addrEvent
+	head int
+	// left is the newest time stamp of the events that left; leftAny says
+	// some did.
+	left    int64
+	leftAny bool
+}
+
+func (q *addrQueue) live() []addrEvent { return q.es[q.head:] }
+
+// arrival names an event in arrival order, by address and time stamp.
+type arrival struct {
+	k  allocKey
+	ts int64
 }
 
 // pairing counts how events were settled.
@@ -37,28 +60,38 @@ type pairing struct {
 	freed, freeUntracked, filtered, allocLostFree uint64
 }
 
-// history holds recent events of every address in time-stamp order, at
-// most max events that are not the last allocation of their address (those
-// are the outstanding allocations, bounded by MaxOutstanding instead).
+// history holds the recent events of every address (see above).
 type history struct {
-	byKey   map[allocKey][]addrEvent
-	allocs  int // addresses whose last event is an allocation
-	n       int // events kept
-	max     int
-	seq     uint64
-	fifo    []eventRef
-	head    int
+	byKey  map[allocKey]*addrQueue
+	allocs int // addresses whose last event is an allocation
+	n      int // events kept
+	max    int // events kept at most, outstanding allocations aside
+	span   int64
+	// newest is the newest time stamp seen; any true once an event was.
+	newest int64
+	any    bool
+	fifo   []arrival
+	head   int
+	// gone holds, for addresses whose events all left before their span
+	// had passed (pushed out by max), the newest time stamp that left.
+	gone    map[allocKey]int64
 	settled pairing // of the events that left
+	// late counts events that arrived too late to be paired, overflow the
+	// events pushed out by max.
+	late, overflow uint64
 	// sessions lists, by address, the sessions with session-pool events
 	// kept there.
 	sessions map[uint64][]uint32
+	spare    []*addrQueue
 }
 
-func newHistory(max int) history {
+// newHistory returns a history that keeps events span time-stamp units
+// behind the newest, and at most max of them (<= 0: DefaultReorderWindow).
+func newHistory(max int, span int64) history {
 	if max <= 0 {
 		max = DefaultReorderWindow
 	}
-	return history{byKey: map[allocKey][]addrEvent{}, max: max, sessions: map[uint64][]uint32{}}
+	return history{byKey: map[allocKey]*addrQueue{}, max: max, span: span, gone: map[allocKey]int64{}, sessions: map[uint64][]uint32{}}
 }
 
 // outstandingAt reports whether an address's events end with an
@@ -67,41 +100,89 @@ func outstandingAt(es []addrEvent) bool {
 	return len(es) > 0 && es[len(es)-1].alloc != nil
 }
 
-// add inserts an event at k in time-stamp order (at equal stamps,
-// allocations before frees) and reports whether it arrived after a later
-// event of its address.
-func (h *history) add(k allocKey, e addrEvent) (late bool) {
-	h.seq++
-	e.seq = h.seq
-	es := h.byKey[k]
-	if len(es) == 0 && k.inSession {
-		h.sessions[k.entry] = append(h.sessions[k.entry], k.session)
+// watermark is the time stamp below which events are final.
+func (h *history) watermark() int64 {
+	if !h.any {
+		return -1 << 63
 	}
-	was := outstandingAt(es)
-	i, _ := slices.BinarySearchFunc(es, e, func(x, y addrEvent) int {
-		if x.ts < y.ts || (x.ts == y.ts && (x.alloc != nil || y.alloc == nil)) {
-			return -1
+	return h.newest - h.span
+}
+
+// add inserts an event at k in time-stamp order (at equal stamps,
+// allocations before frees). late says it arrived after a later event of
+// its address (paired all the same); dropped says it arrived too late to be
+// paired at all, and was counted instead of kept.
+func (h *history) add(k allocKey, e addrEvent) (late, dropped bool) {
+	if h.any && e.ts < h.watermark() {
+		h.late++
+		return false, true
+	}
+	q := h.byKey[k]
+	if q == nil {
+		if ts, ok := h.gone[k]; ok && e.ts <= ts {
+			h.late++
+			return false, true
 		}
-		return 1
-	})
-	es = slices.Insert(es, i, e)
-	h.byKey[k] = es
+		if n := len(h.spare); n > 0 {
+			q, h.spare = h.spare[n-1], h.spare[:n-1]
+		} else {
+			q = &addrQueue{}
+		}
+		h.byKey[k] = q
+		if k.inSession {
+			h.sessions[k.entry] = append(h.sessions[k.entry], k.session)
+		}
+	} else if q.leftAny && e.ts <= q.left {
+		h.late++
+		return false, true
+	}
+	es := q.live()
+	was := outstandingAt(es)
+	// Nearly always in order: the end.
+	i := len(es)
+	if i > 0 && !after(e, es[i-1]) {
+		i, _ = slices.BinarySearchFunc(es, e, func(x, y addrEvent) int {
+			if after(y, x) {
+				return -1
+			}
+			return 1
+		})
+	}
+	if i == len(es) {
+		q.es = append(q.es, e)
+	} else {
+		q.es = slices.Insert(q.es, q.head+i, e)
+	}
 	h.n++
-	if now := outstandingAt(es); now != was {
+	if now := outstandingAt(q.live()); now != was {
 		if now {
 			h.allocs++
 		} else {
 			h.allocs--
 		}
 	}
-	h.fifo = append(h.fifo, eventRef{k, e.seq})
-	return i < len(es)-1
+	h.fifo = append(h.fifo, arrival{k, e.ts})
+	if !h.any || e.ts > h.newest {
+		h.newest, h.any = e.ts, true
+	}
+	return i < len(es), false
+}
+
+// after reports whether e goes after x in an address's order: a later time
+// stamp, or at the same one, a free after an allocation (an allocation
+// after everything of its stamp).
+func after(e, x addrEvent) bool {
+	return e.ts > x.ts || (e.ts == x.ts && (e.alloc != nil || x.alloc == nil))
 }
 
 // lastAllocBefore returns the allocation the free logged at ts at k would
 // release: the event just before ts, if it is an allocation.
 func (h *history) lastAllocBefore(k allocKey, ts int64) *allocation {
-	es := h.byKey[k]
+	q := h.byKey[k]
+	if q == nil {
+		return nil
+	}
+	es := q.live()
 	i, _ := slices.BinarySearchFunc(es, ts, func(x addrEvent, ts int64) int {
 		if x.ts <= ts {
 			return -1
@@ -136,72 +217,99 @@ func settle(p *pairing, es []addrEvent, n int) {
 	}
 }
 
-// evict lets the oldest arrivals go while more than max events are kept,
-// with every event of their address logged before them, settling them.
-// The outstanding allocation of an address (its last event) stays.
+// evict lets final events leave: those older than the watermark, and the
+// oldest arrivals while more than max events are kept (counted as
+// overflow). An allocation stays while no final event follows it (it is
+// outstanding, or what follows may still be preceded by a late free), and
+// a pair leaves whole.
 func (h *history) evict() {
-	for h.n-h.allocs > h.max && h.head < len(h.fifo) {
+	wm := h.watermark()
+	for h.head < len(h.fifo) {
 		r := h.fifo[h.head]
+		forced := false
+		if r.ts >= wm {
+			if h.n-h.allocs <= h.max {
+				break
+			}
+			forced = true
+		}
 		h.head++
-		es := h.byKey[r.k]
-		i := slices.IndexFunc(es, func(e addrEvent) bool { return e.seq == r.seq })
-		if i < 0 {
-			continue // gone with an earlier eviction
+		q := h.byKey[r.k]
+		if q == nil {
+			continue // gone with an earlier arrival
 		}
-		n := i + 1
-		if es[i].alloc != nil {
-			if n == len(es) {
-				continue // outstanding: it stays
-			}
-			if es[n].alloc == nil {
-				n++ // its free goes with it
-			}
+		limit := wm
+		if forced {
+			limit = r.ts + 1
 		}
-		// An allocation left first with its free gone too would be
-		// settled as a free without allocation: keep pairs whole.
+		es := q.live()
+		n := 0
+		for n < len(es) && es[n].ts < limit {
+			n++
+		}
+		// The last final allocation stays unless a final event follows.
+		if n > 0 && es[n-1].alloc != nil {
+			n--
+		}
+		if n == 0 {
+			continue
+		}
 		settle(&h.settled, es, n)
+		if forced {
+			h.overflow += uint64(n)
+		}
+		q.left, q.leftAny = es[n-1].ts, true
+		q.head += n
 		h.n -= n
-		if n == len(es) {
-			delete(h.byKey, r.k)
-			if r.k.inSession {
-				ss := slices.DeleteFunc(h.sessions[r.k.entry], func(s uint32) bool { return s == r.k.session })
-				if len(ss) == 0 {
-					delete(h.sessions, r.k.entry)
-				} else {
-					h.sessions[r.k.entry] = ss
-				}
-			}
-		} else {
-			h.byKey[r.k] = slices.Delete(es, 0, n)
+		if q.head == len(q.es) {
+			h.drop(r.k, q, forced)
+		} else if q.head > 32 && q.head > len(q.es)/2 {
+			q.es = append(q.es[:0], q.es[q.head:]...)
+			q.head = 0
 		}
 	}
 	if h.head > 1024 && h.head > len(h.fifo)/2 {
-		h.fifo = slices.Delete(h.fifo, 0, h.head)
+		h.fifo = append(h.fifo[:0], h.fifo[h.head:]...)
 		h.head = 0
 	}
-	if len(h.fifo)-h.head > 2*h.n+1024 {
-		// Most of the queue names events gone since: rebuild it.
-		h.compact()
+	if len(h.gone) > 1024 {
+		// Addresses pushed out are remembered until their span has passed:
+		// later, any event before it is late anyway.
+		for k, ts := range h.gone {
+			if ts < wm {
+				delete(h.gone, k)
+			}
+		}
 	}
 }
 
-// compact rebuilds the eviction queue from the events kept.
-func (h *history) compact() {
-	live := make([]eventRef, 0, h.n)
-	for k, es := range h.byKey {
-		for _, e := range es {
-			live = append(live, eventRef{k, e.seq})
+// drop forgets an address whose events all left; pushed out before its
+// span had passed, it is remembered in gone.
+func (h *history) drop(k allocKey, q *addrQueue, forced bool) {
+	if forced || q.left >= h.watermark() {
+		h.gone[k] = q.left
+	}
+	delete(h.byKey, k)
+	*q = addrQueue{es: q.es[:0]}
+	if cap(q.es) <= 64 {
+		h.spare = append(h.spare, q)
+	}
+	if k.inSession {
+		ss := slices.DeleteFunc(h.sessions[k.entry], func(s uint32) bool { return s == k.session })
+		if len(ss) == 0 {
+			delete(h.sessions, k.entry)
+		} else {
+			h.sessions[k.entry] = ss
 		}
 	}
-	slices.SortFunc(live, func(a, b eventRef) int { return cmp.Compare(a.seq, b.seq) })
-	h.fifo, h.head = live, 0
 }
 
 // pairing returns the counts of every event so far: those settled when
 // they left, and those kept as their order now says.
 func (h *history) pairing() pairing {
 	p := h.settled
-	for _, es := range h.byKey {
+	for _, q := range h.byKey {
+		es := q.live()
 		settle(&p, es, len(es))
 	}
 	return p
@@ -209,7 +317,7 @@ func (h *history) pairing() pairing {
 
 // each calls f with the events of every address.
 func (h *history) each(f func(k allocKey, es []addrEvent)) {
-	for k, es := range h.byKey {
-		f(k, es)
+	for k, q := range h.byKey {
+		f(k, q.live())
 	}
 }

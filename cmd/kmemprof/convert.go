@@ -218,13 +218,20 @@ func convert(o *convertOptions, stdout, stderr io.Writer) error {
 	}
 	drivers := symbolize.NewDriverMap()
 	end := scan.End
+	// Raw time stamps tick at the trace's PerfFreq (QPC or CPU cycles), or
+	// at 10 MHz for system time (ClockType 2).
+	tps := int64(f.Header.PerfFreq)
+	if f.Header.ClockType == 2 || tps <= 0 {
+		tps = 10_000_000
+	}
 	m := etw.NewMatcher(etw.MatcherConfig{
-		PtrSize:       int(f.Header.PointerSize),
-		Tags:          o.rec.tags,
-		RawTimestamps: true,
-		Images:        drivers,
-		Time:          scan.Time,
-		Clock:         func() time.Time { return end },
+		TicksPerSecond: tps,
+		PtrSize:        int(f.Header.PointerSize),
+		Tags:           o.rec.tags,
+		RawTimestamps:  true,
+		Images:         drivers,
+		Time:           scan.Time,
+		Clock:          func() time.Time { return end },
 	})
 	stats, err := etw.FeedETL(f, sorted, m, scan.StackKeys)
 	if err != nil {
