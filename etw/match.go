@@ -156,6 +156,7 @@ const (
 	CounterDecodeErrors           = "decode_errors"
 	CounterReorderLate            = "reorder_late"
 	CounterReorderOverflow        = "reorder_overflow"
+	CounterStackJoinAmbiguous     = "stack_join_ambiguous"
 )
 
 // counterInfo describes each counter, in display order.
@@ -194,6 +195,7 @@ var counterInfo = [...]struct {
 	{CounterDecodeErrors, "events whose payload could not be decoded", true},
 	{CounterReorderLate, "allocations and frees delivered later than the reorder span after newer events (or after events of their address had been settled): not paired", true},
 	{CounterReorderOverflow, "events settled before their reorder span had passed, because the events kept reached their bound: a late event at their address may be mispaired", true},
+	{CounterStackJoinAmbiguous, "pool events (or stacks) waiting at the same time stamp on the same CPU: a stack that names another thread than its event's may have joined the wrong one", true},
 }
 
 // Indexes into counts.v, in counterInfo order.
@@ -229,6 +231,7 @@ const (
 	cDecodeErrors
 	cReorderLate
 	cReorderOverflow
+	cStackJoinAmbiguous
 	nCounters
 )
 
@@ -276,13 +279,23 @@ type totalVal struct{ count, bytes uint64 }
 // pendingEvent is a pool event waiting for its StackWalk event.
 type pendingEvent struct {
 	ts    int64       // the event's Header.TimeStamp
+	cpu   uint16      // the CPU that logged it, which logs its stack too
 	alloc *allocation // nil for frees and filtered events: their stack is not needed
+}
+
+// tsCPU indexes events and stacks by what both carry: the time stamp and
+// the CPU that logged them (a stack is logged on its event's CPU, right
+// after it).
+type tsCPU struct {
+	ts  int64
+	cpu uint16
 }
 
 // earlyStack is a StackWalk event that arrived before its pool event.
 type earlyStack struct {
 	eventTS  uint64 // StackEvent.EventTimeStamp
 	headerTS int64  // the StackWalk event's own Header.TimeStamp
+	cpu      uint16 // the CPU that logged it
 	pid      uint32 // StackEvent.ProcessID
 	id       tracer.StackID
 }
@@ -311,6 +324,10 @@ func eventKey(tid uint32, cpu uint16) uint64 {
 	return uint64(tid)
 }
 
+// threadless reports whether an eventKey is a CPU's, for events logged
+// without a thread.
+func threadless(key uint64) bool { return key>>32 != 0 }
+
 // Matcher turns the pool, stack and image events of an ETW session into a
 // tracer.Snapshot: it pairs frees with allocations by address, joins each
 // pool event to its kernel stack, and counts every event it could not use.
@@ -332,8 +349,8 @@ type Matcher struct {
 	// With raw time stamps a stack joins its event by time stamp alone,
 	// whatever thread either names: these find the thread holding the
 	// pending event, or the early stack, of a time stamp.
-	pendingByTS map[int64]uint64
-	earlyByTS   map[uint64]uint64
+	pendingByTS map[tsCPU]uint64
+	earlyByTS   map[tsCPU]uint64
 
 	stackIDs map[string]tracer.StackID
 	stacks   [][]uint64
@@ -378,8 +395,8 @@ func NewMatcher(cfg MatcherConfig) *Matcher {
 		kernelStart: 0xffff800000000000,
 		outstanding: newHistory(cfg.ReorderWindow, reorderTicks(cfg)),
 		threads:     make(map[uint64]*threadState),
-		pendingByTS: make(map[int64]uint64),
-		earlyByTS:   make(map[uint64]uint64),
+		pendingByTS: make(map[tsCPU]uint64),
+		earlyByTS:   make(map[tsCPU]uint64),
 		stackIDs:    make(map[string]tracer.StackID),
 		totals:      make(map[totalKey]totalVal),
 		procNames:   make(map[uint32]string),
@@ -436,13 +453,24 @@ func (m *Matcher) Pool(h Header, ev PoolEvent) {
 		// that reports another tag (or none) cannot leave a leak behind.
 		m.free(ev, h.TimeStamp, filtered)
 	}
-	p := pendingEvent{ts: h.TimeStamp, alloc: a}
-	if e, ok := m.takeEarly(key, t, h.TimeStamp); ok {
+	p := pendingEvent{ts: h.TimeStamp, cpu: h.CPU, alloc: a}
+	if e, ok := m.takeEarly(key, t, h.TimeStamp, h.CPU); ok {
 		m.join(p, e.id, e.pid)
 	} else {
 		t.pending, t.hasPending = p, true
 		if m.cfg.RawTimestamps {
-			m.pendingByTS[p.ts] = key
+			at := tsCPU{p.ts, p.cpu}
+			other, ok := m.pendingByTS[at]
+			if ok && other != key {
+				// Two events of one CPU at one tick, waiting: a stack that
+				// names neither's thread may join either. The index keeps
+				// an event logged without a thread, which only such a stack
+				// can join (the other's own thread's stack finds it).
+				m.counts[cStackJoinAmbiguous]++
+			}
+			if !ok || other == key || !threadless(other) || threadless(key) {
+				m.pendingByTS[at] = key
+			}
 		}
 	}
 	m.release(key, t)
@@ -549,7 +577,7 @@ func (m *Matcher) Stack(h Header, ev StackEvent) {
 		// The stack's own thread first: the index holds only one thread
 		// per time stamp, and two threads may log at the same tick.
 		keys, n := [2]uint64{eventKey(ev.ThreadID, h.CPU)}, 1
-		if indexed, ok := m.pendingByTS[ts]; ok && indexed != keys[0] {
+		if indexed, ok := m.pendingByTS[tsCPU{ts, h.CPU}]; ok && indexed != keys[0] {
 			keys[1], n = indexed, 2
 		}
 		for _, key := range keys[:n] {
@@ -581,10 +609,14 @@ func (m *Matcher) Stack(h Header, ev StackEvent) {
 		m.counts[cStackOrphans]++
 		m.dropEarly(key, t, 0)
 	}
-	t.early[t.nEarly] = earlyStack{eventTS: ev.EventTimeStamp, headerTS: h.TimeStamp, pid: ev.ProcessID, id: id}
+	t.early[t.nEarly] = earlyStack{eventTS: ev.EventTimeStamp, headerTS: h.TimeStamp, cpu: h.CPU, pid: ev.ProcessID, id: id}
 	t.nEarly++
 	if m.cfg.RawTimestamps {
-		m.earlyByTS[ev.EventTimeStamp] = key
+		at := tsCPU{int64(ev.EventTimeStamp), h.CPU}
+		if other, ok := m.earlyByTS[at]; ok && other != key {
+			m.counts[cStackJoinAmbiguous]++
+		}
+		m.earlyByTS[at] = key
 	}
 	m.release(key, t)
 }
@@ -593,12 +625,12 @@ func (m *Matcher) Stack(h Header, ev StackEvent) {
 // of thread key logged at ts: with raw time stamps, the stack of any thread
 // with that EventTimeStamp; otherwise the thread's oldest stack logged no
 // earlier than the event.
-func (m *Matcher) takeEarly(key uint64, t *threadState, ts int64) (earlyStack, bool) {
+func (m *Matcher) takeEarly(key uint64, t *threadState, ts int64, cpu uint16) (earlyStack, bool) {
 	if m.cfg.RawTimestamps {
-		// The event's own thread first: the index holds only one thread
-		// per time stamp, and two threads may log at the same tick.
+		// The event's own thread first, then the stack its CPU logged at
+		// its time stamp (a stack that names another thread).
 		owners, n := [2]uint64{key}, 1
-		if owner, ok := m.earlyByTS[uint64(ts)]; ok && owner != key {
+		if owner, ok := m.earlyByTS[tsCPU{ts, cpu}]; ok && owner != key {
 			owners[1], n = owner, 2
 		}
 		for _, owner := range owners[:n] {
@@ -609,7 +641,7 @@ func (m *Matcher) takeEarly(key uint64, t *threadState, ts int64) (earlyStack, b
 				}
 			}
 			for i, e := range ot.early[:ot.nEarly] {
-				if e.eventTS == uint64(ts) {
+				if e.eventTS == uint64(ts) && (owner == key || e.cpu == cpu) {
 					m.dropEarly(owner, ot, i)
 					if owner != key {
 						m.release(owner, ot)
@@ -650,8 +682,8 @@ func (m *Matcher) expireEarly(key uint64, t *threadState, ts int64) {
 
 // dropEarly removes the i-th waiting stack of thread key.
 func (m *Matcher) dropEarly(key uint64, t *threadState, i int) {
-	if ts := t.early[i].eventTS; m.cfg.RawTimestamps && m.earlyByTS[ts] == key {
-		delete(m.earlyByTS, ts)
+	if at := (tsCPU{int64(t.early[i].eventTS), t.early[i].cpu}); m.cfg.RawTimestamps && m.earlyByTS[at] == key {
+		delete(m.earlyByTS, at)
 	}
 	copy(t.early[i:], t.early[i+1:t.nEarly])
 	t.nEarly--
@@ -660,8 +692,8 @@ func (m *Matcher) dropEarly(key uint64, t *threadState, i int) {
 
 // clearPending forgets the pending event of thread key.
 func (m *Matcher) clearPending(key uint64, t *threadState) {
-	if m.cfg.RawTimestamps && m.pendingByTS[t.pending.ts] == key {
-		delete(m.pendingByTS, t.pending.ts)
+	if at := (tsCPU{t.pending.ts, t.pending.cpu}); m.cfg.RawTimestamps && m.pendingByTS[at] == key {
+		delete(m.pendingByTS, at)
 	}
 	t.hasPending = false
 	t.pending = pendingEvent{}

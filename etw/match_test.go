@@ -638,6 +638,45 @@ func TestMatcherThreadless(t *testing.T) {
 			pids:    []uint32{321, 321},
 		},
 		{
+			// Both events wait at one tick on two CPUs, logged without a
+			// thread; each stack names a thread neither event carries: the
+			// CPU that logged them tells them apart (by time stamp alone,
+			// the stack of CPU 1 took CPU 0's event, the last indexed).
+			name: "raw, threadless events of two CPUs at one tick",
+			raw:  true,
+			steps: []step{
+				pool(noID, 1, 100, 0xb0), pool(noID, 0, 100, 0xa0),
+				stack(77, 1, 100, 102, stackB), stack(78, 0, 100, 103, stackA),
+			},
+			records:  []recWant{{addr: 0xb0, tag: tagLeak, frames: stackB}, {addr: 0xa0, tag: tagLeak, frames: stackA}},
+			pids:     []uint32{321, 321},
+			counters: map[string]uint64{CounterStackJoinAmbiguous: 0, CounterStackOrphans: 0, CounterStackLostNone: 0},
+		},
+		{
+			name: "raw, stacks of two CPUs at one tick first",
+			raw:  true,
+			steps: []step{
+				stack(77, 1, 100, 101, stackB), stack(78, 0, 100, 101, stackA),
+				pool(noID, 0, 100, 0xa0), pool(noID, 1, 100, 0xb0),
+			},
+			records:  []recWant{{addr: 0xa0, tag: tagLeak, frames: stackA}, {addr: 0xb0, tag: tagLeak, frames: stackB}},
+			pids:     []uint32{321, 321},
+			counters: map[string]uint64{CounterStackJoinAmbiguous: 0, CounterStackOrphans: 0, CounterStackLostNone: 0},
+		},
+		{
+			// One CPU, one tick, two waiting events without a thread: which
+			// stack is whose cannot be told; it is counted.
+			name: "raw, two threadless events of one CPU at one tick",
+			raw:  true,
+			steps: []step{
+				pool(noID, 0, 100, 0xa0), pool(9, 0, 100, 0xb0),
+				stack(77, 0, 100, 102, stackA), stack(9, 0, 100, 103, stackB),
+			},
+			records:  []recWant{{addr: 0xa0, tag: tagLeak, frames: stackA}, {addr: 0xb0, tag: tagLeak, frames: stackB}},
+			pids:     []uint32{321, 321},
+			counters: map[string]uint64{CounterStackJoinAmbiguous: 1},
+		},
+		{
 			name: "raw, two threads with one time stamp, stacks first",
 			raw:  true,
 			steps: []step{
