@@ -36,6 +36,17 @@ type ImageSink interface {
 	Unload(base uint64)
 }
 
+// imageHistory is an ImageSink that knows where an image was loaded over
+// another, and names addresses as they are now (*symbolize.DriverMap):
+// stacks through such addresses are named when they arrive.
+type imageHistory interface {
+	Contested(addr uint64) bool
+	Lookup(addr uint64) (name string, offset uint64, ok bool)
+	// Overlapped lists the [base, end) of the images an image loaded at
+	// [base, base+size) would replace.
+	Overlapped(base, size uint64) [][2]uint64
+}
+
 // DefaultMaxOutstanding is MatcherConfig.MaxOutstanding when left zero.
 const DefaultMaxOutstanding = 1 << 21
 
@@ -354,6 +365,9 @@ type Matcher struct {
 
 	stackIDs map[string]tracer.StackID
 	stacks   [][]uint64
+	// frameSyms names the frames of stacks seen through contested
+	// addresses, as they were then (tracer.Snapshot.FrameSymbols).
+	frameSyms map[tracer.StackID][]tracer.Symbol
 	keyBuf   []byte
 
 	totals map[totalKey]totalVal
@@ -398,6 +412,7 @@ func NewMatcher(cfg MatcherConfig) *Matcher {
 		pendingByTS: make(map[tsCPU]uint64),
 		earlyByTS:   make(map[tsCPU]uint64),
 		stackIDs:    make(map[string]tracer.StackID),
+		frameSyms:   make(map[tracer.StackID][]tracer.Symbol),
 		totals:      make(map[totalKey]totalVal),
 		procNames:   make(map[uint32]string),
 	}
@@ -748,6 +763,12 @@ func (m *Matcher) intern(frames []uint64) tracer.StackID {
 	for _, f := range frames {
 		b = binary.LittleEndian.AppendUint64(b, f)
 	}
+	// Where an image was loaded over another, the same addresses are other
+	// code: the stack is told apart, and named, by the images now there.
+	syms := m.namesNow(frames)
+	for _, s := range syms {
+		b = append(append(b, 0), s.Module...)
+	}
 	m.keyBuf = b
 	if id, ok := m.stackIDs[string(b)]; ok {
 		return id
@@ -755,7 +776,51 @@ func (m *Matcher) intern(frames []uint64) tracer.StackID {
 	id := tracer.StackID(len(m.stacks))
 	m.stacks = append(m.stacks, slices.Clone(frames))
 	m.stackIDs[string(b)] = id
+	if syms != nil {
+		m.frameSyms[id] = syms
+	}
 	return id
+}
+
+// freezeNames names, as they are now, the frames of the stacks seen so far
+// that pass through the ranges (images about to be replaced).
+func (m *Matcher) freezeNames(ranges [][2]uint64) {
+	h := m.cfg.Images.(imageHistory)
+	for id, frames := range m.stacks {
+		if _, done := m.frameSyms[tracer.StackID(id)]; done {
+			continue
+		}
+		through := slices.ContainsFunc(frames, func(f uint64) bool {
+			return slices.ContainsFunc(ranges, func(r [2]uint64) bool { return r[0] <= f && f < r[1] })
+		})
+		if through {
+			m.frameSyms[tracer.StackID(id)] = namesOf(h, frames)
+		}
+	}
+}
+
+func namesOf(h imageHistory, frames []uint64) []tracer.Symbol {
+	syms := make([]tracer.Symbol, len(frames))
+	for i, f := range frames {
+		pc := f
+		if i > 0 {
+			pc-- // a return address: the call is the instruction before it
+		}
+		if name, off, ok := h.Lookup(pc); ok {
+			syms[i] = tracer.Symbol{Start: pc - off, Module: name}
+		}
+	}
+	return syms
+}
+
+// namesNow names the frames of a stack through a contested range (see
+// imageHistory) by the images there now; nil for other stacks.
+func (m *Matcher) namesNow(frames []uint64) []tracer.Symbol {
+	h, ok := m.cfg.Images.(imageHistory)
+	if !ok || !slices.ContainsFunc(frames, h.Contested) {
+		return nil
+	}
+	return namesOf(h, frames)
 }
 
 // thread returns the state of thread key, creating it.
@@ -795,6 +860,13 @@ func (m *Matcher) Image(h Header, ev ImageEvent) {
 	}
 	switch ev.Op {
 	case ImageLoad, ImageRundown:
+		if h, ok := m.cfg.Images.(imageHistory); ok {
+			// Stacks seen through the images this one replaces keep the
+			// names they had.
+			if over := h.Overlapped(ev.Base, ev.Size); len(over) > 0 {
+				m.freezeNames(over)
+			}
+		}
 		m.cfg.Images.Load(ev.Base, ev.Size, ev.FileName)
 	case ImageUnload:
 		m.cfg.Images.Unload(ev.Base)
@@ -936,6 +1008,12 @@ func (m *Matcher) Snapshot(meta tracer.Meta) *tracer.Snapshot {
 	for id := range used {
 		if id >= 0 {
 			snap.Stacks[id] = m.stacks[id]
+			if syms, ok := m.frameSyms[id]; ok {
+				if snap.FrameSymbols == nil {
+					snap.FrameSymbols = map[tracer.StackID][]tracer.Symbol{}
+				}
+				snap.FrameSymbols[id] = syms
+			}
 		}
 	}
 

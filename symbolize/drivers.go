@@ -22,6 +22,9 @@ type DriverMap struct {
 	// Load removes the ranges a new one overlaps.
 	drivers []driverRange
 	sorted  bool
+	// contested are the ranges where an image was loaded over another:
+	// their addresses meant one image before and another after.
+	contested []driverRange
 }
 
 // driverRange is one image: [base, end).
@@ -53,7 +56,11 @@ func (m *DriverMap) Load(base, size uint64, path string) {
 		end = math.MaxUint64
 	}
 	m.drivers = slices.DeleteFunc(m.drivers, func(d driverRange) bool {
-		return d.base < end && base < d.end
+		if d.base < end && base < d.end {
+			m.contested = append(m.contested, driverRange{base: min(d.base, base), end: max(d.end, end)})
+			return true
+		}
+		return false
 	})
 	// Appending to a sorted slice keeps it sorted when the new image lies
 	// above every other, as rundowns in address order do.
@@ -74,6 +81,35 @@ func (m *DriverMap) Unload(base uint64) {
 			m.drivers[i].unloaded = true
 		}
 	}
+}
+
+// Overlapped lists the [base, end) of the images an image loaded at
+// [base, base+size) would replace (Load drops them).
+func (m *DriverMap) Overlapped(base, size uint64) [][2]uint64 {
+	end := base + size
+	if end < base {
+		end = math.MaxUint64
+	}
+	var out [][2]uint64
+	for _, d := range m.drivers {
+		if d.base < end && base < d.end {
+			out = append(out, [2]uint64{d.base, d.end})
+		}
+	}
+	return out
+}
+
+// Contested reports whether addr lies where an image was loaded over
+// another during the map's life: a name looked up now may not be the one
+// the address had earlier, so stacks through it are named when they are
+// seen (see tracer.Snapshot.FrameSymbols).
+func (m *DriverMap) Contested(addr uint64) bool {
+	for _, c := range m.contested {
+		if c.base <= addr && addr < c.end {
+			return true
+		}
+	}
+	return false
 }
 
 // Len returns how many images are loaded (unloaded ones not counted).

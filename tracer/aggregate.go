@@ -491,6 +491,7 @@ func Aggregate(snap *Snapshot, sym Symbolizer, opt Options) (*Aggregation, error
 	res := newResolver(snap.Stacks, snap.Partial, sym, trim)
 	res.drop = snap.Platform.DropFrames
 	res.leafFn = snap.Leaf
+	res.frameSyms = snap.FrameSymbols
 	// A sampled capture recorded one allocation in SampleEvery, uniformly:
 	// scaling by the rate makes every value an unbiased estimate.
 	scale := max(snap.SampleEvery, 1)
@@ -638,6 +639,8 @@ type resolver struct {
 	unresolved uint64
 	// leafFn is Snapshot.Leaf.
 	leafFn map[StackID]uint64
+	// frameSyms is Snapshot.FrameSymbols.
+	frameSyms map[StackID][]Symbol
 }
 
 func newResolver(stacks map[StackID][]uint64, partial map[StackID]bool, sym Symbolizer, trim []string) *resolver {
@@ -669,8 +672,13 @@ func (r *resolver) stack(id StackID) []Frame {
 		fs = append(fs, Frame{Function: NotWalkedName})
 	} else {
 		addrs := r.stacks[id]
+		syms := r.frameSyms[id]
 		fs = make([]Frame, len(addrs))
 		for i, addr := range addrs {
+			if i < len(syms) && (syms[i].Name != "" || syms[i].Module != "") {
+				fs[i] = frameOf(addr, syms[i])
+				continue
+			}
 			fs[i] = r.frame(addr, i == 0)
 		}
 		fs = dropFrames(trimLeading(fs, r.trim), r.drop)
@@ -682,6 +690,15 @@ func (r *resolver) stack(id StackID) []Frame {
 	}
 	r.done[id] = fs
 	return fs
+}
+
+// frameOf is the frame of addr in a known symbol.
+func frameOf(addr uint64, s Symbol) Frame {
+	f := Frame{Addr: addr, Offset: addr - s.Start, Function: s.Name, Module: s.Module}
+	if f.Function == "" && f.Module != "" {
+		f.Function = fmt.Sprintf("%s+%#x", f.Module, f.Offset)
+	}
+	return f
 }
 
 func (r *resolver) frame(addr uint64, leaf bool) Frame {

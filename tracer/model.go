@@ -171,6 +171,12 @@ type Snapshot struct {
 	// stack's leaf frame where the walk does not show it (a kretprobe or
 	// fexit program runs after the function returned).
 	Leaf map[StackID]uint64
+	// FrameSymbols gives, for stacks whose addresses meant other code at
+	// other times during the capture (a Windows driver loaded over the range
+	// of one unloaded before), each frame's symbol as it was when the stack
+	// was seen; Aggregate uses them instead of its Symbolizer, which knows
+	// only the end's. Frames with a zero Symbol are left to the Symbolizer.
+	FrameSymbols map[StackID][]Symbol
 	// Reclaimable names the slab caches whose objects the kernel reclaims
 	// under memory pressure (SLAB_RECLAIM_ACCOUNT), when the backend knows.
 	Reclaimable map[string]bool
