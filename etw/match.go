@@ -368,7 +368,7 @@ type Matcher struct {
 	// frameSyms names the frames of stacks seen through contested
 	// addresses, as they were then (tracer.Snapshot.FrameSymbols).
 	frameSyms map[tracer.StackID][]tracer.Symbol
-	keyBuf   []byte
+	keyBuf    []byte
 
 	totals map[totalKey]totalVal
 
