@@ -58,11 +58,13 @@ func (m *Matcher) Event(provider GUID, opcode uint8, h Header, payload []byte, p
 	case LostEventGUID:
 		switch opcode {
 		case OpRTLostEvent:
-			m.Lost(LostEvents, 1)
+			// A notice that events were lost, not a count of them: the
+			// session's EventsLost, read at the stop, counts those.
+			m.Lost(LostEventNotices, 1)
 		case OpRTLostBuffer:
 			m.Lost(LostBuffers, 1)
 		case OpRTLostFile:
-			m.Lost(LostLogBuffers, 1)
+			m.Lost(LostFileNotices, 1)
 		}
 	}
 }

@@ -168,6 +168,8 @@ const (
 	CounterReorderLate            = "reorder_late"
 	CounterReorderOverflow        = "reorder_overflow"
 	CounterStackJoinAmbiguous     = "stack_join_ambiguous"
+	CounterLostEventNotices       = "lost_event_notices"
+	CounterLostFileNotices        = "lost_file_notices"
 )
 
 // counterInfo describes each counter, in display order.
@@ -199,7 +201,7 @@ var counterInfo = [...]struct {
 	{CounterStackLostWalk, "allocations whose StackWalk event held no frame; shown as " + tracer.StackLostName(tracer.StackLostWalk), true},
 	{CounterStackOrphans, "StackWalk events whose pool event never arrived (lost, or not a pool event)", true},
 	{CounterStackKeyUnresolved, "cached kernel stacks (StackKeyKernel events) whose key the trace never defined: their events have no stack", true},
-	{CounterEventsLost, "events the ETW session reported lost (EventsLost, and RT_LostEvent notices): buffers were full", true},
+	{CounterEventsLost, "events the ETW session reported lost (EventsLost): buffers were full", true},
 	{CounterBuffersLost, "buffers of events the real-time consumer never got (RT_LostEvent RTLostBuffer notices)", true},
 	{CounterRealtimeBuffersLost, "buffers the session failed to deliver in real time (RealTimeBuffersLost)", true},
 	{CounterLogBuffersLost, "buffers the session failed to write (LogBuffersLost)", true},
@@ -207,6 +209,8 @@ var counterInfo = [...]struct {
 	{CounterReorderLate, "allocations and frees delivered later than the reorder span after newer events (or after events of their address had been settled): not paired", true},
 	{CounterReorderOverflow, "events settled before their reorder span had passed, because the events kept reached their bound: a late event at their address may be mispaired", true},
 	{CounterStackJoinAmbiguous, "pool events (or stacks) waiting at the same time stamp on the same CPU: a stack that names another thread than its event's may have joined the wrong one", true},
+	{CounterLostEventNotices, "RT_LostEvent RTLostEvent notices to the real-time consumer: events were lost (counted in events_lost from the session's EventsLost)", true},
+	{CounterLostFileNotices, "RT_LostEvent RTLostFile notices: the session's backing file was lost", true},
 }
 
 // Indexes into counts.v, in counterInfo order.
@@ -243,6 +247,8 @@ const (
 	cReorderLate
 	cReorderOverflow
 	cStackJoinAmbiguous
+	cLostEventNotices
+	cLostFileNotices
 	nCounters
 )
 
@@ -877,8 +883,7 @@ func (m *Matcher) Image(h Header, ev ImageEvent) {
 type Loss uint8
 
 const (
-	// LostEvents are events (EVENT_TRACE_PROPERTIES.EventsLost, and one per
-	// RT_LostEvent RTLostEvent notice).
+	// LostEvents are events (EVENT_TRACE_PROPERTIES.EventsLost).
 	LostEvents Loss = iota
 	// LostBuffers are buffers the real-time consumer never got (one per
 	// RT_LostEvent RTLostBuffer notice).
@@ -887,6 +892,12 @@ const (
 	LostRealtimeBuffers
 	// LostLogBuffers are EVENT_TRACE_PROPERTIES.LogBuffersLost.
 	LostLogBuffers
+	// LostEventNotices are RT_LostEvent RTLostEvent notices: events were
+	// lost (how many, EventsLost says).
+	LostEventNotices
+	// LostFileNotices are RT_LostEvent RTLostFile notices: the session's
+	// backing file was lost.
+	LostFileNotices
 )
 
 // Lost counts n units of a loss the session reported. Each unit has its
@@ -901,6 +912,10 @@ func (m *Matcher) Lost(unit Loss, n uint64) {
 		m.counts[cRealtimeBuffersLost] += n
 	case LostLogBuffers:
 		m.counts[cLogBuffersLost] += n
+	case LostEventNotices:
+		m.counts[cLostEventNotices] += n
+	case LostFileNotices:
+		m.counts[cLostFileNotices] += n
 	}
 }
 

@@ -302,6 +302,9 @@ func TestMatcherEventRules(t *testing.T) {
 	m.Event(LostEventGUID, OpRTLostEvent, Header{}, nil, 8)
 	m.Event(LostEventGUID, OpRTLostBuffer, Header{}, nil, 8)
 	m.Event(LostEventGUID, OpRTLostBuffer, Header{}, nil, 8)
+	m.Event(LostEventGUID, OpRTLostFile, Header{}, nil, 8)
+	// The session's EventsLost at the stop counts the events the notice
+	// announced: not twice.
 	m.Lost(LostEvents, 5)
 	m.Lost(LostRealtimeBuffers, 3)
 	m.Lost(LostLogBuffers, 1)
@@ -311,8 +314,9 @@ func TestMatcherEventRules(t *testing.T) {
 	}
 	want := map[string]uint64{
 		CounterEventsPoolOther: 12, CounterStackKeyEvents: 5, CounterStackUserHalves: 1, CounterStackOrphans: 0,
-		CounterDecodeErrors: 0, CounterEventsLost: 6, CounterBuffersLost: 2, CounterRealtimeBuffersLost: 3, CounterLogBuffersLost: 1,
-		CounterStackLostNone: 0,
+		CounterDecodeErrors: 0, CounterEventsLost: 5, CounterLostEventNotices: 1, CounterBuffersLost: 2, CounterRealtimeBuffersLost: 3, CounterLogBuffersLost: 1,
+		CounterLostFileNotices: 1,
+		CounterStackLostNone:   0,
 	}
 	cs := m.Counters()
 	for name, v := range want {
