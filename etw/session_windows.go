@@ -238,7 +238,13 @@ func (s *Session) startController() error {
 		}
 	}
 	if errors.Is(err, errorInvalidParameter) {
-		return fmt.Errorf("starting ETW session %q: the kernel refused a private system logger (%w): kmemprof needs Windows 10 or Windows Server 2016 or later", SessionName, err)
+		// Go programs run only on Windows 10 / Server 2016 and later, which
+		// have private system loggers: name what was asked, not the
+		// version.
+		v := windows.RtlGetVersion()
+		return fmt.Errorf("starting ETW session %q: Windows %d.%d build %d refused its properties (%w): a private system logger, "+
+			"%d KB buffers, %d to %d of them, flush timer 1 s, kernel flags %#x", SessionName, v.MajorVersion, v.MinorVersion, v.BuildNumber, err,
+			SessionBufferKB, s.minBuffers(), s.maxBuffers(), flags)
 	}
 	if err != nil {
 		return startError(SessionName, err)
@@ -246,6 +252,9 @@ func (s *Session) startController() error {
 	s.Kernel = "private system logger"
 	return nil
 }
+
+func (s *Session) minBuffers() uint32 { n, _ := sessionBuffers(runtime.NumCPU()); return n }
+func (s *Session) maxBuffers() uint32 { _, n := sessionBuffers(runtime.NumCPU()); return n }
 
 func startError(name string, err error) error {
 	switch {
