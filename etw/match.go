@@ -122,6 +122,11 @@ type MatcherConfig struct {
 	// freed when it stops, after the last event.
 	SelfTag  string
 	SelfSize uint64
+	// SelfMax, when not 0, is how many such allocations may be outstanding
+	// at once as the session's own (its maximum buffer count): beyond it
+	// they are tracked like any other, so that another ETW session's
+	// buffers of the same size that leak still show.
+	SelfMax int
 }
 
 // DefaultReorderWindow is MatcherConfig.ReorderWindow when left zero: the
@@ -385,6 +390,9 @@ type Matcher struct {
 
 	counts         [nCounters]uint64
 	firstDecodeErr string
+	// selfLive holds the addresses of the session's own buffers
+	// outstanding (SelfMax).
+	selfLive map[uint64]bool
 }
 
 // reorderTicks is the reorder span in time-stamp units.
@@ -419,6 +427,7 @@ func NewMatcher(cfg MatcherConfig) *Matcher {
 		earlyByTS:   make(map[tsCPU]uint64),
 		stackIDs:    make(map[string]tracer.StackID),
 		frameSyms:   make(map[tracer.StackID][]tracer.Symbol),
+		selfLive:    make(map[uint64]bool),
 		totals:      make(map[totalKey]totalVal),
 		procNames:   make(map[uint32]string),
 	}
@@ -465,6 +474,9 @@ func (m *Matcher) Pool(h Header, ev PoolEvent) {
 	switch {
 	case ev.Alloc && m.self(ev):
 		m.counts[cSelf]++
+		if m.cfg.SelfMax > 0 {
+			m.selfLive[ev.Entry] = true
+		}
 	case ev.Alloc && filtered:
 		m.counts[cFiltered]++
 	case ev.Alloc:
@@ -472,6 +484,7 @@ func (m *Matcher) Pool(h Header, ev PoolEvent) {
 	default:
 		// A free is matched by address whatever its tag, so that a free
 		// that reports another tag (or none) cannot leave a leak behind.
+		delete(m.selfLive, ev.Entry)
 		m.free(ev, h.TimeStamp, filtered)
 	}
 	p := pendingEvent{ts: h.TimeStamp, cpu: h.CPU, alloc: a}
@@ -497,9 +510,13 @@ func (m *Matcher) Pool(h Header, ev PoolEvent) {
 	m.release(key, t)
 }
 
-// self reports whether an allocation is one of the session's own buffers.
+// self reports whether an allocation is one of the session's own buffers:
+// their tag and size, while fewer than SelfMax of them are outstanding.
 func (m *Matcher) self(ev PoolEvent) bool {
-	return m.cfg.SelfSize != 0 && ev.Size == m.cfg.SelfSize && ev.Tag == TagValue(m.cfg.SelfTag)
+	if m.cfg.SelfSize == 0 || ev.Size != m.cfg.SelfSize || ev.Tag != TagValue(m.cfg.SelfTag) {
+		return false
+	}
+	return m.cfg.SelfMax <= 0 || len(m.selfLive) < m.cfg.SelfMax
 }
 
 // keyOf returns the outstanding-table key of a pool event.

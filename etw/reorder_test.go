@@ -349,6 +349,30 @@ func TestMatcherSelfBuffers(t *testing.T) {
 	}
 }
 
+// TestMatcherSelfBuffersBounded: no more buffers of the session's size and
+// tag are taken for its own than it can hold (SelfMax); another session's
+// buffers beyond that, which leak, show. Freed ones make room again.
+func TestMatcherSelfBuffersBounded(t *testing.T) {
+	m := NewMatcher(MatcherConfig{RawTimestamps: true, SelfTag: SelfTag, SelfSize: SessionBufferKB * 1024, SelfMax: 4})
+	buf := func(ts int64, op uint8, i int) {
+		m.Event(PoolTraceGUID, op, Header{ThreadID: 1, TimeStamp: ts}, poolPayload(op, 8, 0, TagValue("EtwB"), SessionBufferKB*1024, 0xffffa00000010000+uint64(i)*0x10000, 0), 8)
+	}
+	for i := range 4 {
+		buf(int64(1+i), OpPoolAlloc, i) // the session's
+	}
+	buf(10, OpPoolFree, 0)    // one of them freed: room for one more
+	buf(11, OpPoolAlloc, 100) // taken for the session's
+	for i := range 3 {
+		buf(int64(20+i), OpPoolAlloc, 200+i) // beyond: another session's
+	}
+	if got := outstandingAddrs(m); len(got) != 3 || got[0] != 0xffffa00000010000+200*0x10000 {
+		t.Errorf("outstanding %x, want the 3 buffers beyond the session's 4", got)
+	}
+	if v := counter(m.Counters(), CounterSelf); v != 5 {
+		t.Errorf("self = %d, want 5", v)
+	}
+}
+
 // BenchmarkMatcherManyOutstanding: a million allocations never freed, then
 // churn: the history stays linear (no rebuild of its queue per event).
 func BenchmarkMatcherManyOutstanding(b *testing.B) {

@@ -35,3 +35,10 @@ func sessionBuffers(cpus int) (minBuffers, maxBuffers uint32) {
 	minBuffers = uint32(mb * 1024 / SessionBufferKB)
 	return minBuffers, minBuffers*5/4 + 10
 }
+
+// SessionMaxBuffers is the most buffers the session holds on this machine
+// (MatcherConfig.SelfMax).
+func SessionMaxBuffers(cpus int) int {
+	_, n := sessionBuffers(cpus)
+	return int(n)
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -28,7 +29,7 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 	}
 	drivers := symbolize.NewDriverMap()
 	m := etw.NewMatcher(etw.MatcherConfig{PtrSize: 8, Tags: o.tags, RawTimestamps: true, Images: drivers, ProcessName: processName,
-		SelfTag: etw.SelfTag, SelfSize: etw.SessionBufferKB * 1024})
+		SelfTag: etw.SelfTag, SelfSize: etw.SessionBufferKB * 1024, SelfMax: etw.SessionMaxBuffers(runtime.NumCPU())})
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
