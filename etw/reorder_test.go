@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"unsafe"
 
 	"github.com/kmemprof/kmemprof/tracer"
 )
@@ -421,3 +422,28 @@ func BenchmarkMatcherOneHotAddress(b *testing.B) { benchmarkHot(b, 1) }
 // BenchmarkMatcherSixteenHotAddresses: 200k pairs over 16 addresses (was
 // 11-13 us an event).
 func BenchmarkMatcherSixteenHotAddresses(b *testing.B) { benchmarkHot(b, 16) }
+
+// TestTagFilterLayout: EVENT_TRACE_TAG_FILTER_INFORMATION as phnt declares
+// it (Filter at 16, sizeof 24 with one tag), and the length passed never
+// below 24, with every tag asked in it.
+func TestTagFilterLayout(t *testing.T) {
+	var info eventTraceTagFilterInformation
+	if off := unsafe.Offsetof(info.Filter); off != 16 {
+		t.Errorf("Filter at %d, want 16 (class, padding, TRACEHANDLE)", off)
+	}
+	for _, tc := range []struct {
+		tags   []uint32
+		length uintptr
+		filter [4]uint32
+	}{
+		{[]uint32{7}, 24, [4]uint32{7, 7}},
+		{[]uint32{7, 8}, 24, [4]uint32{7, 8}},
+		{[]uint32{7, 8, 9}, 28, [4]uint32{7, 8, 9}},
+		{[]uint32{7, 8, 9, 10}, 32, [4]uint32{7, 8, 9, 10}},
+	} {
+		info, n := tagFilterInfo(0x1234, tc.tags)
+		if n != tc.length || info.Filter != tc.filter || info.Class != 10 || info.TraceHandle != 0x1234 {
+			t.Errorf("%v: length %d, %+v; want %d, %v", tc.tags, n, info, tc.length, tc.filter)
+		}
+	}
+}

@@ -1,6 +1,9 @@
 package etw
 
-import "errors"
+import (
+	"errors"
+	"unsafe"
+)
 
 // ErrNotSupported is returned (wrapped) by StartSession on platforms without ETW.
 var ErrNotSupported = errors.New("ETW pool tracing needs Windows")
@@ -41,4 +44,35 @@ func sessionBuffers(cpus int) (minBuffers, maxBuffers uint32) {
 func SessionMaxBuffers(cpus int) int {
 	_, n := sessionBuffers(cpus)
 	return int(n)
+}
+
+// The kernel's pool tag filter (see setPoolTagFilter on Windows).
+const (
+	eventTracePoolTagFilterInformation = 10
+	maxPoolTagFilters                  = 4 // ETW_MAX_TAG_FILTER
+)
+
+// eventTraceTagFilterInformation is EVENT_TRACE_TAG_FILTER_INFORMATION
+// (phnt's ntexapi.h: the class, a TRACEHANDLE aligned to 8, ULONG
+// Filter[1]; sizeof 24) with room for every tag.
+type eventTraceTagFilterInformation struct {
+	Class       uint32
+	_           uint32
+	TraceHandle uint64
+	Filter      [maxPoolTagFilters]uint32
+}
+
+// tagFilterInfo builds the filter for tags (at most maxPoolTagFilters) and
+// the length to pass: the offset of Filter and 4 bytes a tag, but never
+// less than sizeof(EVENT_TRACE_TAG_FILTER_INFORMATION), 24 bytes, which a
+// kernel may require; a single tag is given twice to fill it, so that both
+// readings of the length (one tag, or two) filter the same.
+func tagFilterInfo(handle uint64, tags []uint32) (eventTraceTagFilterInformation, uintptr) {
+	info := eventTraceTagFilterInformation{Class: eventTracePoolTagFilterInformation, TraceHandle: handle}
+	n := copy(info.Filter[:], tags)
+	if n == 1 {
+		info.Filter[1] = info.Filter[0]
+		n = 2
+	}
+	return info, unsafe.Offsetof(info.Filter) + uintptr(4*n)
 }

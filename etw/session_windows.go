@@ -66,29 +66,15 @@ func traceSetInformation(h syscall.Handle, class uint32, info unsafe.Pointer, si
 // EVENT_TRACE_TAG_FILTER_INFORMATION of class
 // EventTracePoolTagFilterInformation (phnt's ntexapi.h).
 const (
-	systemPerformanceTraceInformation  = 31
-	eventTracePoolTagFilterInformation = 10
-	maxPoolTagFilters                  = 4 // ETW_MAX_TAG_FILTER
+	systemPerformanceTraceInformation = 31
 )
-
-// eventTraceTagFilterInformation is EVENT_TRACE_TAG_FILTER_INFORMATION with
-// room for every tag: the class, 4 bytes of padding, the session's
-// TRACEHANDLE, then the tags.
-type eventTraceTagFilterInformation struct {
-	Class       uint32
-	_           uint32
-	TraceHandle uint64
-	Filter      [maxPoolTagFilters]uint32
-}
 
 // setPoolTagFilter asks the kernel to log only the pool events of tags.
 func setPoolTagFilter(h syscall.Handle, tags []uint32) error {
 	if err := procNtSetSystemInfo.Find(); err != nil {
 		return err
 	}
-	info := eventTraceTagFilterInformation{Class: eventTracePoolTagFilterInformation, TraceHandle: uint64(h)}
-	n := copy(info.Filter[:], tags)
-	size := unsafe.Offsetof(info.Filter) + uintptr(4*n)
+	info, size := tagFilterInfo(uint64(h), tags)
 	status, _, _ := procNtSetSystemInfo.Call(systemPerformanceTraceInformation, uintptr(unsafe.Pointer(&info)), size)
 	runtime.KeepAlive(&info)
 	if status != 0 {
