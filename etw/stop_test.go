@@ -10,7 +10,9 @@ import (
 
 // fakeController is a session whose consumer is a goroutine feeding a
 // Matcher: what it delivers after STOP models the buffers a session
-// flushes when it stops.
+// flushes when it stops, a moment later. Like CloseTrace, closing the
+// consumer stops delivery: a buffer not delivered by then is lost, and
+// ProcessTrace returns ERROR_CANCELLED.
 type fakeController struct {
 	m        *Matcher
 	done     chan error
@@ -25,6 +27,13 @@ type fakeController struct {
 func (f *fakeController) stopSession() (SessionLosses, error) {
 	if !f.hang {
 		go func() {
+			// The session flushes its buffers to the consumer after the
+			// stop returns.
+			time.Sleep(20 * time.Millisecond)
+			if f.closed.Load() {
+				f.done <- errorCancelled
+				return
+			}
 			if f.tail != nil {
 				f.tail(f.m)
 			}
