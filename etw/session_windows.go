@@ -9,28 +9,17 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 	"unsafe"
 
 	goetw "github.com/0xrawsec/golang-etw/etw"
 	"golang.org/x/sys/windows"
 )
 
-// SessionName is the name of kmemprof's private system logger session. A
-// session of that name found at start is a leftover of a kmemprof that did
-// not exit cleanly: it is stopped and started again.
-const SessionName = "kmemprof Pool Logger"
+// The Win32 side of a pool tracing session (win32, sessionlogic.go): the
+// logic is there, tested on every OS against a fake of these calls.
 
 // kmemprofSessionGUID identifies kmemprof's private system logger.
 var kmemprofSessionGUID = goetw.MustParseGUIDFromString("{6c0f3a6e-1f5e-4c1b-9b6d-6b6d70726f66}")
-
-// Windows error codes StartTrace returns.
-const (
-	errorAlreadyExists    = syscall.Errno(183)
-	errorAccessDenied     = syscall.Errno(5)
-	errorInvalidParameter = syscall.Errno(87)
-	errorNoSystemResource = syscall.Errno(1450)
-)
 
 // wnodeFlagTracedGUID is WNODE_FLAG_TRACED_GUID, which the documentation of
 // EVENT_TRACE_PROPERTIES says Wnode.Flags must contain.
@@ -101,15 +90,12 @@ type perfinfoGroupMask struct {
 // consumer. Stop it on every exit path; a session left running by a crash
 // is stopped by the next StartSession.
 type Session struct {
-	cfg      SessionConfig
-	name     string
-	handle   syscall.Handle // controller handle (StartTrace)
-	props    *goetw.EventTraceProperties
-	trace    syscall.Handle // consumer handle (OpenTrace)
-	done     chan error
-	events   atomic.Uint64
-	stopOnce sync.Once
-	lock     windows.Handle // the named mutex that says a kmemprof traces
+	core *sessionCore
+	api  *winAPI
+	// matcher receives the events; set before the consumer starts, which
+	// may deliver before StartSession returns.
+	matcher *Matcher
+	events  atomic.Uint64
 	// Kernel is "private system logger".
 	Kernel string
 }
@@ -127,144 +113,79 @@ var (
 
 // StartSession starts the kernel session with pool events, kernel stacks for
 // them, and process, thread and image events (for the driver map), then its
-// real-time consumer. The errors say what is missing: elevation,
-// SeSystemProfilePrivilege, or a kernel logger held by another tool.
+// real-time consumer (see startSessionWith). The errors say what is
+// missing: elevation, SeSystemProfilePrivilege, or a logger session.
 func StartSession(cfg SessionConfig) (*Session, error) {
-	if cfg.Matcher == nil {
-		return nil, errors.New("starting pool tracing: no matcher")
-	}
-	if cfg.Notef == nil {
-		cfg.Notef = func(string, ...any) {}
-	}
-	if len(cfg.Tags) > 4 {
-		return nil, fmt.Errorf("at most 4 pool tags can be filtered, got %d", len(cfg.Tags))
-	}
-	if !windows.GetCurrentProcessToken().IsElevated() {
-		return nil, errors.New("kmemprof must run elevated (as Administrator) to trace kernel pool allocations")
-	}
-	if err := enablePrivilege("SeSystemProfilePrivilege"); err != nil {
-		return nil, fmt.Errorf("SeSystemProfilePrivilege is needed for kernel stacks and could not be enabled (%v): "+
-			"run from an elevated prompt of an account that holds it (Administrators do by default)", err)
-	}
-	s := &Session{cfg: cfg, done: make(chan error, 1)}
-	lock, err := takeSessionLock()
+	s := &Session{Kernel: "private system logger", matcher: cfg.Matcher}
+	s.api = &winAPI{s: s}
+	core, err := startSessionWith(s.api, cfg)
 	if err != nil {
 		return nil, err
 	}
-	s.lock = lock
-	if err := s.startController(); err != nil {
-		s.releaseLock()
-		return nil, err
-	}
-	if err := s.configure(); err != nil {
-		s.stopSession()
-		s.releaseLock()
-		return nil, err
-	}
-	if err := s.startConsumer(); err != nil {
-		s.stopSession()
-		s.releaseLock()
-		return nil, err
-	}
+	s.core = core
 	return s, nil
 }
 
-// sessionLockName names the mutex a running kmemprof holds while it traces,
-// so that another one does not take its session for a leftover and stop it.
-const sessionLockName = `Global\kmemprof-pool-logger`
+// Events returns how many events the consumer has seen.
+func (s *Session) Events() uint64 { return s.events.Load() }
 
-// takeSessionLock creates the named mutex, or says that another kmemprof
-// traces: the object exists as long as a process holds a handle to it, so
-// its existence, not its ownership (which Windows gives to one thread, and
-// Go moves goroutines between threads), tells. A kmemprof that died left no
-// handle, and no object.
-func takeSessionLock() (windows.Handle, error) {
-	name, err := windows.UTF16PtrFromString(sessionLockName)
-	if err != nil {
-		return 0, err
-	}
-	h, err := windows.CreateMutex(nil, false, name)
-	switch {
-	case h != 0 && errors.Is(err, windows.ERROR_ALREADY_EXISTS):
-		windows.CloseHandle(h)
-		return 0, errors.New("another kmemprof is tracing pool allocations on this machine: wait for it to finish (one ETW pool session at a time)")
-	case h == 0:
-		return 0, fmt.Errorf("creating the mutex %s: %w", sessionLockName, err)
-	}
-	return h, nil
-}
-
-func (s *Session) releaseLock() {
-	if s.lock != 0 {
-		windows.CloseHandle(s.lock)
-		s.lock = 0
-	}
-}
-
-const flags = goetw.EVENT_TRACE_FLAG_PROCESS | goetw.EVENT_TRACE_FLAG_THREAD | goetw.EVENT_TRACE_FLAG_IMAGE_LOAD
-
-// startController starts kmemprof's private system logger session, which
-// does not collide with the NT Kernel Logger other tools use (xperf, WPR,
-// Process Monitor). Go binaries need Windows 10 or Server 2016, where
-// private system loggers exist (since Windows 8).
-func (s *Session) startController() error {
-	err := s.start(SessionName, kmemprofSessionGUID, goetw.EVENT_TRACE_SYSTEM_LOGGER_MODE)
-	if errors.Is(err, errorAlreadyExists) {
-		// This process holds the session lock, so no other kmemprof runs:
-		// the session is a leftover of one that did not exit cleanly.
-		// Stopping it takes effect after a moment; retry as PerfView does
-		// (it waits 100 ms), a little longer.
-		s.cfg.Notef("a %q session left by an earlier kmemprof was running: stopped and started again", SessionName)
-		s.stopByName(SessionName, kmemprofSessionGUID)
-		for wait := 100 * time.Millisecond; wait <= 1600*time.Millisecond; wait *= 2 {
-			time.Sleep(wait)
-			if err = s.start(SessionName, kmemprofSessionGUID, goetw.EVENT_TRACE_SYSTEM_LOGGER_MODE); !errors.Is(err, errorAlreadyExists) {
-				break
-			}
-		}
-	}
-	if errors.Is(err, errorInvalidParameter) {
-		// Go programs run only on Windows 10 / Server 2016 and later, which
-		// have private system loggers: name what was asked, not the
-		// version.
-		v := windows.RtlGetVersion()
-		return fmt.Errorf("starting ETW session %q: Windows %d.%d build %d refused its properties (%w): a private system logger, "+
-			"%d KB buffers, %d to %d of them, flush timer 1 s, kernel flags %#x", SessionName, v.MajorVersion, v.MinorVersion, v.BuildNumber, err,
-			SessionBufferKB, s.minBuffers(), s.maxBuffers(), flags)
-	}
-	if err != nil {
-		return startError(SessionName, err)
-	}
-	s.Kernel = "private system logger"
+// Stop stops the kernel session, waits (up to DrainTimeout) for the
+// consumer to deliver what the session flushed, and adds what the session
+// reports lost to the matcher. A session that cannot be stopped, or a
+// consumer that does not finish, is a note, not an error: the Matcher
+// keeps what was delivered. It is safe to call more than once.
+func (s *Session) Stop() error {
+	s.core.stop()
 	return nil
 }
 
-func (s *Session) minBuffers() uint32 { n, _ := sessionBuffers(runtime.NumCPU()); return n }
-func (s *Session) maxBuffers() uint32 { _, n := sessionBuffers(runtime.NumCPU()); return n }
-
-func startError(name string, err error) error {
-	switch {
-	case errors.Is(err, errorAccessDenied):
-		return fmt.Errorf("starting ETW session %q: access denied: run kmemprof elevated", name)
-	case errors.Is(err, errorNoSystemResource):
-		return fmt.Errorf("starting ETW session %q: the system has no free logger session (too many ETW sessions running): %w", name, err)
-	}
-	return fmt.Errorf("starting ETW session %q: %w", name, err)
+// winAPI makes the Win32 calls of a session (win32).
+type winAPI struct {
+	s      *Session
+	handle syscall.Handle // controller handle (StartTrace)
+	props  *goetw.EventTraceProperties
+	trace  syscall.Handle // consumer handle (OpenTrace)
 }
 
-func (s *Session) start(name string, guid *goetw.GUID, mode uint32) error {
+func (w *winAPI) elevated() bool { return windows.GetCurrentProcessToken().IsElevated() }
+
+// takeLock creates the named mutex: the object exists as long as a process
+// holds a handle to it, so its existence, not its ownership (which Windows
+// gives to one thread, and Go moves goroutines between threads), tells. A
+// kmemprof that died left no handle, and no object.
+func (w *winAPI) takeLock(name string) (func(), error) {
+	u16, err := windows.UTF16PtrFromString(name)
+	if err != nil {
+		return nil, err
+	}
+	h, err := windows.CreateMutex(nil, false, u16)
+	switch {
+	case h != 0 && errors.Is(err, windows.ERROR_ALREADY_EXISTS):
+		windows.CloseHandle(h)
+		return nil, errLockHeld
+	case h == 0:
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { windows.CloseHandle(h) }) }, nil
+}
+
+func (w *winAPI) startTrace(name string, p sessionProps) error {
 	props := goetw.NewRealTimeEventTraceSessionProperties(name)
-	props.Wnode.Guid = *guid
-	props.Wnode.Flags |= wnodeFlagTracedGUID
-	props.Wnode.ClientContext = 1 // QPC timestamps: StackWalk's EventTimeStamp is raw QPC too
-	props.LogFileMode |= mode
-	props.EnableFlags = flags
-	// Small buffers flushed every second, as PerfView sizes real-time
-	// kernel sessions: each CPU's buffer reaches the consumer soon, which
-	// keeps the events of different CPUs close in arrival.
-	props.BufferSize = SessionBufferKB
-	props.MinimumBuffers, props.MaximumBuffers = sessionBuffers(runtime.NumCPU())
-	props.FlushTimer = 1
+	props.Wnode.Guid = *kmemprofSessionGUID
+	if p.TracedGUID {
+		props.Wnode.Flags |= wnodeFlagTracedGUID
+	}
+	if p.QPC {
+		props.Wnode.ClientContext = 1
+	}
+	if p.SystemLogger {
+		props.LogFileMode |= goetw.EVENT_TRACE_SYSTEM_LOGGER_MODE
+	}
+	props.EnableFlags = p.EnableFlags
+	props.BufferSize = p.BufferKB
+	props.MinimumBuffers, props.MaximumBuffers = p.MinBuffers, p.MaxBuffers
+	props.FlushTimer = p.FlushTimer
 	u16, err := syscall.UTF16PtrFromString(name)
 	if err != nil {
 		return err
@@ -273,13 +194,13 @@ func (s *Session) start(name string, guid *goetw.GUID, mode uint32) error {
 	if err := goetw.StartTrace(&h, u16, props); err != nil {
 		return err
 	}
-	s.name, s.handle, s.props = name, h, props
+	w.handle, w.props = h, props
 	return nil
 }
 
-func (s *Session) stopByName(name string, guid *goetw.GUID) {
+func (w *winAPI) stopTraceByName(name string) {
 	props := goetw.NewRealTimeEventTraceSessionProperties(name)
-	props.Wnode.Guid = *guid
+	props.Wnode.Guid = *kmemprofSessionGUID
 	u16, err := syscall.UTF16PtrFromString(name)
 	if err != nil {
 		return
@@ -287,47 +208,31 @@ func (s *Session) stopByName(name string, guid *goetw.GUID) {
 	goetw.ControlTrace(0, u16, props, goetw.EVENT_TRACE_CONTROL_STOP)
 }
 
-// configure turns on kernel stacks for pool allocations, then the pool
-// group: the other way round, the first allocations would come without
-// stacks.
-func (s *Session) configure() error {
-	var ids []classicEventID
-	// Frees need no stack (they are joined to their allocation by address):
-	// walking stacks for allocations only halves the kernel's stack cost.
-	for _, op := range []uint8{OpPoolAlloc, OpPoolAllocSession} {
-		ids = append(ids, classicEventID{EventGUID: goetw.GUID(PoolTraceGUID), Type: op})
+func (w *winAPI) enableStacks(events []stackEvent) error {
+	ids := make([]classicEventID, len(events))
+	for i, e := range events {
+		ids[i] = classicEventID{EventGUID: goetw.GUID(e.Class), Type: e.Op}
 	}
-	if err := traceSetInformation(s.handle, TraceStackTracingInfo, unsafe.Pointer(&ids[0]), uint32(len(ids))*uint32(unsafe.Sizeof(ids[0]))); err != nil {
-		return fmt.Errorf("enabling kernel stacks for pool events: %w", err)
-	}
-	if len(s.cfg.Tags) > 0 {
-		tags := make([]uint32, len(s.cfg.Tags))
-		for i, t := range s.cfg.Tags {
-			tags[i] = TagValue(t)
-		}
-		if err := setPoolTagFilter(s.handle, tags); err != nil {
-			s.cfg.Notef("the kernel refused the pool tag filter (%v): filtering in kmemprof instead", err)
-		}
-	}
-	var mask perfinfoGroupMask
-	mask.Masks[0] = flags
-	mask.Masks[PerfPoolGroupMask>>29] |= PerfPoolGroupMask & 0x1fffffff
-	if err := traceSetInformation(s.handle, TraceSystemTraceEnableFlagsInfo, unsafe.Pointer(&mask), uint32(unsafe.Sizeof(mask))); err != nil {
-		return fmt.Errorf("enabling pool events (PERF_POOL group mask): %w", err)
-	}
-	return nil
+	return traceSetInformation(w.handle, TraceStackTracingInfo, unsafe.Pointer(&ids[0]), uint32(len(ids))*uint32(unsafe.Sizeof(ids[0])))
 }
 
-func (s *Session) startConsumer() error {
+func (w *winAPI) setTagFilter(tags []uint32) error { return setPoolTagFilter(w.handle, tags) }
+
+func (w *winAPI) enableGroups(masks [8]uint32) error {
+	mask := perfinfoGroupMask{Masks: masks}
+	return traceSetInformation(w.handle, TraceSystemTraceEnableFlagsInfo, unsafe.Pointer(&mask), uint32(unsafe.Sizeof(mask)))
+}
+
+func (w *winAPI) openConsumer(name string, done chan<- error) error {
 	callbacksOnce.Do(func() {
 		eventCB = syscall.NewCallbackCDecl(onEvent)
 		bufferCB = syscall.NewCallbackCDecl(onBuffer)
 	})
-	if !current.CompareAndSwap(nil, s) {
+	if !current.CompareAndSwap(nil, w.s) {
 		return errors.New("another pool tracing session is running in this process")
 	}
 	var lf goetw.EventTraceLogfile
-	u16, err := syscall.UTF16PtrFromString(s.name)
+	u16, err := syscall.UTF16PtrFromString(name)
 	if err != nil {
 		current.Store(nil)
 		return err
@@ -341,14 +246,49 @@ func (s *Session) startConsumer() error {
 	h, err := goetw.OpenTrace(&lf)
 	if err != nil {
 		current.Store(nil)
-		return fmt.Errorf("opening the real-time consumer of %q: %w", s.name, err)
+		return err
 	}
-	s.trace = h
+	w.trace = h
 	go func() {
-		s.done <- goetw.ProcessTrace(&s.trace, 1, nil, nil)
+		done <- goetw.ProcessTrace(&w.trace, 1, nil, nil)
 	}()
 	return nil
 }
+
+func (w *winAPI) osVersion() string {
+	v := windows.RtlGetVersion()
+	return fmt.Sprintf("Windows %d.%d build %d", v.MajorVersion, v.MinorVersion, v.BuildNumber)
+}
+
+// stopSession stops the kernel session and returns what it reports lost.
+func (w *winAPI) stopSession() (SessionLosses, error) {
+	if w.handle == 0 {
+		return SessionLosses{}, nil
+	}
+	err := goetw.ControlTrace(w.handle, nil, w.props, goetw.EVENT_TRACE_CONTROL_STOP)
+	w.handle = 0
+	if err != nil {
+		return SessionLosses{}, fmt.Errorf("stopping ETW session %q: %w", SessionName, err)
+	}
+	return SessionLosses{
+		Events:          uint64(w.props.EventsLost),
+		RealtimeBuffers: uint64(w.props.RealTimeBuffersLost),
+		LogBuffers:      uint64(w.props.LogBuffersLost),
+	}, nil
+}
+
+// closeConsumer closes the real-time consumer.
+func (w *winAPI) closeConsumer() error {
+	if w.trace == 0 {
+		return nil
+	}
+	err := goetw.CloseTrace(w.trace)
+	w.trace = 0
+	return err
+}
+
+// detach stops the callbacks from feeding the matcher.
+func (w *winAPI) detach() { current.CompareAndSwap(w.s, nil) }
 
 // onBuffer keeps ProcessTrace going while this session is current.
 func onBuffer(*goetw.EventTraceLogfile) uintptr {
@@ -366,7 +306,7 @@ func onEvent(er *goetw.EventRecord) uintptr {
 		return 0
 	}
 	s.events.Add(1)
-	m := s.cfg.Matcher
+	m := s.matcher
 	hd := &er.EventHeader
 	ptrSize := 8
 	if hd.Flags&goetw.EVENT_HEADER_FLAG_32_BIT_HEADER != 0 {
@@ -388,56 +328,7 @@ func onEvent(er *goetw.EventRecord) uintptr {
 	return 0
 }
 
-// Events returns how many events the consumer has seen.
-func (s *Session) Events() uint64 { return s.events.Load() }
-
-// Stop stops the kernel session, waits (up to DrainTimeout) for the
-// consumer to deliver what the session flushed, and adds what the session
-// reports lost to the matcher. A session that cannot be stopped, or a
-// consumer that does not finish, is a note, not an error: the Matcher
-// keeps what was delivered. It is safe to call more than once.
-func (s *Session) Stop() error {
-	s.stopOnce.Do(func() {
-		if s.trace == 0 {
-			s.stopSession()
-		} else {
-			stopAndDrain(s, s.done, DrainTimeout, s.cfg.Matcher, s.cfg.Notef)
-		}
-		current.CompareAndSwap(s, nil)
-		s.releaseLock()
-	})
-	return nil
-}
-
-// stopSession stops the kernel session and returns what it reports lost.
-func (s *Session) stopSession() (SessionLosses, error) {
-	if s.handle == 0 {
-		return SessionLosses{}, nil
-	}
-	err := goetw.ControlTrace(s.handle, nil, s.props, goetw.EVENT_TRACE_CONTROL_STOP)
-	s.handle = 0
-	if err != nil {
-		return SessionLosses{}, fmt.Errorf("stopping ETW session %q: %w", s.name, err)
-	}
-	return SessionLosses{
-		Events:          uint64(s.props.EventsLost),
-		RealtimeBuffers: uint64(s.props.RealTimeBuffersLost),
-		LogBuffers:      uint64(s.props.LogBuffersLost),
-	}, nil
-}
-
-// closeConsumer closes the real-time consumer.
-func (s *Session) closeConsumer() error {
-	if s.trace == 0 {
-		return nil
-	}
-	err := goetw.CloseTrace(s.trace)
-	s.trace = 0
-	return err
-}
-
-// detach stops the callbacks from feeding the matcher.
-func (s *Session) detach() { current.CompareAndSwap(s, nil) }
+func (w *winAPI) enablePrivilege(name string) error { return enablePrivilege(name) }
 
 // enablePrivilege enables a privilege the process token holds.
 func enablePrivilege(name string) error {
