@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -475,5 +478,86 @@ func TestAgentIntervalSeconds(t *testing.T) {
 	o, err := parseAgent([]string{"--metrics", "127.0.0.1:0", "--interval", "60"}, io.Discard, func(string) string { return "" })
 	if err != nil || o.interval != time.Minute {
 		t.Fatalf("agent --interval 60: %+v, %v", o, err)
+	}
+}
+
+// TestGrafanaDashboard: every query of the shipped dashboard names series
+// the agent exports, and only their labels (and the ones Prometheus adds).
+func TestGrafanaDashboard(t *testing.T) {
+	raw, err := os.ReadFile("deploy/kmemprof-grafana.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string
+			Targets []struct{ Expr string }
+		}
+		Templating struct {
+			List []struct{ Query any }
+		}
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("the dashboard is not JSON: %v", err)
+	}
+	// The agent's series and their labels, from its collector.
+	labels := map[string]map[string]bool{}
+	ch := make(chan *prometheus.Desc, 64)
+	(&agentMetrics{}).Describe(ch)
+	close(ch)
+	descRE := regexp.MustCompile(`fqName: "([^"]+)".*variableLabels: \{([^}]*)\}`)
+	for d := range ch {
+		m := descRE.FindStringSubmatch(d.String())
+		if m == nil {
+			t.Fatalf("cannot read %s", d)
+		}
+		ls := map[string]bool{"instance": true, "job": true}
+		for _, l := range strings.Split(m[2], ",") {
+			if l = strings.TrimSpace(l); l != "" {
+				ls[l] = true
+			}
+		}
+		labels[m[1]] = ls
+	}
+	var exprs []string
+	for _, p := range dash.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			exprs = append(exprs, tg.Expr)
+		}
+	}
+	for _, v := range dash.Templating.List {
+		if q, ok := v.Query.(string); ok && strings.Contains(q, "kmemprof_") {
+			exprs = append(exprs, q)
+		}
+	}
+	seriesRE := regexp.MustCompile(`kmemprof_[a-z_]+`)
+	labelRE := regexp.MustCompile(`(?:[{,]\s*|by \()([a-z_]+)\s*(?:=~|!=|=|[,)])`)
+	used := map[string]bool{}
+	for _, e := range exprs {
+		names := seriesRE.FindAllString(e, -1)
+		if len(names) == 0 {
+			t.Errorf("query %q names no kmemprof series", e)
+		}
+		for _, n := range names {
+			used[n] = true
+			ls, ok := labels[n]
+			if !ok {
+				t.Errorf("query %q: the agent exports no series %s", e, n)
+				continue
+			}
+			for _, m := range labelRE.FindAllStringSubmatch(e, -1) {
+				if !ls[m[1]] {
+					t.Errorf("query %q: %s has no label %q", e, n, m[1])
+				}
+			}
+		}
+	}
+	for n := range labels {
+		if !used[n] {
+			t.Errorf("the dashboard shows no panel of %s", n)
+		}
 	}
 }

@@ -54,7 +54,7 @@ var docs = []string{"README.md", "LICENSE", "NOTICE"}
 
 // deployFiles are the agent's deployment files, which the Linux archives
 // carry under deploy/ (the .deb installs the unit, not enabled).
-var deployFiles = []string{"kmemprof-agent.service", "kmemprof-agent-daemonset.yaml"}
+var deployFiles = []string{"kmemprof-agent.service", "kmemprof-agent-daemonset.yaml", "kmemprof-grafana.json"}
 
 // deploySource is where deployFiles are in the tree.
 const deploySource = "cmd/kmemprof/deploy"
@@ -301,6 +301,7 @@ Description: kernel memory leak profiler (eBPF, pprof output)
 		{"./" + debPaths["kmemprof.bash"], files["docs/kmemprof.bash"], 0o644},
 		{"./" + debPaths["_kmemprof"], files["docs/_kmemprof"], 0o644},
 		{"./usr/share/doc/kmemprof/kmemprof-agent-daemonset.yaml", files["deploy/kmemprof-agent-daemonset.yaml"], 0o644},
+		{"./usr/share/doc/kmemprof/kmemprof-grafana.json", files["deploy/kmemprof-grafana.json"], 0o644},
 		{"./usr/share/doc/kmemprof/copyright", append(append([]byte{}, files["NOTICE"]...), append([]byte("\n"), files["LICENSE"]...)...), 0o644},
 	}, true)
 	if err != nil {
