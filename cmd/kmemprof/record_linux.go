@@ -207,12 +207,13 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		Interval: o.interval,
 		Progress: progressLine(stderr, o.duration),
 		BeforeStop: func() (err error) {
-			// kallsyms is read while the programs are attached: their
-			// trampolines' symbols leave it at detach, and a stack that
-			// crossed one (a slab's pages, allocated under a hooked
+			check, err = selfCheck(tr, startView)
+			// kallsyms is read while the programs are attached (after the
+			// self-check, which reads the kernel's counts at the end):
+			// their trampolines' symbols leave it at detach, and a stack
+			// that crossed one (a slab's pages, allocated under a hooked
 			// kmem_cache_alloc) would name the program loaded beside it.
 			syms, symsErr = symbolize.LoadKallsyms()
-			check, err = selfCheck(tr, startView)
 			return err
 		},
 	})
