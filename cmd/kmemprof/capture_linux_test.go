@@ -306,12 +306,7 @@ func captureCheck(t *testing.T, mode string) {
 func tracingFramesInside(p *profile.Profile) []string {
 	var bad []string
 	for _, s := range p.Sample {
-		var names []string
-		for _, l := range s.Location {
-			for _, ln := range l.Line {
-				names = append(names, ln.Function.Name)
-			}
-		}
+		names := funcs(s)
 		for i, n := range names {
 			tramp := strings.HasPrefix(n, "bpf_trampoline_")
 			progUnderAlloc := strings.HasPrefix(n, "bpf_prog_") && i+1 < len(names) && bpf.IsAllocatorFrame(names[i+1])
@@ -344,12 +339,7 @@ func summaryTable(out string) string {
 func allocatorLeaves(p *profile.Profile, pid int) []string {
 	var bad []string
 	for _, s := range p.Sample {
-		var names []string
-		for _, l := range s.Location {
-			for _, ln := range l.Line {
-				names = append(names, ln.Function.Name)
-			}
-		}
+		names := funcs(s)
 		if len(names) == 0 || strings.HasPrefix(names[0], "[stack lost") {
 			continue
 		}

@@ -78,14 +78,6 @@ func parseReport(args []string, stdout io.Writer) (*reportOptions, error) {
 		fmt.Fprint(stdout, reportUsage)
 		return nil, flag.ErrHelp
 	}
-	switch {
-	case len(files) == 0:
-		return nil, usagef("no profile given: kmemprof report [--top N] FILE (e.g. kmem.pb.gz)")
-	case len(files) > 1:
-		return nil, usagef("one profile at a time: got %d files (%s)", len(files), strings.Join(files, ", "))
-	case files[0] == "":
-		return nil, usagef("empty profile file name")
-	}
 	if o.top <= 0 {
 		return nil, usagef("bad --top %d: want 1 or more rows", o.top)
 	}
@@ -95,7 +87,9 @@ func parseReport(args []string, stdout io.Writer) (*reportOptions, error) {
 	if o.index != "" && o.diff != "" {
 		return nil, usagef("--diff compares in-use bytes: it takes no --sample-index")
 	}
-	o.path = files[0]
+	if o.path, err = oneProfile(files, "kmemprof report [--top N] FILE", "; --diff BASE FILE compares two"); err != nil {
+		return nil, err
+	}
 	return &o, nil
 }
 

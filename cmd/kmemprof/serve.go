@@ -107,19 +107,27 @@ func parseServe(args []string, stdout io.Writer) (*serveOptions, error) {
 		fmt.Fprint(stdout, serveUsage)
 		return nil, flag.ErrHelp
 	}
-	switch {
-	case len(files) == 0:
-		return nil, usagef("no profile given: kmemprof serve [--http ADDR] FILE (e.g. kmem.pb.gz)")
-	case len(files) > 1:
-		return nil, usagef("one profile at a time: got %d files (%s); --diff-base OLD NEW compares two", len(files), strings.Join(files, ", "))
-	case files[0] == "":
-		return nil, usagef("empty profile file name")
+	if o.path, err = oneProfile(files, "kmemprof serve [--http ADDR] FILE", "; --diff-base OLD NEW compares two"); err != nil {
+		return nil, err
 	}
-	o.path = files[0]
 	if err := checkHTTPAddr(o.addr, allowRemote); err != nil {
 		return nil, err
 	}
 	return &o, nil
+}
+
+// oneProfile is the one profile file a command (synopsis) takes, or a
+// usageError; more says how to use two.
+func oneProfile(files []string, synopsis, more string) (string, error) {
+	switch {
+	case len(files) == 0:
+		return "", usagef("no profile given: %s (e.g. kmem.pb.gz)", synopsis)
+	case len(files) > 1:
+		return "", usagef("one profile at a time: got %d files (%s)%s", len(files), strings.Join(files, ", "), more)
+	case files[0] == "":
+		return "", usagef("empty profile file name")
+	}
+	return files[0], nil
 }
 
 // checkHTTPAddr checks the --http address of the pprof web UI: HOST:PORT
