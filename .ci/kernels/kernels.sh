@@ -18,6 +18,8 @@
 #   KMEMPROF_KERNEL_TIMEOUT=1500  seconds per kernel, boot to power-off; then qemu is killed
 #   KMEMPROF_KERNEL_MEM=2G KMEMPROF_KERNEL_SMP=2   guest size
 #   KMEMPROF_KERNEL_APPEND=       extra kernel command line
+#   KMEMPROF_KERNEL_EMULATOR_RETRIES=2   boots again after a guest death whose
+#                                 registers prove the emulator at fault (kept, reported)
 #   KMEMPROF_KERNEL_ACCEL=tcg,thread=single   qemu -accel (tcg: a host thread per vCPU)
 #   KMEMPROF_KERNEL_ARM64_CPU=max,pauth-impdef=on   qemu -cpu for arm64
 #   KMEMPROF_BOOT_ONLY=1          same as the boot subcommand
@@ -42,6 +44,8 @@ TIMEOUT=${KMEMPROF_KERNEL_TIMEOUT:-1500}
 MEM=${KMEMPROF_KERNEL_MEM:-2G}
 SMP=${KMEMPROF_KERNEL_SMP:-2}
 APPEND=${KMEMPROF_KERNEL_APPEND:-}
+# Boots again after a guest death the emulator caused (emulator_fault).
+EMULATOR_RETRIES=${KMEMPROF_KERNEL_EMULATOR_RETRIES:-2}
 # Emulating arm64 pointer authentication's QARMA cipher dominates TCG time
 # (the kernel signs every return address); pauth-impdef=on uses QEMU's
 # cheap implementation-defined algorithm instead.
@@ -315,10 +319,49 @@ initramfs() {
 
 # ---------------------------------------------------------------- boot
 
-# boot NAME INITRAMFS: boot the kernel with the initramfs, serial console to
+# emulator_fault LOG: when the guest kernel's first oops shows a register
+# state no x86-64 CPU can be in, print it. The processor pushes RFLAGS on an
+# exception; bits 22-63 are reserved and always pushed as 0, bit 1 always as 1,
+# and no instruction (POPF, IRET, SYSRET) can set or clear them. A frame that
+# says otherwise was written by the emulator, not by the kernel or by kmemprof
+# (evidence/README.md: two such panics on 6.12 under single-threaded TCG).
+emulator_fault() {
+	local first flags
+	first=$(grep -a -n -m 1 -E '^\[ *[0-9]+\.[0-9]+\] .*(Oops|BUG:|WARNING:|Unrecoverable kprobe|Kernel panic)' "$1" | cut -d: -f1)
+	[ -n "$first" ] || return 0
+	# The first kernel-mode frame (stack segment 0018) after it.
+	flags=$(tail -n "+$first" "$1" | grep -a -m 1 -o 'RSP: 0018:[0-9a-f]* EFLAGS: [0-9a-f]*' | sed 's/.*EFLAGS: //')
+	[ -n "$flags" ] || return 0
+	if [ "${#flags}" -gt 8 ] || (((16#$flags >> 22) != 0)) || (((16#$flags & 2) == 0)); then
+		echo "EFLAGS $flags in a kernel-mode exception frame: reserved bits that no x86-64 CPU pushes"
+	fi
+}
+
+# boot NAME INITRAMFS: boot_once, again (up to $EMULATOR_RETRIES times) when
+# the guest died of an emulator fault (emulator_fault). Each such console log
+# is kept as NAME.emulator-fault-N.log and named in NAME.meta and the summary:
+# a retry is never silent.
+boot() {
+	local name=$1 initrd=$2 try=0 why status faults=""
+	while :; do
+		boot_once "$name" "$initrd"
+		status=$(meta "$name" status)
+		[ "$status" != DONE ] || [ -n "$(kernel_trouble "$RESULTS/$name.log")" ] || break
+		[ "$(matrix_field "$name" 1)" = amd64 ] || break
+		why=$(emulator_fault "$RESULTS/$name.log")
+		[ -n "$why" ] && [ "$try" -lt "$EMULATOR_RETRIES" ] || break
+		try=$((try + 1))
+		mv "$RESULTS/$name.log" "$RESULTS/$name.emulator-fault-$try.log"
+		faults+="${faults:+; }$name.emulator-fault-$try.log: $why (was: $status)"
+		log "[$name] emulator fault ($why): booting again ($try of $EMULATOR_RETRIES)"
+	done
+	[ -z "$faults" ] || printf 'emulator_faults=%s\n' "$faults" >>"$RESULTS/$name.meta"
+}
+
+# boot_once NAME INITRAMFS: boot the kernel with the initramfs, serial console to
 # $RESULTS/NAME.log, and write $RESULTS/NAME.meta. Progress lines go to
 # stderr prefixed with [NAME].
-boot() {
+boot_once() {
 	local name=$1 initrd=$2 arch dir pkg ver qemu console raw log t0 rc status qpid disk
 	arch=$(matrix_field "$name" 1)
 	dir=$(cat "$CACHE/$name.current")
@@ -397,7 +440,7 @@ cmd_run() {
 	declare -A initrd_of=()
 	mkdir -p "$RESULTS"
 	for n in "$@"; do
-		rm -f "$RESULTS/$n.meta" "$RESULTS/$n.log"
+		rm -f "$RESULTS/$n.meta" "$RESULTS/$n.log" "$RESULTS/$n".emulator-fault-*.log
 		arches+=("$(matrix_field "$n" 1)")
 		[ -s "$CACHE/$n.current" ] || fetch_kernel "$n"
 	done
@@ -446,7 +489,7 @@ kernel_trouble() {
 
 # summary NAME...: the table, then why each failure failed; sets STATUS.
 summary() {
-	local n c log status row uname boot done_at err arch cell checks=()
+	local n c log status row uname boot done_at err arch cell faults checks=()
 	STATUS=0
 	for n in "$@"; do # the columns: every check seen, in order
 		[ -f "$RESULTS/$n.log" ] || continue
@@ -481,6 +524,8 @@ summary() {
 		uname=$(sed -n 's/^KMEMPROF-GUEST uname=\([^ ]*\).*/\1/p' "$log" | head -n 1)
 		boot=$(sed -n 's/^KMEMPROF-GUEST .*uptime=\([^ ]*\).*/\1/p' "$log" | head -n 1)
 		done_at=$(sed -n 's/^.*KMEMPROF-DONE uptime=\([^ ]*\).*/\1/p' "$log" | head -n 1)
+		faults=$(meta "$n" emulator_faults)
+		[ -z "$faults" ] || status+=" (booted again after $(($(grep -o 'emulator-fault-' <<<"$faults" | wc -l))) emulator fault(s))"
 		row="| $n | ${uname:-?} | $(meta "$n" package) $(meta "$n" version) | $status | ${boot:-–} |"
 		if [ -n "$done_at" ] && [ -n "$boot" ]; then
 			row+=" $(awk -v a="$boot" -v b="$done_at" 'BEGIN { printf "%.0f", b - a }') |"
@@ -515,6 +560,14 @@ summary() {
 			echo '```'
 		done
 		status=$(meta "$n" status)
+		faults=$(meta "$n" emulator_faults)
+		if [ -n "$faults" ]; then
+			echo
+			echo "### $n: the guest died of an emulator fault, and was booted again:"
+			echo '```'
+			tr ';' '\n' <<<"$faults" | sed 's/^ *//; s|^|'"$RESULTS"'/|'
+			echo '```'
+		fi
 		if [ -n "$(kernel_trouble "$log")" ]; then
 			echo
 			echo "### $n: the guest's kernel logged (log: $log):"
