@@ -613,4 +613,5 @@ main() {
 	exit "$STATUS"
 }
 
-main "$@"
+# Sourced (retry_test.sh), only the functions.
+[ "${BASH_SOURCE[0]}" != "$0" ] || main "$@"
