@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,13 @@ type agentOptions struct {
 	token       string
 	// backoffMin and backoffMax bound the retry delay (0: 1 s and 1 min).
 	backoffMin, backoffMax time.Duration
+	// continuous traces all the time; otherwise the agent watches the
+	// kernel's counts and captures for capture when rule holds, then waits
+	// at least backoff before the next capture.
+	continuous bool
+	rule       watchRule
+	capture    time.Duration
+	backoff    time.Duration
 }
 
 func parseAgent(args []string, stdout io.Writer, getenv func(string) string) (*agentOptions, error) {
@@ -55,6 +63,12 @@ func parseAgent(args []string, stdout io.Writer, getenv func(string) string) (*a
 	var interval, mode, kinds, cgrp, memcg, caches, attach string
 	var hot, maxOut, depth int
 	var help bool
+	var capture, backoff, minGrowth string
+	fs.BoolVar(&o.continuous, "continuous", false, "")
+	fs.IntVar(&o.rule.Intervals, "trigger-intervals", 3, "")
+	fs.StringVar(&minGrowth, "trigger-growth", "32768", "")
+	fs.StringVar(&capture, "capture", "60s", "")
+	fs.StringVar(&backoff, "backoff", "10m", "")
 	fs.StringVar(&interval, "interval", "60s", "")
 	fs.StringVar(&o.pyroscope, "pyroscope", "", "")
 	fs.StringVar(&o.serviceName, "service-name", "kmemprof", "")
@@ -99,6 +113,18 @@ func parseAgent(args []string, stdout io.Writer, getenv func(string) string) (*a
 			return nil, err
 		}
 	}
+	if o.rule.Intervals < 1 {
+		return nil, usagef("bad --trigger-intervals %d: want 1 or more", o.rule.Intervals)
+	}
+	if o.rule.MinBytes, err = strconv.ParseUint(minGrowth, 10, 64); err != nil || o.rule.MinBytes == 0 {
+		return nil, usagef("bad --trigger-growth %q: want a number of bytes, 1 or more", minGrowth)
+	}
+	if o.capture, err = parseDuration(capture); err != nil || o.capture < time.Second {
+		return nil, usagef("bad --capture %q: want a duration of 1s or more, such as 60s", capture)
+	}
+	if o.backoff, err = parseDuration(backoff); err != nil || o.backoff < 0 {
+		return nil, usagef("bad --backoff %q: want a duration, such as 10m (0: none)", backoff)
+	}
 	if o.queue < 1 {
 		return nil, usagef("bad --queue %d: want 1 or more", o.queue)
 	}
@@ -109,8 +135,9 @@ func parseAgent(args []string, stdout io.Writer, getenv func(string) string) (*a
 		return nil, err
 	}
 	o.bpf = rec.bpf
-	// Read every interval for days: totals per interval, maps trimmed.
-	o.bpf.Continuous = true
+	// Read every interval for days: totals per interval, maps trimmed. A
+	// watch mode's capture is bounded: record's capture.
+	o.bpf.Continuous = o.continuous
 	o.user, o.pass, o.token = getenv("KMEMPROF_PYROSCOPE_USER"), getenv("KMEMPROF_PYROSCOPE_PASSWORD"), getenv("KMEMPROF_PYROSCOPE_TOKEN")
 	for _, f := range []struct {
 		env string
@@ -225,6 +252,9 @@ func agent(ctx context.Context, o *agentOptions, stderr io.Writer) error {
 	if err := checkKallsyms(); err != nil {
 		return err
 	}
+	if !o.continuous {
+		return watchAgent(ctx, o, stderr)
+	}
 	tr, names, err := openTracer(o.bpf)
 	if err != nil {
 		return err
@@ -251,35 +281,13 @@ func runAgentLoop(ctx context.Context, o *agentOptions, src snapshotSource, stde
 // runAgentLoopWith is runAgentLoop that hands its metrics to got (tests).
 func runAgentLoopWith(ctx context.Context, o *agentOptions, src snapshotSource, stderr io.Writer, got chan<- *agentMetrics) error {
 	m := newAgentMetrics()
-	var p *pusher
-	if o.pyroscope != "" {
-		host, _ := os.Hostname()
-		p = newPusher(o, []*typesv1.LabelPair{
-			{Name: "__name__", Value: "memory"},
-			{Name: "service_name", Value: o.serviceName},
-			{Name: "host", Value: host},
-			{Name: "kernel", Value: kernelRelease()},
-		}, stderr)
-		m.pusher = p
-		go p.run(ctx)
+	p, closeOutputs, err := startOutputs(ctx, o, m, stderr)
+	if err != nil {
+		return err
 	}
+	defer closeOutputs()
 	if got != nil {
 		got <- m
-	}
-	var srv *http.Server
-	if o.metrics != "" {
-		ln, err := net.Listen("tcp", o.metrics)
-		if err != nil {
-			return fmt.Errorf("--metrics: %w", err)
-		}
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go srv.Serve(ln)
-		fmt.Fprintf(stderr, "metrics at http://%s/metrics\n", ln.Addr())
-		defer srv.Close()
 	}
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
@@ -318,6 +326,37 @@ func runAgentLoopWith(ctx context.Context, o *agentOptions, src snapshotSource, 
 	}
 }
 
+// startOutputs starts what the agent sends to: the Pyroscope pusher (nil
+// without --pyroscope) and the metrics server. close stops the server.
+func startOutputs(ctx context.Context, o *agentOptions, m *agentMetrics, stderr io.Writer) (p *pusher, close func(), err error) {
+	if o.pyroscope != "" {
+		host, _ := os.Hostname()
+		p = newPusher(o, []*typesv1.LabelPair{
+			{Name: "__name__", Value: "memory"},
+			{Name: "service_name", Value: o.serviceName},
+			{Name: "host", Value: host},
+			{Name: "kernel", Value: kernelRelease()},
+		}, stderr)
+		m.pusher = p
+		go p.run(ctx)
+	}
+	if o.metrics == "" {
+		return p, func() {}, nil
+	}
+	ln, err := net.Listen("tcp", o.metrics)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--metrics: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	fmt.Fprintf(stderr, "metrics at http://%s/metrics\n", ln.Addr())
+	return p, func() { srv.Close() }, nil
+}
+
 // pusher pushes profiles to Pyroscope from a bounded queue: when the
 // server is down it retries with backoff, and when the queue is full the
 // oldest profile goes (counted).
@@ -325,7 +364,7 @@ type pusher struct {
 	client     pushv1connect.PusherServiceClient
 	labels     []*typesv1.LabelPair
 	mu         sync.Mutex
-	queue      [][]byte
+	queue      []pushItem
 	max        int
 	wake       chan struct{}
 	backoffMin time.Duration
@@ -335,6 +374,12 @@ type pusher struct {
 	dropped    atomic.Uint64
 	stderr     io.Writer
 	done       chan struct{} // closed when run returns
+}
+
+// pushItem is a profile and the labels its series has beyond the pusher's.
+type pushItem struct {
+	prof  []byte
+	extra []*typesv1.LabelPair
 }
 
 // authTransport adds the credentials and the tenant to every request.
@@ -376,14 +421,19 @@ func newPusher(o *agentOptions, labels []*typesv1.LabelPair, stderr io.Writer) *
 	return p
 }
 
-// enqueue adds a profile, dropping the oldest when the queue is full.
-func (p *pusher) enqueue(prof []byte) {
+// enqueue adds a profile, dropping the oldest when the queue is full;
+// extra are labels of its series beyond the pusher's, as name, value pairs.
+func (p *pusher) enqueue(prof []byte, extra ...string) {
+	it := pushItem{prof: prof}
+	for i := 0; i+1 < len(extra); i += 2 {
+		it.extra = append(it.extra, &typesv1.LabelPair{Name: extra[i], Value: extra[i+1]})
+	}
 	p.mu.Lock()
 	if len(p.queue) == p.max {
 		p.queue = p.queue[1:]
 		p.dropped.Add(1)
 	}
-	p.queue = append(p.queue, prof)
+	p.queue = append(p.queue, it)
 	p.mu.Unlock()
 	select {
 	case p.wake <- struct{}{}:
@@ -404,8 +454,10 @@ func (p *pusher) run(ctx context.Context) {
 	for {
 		p.mu.Lock()
 		var prof []byte
+		var it pushItem
 		if len(p.queue) > 0 {
-			prof = p.queue[0]
+			it = p.queue[0]
+			prof = it.prof
 		}
 		p.mu.Unlock()
 		if prof == nil {
@@ -416,7 +468,7 @@ func (p *pusher) run(ctx context.Context) {
 				continue
 			}
 		}
-		if err := p.push(ctx, prof); err != nil {
+		if err := p.push(ctx, it); err != nil {
 			p.failed.Add(1)
 			if p.failed.Load() == 1 || backoff == p.backoffMax {
 				fmt.Fprintf(p.stderr, "pushing to Pyroscope failed (retrying in %s): %v\n", backoff, err)
@@ -432,7 +484,7 @@ func (p *pusher) run(ctx context.Context) {
 		backoff = p.backoffMin
 		p.pushed.Add(1)
 		p.mu.Lock()
-		if len(p.queue) > 0 && &p.queue[0][0] == &prof[0] {
+		if len(p.queue) > 0 && &p.queue[0].prof[0] == &prof[0] {
 			p.queue = p.queue[1:]
 		}
 		p.mu.Unlock()
@@ -450,9 +502,9 @@ func (p *pusher) drain(d time.Duration) {
 	}
 	for p.queued() > 0 && ctx.Err() == nil {
 		p.mu.Lock()
-		prof := p.queue[0]
+		it := p.queue[0]
 		p.mu.Unlock()
-		if err := p.push(ctx, prof); err != nil {
+		if err := p.push(ctx, it); err != nil {
 			break
 		}
 		p.pushed.Add(1)
@@ -466,12 +518,16 @@ func (p *pusher) drain(d time.Duration) {
 	}
 }
 
-func (p *pusher) push(ctx context.Context, prof []byte) error {
+func (p *pusher) push(ctx context.Context, it pushItem) error {
 	id := make([]byte, 16)
 	rand.Read(id)
+	labels := p.labels
+	if len(it.extra) > 0 {
+		labels = append(append([]*typesv1.LabelPair{}, p.labels...), it.extra...)
+	}
 	_, err := p.client.Push(ctx, connect.NewRequest(&pushv1.PushRequest{Series: []*pushv1.RawProfileSeries{{
-		Labels:  p.labels,
-		Samples: []*pushv1.RawSample{{RawProfile: prof, ID: hex.EncodeToString(id)}},
+		Labels:  labels,
+		Samples: []*pushv1.RawSample{{RawProfile: it.prof, ID: hex.EncodeToString(id)}},
 	}}}))
 	return err
 }
@@ -493,12 +549,25 @@ type agentMetrics struct {
 	snapshots      uint64
 	snapshotErrors atomic.Uint64
 	pusher         *pusher
+	// The watch mode's: the kernel's counts at the last reading (kernel
+	// nil: not watching), rising streaks, triggers and captures.
+	kernel     *host.SystemView
+	streaks    map[string]int
+	readings   uint64
+	triggers   map[string]uint64
+	capturing  bool
+	captures   map[string]uint64 // by result: ok, error
+	heldBack   uint64            // readings at which the rule held in a backoff
+	heldNow    uint64            // the same, in the current backoff
+	nextAfter  time.Time
+	watchSlabs func(string) bool // reclaimable, for the kernel's caches
 }
 
 type cacheFigures struct{ objects, bytes uint64 }
 
 func newAgentMetrics() *agentMetrics {
-	return &agentMetrics{caches: map[string]cacheFigures{}, prevBytes: map[string]uint64{}, growth: map[string]float64{}}
+	return &agentMetrics{caches: map[string]cacheFigures{}, prevBytes: map[string]uint64{}, growth: map[string]float64{},
+		streaks: map[string]int{}, triggers: map[string]uint64{}, captures: map[string]uint64{}}
 }
 
 // update takes a snapshot's figures.
@@ -561,11 +630,23 @@ var (
 	descSnapErrs   = prometheus.NewDesc("kmemprof_agent_snapshot_errors_total", "Snapshots that failed.", nil, nil)
 	descPushes     = prometheus.NewDesc("kmemprof_agent_pushes_total", "Profile pushes to Pyroscope, by result: ok, error (retried), dropped (the queue was full, or the agent stopped).", []string{"result"}, nil)
 	descQueue      = prometheus.NewDesc("kmemprof_agent_push_queue", "Snapshots waiting to be pushed.", nil, nil)
+
+	descKSlabObjects = prometheus.NewDesc("kmemprof_kernel_slab_objects", "Active objects of a slab cache, from /proc/slabinfo (watch mode: no tracing).", []string{"cache", "reclaimable"}, nil)
+	descKSlabBytes   = prometheus.NewDesc("kmemprof_kernel_slab_bytes", "Active bytes of a slab cache (active objects times object size), from /proc/slabinfo.", []string{"cache", "reclaimable"}, nil)
+	descKMemory      = prometheus.NewDesc("kmemprof_kernel_memory_bytes", "Kernel memory by kind, from /proc/meminfo (Slab, SReclaimable, SUnreclaim, KernelStack, PageTables, VmallocUsed, Percpu).", []string{"field"}, nil)
+	descKMemcgs      = prometheus.NewDesc("kmemprof_kernel_memcgs", "Memory cgroups the kernel holds (state=\"all\"), and those removed but not freed (state=\"dying\").", []string{"state"}, nil)
+	descStreak       = prometheus.NewDesc("kmemprof_watch_rising_intervals", "Intervals in a row an unreclaimable slab cache grew by --trigger-growth or more (only caches that did in the last one); a capture starts at --trigger-intervals.", []string{"cache"}, nil)
+	descReadings     = prometheus.NewDesc("kmemprof_watch_readings_total", "Readings of the kernel's counts.", nil, nil)
+	descTriggers     = prometheus.NewDesc("kmemprof_watch_triggers_total", "Captures triggered, by reason (the cache that grew most, sunreclaim, or dying_memcgs).", []string{"reason"}, nil)
+	descHeldBack     = prometheus.NewDesc("kmemprof_watch_triggers_held_back_total", "Readings at which the rule held during the backoff after a capture.", nil, nil)
+	descCapturing    = prometheus.NewDesc("kmemprof_watch_capturing", "1 while a triggered capture runs (programs attached), else 0.", nil, nil)
+	descCaptures     = prometheus.NewDesc("kmemprof_watch_captures_total", "Triggered captures, by result: ok, error.", []string{"result"}, nil)
 )
 
 func (m *agentMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descObjects, descBytes, descGrowth, descRemMemcgs, descRemObjects, descRemBytes, descCounter, descFigure,
-		descSnapDur, descEventRate, descSnapshots, descSnapErrs, descPushes, descQueue} {
+		descSnapDur, descEventRate, descSnapshots, descSnapErrs, descPushes, descQueue,
+		descKSlabObjects, descKSlabBytes, descKMemory, descKMemcgs, descStreak, descReadings, descTriggers, descHeldBack, descCapturing, descCaptures} {
 		ch <- d
 	}
 }
@@ -594,6 +675,7 @@ func (m *agentMetrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descEventRate, prometheus.GaugeValue, m.eventRate)
 	ch <- prometheus.MustNewConstMetric(descSnapshots, prometheus.CounterValue, float64(m.snapshots))
 	ch <- prometheus.MustNewConstMetric(descSnapErrs, prometheus.CounterValue, float64(m.snapshotErrors.Load()))
+	m.collectWatch(ch)
 	if p := m.pusher; p != nil {
 		ch <- prometheus.MustNewConstMetric(descPushes, prometheus.CounterValue, float64(p.pushed.Load()), "ok")
 		ch <- prometheus.MustNewConstMetric(descPushes, prometheus.CounterValue, float64(p.failed.Load()), "error")

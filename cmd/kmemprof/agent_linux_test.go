@@ -332,14 +332,14 @@ func startAgent(t *testing.T, args ...string) (*exec.Cmd, *lockedBuffer) {
 	return cmd, stderr
 }
 
-// TestAgentPushesTheLeak: the agent, run as root on this kernel, pushes a
+// TestAgentPushesTheLeak: the agent with --continuous, run as root on this kernel, pushes a
 // profile in which a process holding eventfds shows with its kernel stack
 // and labels, and exits 0 on SIGTERM with its programs detached.
 func TestAgentPushesTheLeak(t *testing.T) {
 	bpftest.Require(t)
 	f := &fakePyroscope{}
 	url := startFakePyroscope(t, f)
-	cmd, stderr := startAgent(t, "--interval", "1s", "--pyroscope", url, "--metrics", "127.0.0.1:0")
+	cmd, stderr := startAgent(t, "--continuous", "--interval", "1s", "--pyroscope", url, "--metrics", "127.0.0.1:0")
 	progs := progIDs(t, cmd.Process.Pid)
 	leaker := bpftest.StartLeaker(t, 1000)
 	if leak := waitLeakPushed(t, f, leaker.PID, 1000); leak < 1000-64 {
@@ -429,7 +429,7 @@ func TestAgentSoak(t *testing.T) {
 	bpftest.Require(t)
 	f := &fakePyroscope{}
 	url := startFakePyroscope(t, f)
-	cmd, stderr := startAgent(t, "--interval", "5s", "--pyroscope", url, "--metrics", "127.0.0.1:0", "--queue", "4")
+	cmd, stderr := startAgent(t, "--continuous", "--interval", "5s", "--pyroscope", url, "--metrics", "127.0.0.1:0", "--queue", "4")
 	churn := exec.Command("sh", "-c", `while :; do cat /proc/self/stat > /dev/null; sleep 0.01; done`)
 	if err := churn.Start(); err != nil {
 		t.Fatal(err)
@@ -560,4 +560,215 @@ func TestGrafanaDashboard(t *testing.T) {
 			t.Errorf("the dashboard shows no panel of %s", n)
 		}
 	}
+}
+
+// heldProgs returns the BPF programs a process holds (none is no error).
+func heldProgs(t testing.TB, pid int) int {
+	t.Helper()
+	n := 0
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fdinfo", pid))
+	for _, fd := range fds {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd.Name())); err == nil && strings.Contains(string(b), "prog_id:") {
+			n++
+		}
+	}
+	return n
+}
+
+// scrapeValue reads one series of the agent's /metrics (labels as name, value pairs).
+func scrapeValue(t testing.TB, stderr *lockedBuffer, name string, labels ...string) float64 {
+	t.Helper()
+	addr := regexp.MustCompile(`metrics at http://(\S+)/metrics`).FindStringSubmatch(stderr.String())
+	if addr == nil {
+		t.Fatalf("no metrics address in %s", stderr.String())
+	}
+	resp, err := http.Get("http://" + addr[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+next:
+	for _, m := range fams[name].GetMetric() {
+		for i := 0; i+1 < len(labels); i += 2 {
+			found := false
+			for _, lp := range m.Label {
+				found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
+			}
+			if !found {
+				continue next
+			}
+		}
+		if m.Gauge != nil {
+			return m.Gauge.GetValue()
+		}
+		return m.Counter.GetValue()
+	}
+	return -1
+}
+
+// watchArgs are a watch-mode agent's options for tests: readings every 2 s,
+// a capture of 6 s when an unreclaimable cache grows 64 KiB in each of 3.
+func watchArgs(url string) []string {
+	return []string{"--interval", "2s", "--trigger-intervals", "3", "--trigger-growth", "65536", "--capture", "6s", "--backoff", "1h",
+		"--pyroscope", url, "--metrics", "127.0.0.1:0"}
+}
+
+// TestAgentWatchTriggersCapture: in watch mode (the default) the agent holds
+// no BPF program; a steady eventfd leak started while it watches triggers a
+// capture within 3 intervals of readings, whose profile, pushed with the
+// trigger as a label, holds the leak under do_eventfd with the leaker's pid;
+// after it the agent holds no program again.
+func TestAgentWatchTriggersCapture(t *testing.T) {
+	bpftest.Require(t)
+	f := &fakePyroscope{}
+	url := startFakePyroscope(t, f)
+	cmd, stderr := startAgent(t, watchArgs(url)...)
+	for deadline := time.Now().Add(30 * time.Second); scrapeValue(t, stderr, "kmemprof_watch_readings_total") < 2; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no readings: %s", stderr.String())
+		}
+	}
+	if n := heldProgs(t, cmd.Process.Pid); n != 0 {
+		t.Fatalf("watching, the agent holds %d BPF programs", n)
+	}
+	if strings.Contains(stderr.String(), "trigger:") {
+		t.Fatalf("a trigger before the leak (something else on this machine grows steadily): %s", stderr.String())
+	}
+	before := scrapeValue(t, stderr, "kmemprof_watch_readings_total")
+	// 400 eventfds (and their files, 100 KiB of filp) every 2 s interval.
+	leaker := bpftest.StartSteadyLeaker(t, 6000, 30*time.Second)
+	var at float64
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(stderr.String(), "trigger:"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no trigger in 60 s of a steady leak: %s", stderr.String())
+		}
+		at = scrapeValue(t, stderr, "kmemprof_watch_readings_total")
+	}
+	// The reading that triggered, and the one in progress when the leak began.
+	if n := at - before; n > 4 {
+		t.Errorf("the trigger came %v readings after the leak began, want at most 3 intervals (4 readings)", n)
+	}
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(stderr.String(), "capture done"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) || strings.Contains(stderr.String(), "capture failed") {
+			t.Fatalf("the capture did not end: %s", stderr.String())
+		}
+	}
+	trig := regexp.MustCompile(`trigger: (.*)`).FindStringSubmatch(stderr.String())[1]
+	if !strings.Contains(trig, "filp") && !strings.Contains(trig, "kmalloc") && !strings.Contains(trig, "SUnreclaim") {
+		t.Errorf("trigger %q names none of the leak's caches", trig)
+	}
+	time.Sleep(500 * time.Millisecond) // the detach follows the summary
+	if n := heldProgs(t, cmd.Process.Pid); n != 0 {
+		t.Errorf("after the capture, the agent holds %d BPF programs", n)
+	}
+	if v := scrapeValue(t, stderr, "kmemprof_watch_captures_total", "result", "ok"); v != 1 {
+		t.Errorf("captures ok = %v, want 1", v)
+	}
+	// The captured profile: labelled, and the leak in it.
+	leak, reason := waitCapturedLeak(t, f, leaker.PID)
+	if leak < 100 {
+		t.Errorf("the captured profile holds %d of the leaker's eventfd objects under do_eventfd, want the ~1200 made while it traced", leak)
+	}
+	if reason == "" || !strings.Contains(trig, strings.TrimPrefix(reason, "cache:")) {
+		t.Errorf("the capture's trigger label %q, the log's trigger %q", reason, trig)
+	}
+	// The cheap series went too, every reading.
+	reqs, _ := f.received()
+	var slab int
+	for _, r := range reqs {
+		for _, l := range r.Series[0].Labels {
+			if l.Name == "kmemprof_source" && l.Value == "slabinfo" {
+				slab++
+			}
+		}
+	}
+	if slab < 2 {
+		t.Errorf("%d slabinfo profiles pushed", slab)
+	}
+	t.Logf("trigger: %s; %d of the leak's objects in the capture", trig, leak)
+	stopAgent(t, cmd, stderr)
+}
+
+// waitCapturedLeak waits (up to 20 s) for a captured profile pushed to f
+// that holds objects of pid under do_eventfd; it returns how many, and the
+// profile's trigger label.
+func waitCapturedLeak(t *testing.T, f *fakePyroscope, pid int) (leak int64, reason string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); leak == 0 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		reqs, _ := f.received()
+		for _, r := range reqs {
+			ls := map[string]string{}
+			for _, l := range r.Series[0].Labels {
+				ls[l.Name] = l.Value
+			}
+			if ls["kmemprof_source"] != "capture" {
+				continue
+			}
+			reason = ls["trigger"]
+			p, err := profile.ParseData(r.Series[0].Samples[0].RawProfile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			idx := sampleIndex(t, p, "inuse_objects")
+			for _, s := range p.Sample {
+				if strings.Join(s.Label["pid"], "") == strconv.Itoa(pid) && has(funcs(s), "do_eventfd") {
+					leak += s.Value[idx]
+				}
+			}
+		}
+	}
+	return leak, reason
+}
+
+// TestAgentWatchIgnoresReclaimable: files made and deleted, and files made
+// and kept (dentries and inodes: reclaimable caches), for 10 s (5 intervals)
+// and one more interval, trigger no capture.
+func TestAgentWatchIgnoresReclaimable(t *testing.T) {
+	bpftest.Require(t)
+	f := &fakePyroscope{}
+	url := startFakePyroscope(t, f)
+	cmd, stderr := startAgent(t, watchArgs(url)...)
+	for deadline := time.Now().Add(30 * time.Second); scrapeValue(t, stderr, "kmemprof_watch_readings_total") < 1; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no readings: %s", stderr.String())
+		}
+	}
+	start := scrapeValue(t, stderr, "kmemprof_watch_readings_total")
+	dir := t.TempDir()
+	storm := bpftest.StartFileStorm(t, dir, 20000, 10*time.Second)
+	// Made and deleted, at the same time.
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			name := fmt.Sprintf("%s/gone-%d", dir, i)
+			if err := os.WriteFile(name, []byte("x"), 0o600); err == nil {
+				os.Remove(name)
+			}
+		}
+	}()
+	storm.Wait(t, "made")
+	for scrapeValue(t, stderr, "kmemprof_watch_readings_total") < start+6 {
+		time.Sleep(200 * time.Millisecond)
+	}
+	close(stop)
+	<-done
+	if strings.Contains(stderr.String(), "trigger:") {
+		t.Errorf("reclaimable growth triggered a capture: %s", stderr.String())
+	}
+	if n := heldProgs(t, cmd.Process.Pid); n != 0 {
+		t.Errorf("the agent holds %d BPF programs", n)
+	}
+	stopAgent(t, cmd, stderr)
 }

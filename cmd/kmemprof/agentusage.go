@@ -4,14 +4,40 @@ package main
 // the completion scripts made on any OS have it.
 const agentUsage = `Usage: kmemprof agent [options]
 
-Trace kernel allocations continuously in the default (adaptive) mode and,
-every interval, take a snapshot of what is outstanding: push it as a memory
-profile to Pyroscope, and expose per-cache figures, losses and the agent's
-own cost as Prometheus metrics. Runs until SIGTERM or Ctrl-C, then detaches
-everything and exits 0.
+Watch the kernel's own memory counts on every machine of a fleet, at no
+tracing cost, and capture where memory goes only when they say it leaks.
+
+Every interval the agent reads /proc/slabinfo, /proc/meminfo and the count
+of dying memory cgroups, with no BPF program attached, exports them as
+Prometheus metrics and pushes them to Pyroscope as a cheap profile (one
+sample per slab cache, kmemprof_source="slabinfo"). When an unreclaimable
+slab cache grows by --trigger-growth bytes or more in each of
+--trigger-intervals intervals in a row (SUnreclaim as a whole: by that many
+times --trigger-growth; or the dying memory cgroups rise in each), it
+attaches for one capture of --capture in the default (adaptive) mode,
+pushes the outstanding allocations by kernel stack (kmemprof_source="capture",
+trigger="cache:NAME", "sunreclaim" or "dying_memcgs"), detaches, and starts
+watching afresh; no capture starts again before --backoff has passed. Each
+trigger is a log line with the figures that caused it, and a metric.
+Reclaimable caches (dentries, inodes: SLAB_RECLAIM_ACCOUNT) never trigger.
+
+With --continuous the agent traces all the time instead, and pushes a
+snapshot of what is outstanding every interval (the cost of tracing every
+allocation, all the time: see the README).
+
+Runs until SIGTERM or Ctrl-C, then detaches everything and exits 0.
 
 Options:
-      --interval D        time between snapshots (default 60s)
+      --interval D        time between readings (or snapshots) (default 60s)
+      --trigger-intervals N  intervals in a row of growth that trigger a
+                          capture (default 3)
+      --trigger-growth BYTES growth of an unreclaimable slab cache in each
+                          of them (default 32768)
+      --capture D         how long a triggered capture traces (default 60s);
+                          growth is measured six times during it
+      --backoff D         no capture before this long after the last one
+                          (default 10m; 0: none)
+      --continuous        trace all the time (no watching)
       --pyroscope URL     push profiles to this Pyroscope server, e.g.
                           http://pyroscope:4040 (none: no push)
       --service-name NAME the service_name of the series (default kmemprof)
@@ -24,6 +50,7 @@ Options:
                           (default 10); older ones are dropped, and counted
       --mode, --hot-threshold, --kinds, --cgroup, --memcg, --cache,
       --attach, --max-outstanding, --stack-depth   as for 'kmemprof record'
+                          (a triggered capture's, or --continuous tracing's)
   -h, --help              show this help
 
 Credentials come from the environment, never the command line:
@@ -39,6 +66,6 @@ allocated during each interval).
 Samples carry kmemprof's labels: cache, kind, cgroup, memcg, memcg_removed,
 container, pod, comm, pid.
 
-While the server is down the agent keeps tracing, retries with backoff
+While the server is down the agent keeps working, retries with backoff
 (1 s doubling to 1 min) and keeps at most --queue snapshots.
 `

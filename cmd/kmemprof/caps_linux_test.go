@@ -103,7 +103,8 @@ func deployCaps(t *testing.T) []string {
 
 // TestAgentDeployPrivileges runs the agent with exactly the capabilities
 // the systemd unit and the DaemonSet give it (no_new_privs set, as both
-// do): it traces, names kernel frames and pushes the leak. Without
+// do): it watches, then captures (traces, names kernel frames) and pushes
+// the leak. Without
 // CAP_SYSLOG it stops with an error that names it.
 func TestAgentDeployPrivileges(t *testing.T) {
 	bpftest.Require(t)
@@ -135,13 +136,20 @@ func TestAgentDeployPrivileges(t *testing.T) {
 		t.Setenv(keepCapsEnv, strings.Join(kept, ","))
 		f := &fakePyroscope{}
 		url := startFakePyroscope(t, f)
-		cmd, stderr := startAgent(t, "--interval", "1s", "--pyroscope", url, "--metrics", "127.0.0.1:0")
+		// Watch mode, as deployed: it reads the kernel's counts, then a
+		// steady leak triggers a capture (attach, kallsyms, detach).
+		cmd, stderr := startAgent(t, watchArgs(url)...)
 		if eff := capEff(t, cmd.Process.Pid); eff&(1<<unix.CAP_SYS_ADMIN) != 0 {
 			t.Fatalf("the agent kept CAP_SYS_ADMIN (CapEff %#x): the test does not test the deployed privileges", eff)
 		}
-		leaker := bpftest.StartLeaker(t, 1000)
-		if leak := waitLeakPushed(t, f, leaker.PID, 1000); leak < 1000-64 {
-			t.Errorf("with the deployed capabilities the pushed profiles hold %d of the leaker's eventfd objects under do_eventfd, want about 1000", leak)
+		leaker := bpftest.StartSteadyLeaker(t, 6000, 30*time.Second)
+		for deadline := time.Now().Add(60 * time.Second); !strings.Contains(stderr.String(), "capture done"); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) || strings.Contains(stderr.String(), "capture failed") {
+				t.Fatalf("with the deployed capabilities, no capture: %s", stderr.String())
+			}
+		}
+		if leak, _ := waitCapturedLeak(t, f, leaker.PID); leak < 100 {
+			t.Errorf("with the deployed capabilities the captured profile holds %d of the leaker's eventfd objects under do_eventfd, want hundreds", leak)
 		}
 		stopAgent(t, cmd, stderr)
 	})

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kmemprof/kmemprof/bpf"
 	"github.com/kmemprof/kmemprof/symbolize"
 	"github.com/kmemprof/kmemprof/symbolize/host"
 	"github.com/kmemprof/kmemprof/tracer"
@@ -191,6 +192,45 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		defer func() { o.exitStatus = child.finish(5*time.Second, stderr) }()
 	}
 
+	out, err := captureAggregate(ctx, tr, names, sysStart, sysErr, tracer.CaptureConfig{
+		Duration: o.duration,
+		Done:     childDone,
+		Interval: o.interval,
+		Progress: progressLine(stderr, o.duration),
+	}, o.minAge, func() { clearProgress(stderr) })
+	if err != nil {
+		return err
+	}
+	for _, n := range out.res.Notes {
+		fmt.Fprintf(stderr, "note: %s\n", n)
+	}
+	if out.res.Interrupted {
+		fmt.Fprintln(stderr, "interrupted: writing what was captured")
+	}
+	agg, sysEnd, trackedBytes := out.agg, out.sysEnd, out.trackedBytes
+	return writeOutputs(o, agg, stdout, stderr, func(w io.Writer) error {
+		fmt.Fprintln(w)
+		return tracer.WriteReport(w, host.SystemViewReport(sysStart, sysEnd, trackedBytes))
+	})
+}
+
+// captured is a capture, aggregated: what record writes and the agent's
+// watch mode pushes.
+type captured struct {
+	agg          *tracer.Aggregation
+	res          *tracer.CaptureResult
+	sysEnd       host.SystemView
+	trackedBytes map[string]uint64 // by cache, at the self-check (nil: none)
+}
+
+// captureAggregate runs a capture on an attached tracer (cc, with its
+// BeforeStop set here), then aggregates what it saw: the self-check made
+// while the programs still run, kallsyms read while they are attached, the
+// host's cgroup names, the growth series when cc.Interval is set, and the
+// kernel's view from sysStart (sysErr: not read) to the end. done, when set,
+// runs as soon as the capture has ended.
+func captureAggregate(ctx context.Context, tr *bpf.Tracer, names *hostNames, sysStart host.SystemView, sysErr error,
+	cc tracer.CaptureConfig, minAge time.Duration, done func()) (*captured, error) {
 	// The self-check runs as the capture ends, programs still attached: what
 	// is tracked against the kernel's counts at that instant, which also
 	// end the system view.
@@ -201,31 +241,22 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 	if sysErr == nil {
 		startView = &sysStart
 	}
-	res, err := tracer.Capture(ctx, tr, tracer.CaptureConfig{
-		Duration: o.duration,
-		Done:     childDone,
-		Interval: o.interval,
-		Progress: progressLine(stderr, o.duration),
-		BeforeStop: func() (err error) {
-			check, err = selfCheck(tr, startView)
-			// kallsyms is read while the programs are attached (after the
-			// self-check, which reads the kernel's counts at the end):
-			// their trampolines' symbols leave it at detach, and a stack
-			// that crossed one (a slab's pages, allocated under a hooked
-			// kmem_cache_alloc) would name the program loaded beside it.
-			syms, symsErr = symbolize.LoadKallsyms()
-			return err
-		},
-	})
-	clearProgress(stderr)
-	if err != nil {
+	cc.BeforeStop = func() (err error) {
+		check, err = selfCheck(tr, startView)
+		// kallsyms is read while the programs are attached (after the
+		// self-check, which reads the kernel's counts at the end):
+		// their trampolines' symbols leave it at detach, and a stack
+		// that crossed one (a slab's pages, allocated under a hooked
+		// kmem_cache_alloc) would name the program loaded beside it.
+		syms, symsErr = symbolize.LoadKallsyms()
 		return err
 	}
-	for _, n := range res.Notes {
-		fmt.Fprintf(stderr, "note: %s\n", n)
+	res, err := tracer.Capture(ctx, tr, cc)
+	if done != nil {
+		done()
 	}
-	if res.Interrupted {
-		fmt.Fprintln(stderr, "interrupted: writing what was captured")
+	if err != nil {
+		return nil, err
 	}
 	snap := res.Snapshot
 	// Read after the programs were loaded (in BeforeStop, or now if that
@@ -235,22 +266,21 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		syms, symsErr = symbolize.LoadKallsyms()
 	}
 	if symsErr != nil {
-		return symsErr
+		return nil, symsErr
 	}
 	// The system view ends where the self-check read the kernel's counts,
 	// so that its TRACKED column is from the same instant; without a
 	// self-check it ends now, and its TRACKED cells are "-".
-	var sysEnd host.SystemView
-	var trackedBytes map[string]uint64
+	out := &captured{res: res}
 	if check != nil {
 		check.check.Apply(snap)
-		sysEnd, trackedBytes = check.end, check.trackedBytes
+		out.sysEnd, out.trackedBytes = check.end, check.trackedBytes
 	} else {
-		sysEnd, _ = host.ReadSystemView()
+		out.sysEnd, _ = host.ReadSystemView()
 	}
 	cg, err := names.annotate(tr, snap)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cgroupPath := func(id uint64) string {
 		// Allocations of cgroups removed before the end are marked: the
@@ -264,20 +294,18 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 		}
 		return p
 	}
-	opts := tracer.Options{MinAge: o.minAge, CgroupPath: cgroupPath, GFPName: host.KernelGFPNamer().Name, Container: host.Container}
+	opts := tracer.Options{MinAge: minAge, CgroupPath: cgroupPath, GFPName: host.KernelGFPNamer().Name, Container: host.Container}
 	if res.Series != nil {
 		opts.Growth = res.Series.Growth()
-		snap.Meta.Comments = append(snap.Meta.Comments, fmt.Sprintf("growth: %d measurements every %s", len(res.Series.Points), o.interval))
+		snap.Meta.Comments = append(snap.Meta.Comments, fmt.Sprintf("growth: %d measurements every %s", len(res.Series.Points), cc.Interval))
 	}
 	agg, err := tracer.Aggregate(snap, kallsymsSymbolizer{syms}, opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	agg.Meta.Comments = append(agg.Meta.Comments, host.SystemViewComments(sysStart, sysEnd)...)
-	return writeOutputs(o, agg, stdout, stderr, func(w io.Writer) error {
-		fmt.Fprintln(w)
-		return tracer.WriteReport(w, host.SystemViewReport(sysStart, sysEnd, trackedBytes))
-	})
+	agg.Meta.Comments = append(agg.Meta.Comments, host.SystemViewComments(sysStart, out.sysEnd)...)
+	out.agg = agg
+	return out, nil
 }
 
 // roundDuration rounds a short duration for people: 4.2s, 35ms.

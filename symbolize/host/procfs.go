@@ -52,6 +52,7 @@ type Meminfo struct {
 	Percpu       uint64
 	VmallocUsed  uint64
 	PageTables   uint64
+	KernelStack  uint64
 }
 
 // meminfoFields maps the /proc/meminfo keys ParseMeminfo keeps to their
@@ -68,6 +69,7 @@ func meminfoFields(m *Meminfo) map[string]*uint64 {
 		"Percpu":       &m.Percpu,
 		"VmallocUsed":  &m.VmallocUsed,
 		"PageTables":   &m.PageTables,
+		"KernelStack":  &m.KernelStack,
 	}
 }
 
