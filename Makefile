@@ -19,7 +19,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null)
 DURATION ?= 10s
 
-.PHONY: build run test generate bench bench-go bench-overhead tracefs vet cross check-format format-bpf check-generated fuzz test-kernels release
+.PHONY: build run test generate bench bench-go bench-overhead tracefs vet cross check-format format-bpf check-generated fuzz test-kernels release image
 
 build:
 	CGO_ENABLED=0 $(GO) build -ldflags "-X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/kmemprof
@@ -92,6 +92,18 @@ release:
 	GOOS=windows $(GO) mod download github.com/0xrawsec/golang-etw
 	$(GO) run ./cmd/mkrelease -version $(VERSION) -dist $(DIST) \
 		-gpl "$$(GOOS=windows $(GO) list -m -f '{{.Dir}}' github.com/0xrawsec/golang-etw)/LICENSE"
+
+# The container image, without a container daemon: an OCI archive holding
+# an index of linux/amd64 and linux/arm64 images, each the static binary
+# alone (entrypoint /kmemprof). Push it with
+#   skopeo copy oci-archive:$(DIST)/kmemprof-$(VERSION)-image.oci.tar docker://REGISTRY/kmemprof:$(VERSION)
+# or load it with podman load -i. Reproducible (SOURCE_DATE_EPOCH, default 0).
+image:
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "$(RELEASE_LDFLAGS)" -o $(DIST)/linux-amd64/kmemprof ./cmd/kmemprof
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags "$(RELEASE_LDFLAGS)" -o $(DIST)/linux-arm64/kmemprof ./cmd/kmemprof
+	$(GO) run ./cmd/mkimage -version $(VERSION) -o $(DIST)/kmemprof-$(VERSION)-image.oci.tar \
+		linux/amd64=$(DIST)/linux-amd64/kmemprof linux/arm64=$(DIST)/linux-arm64/kmemprof
+	@echo "image: $(DIST)/kmemprof-$(VERSION)-image.oci.tar (layout: $(DIST)/kmemprof-$(VERSION)-image.oci)"
 
 bench: bench-go bench-overhead
 

@@ -59,7 +59,12 @@ func keepOnlyCaps(list string) {
 			env = append(env, e)
 		}
 	}
-	err = syscall.Exec("/proc/self/exe", os.Args, env)
+	// Or another binary, the same arguments (the image's, in TestImage).
+	exe, args := "/proc/self/exe", os.Args
+	if p := os.Getenv(testExecEnv); p != "" {
+		exe, args = p, append([]string{p}, os.Args[1:]...)
+	}
+	err = syscall.Exec(exe, args, env)
 	fmt.Fprintln(os.Stderr, "re-executing:", err)
 	os.Exit(2)
 }
@@ -101,6 +106,20 @@ func deployCaps(t *testing.T) []string {
 	return bounding
 }
 
+// boundingSet is this process's capability bounding set.
+func boundingSet(t *testing.T) uint64 {
+	t.Helper()
+	have, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bnd uint64
+	if m := regexp.MustCompile(`(?m)^CapBnd:\s*([0-9a-f]+)`).FindSubmatch(have); m != nil {
+		bnd, _ = strconv.ParseUint(string(m[1]), 16, 64)
+	}
+	return bnd
+}
+
 // TestAgentDeployPrivileges runs the agent with exactly the capabilities
 // the systemd unit and the DaemonSet give it (no_new_privs set, as both
 // do): it watches, then captures (traces, names kernel frames) and pushes
@@ -111,14 +130,7 @@ func TestAgentDeployPrivileges(t *testing.T) {
 	caps := deployCaps(t)
 	// Capabilities this machine's own bounding set lacks (a container
 	// without CAP_SYS_RESOURCE, say) cannot be kept.
-	have, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var bnd uint64
-	if m := regexp.MustCompile(`(?m)^CapBnd:\s*([0-9a-f]+)`).FindSubmatch(have); m != nil {
-		bnd, _ = strconv.ParseUint(string(m[1]), 16, 64)
-	}
+	bnd := boundingSet(t)
 	var kept []string
 	for _, c := range caps {
 		n, ok := capNumbers[c]

@@ -23,6 +23,10 @@ const mainEnv = "KMEMPROF_TEST_RUN_MAIN"
 // CapabilityBoundingSet or a container's capabilities.add (Linux only).
 const keepCapsEnv = "KMEMPROF_TEST_KEEP_CAPS"
 
+// testExecEnv, with keepCapsEnv, makes the test binary execute that binary
+// instead of itself once the capabilities are dropped.
+const testExecEnv = "KMEMPROF_TEST_EXEC"
+
 func TestMain(m *testing.M) {
 	if os.Getenv(mainEnv) == "1" {
 		if caps := os.Getenv(keepCapsEnv); caps != "" {
