@@ -17,7 +17,17 @@ type SessionConfig struct {
 	Tags []string
 	// Notef receives notes for the user (session restarted, filter refused...).
 	Notef func(format string, args ...any)
+	// StopLeftover stops a session of kmemprof's name left running by a
+	// kmemprof that did not exit cleanly (killed, crashed), and starts
+	// afresh. Without it, such a session is an ErrLeftover: it walks kernel
+	// stacks system-wide until stopped, which the user should hear of.
+	StopLeftover bool
 }
+
+// ErrLeftover is StartSession's error when a session of kmemprof's name,
+// left by a kmemprof that did not exit cleanly, is running, and
+// SessionConfig.StopLeftover is not set.
+var ErrLeftover = errors.New("a kmemprof pool tracing session left by an earlier kmemprof that did not exit cleanly is running")
 
 // SessionBufferKB is the size of the session's buffers, in KB (PerfView's
 // for real-time kernel sessions).

@@ -16,7 +16,8 @@ import (
 
 // SessionName is the name of kmemprof's private system logger session. A
 // session of that name found at start is a leftover of a kmemprof that did
-// not exit cleanly: it is stopped and started again.
+// not exit cleanly: ErrLeftover, or with SessionConfig.StopLeftover, it is
+// stopped and started again.
 const SessionName = "kmemprof Pool Logger"
 
 // sessionLockName names the mutex a running kmemprof holds while it traces,
@@ -174,9 +175,14 @@ func (c *sessionCore) startController() error {
 	err := c.w.startTrace(SessionName, p)
 	if errors.Is(err, errorAlreadyExists) {
 		// This process holds the mutex, so no other kmemprof runs: the
-		// session is a leftover of one that did not exit cleanly. Stopping
-		// it takes effect after a moment.
-		c.cfg.Notef("a %q session left by an earlier kmemprof was running: stopped and started again", SessionName)
+		// session is a leftover of one that did not exit cleanly, walking
+		// kernel stacks for every pool allocation since. Say so; stop it
+		// when asked to. Stopping it takes effect after a moment.
+		if !c.cfg.StopLeftover {
+			return fmt.Errorf("%w: the ETW session %q, tracing pool allocations with kernel stacks system-wide until it is stopped. "+
+				"Stop it and trace: kmemprof record --stop-leftover ...; or stop it by hand: logman stop %q -ets", ErrLeftover, SessionName, SessionName)
+		}
+		c.cfg.Notef("a %q session left by an earlier kmemprof was running: stopped (--stop-leftover) and started again", SessionName)
 		c.w.stopTraceByName(SessionName)
 		for _, wait := range c.retryWaits {
 			time.Sleep(wait)

@@ -95,9 +95,14 @@ func (f *fakeWin32) closeConsumer() error { f.log("close"); return nil }
 func (f *fakeWin32) detach()              { f.log("detach") }
 
 func startFake(t *testing.T, f *fakeWin32, tags ...string) (*sessionCore, []string, error) {
+	return startFakeWith(t, f, false, tags...)
+}
+
+// startFakeWith is startFake with SessionConfig.StopLeftover.
+func startFakeWith(t *testing.T, f *fakeWin32, stopLeftover bool, tags ...string) (*sessionCore, []string, error) {
 	t.Helper()
 	var notes []string
-	c, err := startSessionWith(f, SessionConfig{Matcher: NewMatcher(MatcherConfig{}), Tags: tags,
+	c, err := startSessionWith(f, SessionConfig{Matcher: NewMatcher(MatcherConfig{}), Tags: tags, StopLeftover: stopLeftover,
 		Notef: func(format string, a ...any) { notes = append(notes, format) }})
 	if c != nil {
 		c.retryWaits = nil
@@ -167,7 +172,7 @@ func TestSessionStartRefusals(t *testing.T) {
 		{"invalid parameter", &fakeWin32{startErrs: []error{errorInvalidParameter}}, nil, "Windows 10.0 build 22631 refused its properties", "needs Windows 10", 1, false},
 		{"access denied", &fakeWin32{startErrs: []error{errorAccessDenied}}, nil, "run kmemprof elevated", "", 1, false},
 		{"no logger free", &fakeWin32{startErrs: []error{errorNoSystemResource}}, nil, "no free logger session", "", 1, false},
-		{"leftover that stays", &fakeWin32{startErrs: []error{errorAlreadyExists, errorAlreadyExists, errorAlreadyExists, errorAlreadyExists, errorAlreadyExists, errorAlreadyExists}}, nil, "logman stop", "", 1, false},
+		{"leftover", &fakeWin32{startErrs: []error{errorAlreadyExists, errorAlreadyExists, errorAlreadyExists, errorAlreadyExists, errorAlreadyExists, errorAlreadyExists}}, nil, "logman stop", "", 1, false},
 		{"stacks refused", &fakeWin32{stacksErr: errors.New("ERROR_NOT_SUPPORTED")}, nil, "enabling kernel stacks", "", 1, true},
 		{"groups refused", &fakeWin32{groupsErr: errors.New("ERROR_NOT_SUPPORTED")}, nil, "PERF_POOL", "", 1, true},
 		{"consumer refused", &fakeWin32{openErr: errors.New("ERROR_ACCESS_DENIED")}, nil, "opening the real-time consumer", "", 1, true},
@@ -191,14 +196,25 @@ func TestSessionStartRefusals(t *testing.T) {
 }
 
 // TestSessionLeftover: a session of kmemprof's name found at start (a
-// kmemprof that died) is stopped, with a note, and started again once it is
-// gone.
+// kmemprof that died) is an ErrLeftover that names the flag and logman,
+// nothing stopped; with StopLeftover it is stopped, with a note, and
+// started again once it is gone.
 func TestSessionLeftover(t *testing.T) {
 	saved := defaultRetryWaits
 	defaultRetryWaits = []time.Duration{time.Millisecond, time.Millisecond, time.Millisecond}
 	defer func() { defaultRetryWaits = saved }()
+
 	f := &fakeWin32{startErrs: []error{errorAlreadyExists, errorAlreadyExists}}
-	c, notes, err := startFake(t, f)
+	_, _, err := startFake(t, f)
+	if !errors.Is(err, ErrLeftover) || !strings.Contains(err.Error(), "--stop-leftover") || !strings.Contains(err.Error(), `logman stop "kmemprof Pool Logger" -ets`) {
+		t.Errorf("a leftover without StopLeftover: %v", err)
+	}
+	if slices.Contains(f.calls, "stop-by-name "+SessionName) || f.released != 1 {
+		t.Errorf("calls %q, mutex released %d times: want nothing stopped, the mutex released", f.calls, f.released)
+	}
+
+	f = &fakeWin32{startErrs: []error{errorAlreadyExists, errorAlreadyExists}}
+	c, notes, err := startFakeWith(t, f, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,6 +230,13 @@ func TestSessionLeftover(t *testing.T) {
 	}
 	if len(notes) != 1 || !strings.Contains(notes[0], "left by an earlier kmemprof") {
 		t.Errorf("notes %q", notes)
+	}
+
+	// One that does not go when stopped.
+	defaultRetryWaits = nil
+	f = &fakeWin32{startErrs: []error{errorAlreadyExists, errorAlreadyExists, errorAlreadyExists}}
+	if _, _, err := startFakeWith(t, f, true); err == nil || !strings.Contains(err.Error(), "still running after it was stopped") || !strings.Contains(err.Error(), "logman stop") || f.released != 1 {
+		t.Errorf("a leftover that stays: %v, mutex released %d times", err, f.released)
 	}
 }
 

@@ -772,3 +772,68 @@ func TestAgentWatchIgnoresReclaimable(t *testing.T) {
 	}
 	stopAgent(t, cmd, stderr)
 }
+
+// TestAgentWatchSoak runs the watch mode for KMEMPROF_WATCH_SOAK (CI: 5m;
+// 30m by hand) with a reading every 2 s and a capture triggered about every
+// 30 s: every 30 s a child leaks eventfds steadily for 12 s, then exits and
+// releases them. The agent's memory stays flat, and between captures it
+// holds no BPF program. Skipped unless KMEMPROF_WATCH_SOAK is set.
+func TestAgentWatchSoak(t *testing.T) {
+	soak, err := time.ParseDuration(os.Getenv("KMEMPROF_WATCH_SOAK"))
+	if err != nil || soak <= 0 {
+		t.Skip("set KMEMPROF_WATCH_SOAK=30m to run the soak")
+	}
+	bpftest.Require(t)
+	f := &fakePyroscope{}
+	url := startFakePyroscope(t, f)
+	cmd, stderr := startAgent(t, "--interval", "2s", "--trigger-intervals", "3", "--trigger-growth", "16384", "--capture", "4s", "--backoff", "10s",
+		"--pyroscope", url, "--metrics", "127.0.0.1:0", "--queue", "4")
+	start := time.Now()
+	var base, peak int64
+	var samples []int64
+	var idleChecks, leakers int
+	for time.Since(start) < soak {
+		leakers++
+		leaker := bpftest.StartSteadyLeaker(t, 1200, 12*time.Second) // 100 files a second
+		for end := time.Now().Add(30 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
+			if time.Until(end) < 18*time.Second && leaker != nil {
+				leaker.Stdin().Close() // it exits: its eventfds go
+				leaker = nil
+			}
+			// Between captures: no program. The gauge and the count of
+			// captures, before and after, say none ran in between.
+			c0 := scrapeValue(t, stderr, "kmemprof_watch_capturing")
+			n0 := scrapeValue(t, stderr, "kmemprof_watch_captures_total", "result", "ok")
+			progs := heldProgs(t, cmd.Process.Pid)
+			c1 := scrapeValue(t, stderr, "kmemprof_watch_capturing")
+			n1 := scrapeValue(t, stderr, "kmemprof_watch_captures_total", "result", "ok")
+			if c0 == 0 && c1 == 0 && n0 == n1 {
+				idleChecks++
+				if progs != 0 {
+					t.Errorf("between captures the agent holds %d BPF programs", progs)
+				}
+			}
+		}
+		rss := rssKB(t, cmd.Process.Pid)
+		samples = append(samples, rss)
+		peak = max(peak, rss)
+		if base == 0 && time.Since(start) >= soak/5 {
+			base = rss // after warming up
+		}
+	}
+	last := samples[len(samples)-1]
+	captures := scrapeValue(t, stderr, "kmemprof_watch_captures_total", "result", "ok")
+	failed := scrapeValue(t, stderr, "kmemprof_watch_captures_total", "result", "error")
+	t.Logf("watch soak %s: %d leakers, %v captures (%v failed), %d checks between captures; RSS %d KB after warm-up, %d KB at the end, peak %d KB; samples %v",
+		soak, leakers, captures, failed, idleChecks, base, last, peak, samples)
+	if base == 0 || last > base*3/2+16<<10 || peak > base*2+32<<10 {
+		t.Errorf("memory grew: %d KB after warm-up, %d KB at the end, peak %d KB", base, last, peak)
+	}
+	if captures < float64(leakers)/2 || failed > 0 {
+		t.Errorf("%v captures (%v failed) for %d leaks", captures, failed, leakers)
+	}
+	if idleChecks == 0 {
+		t.Error("never checked between captures")
+	}
+	stopAgent(t, cmd, stderr)
+}

@@ -20,6 +20,9 @@ func checkPlatformFlags(set map[string]bool) error {
 			return usagef("--%s is for Windows pool tags; on Linux filter slab caches with --cache", f)
 		}
 	}
+	if set["stop-leftover"] {
+		return usagef("--stop-leftover stops a Windows pool tracing session; on Linux a killed kmemprof leaves nothing attached")
+	}
 	return nil
 }
 

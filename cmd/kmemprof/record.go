@@ -126,6 +126,9 @@ Options:
       --allow-remote     let --http listen on a non-loopback address
       --tag TAGS         Windows: only these pool tags, comma-separated, up to 4
       --pooltag FILE     Windows: pooltag.txt to name the driver of each tag
+      --stop-leftover    Windows: stop the pool session a kmemprof that was
+                         killed left running, then trace (without it, kmemprof
+                         says it runs and exits)
   -h, --help             show this help
 
 On Windows, record traces kernel pool allocations (ETW PoolAlloc/PoolFree with
@@ -167,16 +170,18 @@ kernel with BTF (/sys/kernel/btf/vmlinux).
 
 // recordOptions is a parsed `kmemprof record` command line.
 type recordOptions struct {
-	tags       []string // Windows pool tags to trace
-	pooltag    string   // Windows pooltag.txt for the driver label
-	duration   time.Duration
-	interval   time.Duration // 0: no growth series
-	http       string        // serve the profile in the web UI at this address when done
-	output     string
-	minAge     time.Duration
-	top        int
-	bpf        bpf.Config
-	cgroupFlag string
+	tags    []string // Windows pool tags to trace
+	pooltag string   // Windows pooltag.txt for the driver label
+	// stopLeftover stops a Windows pool session a killed kmemprof left.
+	stopLeftover bool
+	duration     time.Duration
+	interval     time.Duration // 0: no growth series
+	http         string        // serve the profile in the web UI at this address when done
+	output       string
+	minAge       time.Duration
+	top          int
+	bpf          bpf.Config
+	cgroupFlag   string
 	// command is the command after "--" (nil: none); commandPath is its
 	// resolved executable. exitStatus is what kmemprof exits with when there
 	// is a command: the command's status.
@@ -229,6 +234,8 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 	fs.StringVar(&interval, "interval", "", "")
 	fs.StringVar(&tags, "tag", "", "")
 	fs.StringVar(&pooltag, "pooltag", "", "")
+	var stopLeftover bool
+	fs.BoolVar(&stopLeftover, "stop-leftover", false, "")
 	fs.BoolVar(&help, "help", false, "")
 	fs.BoolVar(&help, "h", false, "")
 	if err := fs.Parse(args); err != nil {
@@ -238,7 +245,7 @@ func parseRecord(args []string, stdout io.Writer) (*recordOptions, error) {
 		fmt.Fprint(stdout, recordUsage)
 		return nil, flag.ErrHelp
 	}
-	o := &recordOptions{output: output, top: top, pooltag: pooltag, http: httpAddr}
+	o := &recordOptions{output: output, top: top, pooltag: pooltag, http: httpAddr, stopLeftover: stopLeftover}
 	if consumed := len(args) - fs.NArg(); consumed > 0 && args[consumed-1] == "--" {
 		if fs.NArg() == 0 {
 			return nil, usagef("-- needs a command after it: kmemprof record [options] -- CMD [ARGS...]")

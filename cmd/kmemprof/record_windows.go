@@ -35,9 +35,10 @@ func record(o *recordOptions, stdout, stderr io.Writer) error {
 	defer stop()
 
 	s, err := etw.StartSession(etw.SessionConfig{
-		Matcher: m,
-		Tags:    o.tags,
-		Notef:   func(format string, a ...any) { fmt.Fprintf(stderr, "note: "+format+"\n", a...) },
+		Matcher:      m,
+		Tags:         o.tags,
+		StopLeftover: o.stopLeftover,
+		Notef:        func(format string, a ...any) { fmt.Fprintf(stderr, "note: "+format+"\n", a...) },
 	})
 	if err != nil {
 		return err
