@@ -21,9 +21,13 @@ import (
 // kmemprofSessionGUID identifies kmemprof's private system logger.
 var kmemprofSessionGUID = goetw.MustParseGUIDFromString("{6c0f3a6e-1f5e-4c1b-9b6d-6b6d70726f66}")
 
-// wnodeFlagTracedGUID is WNODE_FLAG_TRACED_GUID, which the documentation of
-// EVENT_TRACE_PROPERTIES says Wnode.Flags must contain.
-const wnodeFlagTracedGUID = 0x00020000
+// The EVENT_TRACE_PROPERTIES values of sessionlogic.go are golang-etw's
+// (a compile-time check: an index out of range if one differs).
+var (
+	_ = [1]struct{}{}[goetw.WNODE_FLAG_ALL_DATA^wnodeFlagAllData]
+	_ = [1]struct{}{}[goetw.EVENT_TRACE_REAL_TIME_MODE^eventTraceRealTimeMode]
+	_ = [1]struct{}{}[goetw.EVENT_TRACE_SYSTEM_LOGGER_MODE^eventTraceSystemLoggerMode]
+)
 
 // eventHeaderFlagProcessorIndex is EVENT_HEADER_FLAG_PROCESSOR_INDEX: the
 // buffer context holds the 16-bit ProcessorIndex, not ProcessorNumber.
@@ -173,19 +177,10 @@ func (w *winAPI) takeLock(name string) (func(), error) {
 func (w *winAPI) startTrace(name string, p sessionProps) error {
 	props := goetw.NewRealTimeEventTraceSessionProperties(name)
 	props.Wnode.Guid = *kmemprofSessionGUID
-	if p.TracedGUID {
-		props.Wnode.Flags |= wnodeFlagTracedGUID
-	}
-	if p.QPC {
-		props.Wnode.ClientContext = 1
-	}
-	if p.SystemLogger {
-		props.LogFileMode |= goetw.EVENT_TRACE_SYSTEM_LOGGER_MODE
-	}
-	props.EnableFlags = p.EnableFlags
-	props.BufferSize = p.BufferKB
-	props.MinimumBuffers, props.MaximumBuffers = p.MinBuffers, p.MaxBuffers
-	props.FlushTimer = p.FlushTimer
+	f := p.fields()
+	props.Wnode.Flags, props.Wnode.ClientContext, props.LogFileMode = f.WnodeFlags, f.ClientContext, f.LogFileMode
+	props.EnableFlags, props.BufferSize = f.EnableFlags, f.BufferSize
+	props.MinimumBuffers, props.MaximumBuffers, props.FlushTimer = f.MinimumBuffers, f.MaximumBuffers, f.FlushTimer
 	u16, err := syscall.UTF16PtrFromString(name)
 	if err != nil {
 		return err

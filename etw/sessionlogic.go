@@ -53,6 +53,40 @@ type sessionProps struct {
 	SystemLogger, QPC, TracedGUID bool
 }
 
+// EVENT_TRACE_PROPERTIES values (evntrace.h, wmistr.h).
+const (
+	wnodeFlagAllData           = 0x00000001 // WNODE_FLAG_ALL_DATA
+	wnodeFlagTracedGUID        = 0x00020000 // WNODE_FLAG_TRACED_GUID: the documentation says Wnode.Flags must hold it
+	clientContextQPC           = 1          // Wnode.ClientContext: QueryPerformanceCounter time stamps
+	clientContextSystemTime    = 2          // Wnode.ClientContext: system time
+	eventTraceRealTimeMode     = 0x00000100 // EVENT_TRACE_REAL_TIME_MODE
+	eventTraceSystemLoggerMode = 0x02000000 // EVENT_TRACE_SYSTEM_LOGGER_MODE: a private system logger
+)
+
+// traceFields are the EVENT_TRACE_PROPERTIES fields kmemprof sets, as the
+// Win32 structure holds them: session_windows.go copies them in; tests read
+// them on every OS.
+type traceFields struct {
+	WnodeFlags, ClientContext, LogFileMode, EnableFlags    uint32
+	BufferSize, MinimumBuffers, MaximumBuffers, FlushTimer uint32
+}
+
+// fields are p as EVENT_TRACE_PROPERTIES fields.
+func (p sessionProps) fields() traceFields {
+	f := traceFields{WnodeFlags: wnodeFlagAllData, ClientContext: clientContextSystemTime, LogFileMode: eventTraceRealTimeMode,
+		EnableFlags: p.EnableFlags, BufferSize: p.BufferKB, MinimumBuffers: p.MinBuffers, MaximumBuffers: p.MaxBuffers, FlushTimer: p.FlushTimer}
+	if p.TracedGUID {
+		f.WnodeFlags |= wnodeFlagTracedGUID
+	}
+	if p.QPC {
+		f.ClientContext = clientContextQPC
+	}
+	if p.SystemLogger {
+		f.LogFileMode |= eventTraceSystemLoggerMode
+	}
+	return f
+}
+
 // stackEvent names an event to walk kernel stacks for (CLASSIC_EVENT_ID).
 type stackEvent struct {
 	Class GUID

@@ -253,3 +253,18 @@ func TestSessionTagFilterRefused(t *testing.T) {
 		t.Errorf("notes %q", notes)
 	}
 }
+
+// TestTraceFields: the EVENT_TRACE_PROPERTIES kmemprof starts its session
+// with, as Windows reads them: WNODE_FLAG_TRACED_GUID in Wnode.Flags (the
+// documentation's requirement), QPC time stamps (ClientContext 1: StackWalk
+// events carry QPC), a private system logger in real-time mode, the process,
+// thread and image-load kernel flags, 64 KB buffers flushed every second.
+func TestTraceFields(t *testing.T) {
+	lo, hi := sessionBuffers(4)
+	got := props(4).fields()
+	want := traceFields{WnodeFlags: 0x00020001, ClientContext: 1, LogFileMode: 0x02000100, EnableFlags: 0x7,
+		BufferSize: 64, MinimumBuffers: lo, MaximumBuffers: hi, FlushTimer: 1}
+	if got != want {
+		t.Errorf("fields %+v, want %+v", got, want)
+	}
+}
