@@ -65,20 +65,31 @@ func watchAgent(ctx context.Context, o *agentOptions, stderr io.Writer) error {
 				tick.Reset(o.interval)
 			}
 		}
-		select {
-		case <-ctx.Done():
+		stopping := func() error {
 			if p != nil {
 				p.drain(5 * time.Second)
 			}
 			fmt.Fprintln(stderr, "stopping")
 			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return stopping()
 		case <-tick.C:
 		}
-		if v, err = host.ReadSystemView(); err != nil {
+		for {
+			next, err := host.ReadSystemView()
+			if err == nil || next.Caches != nil {
+				v = next
+				break
+			}
+			// Nothing to compare this time: the next reading will tell.
 			m.snapshotErrors.Add(1)
 			fmt.Fprintf(stderr, "%s reading the kernel's counts: %v\n", stamp(), err)
-			if v.Caches == nil {
-				continue
+			select {
+			case <-ctx.Done():
+				return stopping()
+			case <-tick.C:
 			}
 		}
 	}
