@@ -32,8 +32,15 @@ func watchAgent(ctx context.Context, o *agentOptions, stderr io.Writer) error {
 	slabs := newSlabReclaimable()
 	m.watchSlabs = slabs.Is
 	w := &watcher{rule: o.rule, reclaimable: slabs.Is}
-	fmt.Fprintf(stderr, "watching the kernel's counts every %s, no program attached; a capture of %s when an unreclaimable slab cache grows by %s or more in each of %d intervals in a row (or SUnreclaim by %s, or dying memory cgroups)\n",
+	fmt.Fprintf(stderr, "watching the kernel's counts every %s, no program attached; a capture of %s when an unreclaimable slab cache grows by %s or more in each of %d intervals in a row (or those caches together by %s, or the dying memory cgroups)\n",
 		o.interval, o.capture, tracer.HumanBytes(o.rule.MinBytes), o.rule.Intervals, tracer.HumanBytes(uint64(o.rule.Intervals)*o.rule.MinBytes))
+	stopping := func() error {
+		if p != nil {
+			p.drain(5 * time.Second)
+		}
+		fmt.Fprintln(stderr, "stopping")
+		return nil
+	}
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()
 	v := first
@@ -64,13 +71,6 @@ func watchAgent(ctx context.Context, o *agentOptions, stderr io.Writer) error {
 				w.Reset()
 				tick.Reset(o.interval)
 			}
-		}
-		stopping := func() error {
-			if p != nil {
-				p.drain(5 * time.Second)
-			}
-			fmt.Fprintln(stderr, "stopping")
-			return nil
 		}
 		select {
 		case <-ctx.Done():
