@@ -72,4 +72,4 @@ check -C /src/bpf bpf-tests 1000 /bpf.test -test.v -test.timeout 15m
 check -C /src/cmd/kmemprof cmd-tests 1000 /kmemprof.test -test.v -test.run 'TestRecord|TestSelftest' -test.timeout 15m
 # The agent's watch mode: no program attached while it watches, a steady
 # leak triggers a capture that holds it, reclaimable growth does not.
-check -C /src/cmd/kmemprof agent-watch 600 /kmemprof.test -test.v -test.run '^TestAgentWatch' -test.timeout 8m
+check -C /src/cmd/kmemprof agent-watch 600 /kmemprof.test -test.v -test.run '^(TestAgentWatch|TestMemcgKernelGrows)' -test.timeout 8m

@@ -551,16 +551,17 @@ type agentMetrics struct {
 	pusher         *pusher
 	// The watch mode's: the kernel's counts at the last reading (kernel
 	// nil: not watching), rising streaks, triggers and captures.
-	kernel     *host.SystemView
-	streaks    map[string]int
-	readings   uint64
-	triggers   map[string]uint64
-	capturing  bool
-	captures   map[string]uint64 // by result: ok, error
-	heldBack   uint64            // readings at which the rule held in a backoff
-	heldNow    uint64            // the same, in the current backoff
-	nextAfter  time.Time
-	watchSlabs func(string) bool // reclaimable, for the kernel's caches
+	kernel      *host.SystemView
+	memcgKernel []host.MemcgKernel
+	streaks     map[string]int
+	readings    uint64
+	triggers    map[string]uint64
+	capturing   bool
+	captures    map[string]uint64 // by result: ok, error
+	heldBack    uint64            // readings at which the rule held in a backoff
+	heldNow     uint64            // the same, in the current backoff
+	nextAfter   time.Time
+	watchSlabs  func(string) bool // reclaimable, for the kernel's caches
 }
 
 type cacheFigures struct{ objects, bytes uint64 }
@@ -635,6 +636,8 @@ var (
 	descKSlabBytes   = prometheus.NewDesc("kmemprof_kernel_slab_bytes", "Active bytes of a slab cache (active objects times object size), from /proc/slabinfo.", []string{"cache", "reclaimable"}, nil)
 	descKMemory      = prometheus.NewDesc("kmemprof_kernel_memory_bytes", "Kernel memory by kind, from /proc/meminfo (Slab, SReclaimable, SUnreclaim, KernelStack, PageTables, VmallocUsed, Percpu).", []string{"field"}, nil)
 	descKMemcgs      = prometheus.NewDesc("kmemprof_kernel_memcgs", "Memory cgroups the kernel holds (state=\"all\"), and those removed but not freed (state=\"dying\").", []string{"state"}, nil)
+	descKMemcgKernel = prometheus.NewDesc("kmemprof_kernel_memcg_bytes", "Kernel memory charged to a memory cgroup and its descendants (memory.stat kernel on cgroup v2, memory.kmem.usage_in_bytes on v1), for the 200 cgroups of most, 3 levels deep at most.", []string{"memcg"}, nil)
+	descKMemcgSlab   = prometheus.NewDesc("kmemprof_kernel_memcg_slab_unreclaimable_bytes", "Unreclaimable slab charged to a memory cgroup and its descendants (memory.stat slab_unreclaimable, cgroup v2).", []string{"memcg"}, nil)
 	descStreak       = prometheus.NewDesc("kmemprof_watch_rising_intervals", "Intervals in a row an unreclaimable slab cache grew by --trigger-growth or more (only caches that did in the last one); a capture starts at --trigger-intervals.", []string{"cache"}, nil)
 	descReadings     = prometheus.NewDesc("kmemprof_watch_readings_total", "Readings of the kernel's counts.", nil, nil)
 	descTriggers     = prometheus.NewDesc("kmemprof_watch_triggers_total", "Captures triggered, by reason (the cache that grew most, sunreclaim, or dying_memcgs).", []string{"reason"}, nil)
@@ -646,7 +649,7 @@ var (
 func (m *agentMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descObjects, descBytes, descGrowth, descRemMemcgs, descRemObjects, descRemBytes, descCounter, descFigure,
 		descSnapDur, descEventRate, descSnapshots, descSnapErrs, descPushes, descQueue,
-		descKSlabObjects, descKSlabBytes, descKMemory, descKMemcgs, descStreak, descReadings, descTriggers, descHeldBack, descCapturing, descCaptures} {
+		descKSlabObjects, descKSlabBytes, descKMemory, descKMemcgs, descKMemcgKernel, descKMemcgSlab, descStreak, descReadings, descTriggers, descHeldBack, descCapturing, descCaptures} {
 		ch <- d
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -690,6 +691,20 @@ func TestAgentWatchTriggersCapture(t *testing.T) {
 	if slab < 2 {
 		t.Errorf("%d slabinfo profiles pushed", slab)
 	}
+	// And the memory cgroups', where the kernel has a memory hierarchy.
+	if _, src := host.ReadMemcgKernel(memcgDepth); src != "" {
+		var memcg int
+		for _, r := range reqs {
+			for _, l := range r.Series[0].Labels {
+				if l.Name == "kmemprof_source" && l.Value == "memcg" {
+					memcg++
+				}
+			}
+		}
+		if memcg < 2 || scrapeValue(t, stderr, "kmemprof_kernel_memcg_bytes", "memcg", "/")+scrapeValue(t, stderr, "kmemprof_kernel_memcg_slab_unreclaimable_bytes", "memcg", "/") <= 0 {
+			t.Errorf("%s: %d memcg profiles pushed, root figure absent", src, memcg)
+		}
+	}
 	t.Logf("trigger: %s; %d of the leak's objects in the capture", trig, leak)
 	stopAgent(t, cmd, stderr)
 }
@@ -836,4 +851,57 @@ func TestAgentWatchSoak(t *testing.T) {
 		t.Error("never checked between captures")
 	}
 	stopAgent(t, cmd, stderr)
+}
+
+// TestMemcgKernelGrows: the watch mode's per-memcg figure of a memory
+// cgroup rises by what a process in it holds: 10,000 eventfds (each a
+// file, a dentry and an eventfd context, charged to its memcg) in a cgroup
+// of its own (v1's memory hierarchy, or v2 where the memory controller is).
+func TestMemcgKernelGrows(t *testing.T) {
+	bpftest.Require(t) // root, and one kernel test at a time
+	ms, src := host.ReadMemcgKernel(memcgDepth)
+	if src == "" {
+		t.Skip("no memory cgroup hierarchy on this machine")
+	}
+	mnt := strings.Fields(src)[2]
+	dir, rel := bpftest.Cgroup(t, mnt)
+	if strings.HasPrefix(src, "cgroup v2") {
+		os.WriteFile(filepath.Join(mnt, "cgroup.subtree_control"), []byte("+memory"), 0o644)
+	}
+	figure := func(ms []host.MemcgKernel) int64 {
+		for _, m := range ms {
+			if m.Path == rel {
+				return max(m.Kernel, m.SlabUnreclaimable)
+			}
+		}
+		return -1
+	}
+	ms, _ = host.ReadMemcgKernel(memcgDepth)
+	before := figure(ms)
+	if before < 0 {
+		t.Fatalf("%s: no figure for %s in %+v", src, rel, ms)
+	}
+	const n = 10000
+	cmd := exec.Command("sh", "-c", `echo $$ > "$1/cgroup.procs" && exec "$2" -test.run='^$'`, "sh", dir, os.Args[0])
+	cmd.Env = append(os.Environ(), bpftest.HoldEnv(n)...)
+	var errOut bytes.Buffer
+	cmd.Stderr = &errOut
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() || !strings.HasPrefix(sc.Text(), "held ") {
+		t.Fatalf("the holder printed %q: %s", sc.Text(), errOut.String())
+	}
+	ms, _ = host.ReadMemcgKernel(memcgDepth)
+	after := figure(ms)
+	t.Logf("%s: %s %d -> %d bytes with %d eventfds held", src, rel, before, after, n)
+	if after-before < n*256 {
+		t.Errorf("%s grew by %d bytes with %d eventfds held in it, want %d at least (a file each)", rel, after-before, n, n*256)
+	}
 }

@@ -7,10 +7,12 @@ const agentUsage = `Usage: kmemprof agent [options]
 Watch the kernel's own memory counts on every machine of a fleet, at no
 tracing cost, and capture where memory goes only when they say it leaks.
 
-Every interval the agent reads /proc/slabinfo, /proc/meminfo and the count
-of dying memory cgroups, with no BPF program attached, exports them as
-Prometheus metrics and pushes them to Pyroscope as a cheap profile (one
-sample per slab cache, kmemprof_source="slabinfo"). When an unreclaimable
+Every interval the agent reads /proc/slabinfo, /proc/meminfo, the count
+of dying memory cgroups and the kernel memory charged to each memory cgroup
+(3 levels deep), with no BPF program attached, exports them as Prometheus
+metrics and pushes them to Pyroscope as cheap profiles (one sample per slab
+cache, kmemprof_source="slabinfo"; one per memory cgroup under its
+ancestors, kmemprof_source="memcg"). When an unreclaimable
 slab cache grows by --trigger-growth bytes or more in each of
 --trigger-intervals intervals in a row (SUnreclaim as a whole: by that many
 times --trigger-growth; or the dying memory cgroups rise in each), it

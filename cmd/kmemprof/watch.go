@@ -353,3 +353,72 @@ func slabProfile(v host.SystemView, reclaimable func(string) bool, period time.D
 	}
 	return p
 }
+
+// memcgProfile is the watch mode's cheap profile of the memory cgroups'
+// kernel memory: a sample per cgroup of what it holds itself (its figure
+// less its children's), under its ancestors' frames, so that a flame graph
+// shows the hierarchy with each cgroup's whole figure. The figure is the
+// kernel memory charged, or where the kernel does not say it, the
+// unreclaimable slab. Nil when there is nothing to show.
+func memcgProfile(ms []host.MemcgKernel, at time.Time, period time.Duration) *profile.Profile {
+	kernel := false
+	for _, m := range ms {
+		kernel = kernel || m.Kernel >= 0
+	}
+	figure := func(m host.MemcgKernel) int64 {
+		if kernel {
+			return max(m.Kernel, 0)
+		}
+		return max(m.SlabUnreclaimable, 0)
+	}
+	what := "kernel memory charged (memory.stat kernel, or memory.kmem.usage_in_bytes)"
+	if !kernel {
+		what = "unreclaimable slab charged (memory.stat slab_unreclaimable)"
+	}
+	own := map[string]int64{}
+	for _, m := range ms {
+		own[m.Path] += figure(m)
+		if m.Path != "/" {
+			own[path.Dir(m.Path)] -= figure(m)
+		}
+	}
+	p := &profile.Profile{
+		SampleType:    []*profile.ValueType{{Type: "inuse_space", Unit: "bytes"}},
+		PeriodType:    &profile.ValueType{Type: "space", Unit: "bytes"},
+		Period:        1,
+		TimeNanos:     at.UnixNano(),
+		DurationNanos: period.Nanoseconds(),
+		Comments:      []string{"kmemprof watch: " + what + " per memory cgroup, each less its children's; no allocation was traced"},
+	}
+	locs := map[string]*profile.Location{}
+	loc := func(cg string) *profile.Location {
+		if l, ok := locs[cg]; ok {
+			return l
+		}
+		name := "[memcg " + cg + "]"
+		f := &profile.Function{ID: uint64(len(p.Function) + 1), Name: name, SystemName: name}
+		p.Function = append(p.Function, f)
+		l := &profile.Location{ID: uint64(len(p.Location) + 1), Line: []profile.Line{{Function: f}}}
+		p.Location = append(p.Location, l)
+		locs[cg] = l
+		return l
+	}
+	for _, m := range ms {
+		v := own[m.Path]
+		if v <= 0 {
+			continue
+		}
+		var stack []*profile.Location
+		for cg := m.Path; ; cg = path.Dir(cg) {
+			stack = append(stack, loc(cg))
+			if cg == "/" {
+				break
+			}
+		}
+		p.Sample = append(p.Sample, &profile.Sample{Location: stack, Value: []int64{v}, Label: map[string][]string{"memcg": {m.Path}}})
+	}
+	if len(p.Sample) == 0 {
+		return nil
+	}
+	return p
+}

@@ -46,11 +46,18 @@ func watchAgent(ctx context.Context, o *agentOptions, stderr io.Writer) error {
 	v := first
 	for {
 		trig := w.Add(readingOf(v))
-		m.updateKernel(v, w)
+		memcgs, _ := host.ReadMemcgKernel(memcgDepth)
+		m.updateKernel(v, w, memcgs)
 		if p != nil {
 			var buf bytes.Buffer
 			if err := tracer.EncodeProfile(&buf, slabProfile(v, slabs.Is, o.interval)); err == nil {
 				p.enqueue(buf.Bytes(), "kmemprof_source", "slabinfo")
+			}
+			if mp := memcgProfile(memcgs, v.Taken, o.interval); mp != nil {
+				buf = bytes.Buffer{}
+				if err := tracer.EncodeProfile(&buf, mp); err == nil {
+					p.enqueue(buf.Bytes(), "kmemprof_source", "memcg")
+				}
 			}
 		}
 		if trig != nil {
@@ -168,8 +175,12 @@ func watchCapture(ctx context.Context, o *agentOptions, trig *watchTrigger, stde
 	return out.agg, nil
 }
 
+// memcgDepth is how deep below the root the watch mode reads the memory
+// cgroups (a Kubernetes pod is /kubepods/burstable/pod...: three).
+const memcgDepth = 3
+
 // updateKernel takes a reading's figures for /metrics.
-func (m *agentMetrics) updateKernel(v host.SystemView, w *watcher) {
+func (m *agentMetrics) updateKernel(v host.SystemView, w *watcher, memcgs []host.MemcgKernel) {
 	streaks := map[string]int{}
 	for _, c := range v.Caches {
 		if w.reclaimable(c.Name) {
@@ -182,6 +193,7 @@ func (m *agentMetrics) updateKernel(v host.SystemView, w *watcher) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.kernel = &v
+	m.memcgKernel = memcgs
 	m.streaks = streaks
 	m.readings++
 }
@@ -207,6 +219,14 @@ func (m *agentMetrics) collectWatch(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descKMemcgs, prometheus.GaugeValue, float64(v.Memcg.Total), "all")
 		if v.Memcg.DyingKnown {
 			ch <- prometheus.MustNewConstMetric(descKMemcgs, prometheus.GaugeValue, float64(v.Memcg.Dying), "dying")
+		}
+	}
+	for _, mk := range m.memcgKernel {
+		if mk.Kernel >= 0 {
+			ch <- prometheus.MustNewConstMetric(descKMemcgKernel, prometheus.GaugeValue, float64(mk.Kernel), mk.Path)
+		}
+		if mk.SlabUnreclaimable >= 0 {
+			ch <- prometheus.MustNewConstMetric(descKMemcgSlab, prometheus.GaugeValue, float64(mk.SlabUnreclaimable), mk.Path)
 		}
 	}
 	for name, n := range m.streaks {

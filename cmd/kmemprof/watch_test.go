@@ -204,3 +204,55 @@ func TestReclaimableByName(t *testing.T) {
 		}
 	}
 }
+
+// TestMemcgProfile: each cgroup's own share under its ancestors' frames;
+// the flame graph's totals are the kernel's hierarchical figures.
+func TestMemcgProfile(t *testing.T) {
+	ms := []host.MemcgKernel{
+		{Path: "/", Kernel: 1000, SlabUnreclaimable: -1},
+		{Path: "/a", Kernel: 600, SlabUnreclaimable: -1},
+		{Path: "/a/b", Kernel: 250, SlabUnreclaimable: -1},
+		{Path: "/c", Kernel: 100, SlabUnreclaimable: -1},
+	}
+	p := memcgProfile(ms, time.Unix(5, 0), time.Minute)
+	if p == nil {
+		t.Fatal("no profile")
+	}
+	var buf bytes.Buffer
+	if err := tracer.EncodeProfile(&buf, p); err != nil {
+		t.Fatal(err)
+	}
+	back, err := profile.Parse(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	total := map[string]int64{} // per frame: what a flame graph shows
+	for _, s := range back.Sample {
+		var frames []string
+		for _, l := range s.Location {
+			frames = append(frames, l.Line[0].Function.Name)
+			total[l.Line[0].Function.Name] += s.Value[0]
+		}
+		got[s.Label["memcg"][0]] = fmt.Sprint(s.Value[0], " ", strings.Join(frames, " < "))
+	}
+	want := map[string]string{
+		"/":    "300 [memcg /]",
+		"/a":   "350 [memcg /a] < [memcg /]",
+		"/a/b": "250 [memcg /a/b] < [memcg /a] < [memcg /]",
+		"/c":   "100 [memcg /c] < [memcg /]",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %q, want %q", k, got[k], v)
+		}
+	}
+	if total["[memcg /]"] != 1000 || total["[memcg /a]"] != 600 {
+		t.Errorf("flame graph totals %v, want the kernel's figures", total)
+	}
+	// v2 before 5.18: no "kernel", the unreclaimable slab instead.
+	p = memcgProfile([]host.MemcgKernel{{Path: "/", Kernel: -1, SlabUnreclaimable: 40}}, time.Unix(5, 0), time.Minute)
+	if p == nil || p.Sample[0].Value[0] != 40 || !strings.Contains(p.Comments[0], "slab_unreclaimable") {
+		t.Errorf("slab fallback: %+v", p)
+	}
+}
