@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -691,8 +692,12 @@ func TestAgentWatchTriggersCapture(t *testing.T) {
 	if slab < 2 {
 		t.Errorf("%d slabinfo profiles pushed", slab)
 	}
-	// And the memory cgroups', where the kernel has a memory hierarchy.
-	if _, src := host.ReadMemcgKernel(memcgDepth); src != "" {
+	// And the memory cgroups', where the kernel has a memory hierarchy and
+	// charged something to it (nothing is charged to cgroup v2's root: a
+	// machine without child cgroups has nothing to show).
+	ms, src := host.ReadMemcgKernel(memcgDepth)
+	charged := slices.IndexFunc(ms, func(m host.MemcgKernel) bool { return max(m.Kernel, m.SlabUnreclaimable) > 0 })
+	if charged >= 0 {
 		var memcg int
 		for _, r := range reqs {
 			for _, l := range r.Series[0].Labels {
@@ -701,8 +706,9 @@ func TestAgentWatchTriggersCapture(t *testing.T) {
 				}
 			}
 		}
-		if memcg < 2 || scrapeValue(t, stderr, "kmemprof_kernel_memcg_bytes", "memcg", "/")+scrapeValue(t, stderr, "kmemprof_kernel_memcg_slab_unreclaimable_bytes", "memcg", "/") <= 0 {
-			t.Errorf("%s: %d memcg profiles pushed, root figure absent", src, memcg)
+		p := ms[charged].Path
+		if k, u := scrapeValue(t, stderr, "kmemprof_kernel_memcg_bytes", "memcg", p), scrapeValue(t, stderr, "kmemprof_kernel_memcg_slab_unreclaimable_bytes", "memcg", p); memcg < 2 || max(k, u) <= 0 {
+			t.Errorf("%s: %d memcg profiles pushed, %s's figures %v and %v", src, memcg, p, k, u)
 		}
 	}
 	t.Logf("trigger: %s; %d of the leak's objects in the capture", trig, leak)
@@ -901,7 +907,7 @@ func TestMemcgKernelGrows(t *testing.T) {
 	ms, _ = host.ReadMemcgKernel(memcgDepth)
 	after := figure(ms)
 	t.Logf("%s: %s %d -> %d bytes with %d eventfds held", src, rel, before, after, n)
-	if after-before < n*256 {
-		t.Errorf("%s grew by %d bytes with %d eventfds held in it, want %d at least (a file each)", rel, after-before, n, n*256)
+	if after-before < n*200 {
+		t.Errorf("%s grew by %d bytes with %d eventfds held in it, want %d at least (a file each)", rel, after-before, n, n*200)
 	}
 }
