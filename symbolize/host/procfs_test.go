@@ -69,6 +69,7 @@ func TestParseMeminfoFixture(t *testing.T) {
 		Percpu:       4680 * k,
 		VmallocUsed:  227864 * k,
 		PageTables:   3184 * k,
+		KernelStack:  1720 * k,
 	}
 	if m != want {
 		t.Errorf("ParseMeminfo =\n%+v, want\n%+v", m, want)
