@@ -564,6 +564,18 @@ func TestGrafanaDashboard(t *testing.T) {
 	}
 }
 
+// eventfds counts the eventfds a process holds.
+func eventfds(pid int) int {
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	n := 0
+	for _, fd := range fds {
+		if l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && l == "anon_inode:[eventfd]" {
+			n++
+		}
+	}
+	return n
+}
+
 // heldProgs returns the BPF programs a process holds (none is no error).
 func heldProgs(t testing.TB, pid int) int {
 	t.Helper()
@@ -641,9 +653,16 @@ func TestAgentWatchTriggersCapture(t *testing.T) {
 	if strings.Contains(stderr.String(), "trigger:") {
 		t.Fatalf("a trigger before the leak (something else on this machine grows steadily): %s", stderr.String())
 	}
-	before := scrapeValue(t, stderr, "kmemprof_watch_readings_total")
 	// 400 eventfds (and their files, 100 KiB of filp) every 2 s interval.
 	leaker := bpftest.StartSteadyLeaker(t, 6000, 30*time.Second)
+	// The leak begins when the child holds its first eventfds (starting
+	// it takes a second or more under emulation).
+	for deadline := time.Now().Add(30 * time.Second); eventfds(leaker.PID) < 10; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the leaker holds no eventfds after 30 s")
+		}
+	}
+	before := scrapeValue(t, stderr, "kmemprof_watch_readings_total")
 	var at float64
 	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(stderr.String(), "trigger:"); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -97,7 +98,21 @@ func (t *watchTrigger) String() string {
 type watcher struct {
 	rule        watchRule
 	reclaimable func(cache string) bool
-	hist        []kernelReading // at most rule.Intervals+1, oldest first
+	// aliases are the names SLUB merged with each cache (SlabAliases):
+	// /proc/slabinfo shows a merged group under its first name only.
+	aliases map[string][]string
+	hist    []kernelReading // at most rule.Intervals+1, oldest first
+}
+
+// lsmCache is the name /proc/slabinfo shows lsm_inode_cache's objects
+// under: its own, or the cache it was merged into.
+func (w *watcher) lsmCache(r kernelReading) string {
+	for name := range r.Caches {
+		if name == "lsm_inode_cache" || slices.Contains(w.aliases[name], "lsm_inode_cache") {
+			return name
+		}
+	}
+	return "lsm_inode_cache"
 }
 
 // Reset forgets the readings: after a capture (its own maps and programs
@@ -156,7 +171,7 @@ func (w *watcher) unreclaimableGrowth() int64 {
 			}
 			d := int64(c.ActiveBytes()) - int64(p.ActiveBytes())
 			if d > 0 {
-				d = max(0, d-int64(explainedGrowth(prev, cur, name)))
+				d = max(0, d-int64(explainedGrowth(prev, cur, name, w.lsmCache(cur))))
 			}
 			sum += d
 		}
@@ -189,7 +204,7 @@ func (w *watcher) Streak(cache string) int {
 	for i := len(w.hist) - 1; i > 0; i-- {
 		a, ok1 := w.hist[i-1].Caches[cache]
 		b, ok2 := w.hist[i].Caches[cache]
-		if !ok1 || !ok2 || b.ActiveBytes() < a.ActiveBytes()+explainedGrowth(w.hist[i-1], w.hist[i], cache)+w.rule.MinBytes {
+		if !ok1 || !ok2 || b.ActiveBytes() < a.ActiveBytes()+explainedGrowth(w.hist[i-1], w.hist[i], cache, w.lsmCache(w.hist[i]))+w.rule.MinBytes {
 			break
 		}
 		n++
@@ -200,16 +215,17 @@ func (w *watcher) Streak(cache string) int {
 // explainedGrowth is how much of an unreclaimable cache's growth between
 // two readings other caches' growth explains, at most: objects the kernel
 // allocates for, and frees with, other objects, which grow with reclaimable
-// caches and are no leak of their own.
+// caches and are no leak of their own. lsm is the name lsm_inode_cache's
+// objects show under (merged, it is another cache's).
 //   - lsm_inode_cache holds a security blob per inode: up to one object per
 //     inode added to an inode cache.
 //   - every new slab gets a vector of per-object metadata (obj_cgroup
 //     pointers, 8 bytes an object; with memory allocation profiling, 16),
 //     allocated by kmalloc (alloc_slab_obj_exts, memcg_alloc_slab_cgroups):
 //     up to a vector per slab added, in the kmalloc caches of both sizes.
-func explainedGrowth(prev, cur kernelReading, cache string) uint64 {
+func explainedGrowth(prev, cur kernelReading, cache, lsm string) uint64 {
 	var e uint64
-	if cache == "lsm_inode_cache" {
+	if cache == lsm {
 		var inodes uint64
 		for name, c := range cur.Caches {
 			if p, ok := prev.Caches[name]; ok && isInodeCache(name) && c.ActiveObjs > p.ActiveObjs {
@@ -361,9 +377,12 @@ func slabProfile(v host.SystemView, reclaimable func(string) bool, period time.D
 // kernel memory charged, or where the kernel does not say it, the
 // unreclaimable slab. Nil when there is nothing to show.
 func memcgProfile(ms []host.MemcgKernel, at time.Time, period time.Duration) *profile.Profile {
+	// The kernel memory charged where the kernel counts some; else the
+	// unreclaimable slab (cgroup v2 before 5.18 has no "kernel", and its
+	// root may count slab alone).
 	kernel := false
 	for _, m := range ms {
-		kernel = kernel || m.Kernel >= 0
+		kernel = kernel || m.Kernel > 0
 	}
 	figure := func(m host.MemcgKernel) int64 {
 		if kernel {

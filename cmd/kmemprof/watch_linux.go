@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -31,7 +32,9 @@ func watchAgent(ctx context.Context, o *agentOptions, stderr io.Writer) error {
 	defer closeOutputs()
 	slabs := newSlabReclaimable()
 	m.watchSlabs = slabs.Is
-	w := &watcher{rule: o.rule, reclaimable: slabs.Is}
+	// Merged caches' other names; none where SLUB's sysfs is missing.
+	aliases, _ := host.SlabAliases(os.DirFS("/sys/kernel/slab"))
+	w := &watcher{rule: o.rule, reclaimable: slabs.Is, aliases: aliases}
 	fmt.Fprintf(stderr, "watching the kernel's counts every %s, no program attached; a capture of %s when an unreclaimable slab cache grows by %s or more in each of %d intervals in a row (or those caches together by %s, or the dying memory cgroups)\n",
 		o.interval, o.capture, tracer.HumanBytes(o.rule.MinBytes), o.rule.Intervals, tracer.HumanBytes(uint64(o.rule.Intervals)*o.rule.MinBytes))
 	stopping := func() error {
