@@ -653,8 +653,10 @@ func TestAgentWatchTriggersCapture(t *testing.T) {
 	if strings.Contains(stderr.String(), "trigger:") {
 		t.Fatalf("a trigger before the leak (something else on this machine grows steadily): %s", stderr.String())
 	}
-	// 400 eventfds (and their files, 100 KiB of filp) every 2 s interval.
-	leaker := bpftest.StartSteadyLeaker(t, 6000, 30*time.Second)
+	// 800 eventfds (and their files, 200 KiB of filp) every 2 s interval:
+	// three times the rule's 64 KiB, so that a guest slowed by emulation
+	// that cannot keep the pace still leaks enough in every interval.
+	leaker := bpftest.StartSteadyLeaker(t, 12000, 30*time.Second)
 	// The leak begins when the child holds its first eventfds (starting
 	// it takes a second or more under emulation).
 	for deadline := time.Now().Add(30 * time.Second); eventfds(leaker.PID) < 10; time.Sleep(20 * time.Millisecond) {
@@ -693,7 +695,7 @@ func TestAgentWatchTriggersCapture(t *testing.T) {
 	// The captured profile: labelled, and the leak in it.
 	leak, reason := waitCapturedLeak(t, f, leaker.PID)
 	if leak < 100 {
-		t.Errorf("the captured profile holds %d of the leaker's eventfd objects under do_eventfd, want the ~1200 made while it traced", leak)
+		t.Errorf("the captured profile holds %d of the leaker's eventfd objects under do_eventfd, want the ~2400 made while it traced", leak)
 	}
 	if reason == "" || !strings.Contains(trig, strings.TrimPrefix(reason, "cache:")) {
 		t.Errorf("the capture's trigger label %q, the log's trigger %q", reason, trig)

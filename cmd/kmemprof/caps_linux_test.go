@@ -154,7 +154,7 @@ func TestAgentDeployPrivileges(t *testing.T) {
 		if eff := capEff(t, cmd.Process.Pid); eff&(1<<unix.CAP_SYS_ADMIN) != 0 {
 			t.Fatalf("the agent kept CAP_SYS_ADMIN (CapEff %#x): the test does not test the deployed privileges", eff)
 		}
-		leaker := bpftest.StartSteadyLeaker(t, 6000, 30*time.Second)
+		leaker := bpftest.StartSteadyLeaker(t, 12000, 30*time.Second)
 		for deadline := time.Now().Add(60 * time.Second); !strings.Contains(stderr.String(), "capture done"); time.Sleep(100 * time.Millisecond) {
 			if time.Now().After(deadline) || strings.Contains(stderr.String(), "capture failed") {
 				t.Fatalf("with the deployed capabilities, no capture: %s", stderr.String())
