@@ -314,7 +314,12 @@ func TestAgentMetrics(t *testing.T) {
 // line; the agent is killed at the end of the test if still running.
 func startAgent(t *testing.T, args ...string) (*exec.Cmd, *lockedBuffer) {
 	t.Helper()
-	cmd := kmemprofCmd(append([]string{"agent"}, args...)...)
+	return startAgentCmd(t, kmemprofCmd(append([]string{"agent"}, args...)...))
+}
+
+// startAgentCmd is startAgent of a command made by the caller.
+func startAgentCmd(t *testing.T, cmd *exec.Cmd) (*exec.Cmd, *lockedBuffer) {
+	t.Helper()
 	stderr := &lockedBuffer{ch: make(chan struct{}, 1)}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
@@ -576,6 +581,17 @@ func eventfds(pid int) int {
 	return n
 }
 
+// waitReadings waits (up to 30 s) until the agent has read the kernel's
+// counts n times.
+func waitReadings(t *testing.T, stderr *lockedBuffer, n float64) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); scrapeValue(t, stderr, "kmemprof_watch_readings_total") < n; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than %v readings in 30 s: %s", n, stderr.String())
+		}
+	}
+}
+
 // heldProgs returns the BPF programs a process holds (none is no error).
 func heldProgs(t testing.TB, pid int) int {
 	t.Helper()
@@ -642,11 +658,7 @@ func TestAgentWatchTriggersCapture(t *testing.T) {
 	f := &fakePyroscope{}
 	url := startFakePyroscope(t, f)
 	cmd, stderr := startAgent(t, watchArgs(url)...)
-	for deadline := time.Now().Add(30 * time.Second); scrapeValue(t, stderr, "kmemprof_watch_readings_total") < 2; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no readings: %s", stderr.String())
-		}
-	}
+	waitReadings(t, stderr, 2)
 	if n := heldProgs(t, cmd.Process.Pid); n != 0 {
 		t.Fatalf("watching, the agent holds %d BPF programs", n)
 	}
@@ -775,11 +787,7 @@ func TestAgentWatchIgnoresReclaimable(t *testing.T) {
 	f := &fakePyroscope{}
 	url := startFakePyroscope(t, f)
 	cmd, stderr := startAgent(t, watchArgs(url)...)
-	for deadline := time.Now().Add(30 * time.Second); scrapeValue(t, stderr, "kmemprof_watch_readings_total") < 1; time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no readings: %s", stderr.String())
-		}
-	}
+	waitReadings(t, stderr, 1)
 	start := scrapeValue(t, stderr, "kmemprof_watch_readings_total")
 	dir := t.TempDir()
 	storm := bpftest.StartFileStorm(t, dir, 20000, 10*time.Second)

@@ -187,17 +187,7 @@ func TestImage(t *testing.T) {
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	stderr := &lockedBuffer{ch: make(chan struct{}, 1)}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
+	cmd, stderr := startAgentCmd(t, cmd)
 	var pushed bool
 	for deadline := time.Now().Add(60 * time.Second); !pushed; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -35,6 +35,8 @@ type kernelReading struct {
 	At     time.Time
 	Caches map[string]host.SlabCache
 	Memcg  host.MemcgCount
+	// lsm is the name lsm_inode_cache shows under (watcher.lsmCache), set by Add.
+	lsm string
 }
 
 func readingOf(v host.SystemView) kernelReading {
@@ -122,6 +124,7 @@ func (w *watcher) Reset() { w.hist = w.hist[:0] }
 // Add takes a reading and returns a trigger when the rule holds over the
 // readings it has, nil otherwise.
 func (w *watcher) Add(r kernelReading) *watchTrigger {
+	r.lsm = w.lsmCache(r)
 	w.hist = append(w.hist, r)
 	if n := w.rule.Intervals + 1; len(w.hist) > n {
 		w.hist = append(w.hist[:0], w.hist[len(w.hist)-n:]...)
@@ -171,7 +174,7 @@ func (w *watcher) unreclaimableGrowth() int64 {
 			}
 			d := int64(c.ActiveBytes()) - int64(p.ActiveBytes())
 			if d > 0 {
-				d = max(0, d-int64(explainedGrowth(prev, cur, name, w.lsmCache(cur))))
+				d = max(0, d-int64(explainedGrowth(prev, cur, name, cur.lsm)))
 			}
 			sum += d
 		}
@@ -204,7 +207,7 @@ func (w *watcher) Streak(cache string) int {
 	for i := len(w.hist) - 1; i > 0; i-- {
 		a, ok1 := w.hist[i-1].Caches[cache]
 		b, ok2 := w.hist[i].Caches[cache]
-		if !ok1 || !ok2 || b.ActiveBytes() < a.ActiveBytes()+explainedGrowth(w.hist[i-1], w.hist[i], cache, w.lsmCache(w.hist[i]))+w.rule.MinBytes {
+		if !ok1 || !ok2 || b.ActiveBytes() < a.ActiveBytes()+explainedGrowth(w.hist[i-1], w.hist[i], cache, w.hist[i].lsm)+w.rule.MinBytes {
 			break
 		}
 		n++
@@ -341,18 +344,7 @@ func slabProfile(v host.SystemView, reclaimable func(string) bool, period time.D
 		DurationNanos: period.Nanoseconds(),
 		Comments:      []string{"kmemprof watch: /proc/slabinfo's active objects per cache; no allocation was traced"},
 	}
-	locs := map[string]*profile.Location{}
-	loc := func(name string) *profile.Location {
-		if l, ok := locs[name]; ok {
-			return l
-		}
-		f := &profile.Function{ID: uint64(len(p.Function) + 1), Name: name, SystemName: name}
-		p.Function = append(p.Function, f)
-		l := &profile.Location{ID: uint64(len(p.Location) + 1), Line: []profile.Line{{Function: f}}}
-		p.Location = append(p.Location, l)
-		locs[name] = l
-		return l
-	}
+	loc := frames(p)
 	for _, c := range v.Caches {
 		if c.ActiveObjs == 0 {
 			continue
@@ -409,19 +401,8 @@ func memcgProfile(ms []host.MemcgKernel, at time.Time, period time.Duration) *pr
 		DurationNanos: period.Nanoseconds(),
 		Comments:      []string{"kmemprof watch: " + what + " per memory cgroup, each less its children's; no allocation was traced"},
 	}
-	locs := map[string]*profile.Location{}
-	loc := func(cg string) *profile.Location {
-		if l, ok := locs[cg]; ok {
-			return l
-		}
-		name := "[memcg " + cg + "]"
-		f := &profile.Function{ID: uint64(len(p.Function) + 1), Name: name, SystemName: name}
-		p.Function = append(p.Function, f)
-		l := &profile.Location{ID: uint64(len(p.Location) + 1), Line: []profile.Line{{Function: f}}}
-		p.Location = append(p.Location, l)
-		locs[cg] = l
-		return l
-	}
+	frame := frames(p)
+	loc := func(cg string) *profile.Location { return frame("[memcg " + cg + "]") }
 	for _, m := range ms {
 		v := own[m.Path]
 		if v <= 0 {
@@ -440,4 +421,21 @@ func memcgProfile(ms []host.MemcgKernel, at time.Time, period time.Duration) *pr
 		return nil
 	}
 	return p
+}
+
+// frames returns a function that gives p's location of a frame of that
+// name, made once.
+func frames(p *profile.Profile) func(name string) *profile.Location {
+	locs := map[string]*profile.Location{}
+	return func(name string) *profile.Location {
+		if l, ok := locs[name]; ok {
+			return l
+		}
+		f := &profile.Function{ID: uint64(len(p.Function) + 1), Name: name, SystemName: name}
+		p.Function = append(p.Function, f)
+		l := &profile.Location{ID: uint64(len(p.Location) + 1), Line: []profile.Line{{Function: f}}}
+		p.Location = append(p.Location, l)
+		locs[name] = l
+		return l
+	}
 }
